@@ -1,0 +1,173 @@
+//! Command line and configuration. Every setting is a flag with an
+//! environment variable; `cerebral --help` lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Cerebral: a GraphQL control plane for AI agent teams, compatible with the
+/// BMad Method.
+#[derive(Debug, Parser)]
+#[command(name = "cerebral", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when left out.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// The commands of the binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply or inspect database migrations.
+    Migrate {
+        /// What to do with the migrations.
+        #[arg(value_enum, default_value = "up")]
+        action: MigrateAction,
+    },
+    /// Print the GraphQL schema (SDL) to standard output.
+    PrintSchema,
+    /// Import a V4-format folder (agents/, agent-teams/, workflows/) into the
+    /// catalog of the default tenant.
+    Import {
+        /// The folder to read.
+        dir: PathBuf,
+    },
+    /// Play an agent team running the `greenfield-service` workflow against a
+    /// running server, printing what happens.
+    Demo {
+        /// The GraphQL endpoint of the server.
+        #[arg(
+            long,
+            env = "CEREBRAL_DEMO_URL",
+            default_value = "http://127.0.0.1:8000/graphql"
+        )]
+        url: String,
+        /// The workflow to run.
+        #[arg(long, default_value = "greenfield-service")]
+        workflow: String,
+    },
+    /// Exit 0 when the server answers on /healthz, 1 otherwise (for container
+    /// health checks; needs no shell tools).
+    Healthcheck {
+        /// Base URL of the server.
+        #[arg(
+            long,
+            env = "CEREBRAL_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8000"
+        )]
+        url: String,
+    },
+}
+
+/// What `cerebral migrate` does.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the last applied migration.
+    Down,
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Server settings. Passed in explicitly (no globals), so tests build an app
+/// with their own.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "CEREBRAL_LISTEN",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub listen: SocketAddr,
+    /// Database URL: `sqlite://PATH?mode=rwc` (the default, created on first
+    /// start) or `postgres://USER@HOST/DB`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./data/cerebral.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "CEREBRAL_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// How long a DataLoader waits to gather keys before it queries, in
+    /// microseconds. Sibling fields register their keys within one poll, so a
+    /// short window batches them without adding noticeable latency.
+    #[arg(
+        long,
+        env = "CEREBRAL_DATALOADER_DELAY_US",
+        default_value_t = 200,
+        global = true
+    )]
+    pub dataloader_delay_us: u64,
+    /// On PostgreSQL, how often each process checks the event log for events
+    /// committed by other replicas, in milliseconds (0 turns it off).
+    #[arg(
+        long,
+        env = "CEREBRAL_EVENT_POLL_MS",
+        default_value_t = 500,
+        global = true
+    )]
+    pub event_poll_ms: u64,
+    /// Inactivity after which a session expires, in minutes.
+    #[arg(
+        long,
+        env = "CEREBRAL_SESSION_TIMEOUT_MINUTES",
+        default_value_t = 60,
+        global = true
+    )]
+    pub session_timeout_minutes: i64,
+    /// Entries kept in a persona context's history; the oldest are dropped.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_CONTEXT_HISTORY",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_context_history: usize,
+    /// Log format.
+    #[arg(
+        long,
+        env = "CEREBRAL_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Settings for tests and embedding: the defaults with the given database
+    /// and port 0.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let mut cli = Cli::parse_from(["cerebral"]);
+        cli.config.database_url = database_url.into();
+        cli.config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        cli.config
+    }
+}

@@ -1,0 +1,185 @@
+//! The one error type of the services and its one conversion to a GraphQL
+//! error.
+//!
+//! Codes are API: `BAD_USER_INPUT`, `NOT_FOUND`, `INVALID_TRANSITION`,
+//! `CONFLICT`, `UNAUTHENTICATED`, `FORBIDDEN`, `INTERNAL_SERVER_ERROR`. They are
+//! tested and never renamed. The crate enables async-graphql's
+//! `custom-error-conversion`, so a bare `?` on any other error type does not
+//! compile: nothing can reach a client without a code.
+
+use async_graphql::ErrorExtensions;
+use sea_orm::{DbErr, SqlErr};
+
+/// Every failure a service can report, classified by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The input is malformed or breaks a rule that does not depend on state.
+    #[error("{0}")]
+    BadInput(String),
+    /// No such object for the caller (another tenant's object included).
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// GraphQL type name, e.g. `Task`.
+        entity: &'static str,
+        /// The id as the client sent it.
+        id: String,
+    },
+    /// The lifecycle does not allow this change from the current state.
+    #[error("cannot move {entity} from {from} to {to}; allowed from {from}: {allowed}", allowed = if .allowed.is_empty() { "none (terminal state)".to_string() } else { .allowed.join(", ") })]
+    InvalidTransition {
+        /// GraphQL type name.
+        entity: &'static str,
+        /// The current state.
+        from: String,
+        /// The requested state.
+        to: String,
+        /// The states the current one may move to.
+        allowed: Vec<String>,
+    },
+    /// The change raced another one or targets a stale version.
+    #[error("{0}")]
+    Conflict(String),
+    /// No valid credentials.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Valid credentials without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A fault of the server; logged in full, shown to the client as a code only.
+    #[error("internal server error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Result type of the service layer.
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    /// The stable `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadInput(_) => "BAD_USER_INPUT",
+            AppError::NotFound { .. } => "NOT_FOUND",
+            AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
+            AppError::Conflict(_) => "CONFLICT",
+            AppError::Unauthenticated => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// Shorthand for [`AppError::NotFound`].
+    pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        AppError::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`AppError::BadInput`].
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        AppError::BadInput(msg.into())
+    }
+
+    /// Builds [`AppError::InvalidTransition`] from any lifecycle enum.
+    pub fn transition<S: sea_orm::ActiveEnum<Value = String> + Copy>(
+        entity: &'static str,
+        from: S,
+        to: S,
+        allowed: &[S],
+    ) -> Self {
+        AppError::InvalidTransition {
+            entity,
+            from: from.to_value(),
+            to: to.to_value(),
+            allowed: allowed.iter().map(|s| s.to_value()).collect(),
+        }
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(e: DbErr) -> Self {
+        // A unique or foreign key violation is the client's race or mistake,
+        // not a server fault; everything else is internal.
+        match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                AppError::Conflict("a conflicting change was made at the same time".into())
+            }
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                AppError::BadInput("a referenced object does not exist".into())
+            }
+            _ => AppError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        if let AppError::Internal(inner) = &e {
+            tracing::error!(error = ?inner, "internal error");
+        }
+        let code = e.code();
+        let base = async_graphql::Error::new(e.to_string());
+        base.extend_with(|_, ext| {
+            ext.set("code", code);
+            match &e {
+                AppError::NotFound { entity, id } => {
+                    ext.set("entity", *entity);
+                    ext.set("id", id.as_str());
+                }
+                AppError::InvalidTransition {
+                    entity,
+                    from,
+                    to,
+                    allowed,
+                } => {
+                    ext.set("entity", *entity);
+                    ext.set("from", from.as_str());
+                    ext.set("to", to.as_str());
+                    ext.set(
+                        "allowed",
+                        async_graphql::Value::List(
+                            allowed
+                                .iter()
+                                .map(|a| async_graphql::Value::from(a.as_str()))
+                                .collect(),
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskStatus;
+
+    #[test]
+    fn the_code_survives_conversion_to_a_graphql_error() {
+        let e: async_graphql::Error = AppError::transition(
+            "Task",
+            TaskStatus::Completed,
+            TaskStatus::Working,
+            TaskStatus::Completed.allowed_transitions(),
+        )
+        .into();
+        let ext = e.extensions.expect("extensions are set");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("INVALID_TRANSITION"))
+        );
+        assert_eq!(
+            ext.get("from"),
+            Some(&async_graphql::Value::from("COMPLETED"))
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_text() {
+        let e: async_graphql::Error =
+            AppError::Internal(anyhow::anyhow!("SELECT secret FROM x")).into();
+        assert_eq!(e.message, "internal server error");
+    }
+}

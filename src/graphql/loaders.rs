@@ -1,0 +1,587 @@
+//! DataLoaders: every relation of the schema goes through one of these, so
+//! the number of SQL statements for a request depends on its shape, never on
+//! how many rows it returns.
+//!
+//! Loaders are built per request with the caller's tenant inside, so a
+//! loader can never return another tenant's row and its cache never
+//! outlives the request.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, Statement, Value,
+};
+use uuid::Uuid;
+
+use crate::auth::SYSTEM_TENANT;
+use crate::entity::{
+    agent_status, artifact, event, hitl_request, persona, persona_context, project, task,
+    task_checkpoint, task_dependency, team_member, team_workflow, workflow, workflow_step,
+};
+
+/// Errors of loaders are shared between every field waiting on the batch.
+pub type LoadError = Arc<sea_orm::DbErr>;
+
+/// Loads rows of one table by primary key, scoped to a tenant (and, for the
+/// catalog, to the built-in tenant as well).
+pub struct ById<E> {
+    db: DatabaseConnection,
+    tenants: Vec<Uuid>,
+    _e: PhantomData<E>,
+}
+
+macro_rules! by_id {
+    ($($m:ident),*) => {$(
+        impl Loader<Uuid> for ById<$m::Entity> {
+            type Value = $m::Model;
+            type Error = LoadError;
+            async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+                let rows = $m::Entity::find()
+                    .filter($m::Column::Id.is_in(keys.to_vec()))
+                    .filter($m::Column::TenantId.is_in(self.tenants.clone()))
+                    .all(&self.db)
+                    .await
+                    .map_err(Arc::new)?;
+                Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+            }
+        }
+    )*};
+}
+by_id!(
+    project,
+    task,
+    persona,
+    workflow,
+    workflow_step,
+    persona_context,
+    task_checkpoint,
+    hitl_request,
+    artifact,
+    agent_status
+);
+
+/// A catalog row by key, the tenant's own before the built-in one.
+pub struct ByKey<E> {
+    db: DatabaseConnection,
+    tenant: Uuid,
+    _e: PhantomData<E>,
+}
+
+macro_rules! by_key {
+    ($($m:ident),*) => {$(
+        impl Loader<String> for ByKey<$m::Entity> {
+            type Value = $m::Model;
+            type Error = LoadError;
+            async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+                let rows = $m::Entity::find()
+                    .filter($m::Column::Key.is_in(keys.to_vec()))
+                    .filter($m::Column::TenantId.is_in([self.tenant, SYSTEM_TENANT]))
+                    .all(&self.db)
+                    .await
+                    .map_err(Arc::new)?;
+                let mut out: HashMap<String, $m::Model> = HashMap::new();
+                for r in rows {
+                    let own = r.tenant_id == self.tenant;
+                    if own || !out.contains_key(&r.key) {
+                        out.insert(r.key.clone(), r);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    )*};
+}
+by_key!(persona, workflow);
+
+/// The relations that are paginated lists under a parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rel {
+    /// `Project.tasks`
+    ProjectTasks,
+    /// `Project.artifacts`
+    ProjectArtifacts,
+    /// `Project.hitlRequests`
+    ProjectHitl,
+    /// `Project.events`
+    ProjectEvents,
+    /// `Task.checkpoints`
+    TaskCheckpoints,
+    /// `Task.hitlRequests`
+    TaskHitl,
+    /// `Task.artifacts`
+    TaskArtifacts,
+    /// `Session.contexts`
+    SessionContexts,
+    /// `Project.agentStatuses`
+    ProjectAgents,
+}
+
+impl Rel {
+    /// (table, parent column, order column) of the relation.
+    fn shape(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Rel::ProjectTasks => ("tasks", "project_id", "id"),
+            Rel::ProjectArtifacts => ("artifacts", "project_id", "id"),
+            Rel::ProjectHitl => ("hitl_requests", "project_id", "id"),
+            Rel::ProjectEvents => ("events", "project_id", "seq"),
+            Rel::TaskCheckpoints => ("task_checkpoints", "task_id", "id"),
+            Rel::TaskHitl => ("hitl_requests", "task_id", "id"),
+            Rel::TaskArtifacts => ("artifacts", "task_id", "id"),
+            Rel::SessionContexts => ("persona_contexts", "session_id", "id"),
+            Rel::ProjectAgents => ("agent_statuses", "project_id", "id"),
+        }
+    }
+}
+
+/// A page of children under one parent: `first` rows after `after` (an id
+/// or, for events, a sequence number), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    /// The parent row.
+    pub parent: Uuid,
+    /// Rows to fetch (one more than the page, to learn `hasNextPage`).
+    pub limit: u64,
+    /// Exclusive lower bound of the order column.
+    pub after: Option<Cursor>,
+}
+
+/// A keyset position.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Cursor {
+    /// After this id.
+    Id(Uuid),
+    /// After this event sequence number.
+    Seq(i64),
+}
+
+/// Loads pages of children for many parents with one windowed query per
+/// distinct (limit, after): `ROW_NUMBER() OVER (PARTITION BY parent ORDER BY
+/// key)` keeps the first `limit` of every parent.
+pub struct Children<E> {
+    db: DatabaseConnection,
+    tenant: Uuid,
+    rel: Rel,
+    _e: PhantomData<E>,
+}
+
+impl<E> Children<E>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+{
+    async fn fetch(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Vec<E::Model>>, LoadError> {
+        let (table, parent, order) = self.rel.shape();
+        let backend = self.db.get_database_backend();
+        let mut groups: HashMap<(u64, Option<Cursor>), Vec<Uuid>> = HashMap::new();
+        for k in keys {
+            groups
+                .entry((k.limit, k.after.clone()))
+                .or_default()
+                .push(k.parent);
+        }
+        let mut out = HashMap::new();
+        for ((limit, after), parents) in groups {
+            let mut values: Vec<Value> = vec![self.tenant.into()];
+            let ph = |values: &mut Vec<Value>, v: Value| {
+                values.push(v);
+                match backend {
+                    sea_orm::DbBackend::Postgres => format!("${}", values.len()),
+                    _ => "?".to_string(),
+                }
+            };
+            let tenant_ph = match backend {
+                sea_orm::DbBackend::Postgres => "$1".to_string(),
+                _ => "?".to_string(),
+            };
+            let parent_phs: Vec<String> = parents
+                .iter()
+                .map(|p| ph(&mut values, (*p).into()))
+                .collect();
+            let after_sql = match &after {
+                Some(Cursor::Id(a)) => format!(" AND t.{order} > {}", ph(&mut values, (*a).into())),
+                Some(Cursor::Seq(s)) => {
+                    format!(" AND t.{order} > {}", ph(&mut values, (*s).into()))
+                }
+                None => String::new(),
+            };
+            let limit_ph = ph(&mut values, (limit as i64).into());
+            let sql = format!(
+                "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order}) AS rn__ \
+                 FROM {table} t WHERE t.tenant_id = {tenant_ph} AND t.{parent} IN ({}){after_sql}) w \
+                 WHERE w.rn__ <= {limit_ph} ORDER BY w.{parent}, w.{order}",
+                parent_phs.join(", ")
+            );
+            let rows = self
+                .db
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await
+                .map_err(Arc::new)?;
+            let mut by_parent: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
+            for r in rows {
+                let pid: Uuid = r.try_get("", parent).map_err(Arc::new)?;
+                let m = E::Model::from_query_result(&r, "").map_err(Arc::new)?;
+                by_parent.entry(pid).or_default().push(m);
+            }
+            for p in parents {
+                out.insert(
+                    PageKey {
+                        parent: p,
+                        limit,
+                        after: after.clone(),
+                    },
+                    by_parent.remove(&p).unwrap_or_default(),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+macro_rules! children {
+    ($($m:ident),*) => {$(
+        impl Loader<PageKey> for Children<$m::Entity> {
+            type Value = Vec<$m::Model>;
+            type Error = LoadError;
+            async fn load(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Self::Value>, Self::Error> {
+                self.fetch(keys).await
+            }
+        }
+    )*};
+}
+children!(
+    task,
+    artifact,
+    hitl_request,
+    event,
+    task_checkpoint,
+    persona_context,
+    agent_status
+);
+
+/// Counts children per parent for `totalCount`, one grouped query per relation.
+pub struct ChildCounts {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct CountRow {
+    parent: Uuid,
+    n: i64,
+}
+
+impl Loader<(Rel, Uuid)> for ChildCounts {
+    type Value = u64;
+    type Error = LoadError;
+    async fn load(&self, keys: &[(Rel, Uuid)]) -> Result<HashMap<(Rel, Uuid), u64>, LoadError> {
+        let mut by_rel: HashMap<Rel, Vec<Uuid>> = HashMap::new();
+        for (r, p) in keys {
+            by_rel.entry(*r).or_default().push(*p);
+        }
+        let mut out = HashMap::new();
+        for (rel, parents) in by_rel {
+            let (table, parent, _) = rel.shape();
+            let stmt = sea_orm::sea_query::Query::select()
+                .expr_as(Expr::col(Alias::new(parent)), Alias::new("parent"))
+                .expr_as(Expr::col(Alias::new(parent)).count(), Alias::new("n"))
+                .from(Alias::new(table))
+                .and_where(Expr::col(Alias::new("tenant_id")).eq(self.tenant))
+                .and_where(Expr::col(Alias::new(parent)).is_in(parents.clone()))
+                .group_by_col(Alias::new(parent))
+                .take();
+            let rows = CountRow::find_by_statement(self.db.get_database_backend().build(&stmt))
+                .all(&self.db)
+                .await
+                .map_err(Arc::new)?;
+            let counts: HashMap<Uuid, i64> = rows.into_iter().map(|r| (r.parent, r.n)).collect();
+            for p in parents {
+                out.insert((rel, p), counts.get(&p).copied().unwrap_or(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The tasks each task depends on (ids), from the dependency edges.
+pub struct Dependencies {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for Dependencies {
+    type Value = Vec<Uuid>;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<Uuid>>, LoadError> {
+        let rows = task_dependency::Entity::find()
+            .filter(task_dependency::Column::TenantId.eq(self.tenant))
+            .filter(task_dependency::Column::TaskId.is_in(keys.to_vec()))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let mut out: HashMap<Uuid, Vec<Uuid>> = keys.iter().map(|k| (*k, vec![])).collect();
+        for r in rows {
+            out.entry(r.task_id).or_default().push(r.depends_on_id);
+        }
+        Ok(out)
+    }
+}
+
+/// The newest checkpoint of each task.
+pub struct LatestCheckpoint {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for LatestCheckpoint {
+    type Value = task_checkpoint::Model;
+    type Error = LoadError;
+    async fn load(
+        &self,
+        keys: &[Uuid],
+    ) -> Result<HashMap<Uuid, task_checkpoint::Model>, LoadError> {
+        // The newest per task is the greatest id (UUID v7 is time-ordered).
+        let newest = task_checkpoint::Entity::find()
+            .select_only()
+            .column_as(task_checkpoint::Column::Id.max(), "id")
+            .filter(task_checkpoint::Column::TenantId.eq(self.tenant))
+            .filter(task_checkpoint::Column::TaskId.is_in(keys.to_vec()))
+            .group_by(task_checkpoint::Column::TaskId)
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let rows = task_checkpoint::Entity::find()
+            .filter(task_checkpoint::Column::Id.is_in(newest))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|r| (r.task_id, r)).collect())
+    }
+}
+
+/// Steps of each workflow, in order (bounded by the definition itself).
+pub struct Steps {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for Steps {
+    type Value = Vec<workflow_step::Model>;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        let rows = workflow_step::Entity::find()
+            .filter(workflow_step::Column::WorkflowId.is_in(keys.to_vec()))
+            .filter(workflow_step::Column::TenantId.is_in([self.tenant, SYSTEM_TENANT]))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let mut out: HashMap<Uuid, Self::Value> = keys.iter().map(|k| (*k, vec![])).collect();
+        for r in rows {
+            out.entry(r.workflow_id).or_default().push(r);
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|s| s.position);
+        }
+        Ok(out)
+    }
+}
+
+/// Persona and workflow keys of each team, in team order.
+pub struct TeamKeys {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for TeamKeys {
+    type Value = (Vec<String>, Vec<String>);
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        let tenants = Condition::any()
+            .add(team_member::Column::TenantId.eq(self.tenant))
+            .add(team_member::Column::TenantId.eq(SYSTEM_TENANT));
+        let mut members = team_member::Entity::find()
+            .filter(team_member::Column::TeamId.is_in(keys.to_vec()))
+            .filter(tenants)
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        members.sort_by_key(|m| m.position);
+        let mut flows = team_workflow::Entity::find()
+            .filter(team_workflow::Column::TeamId.is_in(keys.to_vec()))
+            .filter(team_workflow::Column::TenantId.is_in([self.tenant, SYSTEM_TENANT]))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        flows.sort_by_key(|m| m.position);
+        let mut out: HashMap<Uuid, Self::Value> =
+            keys.iter().map(|k| (*k, Default::default())).collect();
+        for m in members {
+            out.entry(m.team_id).or_default().0.push(m.persona_key);
+        }
+        for f in flows {
+            out.entry(f.team_id).or_default().1.push(f.workflow_key);
+        }
+        Ok(out)
+    }
+}
+
+/// Every loader of one request.
+pub struct Loaders {
+    /// Projects by id.
+    pub projects: DataLoader<ById<project::Entity>>,
+    /// Tasks by id.
+    pub tasks: DataLoader<ById<task::Entity>>,
+    /// Personas by id (own and built-in).
+    pub personas: DataLoader<ById<persona::Entity>>,
+    /// Personas by key.
+    pub personas_by_key: DataLoader<ByKey<persona::Entity>>,
+    /// Workflows by id (own and built-in).
+    pub workflows: DataLoader<ById<workflow::Entity>>,
+    /// Workflows by key.
+    pub workflows_by_key: DataLoader<ByKey<workflow::Entity>>,
+    /// Workflow steps by id.
+    pub steps: DataLoader<ById<workflow_step::Entity>>,
+    /// Steps of workflows.
+    pub workflow_steps: DataLoader<Steps>,
+    /// Persona contexts by id.
+    pub contexts: DataLoader<ById<persona_context::Entity>>,
+    /// Checkpoints by id.
+    pub checkpoints: DataLoader<ById<task_checkpoint::Entity>>,
+    /// Dependencies of tasks.
+    pub dependencies: DataLoader<Dependencies>,
+    /// Latest checkpoint of tasks.
+    pub latest_checkpoint: DataLoader<LatestCheckpoint>,
+    /// Members and workflows of teams.
+    pub team_keys: DataLoader<TeamKeys>,
+    /// Child counts.
+    pub counts: DataLoader<ChildCounts>,
+    /// Tasks under projects.
+    pub task_pages: DataLoader<Children<task::Entity>>,
+    /// Artifacts under projects or tasks.
+    pub artifact_pages: DataLoader<Children<artifact::Entity>>,
+    /// Artifacts under tasks.
+    pub task_artifact_pages: DataLoader<Children<artifact::Entity>>,
+    /// HITL requests under projects.
+    pub hitl_pages: DataLoader<Children<hitl_request::Entity>>,
+    /// HITL requests under tasks.
+    pub task_hitl_pages: DataLoader<Children<hitl_request::Entity>>,
+    /// Events under projects.
+    pub event_pages: DataLoader<Children<event::Entity>>,
+    /// Checkpoints under tasks.
+    pub checkpoint_pages: DataLoader<Children<task_checkpoint::Entity>>,
+    /// Contexts under sessions.
+    pub context_pages: DataLoader<Children<persona_context::Entity>>,
+    /// Agent statuses under projects.
+    pub agent_pages: DataLoader<Children<agent_status::Entity>>,
+}
+
+impl Loaders {
+    /// Builds the loaders of one request for `tenant`.
+    pub fn new(db: &DatabaseConnection, tenant: Uuid, delay: Duration) -> Self {
+        fn dl<T: Send + Sync + 'static>(t: T, delay: Duration) -> DataLoader<T> {
+            DataLoader::new(t, tokio::spawn).delay(delay)
+        }
+        let own = vec![tenant];
+        let catalog = vec![tenant, SYSTEM_TENANT];
+        let by_id = |tenants: &Vec<Uuid>| (db.clone(), tenants.clone());
+        macro_rules! id_loader {
+            ($t:expr) => {{
+                let (db, tenants) = by_id($t);
+                dl(
+                    ById {
+                        db,
+                        tenants,
+                        _e: PhantomData,
+                    },
+                    delay,
+                )
+            }};
+        }
+        macro_rules! key_loader {
+            () => {
+                dl(
+                    ByKey {
+                        db: db.clone(),
+                        tenant,
+                        _e: PhantomData,
+                    },
+                    delay,
+                )
+            };
+        }
+        macro_rules! pages {
+            ($rel:expr) => {
+                dl(
+                    Children {
+                        db: db.clone(),
+                        tenant,
+                        rel: $rel,
+                        _e: PhantomData,
+                    },
+                    delay,
+                )
+            };
+        }
+        Loaders {
+            projects: id_loader!(&own),
+            tasks: id_loader!(&own),
+            personas: id_loader!(&catalog),
+            personas_by_key: key_loader!(),
+            workflows: id_loader!(&catalog),
+            workflows_by_key: key_loader!(),
+            steps: id_loader!(&catalog),
+            workflow_steps: dl(
+                Steps {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
+            contexts: id_loader!(&own),
+            checkpoints: id_loader!(&own),
+            dependencies: dl(
+                Dependencies {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
+            latest_checkpoint: dl(
+                LatestCheckpoint {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
+            team_keys: dl(
+                TeamKeys {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
+            counts: dl(
+                ChildCounts {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
+            task_pages: pages!(Rel::ProjectTasks),
+            artifact_pages: pages!(Rel::ProjectArtifacts),
+            task_artifact_pages: pages!(Rel::TaskArtifacts),
+            hitl_pages: pages!(Rel::ProjectHitl),
+            task_hitl_pages: pages!(Rel::TaskHitl),
+            event_pages: pages!(Rel::ProjectEvents),
+            checkpoint_pages: pages!(Rel::TaskCheckpoints),
+            context_pages: pages!(Rel::SessionContexts),
+            agent_pages: pages!(Rel::ProjectAgents),
+        }
+    }
+}

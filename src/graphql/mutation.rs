@@ -1,0 +1,971 @@
+//! Mutation roots: one lifecycle verb per transition, each taking a
+//! `<Verb><Noun>Input` and returning a `<Verb><Noun>Payload` with the changed
+//! object and the event it appended, so a client needs one round trip.
+//! Resolvers only parse input and call one service function.
+
+use async_graphql::{Context, ID, InputObject, Json, MergedObject, Object, Result, SimpleObject};
+use serde_json::Value;
+
+use super::types::*;
+use super::{principal, services};
+use crate::domain::{
+    AgentState, ArtifactKind, CheckpointStatus, HitlDecision, ProjectStatus, SessionStatus,
+};
+use crate::ids::{self, Kind};
+use crate::service::artifact::NewArtifact;
+use crate::service::project::NewProject;
+use crate::service::task::{NewTask, TaskChange, TaskVerb};
+
+/// The mutation root.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    ProjectMutation,
+    TaskMutation,
+    HitlMutation,
+    AgentMutation,
+    SessionMutation,
+    CatalogMutation,
+);
+
+macro_rules! payload {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(SimpleObject)]
+        pub struct $name {
+            $($(#[$fm])* pub $f: $t,)*
+            /// The event this change appended to the log.
+            pub event: Event,
+        }
+    };
+}
+
+// ---------- projects ----------
+
+/// Input of `createProject`.
+#[derive(InputObject)]
+pub struct CreateProjectInput {
+    /// Display name, 1–200 characters.
+    pub name: String,
+    /// The product idea in the user's words.
+    pub product_idea: Option<String>,
+    /// A workflow id or key (e.g. `greenfield-service`): its work steps
+    /// become the project's tasks, with dependencies.
+    pub workflow_id: Option<ID>,
+}
+
+/// Input of `completeProject`, `failProject` and `cancelProject`.
+#[derive(InputObject)]
+pub struct ProjectTransitionInput {
+    /// The project.
+    pub project_id: ID,
+    /// Why, recorded in the event.
+    pub reason: Option<String>,
+}
+
+payload!(
+    /// Result of `createProject`.
+    CreateProjectPayload {
+        /// The new project.
+        project: Project,
+    }
+);
+payload!(
+    /// Result of a project lifecycle verb.
+    ProjectTransitionPayload {
+        /// The project in its new state.
+        project: Project,
+    }
+);
+
+/// Project lifecycle.
+#[derive(Default)]
+pub struct ProjectMutation;
+
+#[Object]
+impl ProjectMutation {
+    /// Creates an ACTIVE project; with `workflowId`, also its tasks.
+    /// Errors: `BAD_USER_INPUT` (name), `NOT_FOUND` (workflow).
+    async fn create_project(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateProjectInput,
+    ) -> Result<CreateProjectPayload> {
+        let (project, ev) = services(ctx)
+            .create_project(
+                principal(ctx),
+                NewProject {
+                    name: input.name,
+                    product_idea: input.product_idea,
+                    workflow: input.workflow_id.map(|w| w.0),
+                },
+            )
+            .await?;
+        Ok(CreateProjectPayload {
+            project: Project(project),
+            event: Event(ev),
+        })
+    }
+
+    /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    async fn complete_project(
+        &self,
+        ctx: &Context<'_>,
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Completed).await
+    }
+
+    /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    async fn fail_project(
+        &self,
+        ctx: &Context<'_>,
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Failed).await
+    }
+
+    /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    async fn cancel_project(
+        &self,
+        ctx: &Context<'_>,
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Cancelled).await
+    }
+}
+
+async fn project_transition(
+    ctx: &Context<'_>,
+    input: ProjectTransitionInput,
+    to: ProjectStatus,
+) -> Result<ProjectTransitionPayload> {
+    let id = ids::decode(Kind::Project, &input.project_id)?;
+    let (project, ev) = services(ctx)
+        .transition_project(principal(ctx), id, to, input.reason)
+        .await?;
+    Ok(ProjectTransitionPayload {
+        project: Project(project),
+        event: Event(ev),
+    })
+}
+
+// ---------- tasks ----------
+
+/// Input of `createTask`.
+#[derive(InputObject)]
+pub struct CreateTaskInput {
+    /// The project (must be ACTIVE).
+    pub project_id: ID,
+    /// The persona expected to do it (global id or key).
+    pub persona_id: Option<ID>,
+    /// Short title, 1–200 characters.
+    pub title: String,
+    /// What to do.
+    pub instructions: Option<String>,
+    /// Higher runs first among ready tasks; default 0.
+    #[graphql(default)]
+    pub priority: i32,
+    /// Tasks of the same project that must complete first.
+    #[graphql(default)]
+    pub depends_on: Vec<ID>,
+    /// Whether the project needs it done to complete; default true.
+    #[graphql(default = true)]
+    pub required: bool,
+}
+
+/// Input of `startTask`.
+#[derive(InputObject)]
+pub struct StartTaskInput {
+    /// The task (PENDING, with every dependency COMPLETED or CANCELLED).
+    pub task_id: ID,
+    /// A status message.
+    pub message: Option<String>,
+}
+
+/// Input of `reportTaskProgress`.
+#[derive(InputObject)]
+pub struct ReportTaskProgressInput {
+    /// The task (WORKING).
+    pub task_id: ID,
+    /// Progress in percent, 0–100.
+    pub progress: i32,
+    /// Free-form stage label, e.g. `drafting`.
+    pub stage: Option<String>,
+    /// A status message.
+    pub message: Option<String>,
+}
+
+/// Input of `completeTask`.
+#[derive(InputObject)]
+pub struct CompleteTaskInput {
+    /// The task (WORKING).
+    pub task_id: ID,
+    /// The result, any JSON.
+    pub output: Option<Json<Value>>,
+}
+
+/// Input of `failTask`.
+#[derive(InputObject)]
+pub struct FailTaskInput {
+    /// The task (WORKING or WAITING_FOR_HITL).
+    pub task_id: ID,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Input of `cancelTask`.
+#[derive(InputObject)]
+pub struct CancelTaskInput {
+    /// The task (PENDING, WORKING or WAITING_FOR_HITL).
+    pub task_id: ID,
+    /// Why, e.g. `skipped: condition not met`.
+    pub reason: Option<String>,
+}
+
+/// Input of `retryTask`.
+#[derive(InputObject)]
+pub struct RetryTaskInput {
+    /// The task (FAILED).
+    pub task_id: ID,
+}
+
+payload!(
+    /// Result of `createTask`.
+    CreateTaskPayload {
+        /// The new task.
+        task: Task,
+    }
+);
+payload!(
+    /// Result of a task lifecycle verb.
+    TaskTransitionPayload {
+        /// The task in its new state.
+        task: Task,
+    }
+);
+
+/// Task lifecycle.
+#[derive(Default)]
+pub struct TaskMutation;
+
+#[Object]
+impl TaskMutation {
+    /// Adds a task to an ACTIVE project. Errors: `BAD_USER_INPUT`, `NOT_FOUND`.
+    async fn create_task(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTaskInput,
+    ) -> Result<CreateTaskPayload> {
+        let s = services(ctx);
+        let p = principal(ctx);
+        let persona_id = match input.persona_id {
+            Some(per) => Some(s.find_persona(p, &per).await?.id),
+            None => None,
+        };
+        let depends_on = input
+            .depends_on
+            .iter()
+            .map(|d| ids::decode(Kind::Task, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (task, ev) = s
+            .create_task(
+                p,
+                NewTask {
+                    project_id: ids::decode(Kind::Project, &input.project_id)?,
+                    persona_id,
+                    title: input.title,
+                    instructions: input.instructions,
+                    priority: input.priority,
+                    depends_on,
+                    required: input.required,
+                },
+            )
+            .await?;
+        Ok(CreateTaskPayload {
+            task: Task(task),
+            event: Event(ev),
+        })
+    }
+
+    /// PENDING → WORKING. Refused with `INVALID_TRANSITION` while a
+    /// dependency is not COMPLETED or CANCELLED.
+    async fn start_task(
+        &self,
+        ctx: &Context<'_>,
+        input: StartTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Start,
+            TaskChange {
+                message: Some(input.message),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Reports progress of a WORKING task. Errors: `BAD_USER_INPUT`
+    /// (progress outside 0–100), `INVALID_TRANSITION` (not WORKING).
+    async fn report_task_progress(
+        &self,
+        ctx: &Context<'_>,
+        input: ReportTaskProgressInput,
+    ) -> Result<TaskTransitionPayload> {
+        let change = TaskChange {
+            progress: Some(input.progress),
+            stage: Some(input.stage),
+            message: Some(input.message),
+            ..Default::default()
+        };
+        task_verb(ctx, &input.task_id, TaskVerb::Progress, change).await
+    }
+
+    /// WORKING → COMPLETED with its output; progress becomes 100.
+    async fn complete_task(
+        &self,
+        ctx: &Context<'_>,
+        input: CompleteTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        let change = TaskChange {
+            output: Some(input.output.map(|j| j.0).unwrap_or(Value::Null)),
+            ..Default::default()
+        };
+        task_verb(ctx, &input.task_id, TaskVerb::Complete, change).await
+    }
+
+    /// WORKING / WAITING_FOR_HITL → FAILED with the error.
+    async fn fail_task(
+        &self,
+        ctx: &Context<'_>,
+        input: FailTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Fail,
+            TaskChange {
+                error: Some(Some(input.error)),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// PENDING / WORKING / WAITING_FOR_HITL → CANCELLED. A cancelled
+    /// dependency counts as skipped: it no longer blocks its dependants.
+    async fn cancel_task(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Cancel,
+            TaskChange {
+                message: Some(input.reason),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// FAILED → PENDING for another attempt (`attempt` + 1, error cleared).
+    async fn retry_task(
+        &self,
+        ctx: &Context<'_>,
+        input: RetryTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(ctx, &input.task_id, TaskVerb::Retry, TaskChange::default()).await
+    }
+}
+
+async fn task_verb(
+    ctx: &Context<'_>,
+    id: &ID,
+    verb: TaskVerb,
+    change: TaskChange,
+) -> Result<TaskTransitionPayload> {
+    let id = ids::decode(Kind::Task, id)?;
+    let (task, ev) = services(ctx)
+        .task_verb(principal(ctx), id, verb, change)
+        .await?;
+    Ok(TaskTransitionPayload {
+        task: Task(task),
+        event: Event(ev),
+    })
+}
+
+// ---------- HITL, checkpoints, artifacts ----------
+
+/// Input of `requestHitl`.
+#[derive(InputObject)]
+pub struct RequestHitlInput {
+    /// The task (WORKING, or already WAITING_FOR_HITL).
+    pub task_id: ID,
+    /// The question for the human.
+    pub question: String,
+    /// Suggested answers.
+    #[graphql(default)]
+    pub options: Vec<String>,
+    /// When the question stops being useful (UTC).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Input of `resolveHitlRequest`.
+#[derive(InputObject)]
+pub struct ResolveHitlRequestInput {
+    /// The request (PENDING).
+    pub request_id: ID,
+    /// The answer.
+    pub decision: HitlDecision,
+    /// A comment, or for AMEND the changes; any JSON.
+    pub response: Option<Json<Value>>,
+}
+
+/// Input of `createCheckpoint`.
+#[derive(InputObject)]
+pub struct CreateCheckpointInput {
+    /// The task.
+    pub task_id: ID,
+    /// The workflow step (or any step label) the state belongs to.
+    pub step_id: String,
+    /// The state to save, any JSON.
+    pub state: Json<Value>,
+    /// The latest version the caller has seen for this step (0 for none).
+    /// When it is not the latest, the write is refused with `CONFLICT`.
+    pub expected_version: Option<i32>,
+    /// Initial status; default IN_PROGRESS.
+    #[graphql(default_with = "CheckpointStatus::InProgress")]
+    pub status: CheckpointStatus,
+}
+
+/// Input of `createArtifact`.
+#[derive(InputObject)]
+pub struct CreateArtifactInput {
+    /// The project (ACTIVE).
+    pub project_id: ID,
+    /// The task that produced it.
+    pub task_id: Option<ID>,
+    /// The persona that produced it; defaults to the task's persona.
+    pub persona_id: Option<ID>,
+    /// What it is.
+    pub kind: ArtifactKind,
+    /// Its name, e.g. `prd.md`; storing the same name again makes a new version.
+    pub name: String,
+    /// The content, any JSON.
+    pub content: Json<Value>,
+}
+
+/// Result of `requestHitl`.
+#[derive(SimpleObject)]
+pub struct RequestHitlPayload {
+    /// The new request.
+    pub hitl_request: HitlRequest,
+    /// The task, now WAITING_FOR_HITL.
+    pub task: Task,
+    /// The `HITL_REQUESTED` event.
+    pub event: Event,
+}
+
+/// Result of `resolveHitlRequest`.
+#[derive(SimpleObject)]
+pub struct ResolveHitlRequestPayload {
+    /// The request in its final state.
+    pub hitl_request: HitlRequest,
+    /// The task: WORKING again, FAILED on rejection, or still waiting for
+    /// its other pending requests.
+    pub task: Task,
+    /// The `HITL_RESOLVED` event.
+    pub event: Event,
+}
+
+payload!(
+    /// Result of `createCheckpoint`.
+    CreateCheckpointPayload {
+        /// The new checkpoint.
+        checkpoint: TaskCheckpoint,
+    }
+);
+payload!(
+    /// Result of `createArtifact`.
+    CreateArtifactPayload {
+        /// The new artifact (or new version).
+        artifact: Artifact,
+    }
+);
+
+/// HITL requests, checkpoints and artifacts.
+#[derive(Default)]
+pub struct HitlMutation;
+
+#[Object]
+impl HitlMutation {
+    /// Asks a human about a task and pauses it (WAITING_FOR_HITL).
+    async fn request_hitl(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestHitlInput,
+    ) -> Result<RequestHitlPayload> {
+        let tid = ids::decode(Kind::Task, &input.task_id)?;
+        let (req, task, ev) = services(ctx)
+            .request_hitl(
+                principal(ctx),
+                tid,
+                input.question,
+                input.options,
+                input.expires_at,
+            )
+            .await?;
+        Ok(RequestHitlPayload {
+            hitl_request: HitlRequest(req),
+            task: Task(task),
+            event: Event(ev),
+        })
+    }
+
+    /// Answers a PENDING request: APPROVE or AMEND resume the task, REJECT
+    /// fails it. Errors: `NOT_FOUND`, `INVALID_TRANSITION` (already answered),
+    /// `CONFLICT` (answered at the same time by someone else).
+    async fn resolve_hitl_request(
+        &self,
+        ctx: &Context<'_>,
+        input: ResolveHitlRequestInput,
+    ) -> Result<ResolveHitlRequestPayload> {
+        let id = ids::decode(Kind::HitlRequest, &input.request_id)?;
+        let (req, task, ev) = services(ctx)
+            .resolve_hitl(
+                principal(ctx),
+                id,
+                input.decision,
+                input.response.map(|j| j.0),
+            )
+            .await?;
+        Ok(ResolveHitlRequestPayload {
+            hitl_request: HitlRequest(req),
+            task: Task(task),
+            event: Event(ev),
+        })
+    }
+
+    /// Saves the next version of a task's state at a step. Errors:
+    /// `CONFLICT` (stale `expectedVersion` or a racing writer).
+    async fn create_checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCheckpointInput,
+    ) -> Result<CreateCheckpointPayload> {
+        let tid = ids::decode(Kind::Task, &input.task_id)?;
+        let (cp, ev) = services(ctx)
+            .create_checkpoint(
+                principal(ctx),
+                tid,
+                input.step_id,
+                input.state.0,
+                input.expected_version,
+                input.status,
+            )
+            .await?;
+        Ok(CreateCheckpointPayload {
+            checkpoint: TaskCheckpoint(cp),
+            event: Event(ev),
+        })
+    }
+
+    /// Stores an artifact (a new row per version; artifacts never change).
+    async fn create_artifact(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateArtifactInput,
+    ) -> Result<CreateArtifactPayload> {
+        let s = services(ctx);
+        let p = principal(ctx);
+        let persona_id = match input.persona_id {
+            Some(per) => Some(s.find_persona(p, &per).await?.id),
+            None => None,
+        };
+        let (a, ev) = s
+            .create_artifact(
+                p,
+                NewArtifact {
+                    project_id: ids::decode(Kind::Project, &input.project_id)?,
+                    task_id: input
+                        .task_id
+                        .map(|t| ids::decode(Kind::Task, &t))
+                        .transpose()?,
+                    persona_id,
+                    kind: input.kind,
+                    name: input.name,
+                    content: input.content.0,
+                },
+            )
+            .await?;
+        Ok(CreateArtifactPayload {
+            artifact: Artifact(a),
+            event: Event(ev),
+        })
+    }
+}
+
+// ---------- agents ----------
+
+/// Input of `updateAgentStatus`.
+#[derive(InputObject)]
+pub struct UpdateAgentStatusInput {
+    /// The persona whose agent reports (global id or key, e.g. `dev`).
+    pub persona_id: ID,
+    /// The project it works on.
+    pub project_id: ID,
+    /// What it is doing.
+    pub status: AgentState,
+    /// The task it is on.
+    pub current_task_id: Option<ID>,
+    /// A short message.
+    pub message: Option<String>,
+}
+
+payload!(
+    /// Result of `updateAgentStatus`.
+    UpdateAgentStatusPayload {
+        /// The agent status as recorded.
+        agent_status: AgentStatus,
+    }
+);
+
+/// Agent status.
+#[derive(Default)]
+pub struct AgentMutation;
+
+#[Object]
+impl AgentMutation {
+    /// Records what an agent is doing; the previous state goes to history.
+    async fn update_agent_status(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateAgentStatusInput,
+    ) -> Result<UpdateAgentStatusPayload> {
+        let s = services(ctx);
+        let p = principal(ctx);
+        let persona = s.find_persona(p, &input.persona_id).await?;
+        let (st, ev) = s
+            .update_agent_status(
+                p,
+                ids::decode(Kind::Project, &input.project_id)?,
+                persona.id,
+                input.status,
+                input
+                    .current_task_id
+                    .map(|t| ids::decode(Kind::Task, &t))
+                    .transpose()?,
+                input.message,
+            )
+            .await?;
+        Ok(UpdateAgentStatusPayload {
+            agent_status: AgentStatus(st),
+            event: Event(ev),
+        })
+    }
+}
+
+// ---------- sessions ----------
+
+/// Input of `startSession`.
+#[derive(InputObject, Default)]
+pub struct StartSessionInput {
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// Input of `suspendSession`, `resumeSession` and `terminateSession`.
+#[derive(InputObject)]
+pub struct SessionTransitionInput {
+    /// The session.
+    pub session_id: ID,
+}
+
+/// Input of `switchPersona`.
+#[derive(InputObject)]
+pub struct SwitchPersonaInput {
+    /// The session (ACTIVE).
+    pub session_id: ID,
+    /// The persona to switch to (global id or key).
+    pub persona_id: ID,
+    /// State of a newly created context (a JSON object); ignored when the
+    /// persona already has a context in this session.
+    pub initial_state: Option<Json<Value>>,
+    /// A context of the same session to nest the new one under.
+    pub parent_context_id: Option<ID>,
+}
+
+/// Input of `updatePersonaContext`.
+#[derive(InputObject)]
+pub struct UpdatePersonaContextInput {
+    /// The context.
+    pub context_id: ID,
+    /// An RFC 7386 JSON merge patch applied to the state (`null` removes a key).
+    pub state_patch: Json<Value>,
+    /// The tool the persona is now using.
+    pub active_tool: Option<String>,
+}
+
+/// Input of `appendPersonaContextHistory`.
+#[derive(InputObject)]
+pub struct AppendPersonaContextHistoryInput {
+    /// The context.
+    pub context_id: ID,
+    /// The entry, any JSON (e.g. `{"role": "user", "content": "…"}`).
+    pub entry: Json<Value>,
+}
+
+payload!(
+    /// Result of `startSession` and the session lifecycle verbs.
+    SessionPayload {
+        /// The session in its new state.
+        session: Session,
+    }
+);
+payload!(
+    /// Result of `switchPersona`.
+    SwitchPersonaPayload {
+        /// The session, now pointing at the context.
+        session: Session,
+        /// The incoming persona's context.
+        context: PersonaContext,
+    }
+);
+payload!(
+    /// Result of the persona context verbs.
+    PersonaContextPayload {
+        /// The context after the change.
+        context: PersonaContext,
+    }
+);
+
+/// Sessions and persona contexts.
+#[derive(Default)]
+pub struct SessionMutation;
+
+#[Object]
+impl SessionMutation {
+    /// Starts an ACTIVE session for the caller.
+    async fn start_session(
+        &self,
+        ctx: &Context<'_>,
+        input: Option<StartSessionInput>,
+    ) -> Result<SessionPayload> {
+        let (s, ev) = services(ctx)
+            .start_session(principal(ctx), input.unwrap_or_default().name)
+            .await?;
+        Ok(SessionPayload {
+            session: Session(s),
+            event: Event(ev),
+        })
+    }
+    /// ACTIVE → SUSPENDED; contexts are kept.
+    async fn suspend_session(
+        &self,
+        ctx: &Context<'_>,
+        input: SessionTransitionInput,
+    ) -> Result<SessionPayload> {
+        session_transition(ctx, input, SessionStatus::Suspended).await
+    }
+    /// SUSPENDED → ACTIVE; the inactivity timer restarts.
+    async fn resume_session(
+        &self,
+        ctx: &Context<'_>,
+        input: SessionTransitionInput,
+    ) -> Result<SessionPayload> {
+        session_transition(ctx, input, SessionStatus::Active).await
+    }
+    /// ACTIVE / SUSPENDED → TERMINATED.
+    async fn terminate_session(
+        &self,
+        ctx: &Context<'_>,
+        input: SessionTransitionInput,
+    ) -> Result<SessionPayload> {
+        session_transition(ctx, input, SessionStatus::Terminated).await
+    }
+    /// Makes a persona current in a session, creating its context on first use.
+    async fn switch_persona(
+        &self,
+        ctx: &Context<'_>,
+        input: SwitchPersonaInput,
+    ) -> Result<SwitchPersonaPayload> {
+        let s = services(ctx);
+        let p = principal(ctx);
+        let persona = s.find_persona(p, &input.persona_id).await?;
+        let (sess, c, ev) = s
+            .switch_persona(
+                p,
+                ids::decode(Kind::Session, &input.session_id)?,
+                persona.id,
+                input.initial_state.map(|j| j.0),
+                input
+                    .parent_context_id
+                    .map(|c| ids::decode(Kind::PersonaContext, &c))
+                    .transpose()?,
+            )
+            .await?;
+        Ok(SwitchPersonaPayload {
+            session: Session(sess),
+            context: PersonaContext(c),
+            event: Event(ev),
+        })
+    }
+    /// Merges a patch into a context's state.
+    async fn update_persona_context(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdatePersonaContextInput,
+    ) -> Result<PersonaContextPayload> {
+        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+        let (c, ev) = services(ctx)
+            .update_persona_context(
+                principal(ctx),
+                id,
+                input.state_patch.0,
+                input.active_tool.map(Some),
+            )
+            .await?;
+        Ok(PersonaContextPayload {
+            context: PersonaContext(c),
+            event: Event(ev),
+        })
+    }
+    /// Appends to a context's conversation history (bounded; the oldest
+    /// entries are dropped beyond `CEREBRAL_MAX_CONTEXT_HISTORY`).
+    async fn append_persona_context_history(
+        &self,
+        ctx: &Context<'_>,
+        input: AppendPersonaContextHistoryInput,
+    ) -> Result<PersonaContextPayload> {
+        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+        let (c, ev) = services(ctx)
+            .append_context_history(principal(ctx), id, input.entry.0)
+            .await?;
+        Ok(PersonaContextPayload {
+            context: PersonaContext(c),
+            event: Event(ev),
+        })
+    }
+}
+
+async fn session_transition(
+    ctx: &Context<'_>,
+    input: SessionTransitionInput,
+    to: SessionStatus,
+) -> Result<SessionPayload> {
+    let id = ids::decode(Kind::Session, &input.session_id)?;
+    let (s, ev) = services(ctx)
+        .transition_session(principal(ctx), id, to)
+        .await?;
+    Ok(SessionPayload {
+        session: Session(s),
+        event: Event(ev),
+    })
+}
+
+// ---------- catalog ----------
+
+/// One file of a catalog pack.
+#[derive(InputObject)]
+pub struct CatalogFileInput {
+    /// Path inside the pack, e.g. `agents/po.md`, `agent-teams/team-all.yaml`,
+    /// `workflows/greenfield-service.yaml`; the folder decides the kind.
+    pub path: String,
+    /// The file's text.
+    pub content: String,
+}
+
+/// Input of `importCatalog`.
+#[derive(InputObject)]
+pub struct ImportCatalogInput {
+    /// The files of a V4-format pack (at most 500).
+    pub files: Vec<CatalogFileInput>,
+}
+
+/// A file that could not be imported.
+#[derive(SimpleObject)]
+pub struct ImportFileError {
+    /// The file's path as given.
+    pub path: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Result of `importCatalog`.
+#[derive(SimpleObject)]
+pub struct ImportCatalogPayload {
+    /// Personas inserted or updated.
+    pub personas: Vec<Persona>,
+    /// Teams inserted or updated.
+    pub teams: Vec<Team>,
+    /// Workflows inserted or updated.
+    pub workflows: Vec<Workflow>,
+    /// Files refused, with the reason; nothing of them was written.
+    pub errors: Vec<ImportFileError>,
+}
+
+/// Catalog import.
+#[derive(Default)]
+pub struct CatalogMutation;
+
+#[Object]
+impl CatalogMutation {
+    /// Imports personas, teams and workflows from the files of a V4-format
+    /// pack into the caller's tenant (insert or update by key). A malformed
+    /// file is reported in `errors` and contributes nothing; the others
+    /// still import.
+    async fn import_catalog(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportCatalogInput,
+    ) -> Result<ImportCatalogPayload> {
+        if input.files.len() > 500 {
+            return Err(crate::error::AppError::bad_input("at most 500 files per import").into());
+        }
+        let files: Vec<(String, String)> = input
+            .files
+            .into_iter()
+            .map(|f| (f.path, f.content))
+            .collect();
+        let report = crate::catalog::parse_files(&files);
+        let s = services(ctx);
+        let p = principal(ctx);
+        if !(report.pack.personas.is_empty()
+            && report.pack.teams.is_empty()
+            && report.pack.workflows.is_empty())
+        {
+            s.import_catalog(p, &report.pack).await?;
+        }
+        let mut personas = vec![];
+        for d in &report.pack.personas {
+            personas.push(Persona(s.find_persona(p, &d.key).await?));
+        }
+        let mut workflows = vec![];
+        for d in &report.pack.workflows {
+            workflows.push(Workflow(s.find_workflow(p, &d.key).await?));
+        }
+        let teams = s
+            .find_teams(p, report.pack.teams.iter().map(|t| t.key.clone()).collect())
+            .await?
+            .into_iter()
+            .map(Team)
+            .collect();
+        Ok(ImportCatalogPayload {
+            personas,
+            teams,
+            workflows,
+            errors: report
+                .errors
+                .into_iter()
+                .map(|e| ImportFileError {
+                    path: e.path,
+                    reason: e.reason,
+                })
+                .collect(),
+        })
+    }
+}

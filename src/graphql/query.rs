@@ -1,0 +1,614 @@
+//! Query roots, one per domain, merged.
+
+use async_graphql::{Context, ID, InputObject, MergedObject, Object, Result};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::types::*;
+use super::{loaders, principal, services};
+use crate::auth::SYSTEM_TENANT;
+use crate::domain::{
+    ArtifactKind, EventType, HitlStatus, ProjectStatus, SessionStatus, TaskStatus,
+};
+use crate::entity::{
+    agent_status, artifact, hitl_request, persona, project, session, task, team, workflow,
+};
+use crate::error::AppError;
+use crate::events::EventFilter;
+use crate::ids::{self, Kind};
+use crate::service::query::{page, page_size};
+
+/// The query root.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    NodeQuery,
+    ProjectQuery,
+    CatalogQuery,
+    SessionQuery,
+    EventQuery,
+);
+
+/// `node(id:)`.
+#[derive(Default)]
+pub struct NodeQuery;
+
+#[Object]
+impl NodeQuery {
+    /// Any object by its global id (`<Type>:<uuid>`); null when it does not
+    /// exist or belongs to another tenant.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A global id.")] id: ID,
+    ) -> Result<Option<Node>> {
+        let (kind, uuid) = ids::decode_any(&id)?;
+        let l = loaders(ctx);
+        Ok(match kind {
+            Kind::Project => l
+                .projects
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::Project(Project(m))),
+            Kind::Task => l
+                .tasks
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::Task(Task(m))),
+            Kind::Persona => l
+                .personas
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::Persona(Persona(m))),
+            Kind::Workflow => l
+                .workflows
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::Workflow(Workflow(m))),
+            Kind::WorkflowStep => l
+                .steps
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::WorkflowStep(WorkflowStep(m))),
+            Kind::PersonaContext => l
+                .contexts
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::PersonaContext(PersonaContext(m))),
+            Kind::TaskCheckpoint => l
+                .checkpoints
+                .load_one(uuid)
+                .await
+                .map_err(db_err)?
+                .map(|m| Node::TaskCheckpoint(TaskCheckpoint(m))),
+            Kind::Team => find_team(ctx, uuid).await?.map(Node::Team),
+            Kind::Session => find_session(ctx, uuid).await?.map(Node::Session),
+            Kind::HitlRequest => find_hitl(ctx, uuid).await?.map(Node::HitlRequest),
+            Kind::Artifact => find_artifact(ctx, uuid).await?.map(Node::Artifact),
+            Kind::AgentStatus => find_agent(ctx, uuid).await?.map(Node::AgentStatus),
+            Kind::Event => None,
+        })
+    }
+}
+
+async fn find_team(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Team>> {
+    let p = principal(ctx);
+    Ok(team::Entity::find_by_id(id)
+        .filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
+        .one(services(ctx).db())
+        .await
+        .map_err(AppError::from)?
+        .map(Team))
+}
+
+async fn find_session(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Session>> {
+    let p = principal(ctx);
+    Ok(session::Entity::find_by_id(id)
+        .filter(session::Column::TenantId.eq(p.tenant_id))
+        .one(services(ctx).db())
+        .await
+        .map_err(AppError::from)?
+        .map(Session))
+}
+
+async fn find_hitl(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<HitlRequest>> {
+    let p = principal(ctx);
+    Ok(hitl_request::Entity::find_by_id(id)
+        .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
+        .one(services(ctx).db())
+        .await
+        .map_err(AppError::from)?
+        .map(HitlRequest))
+}
+
+async fn find_artifact(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Artifact>> {
+    let p = principal(ctx);
+    Ok(artifact::Entity::find_by_id(id)
+        .filter(artifact::Column::TenantId.eq(p.tenant_id))
+        .one(services(ctx).db())
+        .await
+        .map_err(AppError::from)?
+        .map(Artifact))
+}
+
+async fn find_agent(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<AgentStatus>> {
+    let p = principal(ctx);
+    Ok(agent_status::Entity::find_by_id(id)
+        .filter(agent_status::Column::TenantId.eq(p.tenant_id))
+        .one(services(ctx).db())
+        .await
+        .map_err(AppError::from)?
+        .map(AgentStatus))
+}
+
+/// Filter of `projects`.
+#[derive(InputObject, Default)]
+pub struct ProjectFilter {
+    /// Only projects in one of these states.
+    pub status: Option<Vec<ProjectStatus>>,
+    /// Only projects whose name contains this text (case-sensitive).
+    pub name_contains: Option<String>,
+}
+
+/// Filter of `tasks`.
+#[derive(InputObject, Default)]
+pub struct TaskFilter {
+    /// Only tasks of this project.
+    pub project_id: Option<ID>,
+    /// Only tasks in one of these states.
+    pub status: Option<Vec<TaskStatus>>,
+    /// Only tasks of this persona (global id or catalog key).
+    pub persona_id: Option<ID>,
+}
+
+/// Filter of `hitlRequests`.
+#[derive(InputObject, Default)]
+pub struct HitlRequestFilter {
+    /// Only requests of this project.
+    pub project_id: Option<ID>,
+    /// Only requests in one of these states.
+    pub status: Option<Vec<HitlStatus>>,
+}
+
+/// Filter of `artifacts`.
+#[derive(InputObject, Default)]
+pub struct ArtifactFilter {
+    /// Only artifacts of this project.
+    pub project_id: Option<ID>,
+    /// Only artifacts of this task.
+    pub task_id: Option<ID>,
+    /// Only artifacts of this kind.
+    pub kind: Option<ArtifactKind>,
+}
+
+/// Filter of `sessions`.
+#[derive(InputObject, Default)]
+pub struct SessionFilter {
+    /// Only sessions in one of these states.
+    pub status: Option<Vec<SessionStatus>>,
+    /// Only sessions of this user.
+    pub user_id: Option<String>,
+}
+
+/// Filter of `events`.
+#[derive(InputObject, Default)]
+pub struct EventQueryFilter {
+    /// Only events of this project.
+    pub project_id: Option<ID>,
+    /// Only events of this task.
+    pub task_id: Option<ID>,
+    /// Only events of these types.
+    pub types: Option<Vec<EventType>>,
+}
+
+/// Projects, tasks, HITL requests, artifacts and agent statuses.
+#[derive(Default)]
+pub struct ProjectQuery;
+
+#[Object]
+impl ProjectQuery {
+    /// A project by id; null when it does not exist for the caller.
+    async fn project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] id: ID,
+    ) -> Result<Option<Project>> {
+        let id = ids::decode(Kind::Project, &id)?;
+        Ok(loaders(ctx)
+            .projects
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Project))
+    }
+
+    /// Projects, oldest first.
+    async fn projects(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<ProjectFilter>,
+    ) -> Result<Conn<Project>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = project::Entity::find().filter(project::Column::TenantId.eq(p.tenant_id));
+        if let Some(s) = f.status {
+            q = q.filter(project::Column::Status.is_in(s));
+        }
+        if let Some(n) = f.name_contains {
+            q = q.filter(project::Column::Name.contains(n));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(services(ctx).db(), q, project::Column::Id, first, after).await?;
+        Ok(wrap_page(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Project,
+        ))
+    }
+
+    /// A task by id.
+    async fn task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Task` id.")] id: ID,
+    ) -> Result<Option<Task>> {
+        let id = ids::decode(Kind::Task, &id)?;
+        Ok(loaders(ctx)
+            .tasks
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Task))
+    }
+
+    /// Tasks, oldest first.
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<TaskFilter>,
+    ) -> Result<Conn<Task>> {
+        let p = principal(ctx);
+        let s = services(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = task::Entity::find().filter(task::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(task::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
+        }
+        if let Some(st) = f.status {
+            q = q.filter(task::Column::Status.is_in(st));
+        }
+        if let Some(per) = f.persona_id {
+            q = q.filter(task::Column::PersonaId.eq(s.find_persona(p, &per).await?.id));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(s.db(), q, task::Column::Id, first, after).await?;
+        Ok(wrap_page(pg, after.is_some(), |m| m.id.to_string(), Task))
+    }
+
+    /// A HITL request by id.
+    async fn hitl_request(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `HitlRequest` id.")] id: ID,
+    ) -> Result<Option<HitlRequest>> {
+        find_hitl(ctx, ids::decode(Kind::HitlRequest, &id)?).await
+    }
+
+    /// HITL requests, oldest first.
+    async fn hitl_requests(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<HitlRequestFilter>,
+    ) -> Result<Conn<HitlRequest>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q =
+            hitl_request::Entity::find().filter(hitl_request::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(hitl_request::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
+        }
+        if let Some(st) = f.status {
+            q = q.filter(hitl_request::Column::Status.is_in(st));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(
+            services(ctx).db(),
+            q,
+            hitl_request::Column::Id,
+            first,
+            after,
+        )
+        .await?;
+        Ok(wrap_page(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            HitlRequest,
+        ))
+    }
+
+    /// Artifacts, oldest first.
+    async fn artifacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<ArtifactFilter>,
+    ) -> Result<Conn<Artifact>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = artifact::Entity::find().filter(artifact::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(artifact::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
+        }
+        if let Some(tid) = f.task_id {
+            q = q.filter(artifact::Column::TaskId.eq(ids::decode(Kind::Task, &tid)?));
+        }
+        if let Some(k) = f.kind {
+            q = q.filter(artifact::Column::Kind.eq(k));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(services(ctx).db(), q, artifact::Column::Id, first, after).await?;
+        Ok(wrap_page(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Artifact,
+        ))
+    }
+
+    /// What every agent of a project is doing (one entry per persona that
+    /// has reported), at most 100.
+    async fn agent_statuses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+    ) -> Result<Vec<AgentStatus>> {
+        let p = principal(ctx);
+        let pid = ids::decode(Kind::Project, &project_id)?;
+        Ok(agent_status::Entity::find()
+            .filter(agent_status::Column::TenantId.eq(p.tenant_id))
+            .filter(agent_status::Column::ProjectId.eq(pid))
+            .order_by_asc(agent_status::Column::Id)
+            .limit(100)
+            .all(services(ctx).db())
+            .await
+            .map_err(AppError::from)?
+            .into_iter()
+            .map(AgentStatus)
+            .collect())
+    }
+}
+
+/// Personas, teams and workflows.
+#[derive(Default)]
+pub struct CatalogQuery;
+
+#[Object]
+impl CatalogQuery {
+    /// Every persona the caller can use: built-ins and the tenant's own (a
+    /// tenant's persona hides a built-in with the same key). At most 500.
+    async fn personas(&self, ctx: &Context<'_>) -> Result<Vec<Persona>> {
+        let p = principal(ctx);
+        let rows = persona::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(persona::Column::TenantId.eq(p.tenant_id))
+                    .add(persona::Column::TenantId.eq(SYSTEM_TENANT)),
+            )
+            .order_by_asc(persona::Column::Key)
+            .limit(1000)
+            .all(services(ctx).db())
+            .await
+            .map_err(AppError::from)?;
+        Ok(
+            prefer_own(rows, p.tenant_id, |m| (m.key.clone(), m.tenant_id))
+                .into_iter()
+                .take(500)
+                .map(Persona)
+                .collect(),
+        )
+    }
+
+    /// A persona by global id or catalog key (e.g. `analyst`).
+    async fn persona(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Persona` id or key.")] id: ID,
+    ) -> Result<Option<Persona>> {
+        match services(ctx).find_persona(principal(ctx), &id).await {
+            Ok(m) => Ok(Some(Persona(m))),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every team the caller can use. At most 500.
+    async fn teams(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
+        let p = principal(ctx);
+        let rows = team::Entity::find()
+            .filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
+            .order_by_asc(team::Column::Key)
+            .limit(1000)
+            .all(services(ctx).db())
+            .await
+            .map_err(AppError::from)?;
+        Ok(
+            prefer_own(rows, p.tenant_id, |m| (m.key.clone(), m.tenant_id))
+                .into_iter()
+                .take(500)
+                .map(Team)
+                .collect(),
+        )
+    }
+
+    /// Every workflow the caller can use. At most 500.
+    async fn workflows(&self, ctx: &Context<'_>) -> Result<Vec<Workflow>> {
+        let p = principal(ctx);
+        let rows = workflow::Entity::find()
+            .filter(workflow::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
+            .order_by_asc(workflow::Column::Key)
+            .limit(1000)
+            .all(services(ctx).db())
+            .await
+            .map_err(AppError::from)?;
+        Ok(
+            prefer_own(rows, p.tenant_id, |m| (m.key.clone(), m.tenant_id))
+                .into_iter()
+                .take(500)
+                .map(Workflow)
+                .collect(),
+        )
+    }
+
+    /// A workflow by global id or catalog key (e.g. `greenfield-service`).
+    async fn workflow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Workflow` id or key.")] id: ID,
+    ) -> Result<Option<Workflow>> {
+        match services(ctx).find_workflow(principal(ctx), &id).await {
+            Ok(m) => Ok(Some(Workflow(m))),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Sessions.
+#[derive(Default)]
+pub struct SessionQuery;
+
+#[Object]
+impl SessionQuery {
+    /// A session by id.
+    async fn session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Session` id.")] id: ID,
+    ) -> Result<Option<Session>> {
+        find_session(ctx, ids::decode(Kind::Session, &id)?).await
+    }
+
+    /// Sessions, oldest first.
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<SessionFilter>,
+    ) -> Result<Conn<Session>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = session::Entity::find().filter(session::Column::TenantId.eq(p.tenant_id));
+        if let Some(s) = f.status {
+            q = q.filter(session::Column::Status.is_in(s));
+        }
+        if let Some(u) = f.user_id {
+            q = q.filter(session::Column::UserId.eq(u));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(services(ctx).db(), q, session::Column::Id, first, after).await?;
+        Ok(wrap_page(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Session,
+        ))
+    }
+}
+
+/// The event log.
+#[derive(Default)]
+pub struct EventQuery;
+
+#[Object]
+impl EventQuery {
+    /// Events in sequence order: the query twin of the `events`
+    /// subscription, with the same cursors, for clients that poll.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(
+            desc = "Event cursor of the last event already seen; omit to start at the beginning."
+        )]
+        after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<EventQueryFilter>,
+    ) -> Result<Conn<Event>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let limit = page_size(first)?;
+        let after = seq_cursor(after)?;
+        let ef = EventFilter {
+            tenant_id: p.tenant_id,
+            project_id: f
+                .project_id
+                .map(|i| ids::decode(Kind::Project, &i))
+                .transpose()?,
+            task_id: f.task_id.map(|i| ids::decode(Kind::Task, &i)).transpose()?,
+            types: f.types.unwrap_or_default(),
+            persona_id: None,
+        };
+        let db = services(ctx).db();
+        let rows = ef.page(db, after.unwrap_or(0), limit + 1).await?;
+        let total = ef.count(db).await?;
+        Ok(connection(
+            rows,
+            limit,
+            after.is_some(),
+            TotalCount::Known(total),
+            |m| m.seq.to_string(),
+            Event,
+        ))
+    }
+}
+
+fn wrap_page<M, T: async_graphql::OutputType>(
+    pg: crate::service::query::Page<M>,
+    has_previous: bool,
+    cursor: impl Fn(&M) -> String,
+    wrap: impl Fn(M) -> T,
+) -> Conn<T> {
+    let limit = pg.items.len() as u64;
+    let mut c = connection(
+        pg.items,
+        limit,
+        has_previous,
+        TotalCount::Known(pg.total),
+        cursor,
+        wrap,
+    );
+    c.has_next_page = pg.has_next;
+    c
+}
+
+/// Keeps the tenant's row where the tenant and the built-in catalog share a key.
+fn prefer_own<M>(
+    rows: Vec<M>,
+    tenant: uuid::Uuid,
+    key: impl Fn(&M) -> (String, uuid::Uuid),
+) -> Vec<M> {
+    let own: std::collections::HashSet<String> = rows
+        .iter()
+        .filter(|m| key(m).1 == tenant)
+        .map(|m| key(m).0)
+        .collect();
+    rows.into_iter()
+        .filter(|m| {
+            let (k, t) = key(m);
+            t == tenant || !own.contains(&k)
+        })
+        .collect()
+}

@@ -1,0 +1,158 @@
+//! Subscription roots. Every stream replays from the event log after the
+//! given cursor, then follows new commits, with no gap and no duplicate (see
+//! `crate::events`). Each item carries its cursor.
+
+use async_graphql::{Context, ID, Result, Subscription as SubscriptionDerive};
+use futures::{Stream, StreamExt};
+
+use super::types::{Event, seq_cursor};
+use super::{principal, services};
+use crate::domain::EventType;
+use crate::error::AppError;
+use crate::events::{EventFilter, stream};
+use crate::ids::{self, Kind};
+
+/// The subscription root.
+pub struct Subscription;
+
+fn parse_after(after: Option<String>) -> Result<Option<i64>, AppError> {
+    match after.as_deref() {
+        None | Some("HEAD") => Ok(None),
+        _ => seq_cursor(after),
+    }
+}
+
+fn events_of(
+    ctx: &Context<'_>,
+    project_id: Option<ID>,
+    types: Vec<EventType>,
+    after: Option<String>,
+    persona: Option<uuid::Uuid>,
+) -> Result<impl Stream<Item = Result<crate::entity::event::Model, AppError>> + use<>> {
+    let p = principal(ctx);
+    let s = services(ctx);
+    let filter = EventFilter {
+        tenant_id: p.tenant_id,
+        project_id: project_id
+            .map(|i| ids::decode(Kind::Project, &i))
+            .transpose()?,
+        task_id: None,
+        types,
+        persona_id: persona,
+    };
+    Ok(stream(
+        s.db().clone(),
+        s.bus().clone(),
+        filter,
+        parse_after(after)?,
+    ))
+}
+
+#[SubscriptionDerive]
+impl Subscription {
+    /// Every event of the caller's tenant, optionally narrowed, in sequence
+    /// order. `after` is the cursor of the last event already seen (`"0"`
+    /// replays the whole log); omitted or `"HEAD"`, the stream starts with
+    /// the next commit.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
+            String,
+        >,
+        #[graphql(desc = "Only events of this project.")] project_id: Option<ID>,
+        #[graphql(desc = "Only events of these types.")] types: Option<Vec<EventType>>,
+    ) -> Result<impl Stream<Item = Result<Event>>> {
+        let s = events_of(ctx, project_id, types.unwrap_or_default(), after, None)?;
+        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+    }
+
+    /// Task changes of a project (created, started, progress, waiting,
+    /// resumed, completed, failed, cancelled, retried), as events: the
+    /// payload holds the task as it was right after the change and `task`
+    /// resolves it as it is now.
+    async fn task_updated(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<Event>>> {
+        let types = vec![
+            EventType::TaskCreated,
+            EventType::TaskStarted,
+            EventType::TaskProgress,
+            EventType::TaskWaitingForHitl,
+            EventType::TaskResumed,
+            EventType::TaskCompleted,
+            EventType::TaskFailed,
+            EventType::TaskCancelled,
+            EventType::TaskRetried,
+        ];
+        let s = events_of(ctx, Some(project_id), types, after, None)?;
+        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+    }
+
+    /// Artifacts stored in a project.
+    async fn artifact_created(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<Event>>> {
+        let s = events_of(
+            ctx,
+            Some(project_id),
+            vec![EventType::ArtifactCreated],
+            after,
+            None,
+        )?;
+        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+    }
+
+    /// Agent status changes in a project, optionally of one persona.
+    async fn agent_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Only this persona (global id or key).")] persona_id: Option<ID>,
+        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<Event>>> {
+        let persona = match persona_id {
+            Some(p) => Some(services(ctx).find_persona(principal(ctx), &p).await?.id),
+            None => None,
+        };
+        let s = events_of(
+            ctx,
+            Some(project_id),
+            vec![EventType::AgentStatusChanged],
+            after,
+            persona,
+        )?;
+        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+    }
+
+    /// HITL requests opened in a project.
+    async fn hitl_requested(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<Event>>> {
+        let s = events_of(
+            ctx,
+            Some(project_id),
+            vec![EventType::HitlRequested],
+            after,
+            None,
+        )?;
+        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+    }
+}

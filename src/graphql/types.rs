@@ -1,0 +1,1285 @@
+//! Output types. Each wraps an entity model; relations resolve through the
+//! request's DataLoaders.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, Interface, Json, Object, Result};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::loaders::{Cursor, PageKey, Rel};
+use super::{loaders, services};
+use crate::domain::{
+    AgentState, ArtifactKind, CheckpointStatus, EventType, HitlStatus, ProjectStatus,
+    SessionStatus, TaskStatus,
+};
+use crate::entity::{
+    agent_status, artifact, event, hitl_request, persona, persona_context, project, session, task,
+    task_checkpoint, team, workflow, workflow_step,
+};
+use crate::error::AppError;
+use crate::ids::{Kind, encode};
+use crate::service::query::{Completion as CompletionData, completions, page_size};
+
+/// A list page in Relay form with `totalCount`.
+pub type Conn<T> = Connection<String, T, TotalCount>;
+
+/// How a connection learns its `totalCount`.
+pub enum TotalCount {
+    /// Counted while reading the page.
+    Known(u64),
+    /// Counted on demand, batched with its siblings.
+    Child(Rel, Uuid),
+}
+
+#[Object]
+impl TotalCount {
+    /// Number of items in all pages of this list (with its filter).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        match self {
+            TotalCount::Known(n) => Ok(*n),
+            TotalCount::Child(rel, parent) => Ok(loaders(ctx)
+                .counts
+                .load_one((*rel, *parent))
+                .await
+                .map_err(db_err)?
+                .unwrap_or(0)),
+        }
+    }
+}
+
+/// Builds a connection from rows fetched with one extra row (to learn
+/// whether another page follows).
+pub fn connection<M, T>(
+    mut rows: Vec<M>,
+    limit: u64,
+    has_previous: bool,
+    total: TotalCount,
+    cursor: impl Fn(&M) -> String,
+    wrap: impl Fn(M) -> T,
+) -> Conn<T>
+where
+    T: async_graphql::OutputType,
+{
+    let has_next = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let mut c = Connection::with_additional_fields(has_previous, has_next, total);
+    c.edges.extend(rows.into_iter().map(|m| {
+        let cur = cursor(&m);
+        Edge::new(cur, wrap(m))
+    }));
+    c
+}
+
+/// Parses an `after` cursor of an id-ordered list.
+pub fn id_cursor(after: Option<String>) -> Result<Option<Uuid>, AppError> {
+    after
+        .map(|a| {
+            Uuid::parse_str(&a)
+                .map_err(|_| AppError::bad_input(format!("'{a}' is not a valid cursor")))
+        })
+        .transpose()
+}
+
+/// Parses an `after` cursor of the event log.
+pub fn seq_cursor(after: Option<String>) -> Result<Option<i64>, AppError> {
+    after
+        .map(|a| {
+            a.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| AppError::bad_input(format!("'{a}' is not a valid event cursor")))
+        })
+        .transpose()
+}
+
+/// Turns a shared loader error into a GraphQL error with a code.
+pub fn db_err(e: loaders::LoadError) -> async_graphql::Error {
+    AppError::Internal(anyhow::anyhow!("{e}")).into()
+}
+
+async fn child_page<E, T>(
+    ctx: &Context<'_>,
+    loader: &async_graphql::dataloader::DataLoader<loaders::Children<E>>,
+    rel: Rel,
+    parent: Uuid,
+    first: Option<i32>,
+    after: Option<String>,
+    cursor: impl Fn(&E::Model) -> String,
+    wrap: impl Fn(E::Model) -> T,
+) -> Result<Conn<T>>
+where
+    E: sea_orm::EntityTrait,
+    loaders::Children<E>: async_graphql::dataloader::Loader<
+            PageKey,
+            Value = Vec<E::Model>,
+            Error = loaders::LoadError,
+        >,
+    T: async_graphql::OutputType,
+{
+    let _ = ctx;
+    let limit = page_size(first)?;
+    let after_c = if rel == Rel::ProjectEvents {
+        seq_cursor(after)?.map(Cursor::Seq)
+    } else {
+        id_cursor(after)?.map(Cursor::Id)
+    };
+    let has_prev = after_c.is_some();
+    let rows = loader
+        .load_one(PageKey {
+            parent,
+            limit: limit + 1,
+            after: after_c,
+        })
+        .await
+        .map_err(db_err)?
+        .unwrap_or_default();
+    Ok(connection(
+        rows,
+        limit,
+        has_prev,
+        TotalCount::Child(rel, parent),
+        cursor,
+        wrap,
+    ))
+}
+
+/// Any object with a global id; see `Query.node`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID", desc = "Global id, `<Type>:<uuid>`."))]
+pub enum Node {
+    /// A project.
+    Project(Project),
+    /// A task.
+    Task(Task),
+    /// A persona.
+    Persona(Persona),
+    /// A team.
+    Team(Team),
+    /// A workflow.
+    Workflow(Workflow),
+    /// A workflow step.
+    WorkflowStep(WorkflowStep),
+    /// A session.
+    Session(Session),
+    /// A persona context.
+    PersonaContext(PersonaContext),
+    /// A task checkpoint.
+    TaskCheckpoint(TaskCheckpoint),
+    /// A HITL request.
+    HitlRequest(HitlRequest),
+    /// An artifact.
+    Artifact(Artifact),
+    /// An agent status.
+    AgentStatus(AgentStatus),
+}
+
+/// One product being built, with its tasks, artifacts and event history.
+pub struct Project(pub project::Model);
+
+#[Object]
+impl Project {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Project, self.0.id)
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The product idea in the user's words.
+    async fn product_idea(&self) -> Option<&str> {
+        self.0.product_idea.as_deref()
+    }
+    /// Lifecycle state: `ACTIVE → COMPLETED / FAILED / CANCELLED`.
+    async fn status(&self) -> ProjectStatus {
+        self.0.status
+    }
+    /// States this project may move to next (empty when terminal), so a UI
+    /// need not copy the state machine.
+    async fn allowed_transitions(&self) -> Vec<ProjectStatus> {
+        self.0.status.allowed_transitions().to_vec()
+    }
+    /// The workflow the project was started with, if any.
+    async fn workflow(&self, ctx: &Context<'_>) -> Result<Option<Workflow>> {
+        let Some(id) = self.0.workflow_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .workflows
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Workflow))
+    }
+    /// Who created it.
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// When it reached a terminal state.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// How far the project is, computed from its tasks.
+    async fn completion(&self, ctx: &Context<'_>) -> Result<Completion> {
+        let s = services(ctx);
+        let mut map = completions(s.db(), self.0.tenant_id, &[self.0.id]).await?;
+        Ok(Completion(map.remove(&self.0.id).unwrap_or_default()))
+    }
+    /// Tasks in creation order (which, for a workflow, is step order).
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<Task>> {
+        child_page(
+            ctx,
+            &loaders(ctx).task_pages,
+            Rel::ProjectTasks,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            Task,
+        )
+        .await
+    }
+    /// Artifacts, oldest first.
+    async fn artifacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<Artifact>> {
+        child_page(
+            ctx,
+            &loaders(ctx).artifact_pages,
+            Rel::ProjectArtifacts,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            Artifact,
+        )
+        .await
+    }
+    /// HITL requests, oldest first.
+    async fn hitl_requests(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        child_page(
+            ctx,
+            &loaders(ctx).hitl_pages,
+            Rel::ProjectHitl,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            HitlRequest,
+        )
+        .await
+    }
+    /// The project's event log, in sequence order.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Event cursor (sequence number) of the last event already seen.")]
+        after: Option<String>,
+    ) -> Result<Conn<Event>> {
+        child_page(
+            ctx,
+            &loaders(ctx).event_pages,
+            Rel::ProjectEvents,
+            self.0.id,
+            first,
+            after,
+            |m| m.seq.to_string(),
+            Event,
+        )
+        .await
+    }
+    /// The agents working on this project and what they are doing.
+    async fn agent_statuses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<AgentStatus>> {
+        child_page(
+            ctx,
+            &loaders(ctx).agent_pages,
+            Rel::ProjectAgents,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            AgentStatus,
+        )
+        .await
+    }
+}
+
+/// Progress of a project, counted over its tasks.
+pub struct Completion(pub CompletionData);
+
+#[Object]
+impl Completion {
+    /// Every task of the project.
+    async fn total_tasks(&self) -> i64 {
+        self.0.total
+    }
+    /// Tasks COMPLETED.
+    async fn completed_tasks(&self) -> i64 {
+        self.0.completed
+    }
+    /// Tasks FAILED.
+    async fn failed_tasks(&self) -> i64 {
+        self.0.failed
+    }
+    /// Tasks CANCELLED (skipped optional or conditional work).
+    async fn cancelled_tasks(&self) -> i64 {
+        self.0.cancelled
+    }
+    /// Completed share of the tasks that count, in percent (0–100, one
+    /// decimal). Cancelled tasks leave the denominator: skipped work is not
+    /// missing work.
+    async fn percentage(&self) -> f64 {
+        self.0.percentage()
+    }
+}
+
+/// One unit of work for one persona, inside a project.
+pub struct Task(pub task::Model);
+
+#[Object]
+impl Task {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Task, self.0.id)
+    }
+    /// The project it belongs to.
+    async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
+        Ok(loaders(ctx)
+            .projects
+            .load_one(self.0.project_id)
+            .await
+            .map_err(db_err)?
+            .map(Project))
+    }
+    /// The persona expected to do it.
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+        let Some(id) = self.0.persona_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .personas
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Persona))
+    }
+    /// The workflow step it was created from, if any.
+    async fn workflow_step(&self, ctx: &Context<'_>) -> Result<Option<WorkflowStep>> {
+        let Some(id) = self.0.workflow_step_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .steps
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(WorkflowStep))
+    }
+    /// Key of the workflow step it was created from (kept even if the
+    /// workflow is later re-imported).
+    async fn step_key(&self) -> Option<&str> {
+        self.0.step_key.as_deref()
+    }
+    /// Short title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// What to do.
+    async fn instructions(&self) -> Option<&str> {
+        self.0.instructions.as_deref()
+    }
+    /// Higher runs first among ready tasks.
+    async fn priority(&self) -> i32 {
+        self.0.priority
+    }
+    /// Order within the project.
+    async fn position(&self) -> i32 {
+        self.0.position
+    }
+    /// Whether the project needs it done; optional and conditional workflow
+    /// steps are not required and may be cancelled (skipped).
+    async fn required(&self) -> bool {
+        self.0.required
+    }
+    /// Lifecycle state.
+    async fn status(&self) -> TaskStatus {
+        self.0.status
+    }
+    /// States this task may move to next.
+    async fn allowed_transitions(&self) -> Vec<TaskStatus> {
+        self.0.status.allowed_transitions().to_vec()
+    }
+    /// Progress in percent, 0–100.
+    async fn progress(&self) -> i32 {
+        self.0.progress
+    }
+    /// Free-form label of the current stage, as reported by the agent.
+    async fn stage(&self) -> Option<&str> {
+        self.0.stage.as_deref()
+    }
+    /// The last message the agent reported.
+    async fn status_message(&self) -> Option<&str> {
+        self.0.status_message.as_deref()
+    }
+    /// The output, set on completion.
+    async fn output(&self) -> Option<Json<Value>> {
+        self.0.output.clone().map(Json)
+    }
+    /// The error, set on failure.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// Attempt number, 1 for the first run, +1 per retry.
+    async fn attempt(&self) -> i32 {
+        self.0.attempt
+    }
+    /// Row version, +1 on every change (for optimistic concurrency).
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    /// When it first started.
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    /// When it completed, failed or was cancelled.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Tasks that must be COMPLETED (or CANCELLED) before this one starts.
+    async fn dependencies(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
+        let ids = loaders(ctx)
+            .dependencies
+            .load_one(self.0.id)
+            .await
+            .map_err(db_err)?
+            .unwrap_or_default();
+        let mut found = loaders(ctx)
+            .tasks
+            .load_many(ids.iter().copied())
+            .await
+            .map_err(db_err)?;
+        Ok(ids
+            .iter()
+            .filter_map(|i| found.remove(i))
+            .map(Task)
+            .collect())
+    }
+    /// Checkpoints, oldest first.
+    async fn checkpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<TaskCheckpoint>> {
+        child_page(
+            ctx,
+            &loaders(ctx).checkpoint_pages,
+            Rel::TaskCheckpoints,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            TaskCheckpoint,
+        )
+        .await
+    }
+    /// The newest checkpoint of any step.
+    async fn latest_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
+        Ok(loaders(ctx)
+            .latest_checkpoint
+            .load_one(self.0.id)
+            .await
+            .map_err(db_err)?
+            .map(TaskCheckpoint))
+    }
+    /// HITL requests about this task, oldest first.
+    async fn hitl_requests(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        child_page(
+            ctx,
+            &loaders(ctx).task_hitl_pages,
+            Rel::TaskHitl,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            HitlRequest,
+        )
+        .await
+    }
+    /// Artifacts this task produced, oldest first.
+    async fn artifacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<Artifact>> {
+        child_page(
+            ctx,
+            &loaders(ctx).task_artifact_pages,
+            Rel::TaskArtifacts,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            Artifact,
+        )
+        .await
+    }
+}
+
+/// An agent role: built in (visible to every tenant) or the tenant's own.
+pub struct Persona(pub persona::Model);
+
+#[Object]
+impl Persona {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Persona, self.0.id)
+    }
+    /// Catalog key, e.g. `analyst`; accepted wherever a persona id is.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    /// The persona's name, e.g. `Mary`.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Job title, e.g. `Business Analyst`.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// An emoji icon.
+    async fn icon(&self) -> Option<&str> {
+        self.0.icon.as_deref()
+    }
+    /// The role it plays.
+    async fn role(&self) -> Option<&str> {
+        self.0.role.as_deref()
+    }
+    /// When to call on it.
+    async fn when_to_use(&self) -> Option<&str> {
+        self.0.when_to_use.as_deref()
+    }
+    /// A short description.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// Names of the commands it offers.
+    async fn capabilities(&self) -> Vec<String> {
+        string_list(&self.0.capabilities)
+    }
+    /// Whether it comes with Cerebral (true) or was imported by the tenant.
+    async fn builtin(&self) -> bool {
+        self.0.builtin
+    }
+}
+
+/// A named bundle of personas and workflows.
+pub struct Team(pub team::Model);
+
+#[Object]
+impl Team {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Team, self.0.id)
+    }
+    /// Catalog key, e.g. `team-fullstack`.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// An emoji icon.
+    async fn icon(&self) -> Option<&str> {
+        self.0.icon.as_deref()
+    }
+    /// A short description.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// Whether it comes with Cerebral.
+    async fn builtin(&self) -> bool {
+        self.0.builtin
+    }
+    /// Members in team order; keys that name no known persona are left out.
+    async fn personas(&self, ctx: &Context<'_>) -> Result<Vec<Persona>> {
+        let (keys, _) = loaders(ctx)
+            .team_keys
+            .load_one(self.0.id)
+            .await
+            .map_err(db_err)?
+            .unwrap_or_default();
+        let mut found = loaders(ctx)
+            .personas_by_key
+            .load_many(keys.iter().cloned())
+            .await
+            .map_err(db_err)?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| found.remove(k))
+            .map(Persona)
+            .collect())
+    }
+    /// Workflows in team order; unknown keys are left out.
+    async fn workflows(&self, ctx: &Context<'_>) -> Result<Vec<Workflow>> {
+        let (_, keys) = loaders(ctx)
+            .team_keys
+            .load_one(self.0.id)
+            .await
+            .map_err(db_err)?
+            .unwrap_or_default();
+        let mut found = loaders(ctx)
+            .workflows_by_key
+            .load_many(keys.iter().cloned())
+            .await
+            .map_err(db_err)?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| found.remove(k))
+            .map(Workflow)
+            .collect())
+    }
+}
+
+/// A workflow definition: ordered steps, each a persona producing artifacts.
+pub struct Workflow(pub workflow::Model);
+
+#[Object]
+impl Workflow {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Workflow, self.0.id)
+    }
+    /// Catalog key, e.g. `greenfield-service`; accepted wherever a workflow id is.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// A short description.
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// `greenfield`, `brownfield` or another kind named by the pack.
+    async fn kind(&self) -> Option<&str> {
+        self.0.kind.as_deref()
+    }
+    /// Project types it suits, e.g. `rest-api`.
+    async fn project_types(&self) -> Vec<String> {
+        string_list(&self.0.project_types)
+    }
+    /// Whether it comes with Cerebral.
+    async fn builtin(&self) -> bool {
+        self.0.builtin
+    }
+    /// Steps in order (a definition has tens of steps, not thousands).
+    async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowStep>> {
+        Ok(loaders(ctx)
+            .workflow_steps
+            .load_one(self.0.id)
+            .await
+            .map_err(db_err)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(WorkflowStep)
+            .collect())
+    }
+}
+
+/// One step of a workflow.
+pub struct WorkflowStep(pub workflow_step::Model);
+
+#[Object]
+impl WorkflowStep {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::WorkflowStep, self.0.id)
+    }
+    /// Key unique within the workflow, e.g. `pm-prd-md`.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    /// 0-based order.
+    async fn position(&self) -> i32 {
+        self.0.position
+    }
+    /// The agent as the definition names it, e.g. `analyst/pm` or `various`.
+    async fn agent(&self) -> Option<&str> {
+        self.0.agent.as_deref()
+    }
+    /// The persona that does it (the first one named).
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+        let Some(k) = self.0.persona_key.clone() else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .personas_by_key
+            .load_one(k)
+            .await
+            .map_err(db_err)?
+            .map(Persona))
+    }
+    /// What it does, e.g. `create_story` or `validate`.
+    async fn action(&self) -> Option<&str> {
+        self.0.action.as_deref()
+    }
+    /// Artifacts it creates, e.g. `prd.md`.
+    async fn creates(&self) -> Vec<String> {
+        string_list(&self.0.creates)
+    }
+    /// Artifacts it needs.
+    async fn requires(&self) -> Vec<String> {
+        string_list(&self.0.requires)
+    }
+    /// Artifacts it updates.
+    async fn updates(&self) -> Vec<String> {
+        string_list(&self.0.updates)
+    }
+    /// Whether the step may be skipped.
+    async fn optional(&self) -> bool {
+        self.0.optional
+    }
+    /// The condition under which it runs, if any.
+    async fn condition(&self) -> Option<&str> {
+        self.0.condition.as_deref()
+    }
+    /// How it repeats, e.g. `for_each_epic`.
+    async fn repeats(&self) -> Option<&str> {
+        self.0.repeats.as_deref()
+    }
+    /// Whether a human must approve its outcome (a HITL gate).
+    async fn requires_approval(&self) -> bool {
+        self.0.requires_approval
+    }
+    /// Whether it is a control marker (e.g. `workflow_end`) rather than work.
+    async fn is_control(&self) -> bool {
+        self.0.is_control
+    }
+    /// Notes of the definition (imported packs only).
+    async fn notes(&self) -> Option<&str> {
+        self.0.notes.as_deref()
+    }
+}
+
+/// A user's working session with the agents.
+pub struct Session(pub session::Model);
+
+#[Object]
+impl Session {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Session, self.0.id)
+    }
+    /// The user it belongs to.
+    async fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+    /// Display name.
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    /// Lifecycle state: `ACTIVE ⇄ SUSPENDED → TERMINATED`, or `EXPIRED`.
+    async fn status(&self) -> SessionStatus {
+        self.0.status
+    }
+    /// States this session may move to next.
+    async fn allowed_transitions(&self) -> Vec<SessionStatus> {
+        self.0.status.allowed_transitions().to_vec()
+    }
+    /// The context of the current persona.
+    async fn current_context(&self, ctx: &Context<'_>) -> Result<Option<PersonaContext>> {
+        let Some(id) = self.0.current_context_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .contexts
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(PersonaContext))
+    }
+    /// Every persona context of this session, oldest first.
+    async fn contexts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<PersonaContext>> {
+        child_page(
+            ctx,
+            &loaders(ctx).context_pages,
+            Rel::SessionContexts,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            PersonaContext,
+        )
+        .await
+    }
+    /// Last activity.
+    async fn last_activity_at(&self) -> DateTime<Utc> {
+        self.0.last_activity_at
+    }
+    /// When it expires without further activity.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    /// When it was terminated or expired.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// When it was started.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// One persona's context inside one session.
+pub struct PersonaContext(pub persona_context::Model);
+
+#[Object]
+impl PersonaContext {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::PersonaContext, self.0.id)
+    }
+    /// The persona.
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+        Ok(loaders(ctx)
+            .personas
+            .load_one(self.0.persona_id)
+            .await
+            .map_err(db_err)?
+            .map(Persona))
+    }
+    /// The enclosing context, when contexts nest.
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<PersonaContext>> {
+        let Some(id) = self.0.parent_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .contexts
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(PersonaContext))
+    }
+    /// Key-value state (a JSON object).
+    async fn state(&self) -> Json<Value> {
+        Json(self.0.state.clone())
+    }
+    /// Retained conversation history, oldest first (bounded; the oldest
+    /// entries are dropped beyond the configured maximum).
+    async fn history(&self) -> Json<Value> {
+        Json(self.0.history.clone())
+    }
+    /// Entries currently retained in `history`.
+    async fn history_count(&self) -> i64 {
+        self.0
+            .history
+            .as_array()
+            .map(|a| a.len() as i64)
+            .unwrap_or(0)
+    }
+    /// Entries ever appended, dropped ones included.
+    async fn history_total(&self) -> i64 {
+        self.0.history_total
+    }
+    /// The tool the persona is using.
+    async fn active_tool(&self) -> Option<&str> {
+        self.0.active_tool.as_deref()
+    }
+    /// The workflow the persona is following.
+    async fn active_workflow(&self) -> Option<&str> {
+        self.0.active_workflow.as_deref()
+    }
+    /// Last time it was switched to or changed.
+    async fn last_active_at(&self) -> DateTime<Utc> {
+        self.0.last_active_at
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A versioned snapshot of a task's state at a workflow step.
+pub struct TaskCheckpoint(pub task_checkpoint::Model);
+
+#[Object]
+impl TaskCheckpoint {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::TaskCheckpoint, self.0.id)
+    }
+    /// The task.
+    async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        Ok(loaders(ctx)
+            .tasks
+            .load_one(self.0.task_id)
+            .await
+            .map_err(db_err)?
+            .map(Task))
+    }
+    /// The step this snapshot belongs to.
+    async fn step_id(&self) -> &str {
+        &self.0.step_key
+    }
+    /// Version within (task, step), from 1.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    /// Lifecycle state.
+    async fn status(&self) -> CheckpointStatus {
+        self.0.status
+    }
+    /// The saved state.
+    async fn state(&self) -> Json<Value> {
+        Json(self.0.state.clone())
+    }
+    /// The previous version of the same step.
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
+        let Some(id) = self.0.parent_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .checkpoints
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(TaskCheckpoint))
+    }
+    /// Who wrote it.
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    /// When it was written.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A question from an agent to a human about one task.
+pub struct HitlRequest(pub hitl_request::Model);
+
+#[Object]
+impl HitlRequest {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::HitlRequest, self.0.id)
+    }
+    /// The project.
+    async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
+        Ok(loaders(ctx)
+            .projects
+            .load_one(self.0.project_id)
+            .await
+            .map_err(db_err)?
+            .map(Project))
+    }
+    /// The task waiting for the answer.
+    async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        Ok(loaders(ctx)
+            .tasks
+            .load_one(self.0.task_id)
+            .await
+            .map_err(db_err)?
+            .map(Task))
+    }
+    /// The question.
+    async fn question(&self) -> &str {
+        &self.0.question
+    }
+    /// Suggested answers, if any.
+    async fn options(&self) -> Vec<String> {
+        string_list(&self.0.options)
+    }
+    /// Lifecycle state: `PENDING → APPROVED / REJECTED / AMENDED` (or `EXPIRED`).
+    async fn status(&self) -> HitlStatus {
+        self.0.status
+    }
+    /// The human's response (free JSON: a comment, or the amendments).
+    async fn response(&self) -> Option<Json<Value>> {
+        self.0.response.clone().map(Json)
+    }
+    /// Who asked.
+    async fn requested_by(&self) -> &str {
+        &self.0.requested_by
+    }
+    /// Who answered.
+    async fn resolved_by(&self) -> Option<&str> {
+        self.0.resolved_by.as_deref()
+    }
+    /// When it was answered.
+    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resolved_at
+    }
+    /// When it expires unanswered.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    /// When it was asked.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// An immutable output kept in the context store.
+pub struct Artifact(pub artifact::Model);
+
+#[Object]
+impl Artifact {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Artifact, self.0.id)
+    }
+    /// The project.
+    async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
+        Ok(loaders(ctx)
+            .projects
+            .load_one(self.0.project_id)
+            .await
+            .map_err(db_err)?
+            .map(Project))
+    }
+    /// The task that produced it.
+    async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        let Some(id) = self.0.task_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .tasks
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Task))
+    }
+    /// The persona that produced it.
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+        let Some(id) = self.0.persona_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .personas
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Persona))
+    }
+    /// What it is.
+    async fn kind(&self) -> ArtifactKind {
+        self.0.kind
+    }
+    /// Its name, e.g. `prd.md`.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Version of this name within the project, from 1.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    /// The content.
+    async fn content(&self) -> Json<Value> {
+        Json(self.0.content.clone())
+    }
+    /// Who stored it.
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    /// When it was stored.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The live state of one persona's agent in one project.
+pub struct AgentStatus(pub agent_status::Model);
+
+#[Object]
+impl AgentStatus {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::AgentStatus, self.0.id)
+    }
+    /// The project.
+    async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
+        Ok(loaders(ctx)
+            .projects
+            .load_one(self.0.project_id)
+            .await
+            .map_err(db_err)?
+            .map(Project))
+    }
+    /// The persona.
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+        Ok(loaders(ctx)
+            .personas
+            .load_one(self.0.persona_id)
+            .await
+            .map_err(db_err)?
+            .map(Persona))
+    }
+    /// What the agent is doing.
+    async fn status(&self) -> AgentState {
+        self.0.status
+    }
+    /// The task it is on.
+    async fn current_task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        let Some(id) = self.0.current_task_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .tasks
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Task))
+    }
+    /// The last message it reported.
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+    /// Its last report.
+    async fn last_activity_at(&self) -> DateTime<Utc> {
+        self.0.last_activity_at
+    }
+}
+
+/// An immutable record of one change. `cursor` orders all events of a
+/// tenant; pass it back as `after` to resume.
+pub struct Event(pub event::Model);
+
+#[Object]
+impl Event {
+    /// Global id.
+    async fn id(&self) -> ID {
+        encode(Kind::Event, self.0.id)
+    }
+    /// Stream cursor: the event's sequence number as a string.
+    async fn cursor(&self) -> String {
+        self.0.seq.to_string()
+    }
+    /// What happened.
+    #[graphql(name = "type")]
+    async fn event_type(&self) -> EventType {
+        self.0.event_type
+    }
+    /// The project it belongs to.
+    async fn project_id(&self) -> Option<ID> {
+        self.0.project_id.map(|p| encode(Kind::Project, p))
+    }
+    /// The task it belongs to.
+    async fn task_id(&self) -> Option<ID> {
+        self.0.task_id.map(|t| encode(Kind::Task, t))
+    }
+    /// GraphQL type name of the changed object.
+    async fn subject_type(&self) -> &str {
+        &self.0.subject_type
+    }
+    /// Global id of the changed object (raw UUID for types without ids).
+    async fn subject_id(&self) -> ID {
+        match self.0.subject_type.as_str() {
+            "Project" => encode(Kind::Project, self.0.subject_id),
+            "Task" => encode(Kind::Task, self.0.subject_id),
+            "HitlRequest" => encode(Kind::HitlRequest, self.0.subject_id),
+            "TaskCheckpoint" => encode(Kind::TaskCheckpoint, self.0.subject_id),
+            "Artifact" => encode(Kind::Artifact, self.0.subject_id),
+            "AgentStatus" => encode(Kind::AgentStatus, self.0.subject_id),
+            "Session" => encode(Kind::Session, self.0.subject_id),
+            "PersonaContext" => encode(Kind::PersonaContext, self.0.subject_id),
+            _ => ID(self.0.subject_id.to_string()),
+        }
+    }
+    /// Who made the change.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// A JSON snapshot of the change (field names in camelCase).
+    async fn payload(&self) -> Json<Value> {
+        Json(self.0.payload.clone())
+    }
+    /// When it was committed.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The project, as it is now.
+    async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
+        let Some(id) = self.0.project_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .projects
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Project))
+    }
+    /// The task, as it is now.
+    async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        let Some(id) = self.0.task_id else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .tasks
+            .load_one(id)
+            .await
+            .map_err(db_err)?
+            .map(Task))
+    }
+}
+
+fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

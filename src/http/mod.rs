@@ -1,0 +1,190 @@
+//! HTTP: GraphQL over HTTP (POST and GET), GraphiQL, WebSocket
+//! subscriptions on the same path, and health probes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{
+    GraphQLBatchRequest, GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket,
+};
+use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::auth::Principal;
+use crate::db::StatementCounter;
+use crate::graphql::{AppSchema, request_data};
+use crate::service::Services;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The schema.
+    pub schema: AppSchema,
+    /// The services.
+    pub services: Services,
+    /// DataLoader batching window.
+    pub loader_delay: Duration,
+    /// SQL statements executed so far.
+    pub statements: Arc<StatementCounter>,
+}
+
+/// The router of the whole server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The caller of an HTTP request. Authentication is not configured yet, so
+/// every caller is the single development tenant.
+fn principal_of(_headers: &HeaderMap) -> Principal {
+    Principal::development()
+}
+
+async fn graphql_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    req: GraphQLBatchRequest,
+) -> GraphQLResponse {
+    let principal = principal_of(&headers);
+    let batch = req.into_inner();
+    let batch = match batch {
+        async_graphql::BatchRequest::Single(r) => async_graphql::BatchRequest::Single(
+            request_data(r, &app.services, principal, app.loader_delay),
+        ),
+        async_graphql::BatchRequest::Batch(rs) => async_graphql::BatchRequest::Batch(
+            rs.into_iter()
+                .map(|r| request_data(r, &app.services, principal.clone(), app.loader_delay))
+                .collect(),
+        ),
+    };
+    app.schema.execute_batch(batch).await.into()
+}
+
+async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    if is_websocket(&headers) {
+        return websocket(app, req).await;
+    }
+    if wants_html(&headers) {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .title("Cerebral")
+                .finish(),
+        )
+        .into_response();
+    }
+    let gql = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        req, &app,
+    )
+    .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(e) => return e.into_response(),
+    };
+    // GraphQL over HTTP: GET may only run queries, never change anything.
+    if let Some(op) = operation_type(&gql)
+        && op != OperationType::Query
+    {
+        let mut resp = GraphQLResponse::from(async_graphql::Response::from_errors(vec![
+            ServerError::new(
+                "only queries may be sent with GET; send mutations with POST",
+                None,
+            ),
+        ]))
+        .into_response();
+        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let gql = request_data(gql, &app.services, principal_of(&headers), app.loader_delay);
+    GraphQLResponse::from(app.schema.execute(gql).await).into_response()
+}
+
+async fn websocket(app: AppState, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &app).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let principal = principal_of(&parts.headers);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let mut data = Data::default();
+            data.insert(crate::graphql::loaders::Loaders::new(
+                app.services.db(),
+                principal.tenant_id,
+                app.loader_delay,
+            ));
+            data.insert(principal);
+            GraphQLWebSocket::new(socket, app.schema.clone(), protocol)
+                .with_data(data)
+                .serve()
+                .await
+        })
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    if crate::db::ping(app.services.db()).await {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": "database unreachable" })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let body = format!(
+        "# HELP cerebral_db_statements_total SQL statements executed.\n# TYPE cerebral_db_statements_total counter\ncerebral_db_statements_total {}\n# HELP cerebral_event_head Highest committed event sequence number known to this process.\n# TYPE cerebral_event_head gauge\ncerebral_event_head {}\n",
+        app.statements.get(),
+        app.services.bus().head()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn is_websocket(h: &HeaderMap) -> bool {
+    h.get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn wants_html(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The type of the operation a request would run, when it can be told.
+fn operation_type(req: &async_graphql::Request) -> Option<OperationType> {
+    let doc = async_graphql::parser::parse_query(&req.query).ok()?;
+    match &req.operation_name {
+        Some(name) => doc
+            .operations
+            .iter()
+            .find(|(n, _)| n.map(|n| n.as_str()) == Some(name.as_str()))
+            .map(|(_, op)| op.node.ty),
+        None => doc.operations.iter().next().map(|(_, op)| op.node.ty),
+    }
+}

@@ -1,0 +1,106 @@
+//! Artifacts: immutable outputs; a new version of a name is a new row.
+
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use super::task::load_task;
+use super::{NewEvent, Services, now};
+use crate::auth::Principal;
+use crate::domain::{ArtifactKind, EventType, ProjectStatus};
+use crate::entity::{artifact, event, project};
+use crate::error::{AppError, AppResult};
+use crate::ids::{Kind, encode};
+
+/// Input of [`Services::create_artifact`].
+#[derive(Debug, Clone)]
+pub struct NewArtifact {
+    /// The project it belongs to.
+    pub project_id: Uuid,
+    /// The task that produced it.
+    pub task_id: Option<Uuid>,
+    /// The persona that produced it; defaults to the task's persona.
+    pub persona_id: Option<Uuid>,
+    /// What it is.
+    pub kind: ArtifactKind,
+    /// Its name, e.g. `prd.md`; versions are counted per name.
+    pub name: String,
+    /// The content.
+    pub content: Json,
+}
+
+impl Services {
+    /// Stores an artifact as the next version of its name in the project.
+    #[tracing::instrument(skip(self, input), fields(tenant = %p.tenant_id))]
+    pub async fn create_artifact(
+        &self,
+        p: &Principal,
+        input: NewArtifact,
+    ) -> AppResult<(artifact::Model, event::Model)> {
+        let name = input.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 300 {
+            return Err(AppError::bad_input("name must be 1–300 characters"));
+        }
+        let mut tx = self.begin(p).await?;
+        let project = project::Entity::find_by_id(input.project_id)
+            .filter(project::Column::TenantId.eq(p.tenant_id))
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found("Project", encode(Kind::Project, input.project_id).0)
+            })?;
+        if project.status != ProjectStatus::Active {
+            return Err(AppError::bad_input(
+                "artifacts can only be added to an ACTIVE project",
+            ));
+        }
+        let mut persona_id = input.persona_id;
+        if let Some(tid) = input.task_id {
+            let task = load_task(&*tx, p, tid).await?;
+            if task.project_id != project.id {
+                return Err(AppError::bad_input("the task belongs to another project"));
+            }
+            persona_id = persona_id.or(task.persona_id);
+        }
+        let previous = artifact::Entity::find()
+            .filter(artifact::Column::TenantId.eq(p.tenant_id))
+            .filter(artifact::Column::ProjectId.eq(project.id))
+            .filter(artifact::Column::Name.eq(&name))
+            .order_by_desc(artifact::Column::Version)
+            .one(&*tx)
+            .await?;
+        let model = artifact::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(p.tenant_id),
+            project_id: Set(project.id),
+            task_id: Set(input.task_id),
+            persona_id: Set(persona_id),
+            kind: Set(input.kind),
+            name: Set(name),
+            version: Set(previous.map(|a| a.version + 1).unwrap_or(1)),
+            content: Set(input.content),
+            created_by: Set(p.user_id.clone()),
+            created_at: Set(now()),
+        }
+        .insert(&*tx)
+        .await?;
+        let ev = tx
+            .append(NewEvent {
+                event_type: EventType::ArtifactCreated,
+                project_id: Some(model.project_id),
+                task_id: model.task_id,
+                subject_type: "Artifact",
+                subject_id: model.id,
+                // The content stays out of the event: it can be large, and
+                // subscribers fetch it when they want it.
+                payload: json!({
+                    "id": model.id, "projectId": model.project_id, "taskId": model.task_id,
+                    "personaId": model.persona_id, "kind": model.kind, "name": model.name,
+                    "version": model.version,
+                }),
+            })
+            .await?;
+        tx.commit().await?;
+        Ok((model, ev))
+    }
+}

@@ -1,0 +1,356 @@
+//! The catalog: personas, teams and workflows, built in or imported.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{NewEvent, Services, Tx, now};
+use crate::auth::{Principal, SYSTEM_TENANT};
+use crate::catalog::{CatalogPack, PersonaDef, TeamDef, WorkflowDef};
+use crate::domain::EventType;
+use crate::entity::{event, persona, team, team_member, team_workflow, workflow, workflow_step};
+use crate::error::{AppError, AppResult};
+use crate::ids::{self, Kind};
+
+/// How many catalog items an import wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportCounts {
+    /// Personas inserted or updated.
+    pub personas: usize,
+    /// Teams inserted or updated.
+    pub teams: usize,
+    /// Workflows inserted or updated.
+    pub workflows: usize,
+}
+
+/// Rows of `tenant` and of the built-in catalog, the tenant's own first when
+/// both have the same key.
+pub fn visible(tenant: Uuid) -> Condition {
+    Condition::any()
+        .add(persona::Column::TenantId.eq(tenant))
+        .add(persona::Column::TenantId.eq(SYSTEM_TENANT))
+}
+
+impl Services {
+    /// Loads the built-in catalog into the system tenant when it is missing or
+    /// differs from the one compiled into this binary (compared by a hash in
+    /// the last `CATALOG_IMPORTED` event of the system tenant).
+    pub async fn load_builtin_catalog(&self) -> AppResult<bool> {
+        let pack = crate::catalog::builtin();
+        let fingerprint = format!(
+            "{:x}",
+            fnv1a(&serde_json::to_vec(&pack).unwrap_or_default())
+        );
+        let last = event::Entity::find()
+            .filter(event::Column::TenantId.eq(SYSTEM_TENANT))
+            .filter(event::Column::EventType.eq(EventType::CatalogImported))
+            .order_by_desc(event::Column::Seq)
+            .one(self.db())
+            .await?;
+        if last
+            .as_ref()
+            .and_then(|e| e.payload.get("fingerprint"))
+            .and_then(|v| v.as_str())
+            == Some(fingerprint.as_str())
+        {
+            return Ok(false);
+        }
+        let principal = Principal::system();
+        let mut tx = self.begin(&principal).await?;
+        let counts = write_pack(&tx, SYSTEM_TENANT, &pack, true).await?;
+        tx.append(NewEvent {
+            event_type: EventType::CatalogImported,
+            project_id: None,
+            task_id: None,
+            subject_type: "Catalog",
+            subject_id: SYSTEM_TENANT,
+            payload: json!({ "counts": counts, "builtin": true, "fingerprint": fingerprint }),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Upserts a parsed pack into the caller's tenant, all of it or nothing.
+    #[tracing::instrument(skip(self, pack), fields(tenant = %p.tenant_id))]
+    pub async fn import_catalog(
+        &self,
+        p: &Principal,
+        pack: &CatalogPack,
+    ) -> AppResult<ImportCounts> {
+        let mut tx = self.begin(p).await?;
+        let counts = write_pack(&tx, p.tenant_id, pack, false).await?;
+        tx.append(NewEvent {
+            event_type: EventType::CatalogImported,
+            project_id: None,
+            task_id: None,
+            subject_type: "Catalog",
+            subject_id: p.tenant_id,
+            payload: json!({
+                "counts": counts,
+                "personas": pack.personas.iter().map(|x| &x.key).collect::<Vec<_>>(),
+                "teams": pack.teams.iter().map(|x| &x.key).collect::<Vec<_>>(),
+                "workflows": pack.workflows.iter().map(|x| &x.key).collect::<Vec<_>>(),
+            }),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// A persona by global id or catalog key (`analyst`), the tenant's own
+    /// before the built-in one.
+    pub async fn find_persona(&self, p: &Principal, id_or_key: &str) -> AppResult<persona::Model> {
+        let q = persona::Entity::find().filter(visible(p.tenant_id));
+        let found = if id_or_key.contains(':') {
+            let id = ids::decode(Kind::Persona, id_or_key)?;
+            q.filter(persona::Column::Id.eq(id)).one(self.db()).await?
+        } else {
+            q.filter(persona::Column::Key.eq(id_or_key))
+                .all(self.db())
+                .await?
+                .into_iter()
+                .min_by_key(|m| m.tenant_id == SYSTEM_TENANT)
+        };
+        found.ok_or_else(|| AppError::not_found("Persona", id_or_key))
+    }
+
+    /// A workflow by global id or catalog key (`greenfield-service`).
+    pub async fn find_workflow(
+        &self,
+        p: &Principal,
+        id_or_key: &str,
+    ) -> AppResult<workflow::Model> {
+        let q = workflow::Entity::find().filter(
+            Condition::any()
+                .add(workflow::Column::TenantId.eq(p.tenant_id))
+                .add(workflow::Column::TenantId.eq(SYSTEM_TENANT)),
+        );
+        let found = if id_or_key.contains(':') {
+            let id = ids::decode(Kind::Workflow, id_or_key)?;
+            q.filter(workflow::Column::Id.eq(id)).one(self.db()).await?
+        } else {
+            q.filter(workflow::Column::Key.eq(id_or_key))
+                .all(self.db())
+                .await?
+                .into_iter()
+                .min_by_key(|m| m.tenant_id == SYSTEM_TENANT)
+        };
+        found.ok_or_else(|| AppError::not_found("Workflow", id_or_key))
+    }
+}
+
+async fn write_pack(
+    tx: &Tx<'_>,
+    tenant: Uuid,
+    pack: &CatalogPack,
+    builtin: bool,
+) -> AppResult<ImportCounts> {
+    for def in &pack.personas {
+        upsert_persona(tx, tenant, def, builtin).await?;
+    }
+    for def in &pack.teams {
+        upsert_team(tx, tenant, def, builtin).await?;
+    }
+    for def in &pack.workflows {
+        upsert_workflow(tx, tenant, def, builtin).await?;
+    }
+    Ok(ImportCounts {
+        personas: pack.personas.len(),
+        teams: pack.teams.len(),
+        workflows: pack.workflows.len(),
+    })
+}
+
+async fn upsert_persona(tx: &Tx<'_>, tenant: Uuid, d: &PersonaDef, builtin: bool) -> AppResult<()> {
+    let existing = persona::Entity::find()
+        .filter(persona::Column::TenantId.eq(tenant))
+        .filter(persona::Column::Key.eq(&d.key))
+        .one(&**tx)
+        .await?;
+    let t = now();
+    let is_new = existing.is_none();
+    let mut am = match existing {
+        Some(m) => m.into_active_model(),
+        None => persona::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant),
+            key: Set(d.key.clone()),
+            created_at: Set(t),
+            ..Default::default()
+        },
+    };
+    am.name = Set(d.name.clone());
+    am.title = Set(d.title.clone());
+    am.icon = Set(d.icon.clone());
+    am.role = Set(d.role.clone());
+    am.when_to_use = Set(d.when_to_use.clone());
+    am.description = Set(d.description.clone());
+    am.capabilities = Set(json!(d.capabilities));
+    am.builtin = Set(builtin);
+    am.updated_at = Set(t);
+    if is_new {
+        am.insert(&**tx).await?;
+    } else {
+        am.update(&**tx).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_team(tx: &Tx<'_>, tenant: Uuid, d: &TeamDef, builtin: bool) -> AppResult<()> {
+    let existing = team::Entity::find()
+        .filter(team::Column::TenantId.eq(tenant))
+        .filter(team::Column::Key.eq(&d.key))
+        .one(&**tx)
+        .await?;
+    let t = now();
+    let id = existing.as_ref().map(|m| m.id).unwrap_or_else(Uuid::now_v7);
+    let is_new = existing.is_none();
+    let mut am = match existing {
+        Some(m) => m.into_active_model(),
+        None => team::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(tenant),
+            key: Set(d.key.clone()),
+            created_at: Set(t),
+            ..Default::default()
+        },
+    };
+    am.name = Set(d.name.clone());
+    am.icon = Set(d.icon.clone());
+    am.description = Set(d.description.clone());
+    am.builtin = Set(builtin);
+    am.updated_at = Set(t);
+    if is_new {
+        am.insert(&**tx).await?;
+    } else {
+        am.update(&**tx).await?;
+    }
+    team_member::Entity::delete_many()
+        .filter(team_member::Column::TeamId.eq(id))
+        .exec(&**tx)
+        .await?;
+    team_workflow::Entity::delete_many()
+        .filter(team_workflow::Column::TeamId.eq(id))
+        .exec(&**tx)
+        .await?;
+    if !d.persona_keys.is_empty() {
+        team_member::Entity::insert_many(d.persona_keys.iter().enumerate().map(|(i, k)| {
+            team_member::ActiveModel {
+                team_id: Set(id),
+                tenant_id: Set(tenant),
+                position: Set(i as i32),
+                persona_key: Set(k.clone()),
+            }
+        }))
+        .exec(&**tx)
+        .await?;
+    }
+    if !d.workflow_keys.is_empty() {
+        team_workflow::Entity::insert_many(d.workflow_keys.iter().enumerate().map(|(i, k)| {
+            team_workflow::ActiveModel {
+                team_id: Set(id),
+                tenant_id: Set(tenant),
+                position: Set(i as i32),
+                workflow_key: Set(k.clone()),
+            }
+        }))
+        .exec(&**tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn upsert_workflow(
+    tx: &Tx<'_>,
+    tenant: Uuid,
+    d: &WorkflowDef,
+    builtin: bool,
+) -> AppResult<()> {
+    let existing = workflow::Entity::find()
+        .filter(workflow::Column::TenantId.eq(tenant))
+        .filter(workflow::Column::Key.eq(&d.key))
+        .one(&**tx)
+        .await?;
+    let t = now();
+    let id = existing.as_ref().map(|m| m.id).unwrap_or_else(Uuid::now_v7);
+    let is_new = existing.is_none();
+    let mut am = match existing {
+        Some(m) => m.into_active_model(),
+        None => workflow::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(tenant),
+            key: Set(d.key.clone()),
+            created_at: Set(t),
+            ..Default::default()
+        },
+    };
+    am.name = Set(d.name.clone());
+    am.description = Set(d.description.clone());
+    am.kind = Set(d.kind.clone());
+    am.project_types = Set(json!(d.project_types));
+    am.builtin = Set(builtin);
+    am.updated_at = Set(t);
+    if is_new {
+        am.insert(&**tx).await?;
+    } else {
+        am.update(&**tx).await?;
+    }
+    // Steps are replaced whole: a workflow definition is one document, and
+    // tasks already created from old steps keep their own copy of the step key.
+    workflow_step::Entity::delete_many()
+        .filter(workflow_step::Column::WorkflowId.eq(id))
+        .exec(&**tx)
+        .await?;
+    if !d.steps.is_empty() {
+        workflow_step::Entity::insert_many(d.steps.iter().map(|s| workflow_step::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant),
+            workflow_id: Set(id),
+            position: Set(s.position),
+            key: Set(s.key.clone()),
+            agent: Set(s.agent.clone()),
+            persona_key: Set(s.persona_key.clone()),
+            action: Set(s.action.clone()),
+            creates: Set(json!(s.creates)),
+            requires: Set(json!(s.requires)),
+            updates: Set(json!(s.updates)),
+            optional: Set(s.optional),
+            condition: Set(s.condition.clone()),
+            repeats: Set(s.repeats.clone()),
+            requires_approval: Set(s.requires_approval),
+            is_control: Set(s.is_control),
+            notes: Set(s.notes.clone()),
+        }))
+        .exec(&**tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// FNV-1a, enough to notice that the compiled-in catalog changed.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Services {
+    /// The caller's own teams with these keys.
+    pub async fn find_teams(
+        &self,
+        p: &Principal,
+        keys: Vec<String>,
+    ) -> AppResult<Vec<team::Model>> {
+        Ok(team::Entity::find()
+            .filter(team::Column::TenantId.eq(p.tenant_id))
+            .filter(team::Column::Key.is_in(keys))
+            .order_by_asc(team::Column::Key)
+            .all(self.db())
+            .await?)
+    }
+}

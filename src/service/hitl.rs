@@ -1,0 +1,209 @@
+//! Human-in-the-loop requests: an agent asks, a human answers.
+
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use super::task::{TaskChange, load_task, move_task};
+use super::{NewEvent, Services, guarded, now, snapshot};
+use crate::auth::Principal;
+use crate::domain::{EventType, HitlDecision, HitlStatus, TaskStatus};
+use crate::entity::{event, hitl_request, task};
+use crate::error::{AppError, AppResult};
+use crate::ids::{Kind, encode};
+
+impl Services {
+    /// Opens a HITL request on a WORKING task and moves the task to
+    /// WAITING_FOR_HITL (a task already waiting may ask more questions).
+    /// Appends `HITL_REQUESTED` and, when the task moves, `TASK_WAITING_FOR_HITL`.
+    #[tracing::instrument(skip(self, question, options), fields(tenant = %p.tenant_id))]
+    pub async fn request_hitl(
+        &self,
+        p: &Principal,
+        task_id: Uuid,
+        question: String,
+        options: Vec<String>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
+        let question = question.trim().to_string();
+        if question.is_empty() {
+            return Err(AppError::bad_input("question must not be empty"));
+        }
+        let mut tx = self.begin(p).await?;
+        let task = load_task(&*tx, p, task_id).await?;
+        let task = match task.status {
+            TaskStatus::Working => {
+                move_task(
+                    &mut tx,
+                    task,
+                    TaskStatus::WaitingForHitl,
+                    EventType::TaskWaitingForHitl,
+                    TaskChange::default(),
+                )
+                .await?
+                .0
+            }
+            TaskStatus::WaitingForHitl => task,
+            other => {
+                return Err(AppError::transition(
+                    "Task",
+                    other,
+                    TaskStatus::WaitingForHitl,
+                    other.allowed_transitions(),
+                ));
+            }
+        };
+        let t = now();
+        let req = hitl_request::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(p.tenant_id),
+            project_id: Set(task.project_id),
+            task_id: Set(task.id),
+            question: Set(question),
+            options: Set(json!(options)),
+            status: Set(HitlStatus::Pending),
+            decision: Set(None),
+            response: Set(None),
+            requested_by: Set(p.user_id.clone()),
+            resolved_by: Set(None),
+            resolved_at: Set(None),
+            expires_at: Set(expires_at),
+            created_at: Set(t),
+            updated_at: Set(t),
+        }
+        .insert(&*tx)
+        .await?;
+        let ev = tx
+            .append(NewEvent {
+                event_type: EventType::HitlRequested,
+                project_id: Some(req.project_id),
+                task_id: Some(req.task_id),
+                subject_type: "HitlRequest",
+                subject_id: req.id,
+                payload: snapshot(&req),
+            })
+            .await?;
+        tx.commit().await?;
+        Ok((req, task, ev))
+    }
+
+    /// Answers a pending HITL request. APPROVE and AMEND resume the task once
+    /// no other request of it is pending; REJECT fails the task at once.
+    #[tracing::instrument(skip(self, response), fields(tenant = %p.tenant_id))]
+    pub async fn resolve_hitl(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        decision: HitlDecision,
+        response: Option<Json>,
+    ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let req = hitl_request::Entity::find_by_id(id)
+            .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| AppError::not_found("HitlRequest", encode(Kind::HitlRequest, id).0))?;
+        let to = decision.resulting_status();
+        if !req.status.can_transition_to(to) {
+            return Err(AppError::transition(
+                "HitlRequest",
+                req.status,
+                to,
+                req.status.allowed_transitions(),
+            ));
+        }
+        let t = now();
+        let decision_name = sea_orm::ActiveEnum::to_value(&to);
+        let res = hitl_request::Entity::update_many()
+            .col_expr(hitl_request::Column::Status, to.into())
+            .col_expr(
+                hitl_request::Column::Decision,
+                Some(decision_name.clone()).into(),
+            )
+            .col_expr(hitl_request::Column::Response, response.clone().into())
+            .col_expr(
+                hitl_request::Column::ResolvedBy,
+                Some(p.user_id.clone()).into(),
+            )
+            .col_expr(hitl_request::Column::ResolvedAt, Some(t).into())
+            .col_expr(hitl_request::Column::UpdatedAt, t.into())
+            .filter(hitl_request::Column::Id.eq(id))
+            .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
+            .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+            .exec(&*tx)
+            .await?;
+        guarded(res.rows_affected, "the HITL request")?;
+        let resolved = hitl_request::Model {
+            status: to,
+            decision: Some(decision_name),
+            response: response.clone(),
+            resolved_by: Some(p.user_id.clone()),
+            resolved_at: Some(t),
+            updated_at: t,
+            ..req
+        };
+        let ev = tx
+            .append(NewEvent {
+                event_type: EventType::HitlResolved,
+                project_id: Some(resolved.project_id),
+                task_id: Some(resolved.task_id),
+                subject_type: "HitlRequest",
+                subject_id: resolved.id,
+                payload: snapshot(&resolved),
+            })
+            .await?;
+        let task = load_task(&*tx, p, resolved.task_id).await?;
+        let task = if task.status == TaskStatus::WaitingForHitl {
+            let still_pending = hitl_request::Entity::find()
+                .filter(hitl_request::Column::TaskId.eq(task.id))
+                .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+                .count(&*tx)
+                .await?;
+            match decision {
+                HitlDecision::Reject => {
+                    let change = TaskChange {
+                        error: Some(Some(format!(
+                            "rejected by {}: {}",
+                            p.user_id,
+                            response_text(&response)
+                        ))),
+                        ..Default::default()
+                    };
+                    move_task(
+                        &mut tx,
+                        task,
+                        TaskStatus::Failed,
+                        EventType::TaskFailed,
+                        change,
+                    )
+                    .await?
+                    .0
+                }
+                _ if still_pending == 0 => {
+                    move_task(
+                        &mut tx,
+                        task,
+                        TaskStatus::Working,
+                        EventType::TaskResumed,
+                        TaskChange::default(),
+                    )
+                    .await?
+                    .0
+                }
+                _ => task,
+            }
+        } else {
+            task
+        };
+        tx.commit().await?;
+        Ok((resolved, task, ev))
+    }
+}
+
+fn response_text(r: &Option<Json>) -> String {
+    match r {
+        Some(Json::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "no reason given".into(),
+    }
+}

@@ -1,0 +1,206 @@
+//! The only writer. Every change runs in one database transaction that also
+//! appends its event row; the event is published to subscribers only after
+//! the commit succeeds.
+//!
+//! Flow of one change: begin → load (tenant-scoped) → domain transition check
+//! → guarded `UPDATE … WHERE id = ? AND status = ? AND version = ?` (zero rows
+//! means someone else won: `CONFLICT`) → append event → commit → publish.
+
+pub mod agent;
+pub mod artifact;
+pub mod catalog;
+pub mod checkpoint;
+pub mod hitl;
+pub mod project;
+pub mod query;
+pub mod session;
+pub mod task;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, Set, Statement,
+    TransactionTrait,
+};
+use serde_json::Value as Json;
+use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::domain::EventType;
+use crate::entity::event;
+use crate::error::{AppError, AppResult};
+use crate::events::EventBus;
+
+/// Settings the services need.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Inactivity after which a session expires.
+    pub session_timeout: chrono::Duration,
+    /// Entries kept in a persona context's history.
+    pub max_context_history: usize,
+}
+
+/// The service layer: the database, the event bus and the write lock.
+#[derive(Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    bus: EventBus,
+    settings: ServiceSettings,
+    /// SQLite allows one writer at a time and a deferred transaction that
+    /// upgrades to a writer can fail with `SQLITE_BUSY` at once, whatever the
+    /// busy timeout. Serialising writers in-process avoids that; PostgreSQL
+    /// needs no such lock.
+    sqlite_writer: Option<Mutex<()>>,
+}
+
+/// One write transaction: the database transaction, the writer lock on
+/// SQLite, and the sequence numbers of the events it appended.
+pub struct Tx<'a> {
+    txn: DatabaseTransaction,
+    _writer: Option<MutexGuard<'a, ()>>,
+    bus: &'a EventBus,
+    principal: &'a Principal,
+    last_seq: Option<i64>,
+}
+
+/// What an event says; the transaction adds tenant, actor, sequence and time.
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// The project it belongs to, if any.
+    pub project_id: Option<Uuid>,
+    /// The task it belongs to, if any.
+    pub task_id: Option<Uuid>,
+    /// GraphQL type name of the changed object.
+    pub subject_type: &'static str,
+    /// Id of the changed object.
+    pub subject_id: Uuid,
+    /// A JSON snapshot of what changed.
+    pub payload: Json,
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl Tx<'_> {
+    /// Appends an event row. Call it after the row changes it describes: the
+    /// sequence counter row stays locked until commit, so the shorter the
+    /// rest of the transaction the better.
+    pub async fn append(&mut self, e: NewEvent) -> AppResult<event::Model> {
+        let backend = self.txn.get_database_backend();
+        let row = self
+            .txn
+            .query_one_raw(Statement::from_string(
+                backend,
+                "UPDATE event_sequence SET last_seq = last_seq + 1 WHERE name = 'events' RETURNING last_seq",
+            ))
+            .await?
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("event_sequence row missing")))?;
+        let seq: i64 = row.try_get("", "last_seq")?;
+        let model = event::ActiveModel {
+            seq: Set(seq),
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(self.principal.tenant_id),
+            event_type: Set(e.event_type),
+            project_id: Set(e.project_id),
+            task_id: Set(e.task_id),
+            subject_type: Set(e.subject_type.to_string()),
+            subject_id: Set(e.subject_id),
+            actor: Set(self.principal.user_id.clone()),
+            payload: Set(e.payload),
+            created_at: Set(now()),
+        }
+        .insert(&self.txn)
+        .await?;
+        self.last_seq = Some(seq);
+        Ok(model)
+    }
+
+    /// Commits, then tells subscribers. A failed commit publishes nothing.
+    pub async fn commit(self) -> AppResult<()> {
+        self.txn.commit().await?;
+        if let Some(seq) = self.last_seq {
+            self.bus.published(seq);
+        }
+        Ok(())
+    }
+}
+
+impl Services {
+    /// Builds the service layer over a migrated database.
+    pub fn new(db: DatabaseConnection, bus: EventBus, settings: ServiceSettings) -> Self {
+        let sqlite_writer = crate::db::is_sqlite(&db).then(|| Mutex::new(()));
+        Services {
+            inner: Arc::new(Inner {
+                db,
+                bus,
+                settings,
+                sqlite_writer,
+            }),
+        }
+    }
+
+    /// The connection pool, for reads.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.inner.settings
+    }
+
+    /// Begins a write transaction on behalf of `principal`.
+    pub async fn begin<'a>(&'a self, principal: &'a Principal) -> AppResult<Tx<'a>> {
+        let writer = match &self.inner.sqlite_writer {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        let txn = self.inner.db.begin().await?;
+        Ok(Tx {
+            txn,
+            _writer: writer,
+            bus: &self.inner.bus,
+            principal,
+            last_seq: None,
+        })
+    }
+}
+
+/// The current time, truncated to microseconds so it survives a round trip
+/// through PostgreSQL unchanged.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Serialises a model for an event payload.
+pub fn snapshot<T: serde::Serialize>(v: &T) -> Json {
+    serde_json::to_value(v).unwrap_or(Json::Null)
+}
+
+/// Refuses the change with `CONFLICT` when a guarded update touched no row.
+pub fn guarded(rows: u64, what: &str) -> AppResult<()> {
+    if rows == 0 {
+        Err(AppError::Conflict(format!(
+            "{what} was changed by someone else at the same time; reload it and try again"
+        )))
+    } else {
+        Ok(())
+    }
+}

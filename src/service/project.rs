@@ -1,0 +1,309 @@
+//! Projects: creation (with a workflow's tasks) and the project lifecycle.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::catalog::visible;
+use super::{NewEvent, Services, guarded, now, snapshot};
+use crate::auth::Principal;
+use crate::domain::{EventType, ProjectStatus, TaskStatus};
+use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
+use crate::error::{AppError, AppResult};
+
+/// Input of [`Services::create_project`].
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    /// Display name; 1–200 characters.
+    pub name: String,
+    /// The product idea in the user's words.
+    pub product_idea: Option<String>,
+    /// A workflow id or key; its steps become the project's tasks.
+    pub workflow: Option<String>,
+}
+
+impl Services {
+    /// Creates a project and, with a workflow, one task per work step with
+    /// its dependencies; one `PROJECT_CREATED` event plus one `TASK_CREATED`
+    /// per task, all in one transaction.
+    #[tracing::instrument(skip(self, input), fields(tenant = %p.tenant_id))]
+    pub async fn create_project(
+        &self,
+        p: &Principal,
+        input: NewProject,
+    ) -> AppResult<(project::Model, event::Model)> {
+        let name = input.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(AppError::bad_input("name must be 1–200 characters"));
+        }
+        let wf = match &input.workflow {
+            Some(w) => Some(self.find_workflow(p, w).await?),
+            None => None,
+        };
+        let steps = match &wf {
+            Some(w) => {
+                workflow_step::Entity::find()
+                    .filter(workflow_step::Column::WorkflowId.eq(w.id))
+                    .order_by_asc(workflow_step::Column::Position)
+                    .all(self.db())
+                    .await?
+            }
+            None => vec![],
+        };
+        // Personas by key, the tenant's own winning over built-ins.
+        let mut personas: HashMap<String, persona::Model> = HashMap::new();
+        for m in persona::Entity::find()
+            .filter(visible(p.tenant_id))
+            .all(self.db())
+            .await?
+        {
+            let own = m.tenant_id == p.tenant_id;
+            match personas.get(&m.key) {
+                Some(prev) if prev.tenant_id == p.tenant_id && !own => {}
+                _ => {
+                    personas.insert(m.key.clone(), m);
+                }
+            }
+        }
+
+        let t = now();
+        let mut tx = self.begin(p).await?;
+        let project = project::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(p.tenant_id),
+            name: Set(name),
+            product_idea: Set(input.product_idea.clone()),
+            workflow_id: Set(wf.as_ref().map(|w| w.id)),
+            status: Set(ProjectStatus::Active),
+            created_by: Set(p.user_id.clone()),
+            ended_at: Set(None),
+            created_at: Set(t),
+            updated_at: Set(t),
+        }
+        .insert(&*tx)
+        .await?;
+        let ev = tx
+            .append(NewEvent {
+                event_type: EventType::ProjectCreated,
+                project_id: Some(project.id),
+                task_id: None,
+                subject_type: "Project",
+                subject_id: project.id,
+                payload: snapshot(&project),
+            })
+            .await?;
+
+        let plan = plan_tasks(&steps);
+        let mut task_ids: Vec<Uuid> = Vec::with_capacity(plan.len());
+        for planned in &plan {
+            let step = planned.step;
+            let task = task::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(p.tenant_id),
+                project_id: Set(project.id),
+                workflow_step_id: Set(Some(step.id)),
+                step_key: Set(Some(step.key.clone())),
+                persona_id: Set(step
+                    .persona_key
+                    .as_ref()
+                    .and_then(|k| personas.get(k))
+                    .map(|m| m.id)),
+                title: Set(step_title(step)),
+                instructions: Set(step.notes.clone()),
+                priority: Set(0),
+                position: Set(step.position),
+                required: Set(planned.required),
+                status: Set(TaskStatus::Pending),
+                progress: Set(0),
+                stage: Set(None),
+                status_message: Set(None),
+                output: Set(None),
+                error: Set(None),
+                attempt: Set(1),
+                retry_of: Set(None),
+                version: Set(1),
+                started_at: Set(None),
+                ended_at: Set(None),
+                created_at: Set(t),
+                updated_at: Set(t),
+            }
+            .insert(&*tx)
+            .await?;
+            task_ids.push(task.id);
+            for dep in &planned.depends_on {
+                task_dependency::ActiveModel {
+                    task_id: Set(task.id),
+                    depends_on_id: Set(task_ids[*dep]),
+                    tenant_id: Set(p.tenant_id),
+                }
+                .insert(&*tx)
+                .await?;
+            }
+            let mut payload = snapshot(&task);
+            payload["dependsOn"] = json!(
+                planned
+                    .depends_on
+                    .iter()
+                    .map(|d| task_ids[*d])
+                    .collect::<Vec<_>>()
+            );
+            tx.append(NewEvent {
+                event_type: EventType::TaskCreated,
+                project_id: Some(project.id),
+                task_id: Some(task.id),
+                subject_type: "Task",
+                subject_id: task.id,
+                payload,
+            })
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((project, ev))
+    }
+
+    /// Moves a project along its lifecycle (`COMPLETED`, `FAILED`,
+    /// `CANCELLED`), refusing what the lifecycle does not allow.
+    #[tracing::instrument(skip(self, reason), fields(tenant = %p.tenant_id))]
+    pub async fn transition_project(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        to: ProjectStatus,
+        reason: Option<String>,
+    ) -> AppResult<(project::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let current = project::Entity::find_by_id(id)
+            .filter(project::Column::TenantId.eq(p.tenant_id))
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found(
+                    "Project",
+                    crate::ids::encode(crate::ids::Kind::Project, id).0,
+                )
+            })?;
+        if !current.status.can_transition_to(to) {
+            return Err(AppError::transition(
+                "Project",
+                current.status,
+                to,
+                current.status.allowed_transitions(),
+            ));
+        }
+        let t = now();
+        let res = project::Entity::update_many()
+            .col_expr(project::Column::Status, to.into())
+            .col_expr(project::Column::UpdatedAt, t.into())
+            .col_expr(project::Column::EndedAt, Some(t).into())
+            .filter(project::Column::Id.eq(id))
+            .filter(project::Column::TenantId.eq(p.tenant_id))
+            .filter(project::Column::Status.eq(current.status))
+            .exec(&*tx)
+            .await?;
+        guarded(res.rows_affected, "the project")?;
+        let mut updated = current.into_active_model();
+        updated.status = Set(to);
+        updated.updated_at = Set(t);
+        updated.ended_at = Set(Some(t));
+        let updated = sea_orm::TryIntoModel::try_into_model(updated)?;
+        let event_type = match to {
+            ProjectStatus::Completed => EventType::ProjectCompleted,
+            ProjectStatus::Failed => EventType::ProjectFailed,
+            _ => EventType::ProjectCancelled,
+        };
+        let mut payload = snapshot(&updated);
+        payload["reason"] = json!(reason);
+        let ev = tx
+            .append(NewEvent {
+                event_type,
+                project_id: Some(id),
+                task_id: None,
+                subject_type: "Project",
+                subject_id: id,
+                payload,
+            })
+            .await?;
+        tx.commit().await?;
+        Ok((updated, ev))
+    }
+}
+
+/// One task to create from a workflow step.
+struct Planned<'a> {
+    step: &'a workflow_step::Model,
+    required: bool,
+    /// Indexes into the plan of the tasks this one waits for.
+    depends_on: Vec<usize>,
+}
+
+/// Turns workflow steps into tasks with dependencies.
+///
+/// Control markers (`workflow_end`, `repeat_development_cycle`) are not work
+/// and get no task. Each task waits for the nearest earlier *required* task
+/// (the spine of the workflow), and also for the task that creates any
+/// artifact it `requires`. Optional and conditional steps are not required:
+/// the project can complete without them, and skipping one (cancelling it)
+/// unblocks what waits for it.
+fn plan_tasks(steps: &[workflow_step::Model]) -> Vec<Planned<'_>> {
+    let mut plan: Vec<Planned<'_>> = Vec::new();
+    let mut last_required: Option<usize> = None;
+    let mut creators: HashMap<String, usize> = HashMap::new();
+    for step in steps.iter().filter(|s| !s.is_control) {
+        let required = !step.optional && step.condition.is_none();
+        let mut deps: Vec<usize> = last_required.into_iter().collect();
+        for r in json_strings(&step.requires) {
+            if let Some(i) = creators.get(&artifact_name(&r))
+                && !deps.contains(i)
+            {
+                deps.push(*i);
+            }
+        }
+        let idx = plan.len();
+        for c in json_strings(&step.creates) {
+            creators.insert(artifact_name(&c), idx);
+        }
+        plan.push(Planned {
+            step,
+            required,
+            depends_on: deps,
+        });
+        if required {
+            last_required = Some(idx);
+        }
+    }
+    plan
+}
+
+/// `"prd.md (if needed)"` → `"prd.md"`.
+fn artifact_name(s: &str) -> String {
+    s.split(" (").next().unwrap_or(s).trim().to_lowercase()
+}
+
+fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A readable title such as `pm: create prd.md` or `po: validate`.
+fn step_title(s: &workflow_step::Model) -> String {
+    let who = s.agent.clone().unwrap_or_else(|| "team".into());
+    let what = match (&s.action, json_strings(&s.creates).first()) {
+        (Some(a), Some(c)) => format!("{} → {c}", a.replace('_', " ")),
+        (Some(a), None) => a.replace('_', " "),
+        (None, Some(c)) => format!("create {c}"),
+        (None, None) => json_strings(&s.updates)
+            .first()
+            .map(|u| format!("update {u}"))
+            .unwrap_or_else(|| s.key.clone()),
+    };
+    format!("{who}: {what}")
+}

@@ -1,0 +1,304 @@
+//! Sessions and persona contexts.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TryIntoModel,
+};
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use super::{NewEvent, Services, Tx, guarded, now, snapshot};
+use crate::auth::Principal;
+use crate::domain::{EventType, SessionStatus};
+use crate::entity::{event, persona_context, session};
+use crate::error::{AppError, AppResult};
+use crate::ids::{Kind, encode};
+
+impl Services {
+    /// Starts an ACTIVE session for the caller.
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    pub async fn start_session(
+        &self,
+        p: &Principal,
+        name: Option<String>,
+    ) -> AppResult<(session::Model, event::Model)> {
+        let t = now();
+        let mut tx = self.begin(p).await?;
+        let model = session::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(p.tenant_id),
+            user_id: Set(p.user_id.clone()),
+            name: Set(name),
+            status: Set(SessionStatus::Active),
+            current_context_id: Set(None),
+            last_activity_at: Set(t),
+            expires_at: Set(t + self.settings().session_timeout),
+            ended_at: Set(None),
+            created_at: Set(t),
+            updated_at: Set(t),
+        }
+        .insert(&*tx)
+        .await?;
+        let ev = session_event(&mut tx, EventType::SessionStarted, &model, json!({})).await?;
+        tx.commit().await?;
+        Ok((model, ev))
+    }
+
+    /// Moves a session along its lifecycle (suspend, resume, terminate).
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    pub async fn transition_session(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        to: SessionStatus,
+    ) -> AppResult<(session::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let current = load_session(&tx, p, id).await?;
+        if !current.status.can_transition_to(to) {
+            return Err(AppError::transition(
+                "Session",
+                current.status,
+                to,
+                current.status.allowed_transitions(),
+            ));
+        }
+        let t = now();
+        let mut am = current.clone().into_active_model();
+        am.status = Set(to);
+        am.updated_at = Set(t);
+        if to == SessionStatus::Active {
+            am.last_activity_at = Set(t);
+            am.expires_at = Set(t + self.settings().session_timeout);
+        }
+        if to.is_terminal() {
+            am.ended_at = Set(Some(t));
+        }
+        let updated = am.clone().try_into_model()?;
+        let res = session::Entity::update_many()
+            .set(am)
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::TenantId.eq(p.tenant_id))
+            .filter(session::Column::Status.eq(current.status))
+            .exec(&*tx)
+            .await?;
+        guarded(res.rows_affected, "the session")?;
+        let event_type = match to {
+            SessionStatus::Active => EventType::SessionResumed,
+            SessionStatus::Suspended => EventType::SessionSuspended,
+            SessionStatus::Terminated => EventType::SessionTerminated,
+            SessionStatus::Expired => EventType::SessionExpired,
+        };
+        let ev = session_event(&mut tx, event_type, &updated, json!({})).await?;
+        tx.commit().await?;
+        Ok((updated, ev))
+    }
+
+    /// Makes `persona_id` the session's current persona: reopens its context
+    /// in this session or creates it with `initial_state`, and points the
+    /// session at it. The outgoing context keeps its state untouched.
+    #[tracing::instrument(skip(self, initial_state), fields(tenant = %p.tenant_id))]
+    pub async fn switch_persona(
+        &self,
+        p: &Principal,
+        session_id: Uuid,
+        persona_id: Uuid,
+        initial_state: Option<Json>,
+        parent_id: Option<Uuid>,
+    ) -> AppResult<(session::Model, persona_context::Model, event::Model)> {
+        if let Some(s) = &initial_state
+            && !s.is_object()
+        {
+            return Err(AppError::bad_input("initialState must be a JSON object"));
+        }
+        let mut tx = self.begin(p).await?;
+        let session = load_session(&tx, p, session_id).await?;
+        if session.status != SessionStatus::Active {
+            return Err(AppError::bad_input(format!(
+                "personas can only be switched in an ACTIVE session; this one is {}",
+                sea_orm::ActiveEnum::to_value(&session.status)
+            )));
+        }
+        if let Some(parent) = parent_id {
+            let parent = load_context(&tx, p, parent).await?;
+            if parent.session_id != session.id {
+                return Err(AppError::bad_input(
+                    "the parent context belongs to another session",
+                ));
+            }
+        }
+        let t = now();
+        let existing = persona_context::Entity::find()
+            .filter(persona_context::Column::TenantId.eq(p.tenant_id))
+            .filter(persona_context::Column::UserId.eq(&session.user_id))
+            .filter(persona_context::Column::PersonaId.eq(persona_id))
+            .filter(persona_context::Column::SessionId.eq(session.id))
+            .one(&*tx)
+            .await?;
+        let context = match existing {
+            Some(c) => {
+                let mut am = c.into_active_model();
+                am.last_active_at = Set(t);
+                am.updated_at = Set(t);
+                am.update(&*tx).await?
+            }
+            None => {
+                persona_context::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    tenant_id: Set(p.tenant_id),
+                    user_id: Set(session.user_id.clone()),
+                    session_id: Set(session.id),
+                    persona_id: Set(persona_id),
+                    parent_id: Set(parent_id),
+                    state: Set(initial_state.unwrap_or_else(|| json!({}))),
+                    history: Set(json!([])),
+                    history_total: Set(0),
+                    active_tool: Set(None),
+                    active_workflow: Set(None),
+                    last_active_at: Set(t),
+                    created_at: Set(t),
+                    updated_at: Set(t),
+                }
+                .insert(&*tx)
+                .await?
+            }
+        };
+        let previous = session.current_context_id;
+        let mut am = session.into_active_model();
+        am.current_context_id = Set(Some(context.id));
+        am.last_activity_at = Set(t);
+        am.expires_at = Set(t + self.settings().session_timeout);
+        am.updated_at = Set(t);
+        let session = am.update(&*tx).await?;
+        let ev = session_event(
+            &mut tx,
+            EventType::PersonaSwitched,
+            &session,
+            json!({ "fromContextId": previous, "toContextId": context.id, "personaId": persona_id }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((session, context, ev))
+    }
+
+    /// Applies an RFC 7386 JSON merge patch to a context's state.
+    #[tracing::instrument(skip(self, patch), fields(tenant = %p.tenant_id))]
+    pub async fn update_persona_context(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        patch: Json,
+        active_tool: Option<Option<String>>,
+    ) -> AppResult<(persona_context::Model, event::Model)> {
+        if !patch.is_object() {
+            return Err(AppError::bad_input(
+                "statePatch must be a JSON object (RFC 7386 merge patch)",
+            ));
+        }
+        let mut tx = self.begin(p).await?;
+        let ctx = load_context(&tx, p, id).await?;
+        let mut state = ctx.state.clone();
+        json_patch::merge(&mut state, &patch);
+        let t = now();
+        let mut am = ctx.into_active_model();
+        am.state = Set(state);
+        if let Some(tool) = active_tool {
+            am.active_tool = Set(tool);
+        }
+        am.updated_at = Set(t);
+        am.last_active_at = Set(t);
+        let ctx = am.update(&*tx).await?;
+        let ev = context_event(&mut tx, &ctx, json!({ "statePatch": patch })).await?;
+        tx.commit().await?;
+        Ok((ctx, ev))
+    }
+
+    /// Appends one entry to a context's conversation history, dropping the
+    /// oldest beyond the configured bound.
+    #[tracing::instrument(skip(self, entry), fields(tenant = %p.tenant_id))]
+    pub async fn append_context_history(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        entry: Json,
+    ) -> AppResult<(persona_context::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let ctx = load_context(&tx, p, id).await?;
+        let mut history = ctx.history.as_array().cloned().unwrap_or_default();
+        history.push(entry.clone());
+        let max = self.settings().max_context_history.max(1);
+        if history.len() > max {
+            let excess = history.len() - max;
+            history.drain(..excess);
+        }
+        let t = now();
+        let total = ctx.history_total + 1;
+        let mut am = ctx.into_active_model();
+        am.history = Set(Json::Array(history));
+        am.history_total = Set(total);
+        am.updated_at = Set(t);
+        am.last_active_at = Set(t);
+        let ctx = am.update(&*tx).await?;
+        let ev = context_event(&mut tx, &ctx, json!({ "appended": entry })).await?;
+        tx.commit().await?;
+        Ok((ctx, ev))
+    }
+}
+
+async fn load_session(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<session::Model> {
+    session::Entity::find_by_id(id)
+        .filter(session::Column::TenantId.eq(p.tenant_id))
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("Session", encode(Kind::Session, id).0))
+}
+
+async fn load_context(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<persona_context::Model> {
+    persona_context::Entity::find_by_id(id)
+        .filter(persona_context::Column::TenantId.eq(p.tenant_id))
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0))
+}
+
+async fn session_event(
+    tx: &mut Tx<'_>,
+    event_type: EventType,
+    s: &session::Model,
+    extra: Json,
+) -> AppResult<event::Model> {
+    let mut payload = snapshot(s);
+    if let (Some(obj), Json::Object(extra)) = (payload.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    tx.append(NewEvent {
+        event_type,
+        project_id: None,
+        task_id: None,
+        subject_type: "Session",
+        subject_id: s.id,
+        payload,
+    })
+    .await
+}
+
+async fn context_event(
+    tx: &mut Tx<'_>,
+    c: &persona_context::Model,
+    extra: Json,
+) -> AppResult<event::Model> {
+    let mut payload = json!({
+        "id": c.id, "sessionId": c.session_id, "personaId": c.persona_id,
+        "historyTotal": c.history_total,
+    });
+    if let (Some(obj), Json::Object(extra)) = (payload.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    tx.append(NewEvent {
+        event_type: EventType::PersonaContextUpdated,
+        project_id: None,
+        task_id: None,
+        subject_type: "PersonaContext",
+        subject_id: c.id,
+        payload,
+    })
+    .await
+}

@@ -1,0 +1,351 @@
+//! Tasks: creation and the task lifecycle.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, Set,
+    TryIntoModel,
+};
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+
+use super::{NewEvent, Services, Tx, guarded, now, snapshot};
+use crate::auth::Principal;
+use crate::domain::{EventType, ProjectStatus, TaskStatus};
+use crate::entity::{event, project, task, task_dependency};
+use crate::error::{AppError, AppResult};
+use crate::ids::{Kind, encode};
+
+/// Input of [`Services::create_task`].
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The project the task belongs to.
+    pub project_id: Uuid,
+    /// The persona expected to do it.
+    pub persona_id: Option<Uuid>,
+    /// Short title; 1–200 characters.
+    pub title: String,
+    /// What to do.
+    pub instructions: Option<String>,
+    /// Higher runs first among ready tasks.
+    pub priority: i32,
+    /// Tasks that must complete (or be cancelled) before this one starts.
+    pub depends_on: Vec<Uuid>,
+    /// Whether the project needs it done to complete.
+    pub required: bool,
+}
+
+/// The field changes a lifecycle verb makes besides the status.
+#[derive(Debug, Default)]
+pub struct TaskChange {
+    /// New progress, 0–100.
+    pub progress: Option<i32>,
+    /// New stage label.
+    pub stage: Option<Option<String>>,
+    /// New status message.
+    pub message: Option<Option<String>>,
+    /// The output on completion.
+    pub output: Option<Json>,
+    /// The error on failure.
+    pub error: Option<Option<String>>,
+    /// A new attempt number (on retry).
+    pub attempt: Option<i32>,
+}
+
+/// Loads a task of the caller's tenant or fails with `NOT_FOUND`.
+pub async fn load_task<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: Uuid,
+) -> AppResult<task::Model> {
+    task::Entity::find_by_id(id)
+        .filter(task::Column::TenantId.eq(p.tenant_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id).0))
+}
+
+/// Moves a task to `to` inside `tx` with a guarded update and appends the
+/// event. Shared by the task verbs and the HITL service.
+pub async fn move_task(
+    tx: &mut Tx<'_>,
+    current: task::Model,
+    to: TaskStatus,
+    event_type: EventType,
+    change: TaskChange,
+) -> AppResult<(task::Model, event::Model)> {
+    if current.status != to && !current.status.can_transition_to(to) {
+        return Err(AppError::transition(
+            "Task",
+            current.status,
+            to,
+            current.status.allowed_transitions(),
+        ));
+    }
+    let t = now();
+    let mut am = current.clone().into_active_model();
+    am.status = Set(to);
+    am.version = Set(current.version + 1);
+    am.updated_at = Set(t);
+    if let Some(v) = change.progress {
+        am.progress = Set(v);
+    }
+    if let Some(v) = change.stage {
+        am.stage = Set(v);
+    }
+    if let Some(v) = change.message {
+        am.status_message = Set(v);
+    }
+    if let Some(v) = change.output {
+        am.output = Set(Some(v));
+    }
+    if let Some(v) = change.error {
+        am.error = Set(v);
+    }
+    if let Some(v) = change.attempt {
+        am.attempt = Set(v);
+    }
+    if to == TaskStatus::Working && current.started_at.is_none() {
+        am.started_at = Set(Some(t));
+    }
+    if to.is_terminal() || to == TaskStatus::Failed {
+        am.ended_at = Set(Some(t));
+    }
+    if to == TaskStatus::Pending {
+        am.ended_at = Set(None);
+    }
+    let updated = am.clone().try_into_model()?;
+    // The guard: same row, same status, same version as we read. A racing
+    // writer bumps the version, so exactly one of two racers matches.
+    let res = task::Entity::update_many()
+        .set(am)
+        .filter(task::Column::Id.eq(current.id))
+        .filter(task::Column::TenantId.eq(current.tenant_id))
+        .filter(task::Column::Status.eq(current.status))
+        .filter(task::Column::Version.eq(current.version))
+        .exec(&**tx)
+        .await?;
+    guarded(res.rows_affected, "the task")?;
+    let ev = tx
+        .append(NewEvent {
+            event_type,
+            project_id: Some(updated.project_id),
+            task_id: Some(updated.id),
+            subject_type: "Task",
+            subject_id: updated.id,
+            payload: snapshot(&updated),
+        })
+        .await?;
+    Ok((updated, ev))
+}
+
+impl Services {
+    /// Creates a task in an active project.
+    #[tracing::instrument(skip(self, input), fields(tenant = %p.tenant_id))]
+    pub async fn create_task(
+        &self,
+        p: &Principal,
+        input: NewTask,
+    ) -> AppResult<(task::Model, event::Model)> {
+        let title = input.title.trim().to_string();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(AppError::bad_input("title must be 1–200 characters"));
+        }
+        let mut tx = self.begin(p).await?;
+        let project = project::Entity::find_by_id(input.project_id)
+            .filter(project::Column::TenantId.eq(p.tenant_id))
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found("Project", encode(Kind::Project, input.project_id).0)
+            })?;
+        if project.status != ProjectStatus::Active {
+            return Err(AppError::bad_input(format!(
+                "tasks can only be added to an ACTIVE project; this one is {}",
+                sea_orm::ActiveEnum::to_value(&project.status)
+            )));
+        }
+        for dep in &input.depends_on {
+            let d = load_task(&*tx, p, *dep).await?;
+            if d.project_id != project.id {
+                return Err(AppError::bad_input(
+                    "a task can only depend on tasks of its own project",
+                ));
+            }
+        }
+        let position = task::Entity::find()
+            .filter(task::Column::ProjectId.eq(project.id))
+            .count(&*tx)
+            .await? as i32;
+        let t = now();
+        let model = task::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(p.tenant_id),
+            project_id: Set(project.id),
+            workflow_step_id: Set(None),
+            step_key: Set(None),
+            persona_id: Set(input.persona_id),
+            title: Set(title),
+            instructions: Set(input.instructions),
+            priority: Set(input.priority),
+            position: Set(position),
+            required: Set(input.required),
+            status: Set(TaskStatus::Pending),
+            progress: Set(0),
+            stage: Set(None),
+            status_message: Set(None),
+            output: Set(None),
+            error: Set(None),
+            attempt: Set(1),
+            retry_of: Set(None),
+            version: Set(1),
+            started_at: Set(None),
+            ended_at: Set(None),
+            created_at: Set(t),
+            updated_at: Set(t),
+        }
+        .insert(&*tx)
+        .await?;
+        for dep in &input.depends_on {
+            task_dependency::ActiveModel {
+                task_id: Set(model.id),
+                depends_on_id: Set(*dep),
+                tenant_id: Set(p.tenant_id),
+            }
+            .insert(&*tx)
+            .await?;
+        }
+        let mut payload = snapshot(&model);
+        payload["dependsOn"] = json!(input.depends_on);
+        let ev = tx
+            .append(NewEvent {
+                event_type: EventType::TaskCreated,
+                project_id: Some(model.project_id),
+                task_id: Some(model.id),
+                subject_type: "Task",
+                subject_id: model.id,
+                payload,
+            })
+            .await?;
+        tx.commit().await?;
+        Ok((model, ev))
+    }
+
+    /// Applies one lifecycle verb to a task.
+    ///
+    /// Starting checks that every dependency is COMPLETED or CANCELLED
+    /// (skipped); otherwise the start is refused with `INVALID_TRANSITION`
+    /// naming the blockers. Progress may only be reported while WORKING.
+    #[tracing::instrument(skip(self, change), fields(tenant = %p.tenant_id))]
+    pub async fn task_verb(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        verb: TaskVerb,
+        change: TaskChange,
+    ) -> AppResult<(task::Model, event::Model)> {
+        if let Some(pr) = change.progress
+            && !(0..=100).contains(&pr)
+        {
+            return Err(AppError::bad_input("progress must be between 0 and 100"));
+        }
+        let mut tx = self.begin(p).await?;
+        let current = load_task(&*tx, p, id).await?;
+        let (to, event_type) = match verb {
+            TaskVerb::Start => (TaskStatus::Working, EventType::TaskStarted),
+            TaskVerb::Progress => {
+                if current.status != TaskStatus::Working {
+                    return Err(AppError::transition(
+                        "Task",
+                        current.status,
+                        TaskStatus::Working,
+                        current.status.allowed_transitions(),
+                    ));
+                }
+                (TaskStatus::Working, EventType::TaskProgress)
+            }
+            TaskVerb::Complete => (TaskStatus::Completed, EventType::TaskCompleted),
+            TaskVerb::Fail => (TaskStatus::Failed, EventType::TaskFailed),
+            TaskVerb::Cancel => (TaskStatus::Cancelled, EventType::TaskCancelled),
+            TaskVerb::Retry => (TaskStatus::Pending, EventType::TaskRetried),
+        };
+        if verb != TaskVerb::Progress && current.status == to {
+            return Err(AppError::transition(
+                "Task",
+                current.status,
+                to,
+                current.status.allowed_transitions(),
+            ));
+        }
+        if verb == TaskVerb::Start && current.status == TaskStatus::Pending {
+            let blockers = blocking_dependencies(&*tx, &current).await?;
+            if !blockers.is_empty() {
+                return Err(AppError::InvalidTransition {
+                    entity: "Task",
+                    from: "PENDING".into(),
+                    to: "WORKING".into(),
+                    allowed: vec![format!(
+                        "none until these dependencies complete: {}",
+                        blockers
+                            .iter()
+                            .map(|b| encode(Kind::Task, *b).0)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )],
+                });
+            }
+        }
+        let mut change = change;
+        match verb {
+            TaskVerb::Complete => change.progress = Some(100),
+            TaskVerb::Retry => {
+                change.progress = Some(0);
+                change.error = Some(None);
+                change.attempt = Some(current.attempt + 1);
+            }
+            _ => {}
+        }
+        let (model, ev) = move_task(&mut tx, current, to, event_type, change).await?;
+        tx.commit().await?;
+        Ok((model, ev))
+    }
+}
+
+/// The lifecycle verbs of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskVerb {
+    /// PENDING → WORKING.
+    Start,
+    /// WORKING → WORKING with progress.
+    Progress,
+    /// WORKING → COMPLETED.
+    Complete,
+    /// WORKING / WAITING_FOR_HITL → FAILED.
+    Fail,
+    /// any live state → CANCELLED.
+    Cancel,
+    /// FAILED → PENDING.
+    Retry,
+}
+
+async fn blocking_dependencies<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    t: &task::Model,
+) -> AppResult<Vec<Uuid>> {
+    let deps: Vec<Uuid> = task_dependency::Entity::find()
+        .filter(task_dependency::Column::TaskId.eq(t.id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|d| d.depends_on_id)
+        .collect();
+    if deps.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(task::Entity::find()
+        .filter(task::Column::Id.is_in(deps))
+        .filter(task::Column::Status.is_not_in([TaskStatus::Completed, TaskStatus::Cancelled]))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect())
+}
