@@ -431,6 +431,22 @@ impl Loader<Uuid> for TeamKeys {
     }
 }
 
+/// Completion summaries of projects, one grouped query per batch.
+pub struct Completions {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for Completions {
+    type Value = crate::service::query::Completion;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        crate::service::query::completions(&self.db, self.tenant, keys)
+            .await
+            .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
+    }
+}
+
 /// Every loader of one request.
 pub struct Loaders {
     /// Projects by id.
@@ -459,6 +475,8 @@ pub struct Loaders {
     pub latest_checkpoint: DataLoader<LatestCheckpoint>,
     /// Members and workflows of teams.
     pub team_keys: DataLoader<TeamKeys>,
+    /// Completion of projects.
+    pub completions: DataLoader<Completions>,
     /// Child counts.
     pub counts: DataLoader<ChildCounts>,
     /// Tasks under projects.
@@ -566,6 +584,7 @@ impl Loaders {
                 },
                 delay,
             ),
+            completions: dl(Completions { db: db.clone(), tenant }, delay),
             counts: dl(
                 ChildCounts {
                     db: db.clone(),

@@ -8,7 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::loaders::{Cursor, PageKey, Rel};
-use super::{loaders, services};
+use super::loaders;
 use crate::domain::{
     AgentState, ArtifactKind, CheckpointStatus, EventType, HitlStatus, ProjectStatus,
     SessionStatus, TaskStatus,
@@ -19,7 +19,7 @@ use crate::entity::{
 };
 use crate::error::AppError;
 use crate::ids::{Kind, encode};
-use crate::service::query::{Completion as CompletionData, completions, page_size};
+use crate::service::query::{Completion as CompletionData, page_size};
 
 /// A list page in Relay form with `totalCount`.
 pub type Conn<T> = Connection<String, T, TotalCount>;
@@ -230,9 +230,9 @@ impl Project {
     }
     /// How far the project is, computed from its tasks.
     async fn completion(&self, ctx: &Context<'_>) -> Result<Completion> {
-        let s = services(ctx);
-        let mut map = completions(s.db(), self.0.tenant_id, &[self.0.id]).await?;
-        Ok(Completion(map.remove(&self.0.id).unwrap_or_default()))
+        Ok(Completion(
+            loaders(ctx).completions.load_one(self.0.id).await.map_err(db_err)?.unwrap_or_default(),
+        ))
     }
     /// Tasks in creation order (which, for a workflow, is step order).
     async fn tasks(
