@@ -6,24 +6,36 @@ mod support;
 use serde_json::json;
 
 const CREATE_PROJECT: &str = "mutation($input: CreateProjectInput!) { createProject(input: $input) { project { id status tasks(first: 100) { nodes { id status required dependencies { id } } } } event { type cursor } } }";
-const CREATE_TASK: &str = "mutation($input: CreateTaskInput!) { createTask(input: $input) { task { id status } } }";
+const CREATE_TASK: &str =
+    "mutation($input: CreateTaskInput!) { createTask(input: $input) { task { id status } } }";
 const START: &str = "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { status startedAt } event { type } } }";
 const COMPLETE: &str = "mutation($id: ID!) { completeTask(input: {taskId: $id, output: {ok: true}}) { task { status progress } } }";
 const EVENT_COUNT: &str = "query { events(first: 0) { totalCount } }";
 
 async fn project(app: &support::TestApp, workflow: Option<&str>) -> serde_json::Value {
-    app.ok(CREATE_PROJECT, json!({ "input": { "name": "P", "workflowId": workflow } })).await["createProject"]["project"].clone()
+    app.ok(
+        CREATE_PROJECT,
+        json!({ "input": { "name": "P", "workflowId": workflow } }),
+    )
+    .await["createProject"]["project"]
+        .clone()
 }
 
 async fn task(app: &support::TestApp, project_id: &str) -> String {
-    app.ok(CREATE_TASK, json!({ "input": { "projectId": project_id, "title": "T", "personaId": "dev" } })).await["createTask"]["task"]["id"]
+    app.ok(
+        CREATE_TASK,
+        json!({ "input": { "projectId": project_id, "title": "T", "personaId": "dev" } }),
+    )
+    .await["createTask"]["task"]["id"]
         .as_str()
         .expect("task id")
         .to_string()
 }
 
 async fn event_count(app: &support::TestApp) -> i64 {
-    app.ok(EVENT_COUNT, json!({})).await["events"]["totalCount"].as_i64().expect("count")
+    app.ok(EVENT_COUNT, json!({})).await["events"]["totalCount"]
+        .as_i64()
+        .expect("count")
 }
 
 #[tokio::test]
@@ -37,10 +49,22 @@ async fn completing_a_pending_task_is_refused_and_changes_nothing() {
     assert_eq!(err["code"], "INVALID_TRANSITION", "{body}");
     assert_eq!(err["from"], "PENDING");
     assert_eq!(err["to"], "COMPLETED");
-    assert_eq!(event_count(&app).await, before, "no event for a refused change");
-    let data = app.ok("query($id: ID!) { task(id: $id) { status allowedTransitions } }", json!({ "id": t })).await;
+    assert_eq!(
+        event_count(&app).await,
+        before,
+        "no event for a refused change"
+    );
+    let data = app
+        .ok(
+            "query($id: ID!) { task(id: $id) { status allowedTransitions } }",
+            json!({ "id": t }),
+        )
+        .await;
     assert_eq!(data["task"]["status"], "PENDING");
-    assert_eq!(data["task"]["allowedTransitions"], json!(["WORKING", "CANCELLED"]));
+    assert_eq!(
+        data["task"]["allowedTransitions"],
+        json!(["WORKING", "CANCELLED"])
+    );
 }
 
 #[tokio::test]
@@ -56,25 +80,49 @@ async fn a_task_lifecycle_runs_and_every_change_appends_one_event() {
     assert_eq!(done["completeTask"]["task"]["status"], "COMPLETED");
     assert_eq!(done["completeTask"]["task"]["progress"], 100);
     assert_eq!(event_count(&app).await, before + 2);
-    assert_eq!(app.error_code(START, json!({ "id": t })).await, "INVALID_TRANSITION");
+    assert_eq!(
+        app.error_code(START, json!({ "id": t })).await,
+        "INVALID_TRANSITION"
+    );
 }
 
 #[tokio::test]
 async fn unknown_ids_are_not_found_and_malformed_input_is_bad_user_input() {
     let app = support::spawn().await;
     let missing = format!("Task:{}", uuid::Uuid::now_v7());
-    assert_eq!(app.error_code(START, json!({ "id": missing })).await, "NOT_FOUND");
-    assert_eq!(app.error_code(START, json!({ "id": "Project:0" })).await, "BAD_USER_INPUT");
+    assert_eq!(
+        app.error_code(START, json!({ "id": missing })).await,
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        app.error_code(START, json!({ "id": "Project:0" })).await,
+        "BAD_USER_INPUT"
+    );
     let p = project(&app, None).await;
-    assert_eq!(app.error_code(START, json!({ "id": p["id"] })).await, "BAD_USER_INPUT", "a Project id where a Task id belongs");
+    assert_eq!(
+        app.error_code(START, json!({ "id": p["id"] })).await,
+        "BAD_USER_INPUT",
+        "a Project id where a Task id belongs"
+    );
     let t = task(&app, p["id"].as_str().expect("id")).await;
     app.ok(START, json!({ "id": t })).await;
     let code = app
         .error_code("mutation($id: ID!) { reportTaskProgress(input: {taskId: $id, progress: 101}) { task { id } } }", json!({ "id": t }))
         .await;
     assert_eq!(code, "BAD_USER_INPUT");
-    assert_eq!(app.error_code("query { projects(first: 101) { totalCount } }", json!({})).await, "BAD_USER_INPUT");
-    assert_eq!(app.error_code(CREATE_PROJECT, json!({ "input": { "name": "x", "workflowId": "no-such-workflow" } })).await, "NOT_FOUND");
+    assert_eq!(
+        app.error_code("query { projects(first: 101) { totalCount } }", json!({}))
+            .await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        app.error_code(
+            CREATE_PROJECT,
+            json!({ "input": { "name": "x", "workflowId": "no-such-workflow" } })
+        )
+        .await,
+        "NOT_FOUND"
+    );
 }
 
 #[tokio::test]
@@ -82,11 +130,17 @@ async fn a_workflow_project_blocks_tasks_until_their_dependencies_complete() {
     let app = support::spawn().await;
     let p = project(&app, Some("greenfield-service")).await;
     let tasks = p["tasks"]["nodes"].as_array().expect("tasks");
-    assert!(tasks.len() >= 10, "greenfield-service has its work steps as tasks");
+    assert!(
+        tasks.len() >= 10,
+        "greenfield-service has its work steps as tasks"
+    );
     let second = &tasks[1];
     assert_eq!(second["dependencies"][0]["id"], tasks[0]["id"]);
     let body = app.post(START, json!({ "id": second["id"] })).await;
-    assert_eq!(body["errors"][0]["extensions"]["code"], "INVALID_TRANSITION", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "INVALID_TRANSITION",
+        "{body}"
+    );
     app.ok(START, json!({ "id": tasks[0]["id"] })).await;
     app.ok(COMPLETE, json!({ "id": tasks[0]["id"] })).await;
     app.ok(START, json!({ "id": second["id"] })).await;
@@ -107,8 +161,16 @@ async fn hitl_approval_resumes_and_rejection_fails_the_task() {
         let q = "mutation($id: ID!, $d: HitlDecision!) { resolveHitlRequest(input: {requestId: $id, decision: $d, response: \"because\"}) { hitlRequest { status resolvedBy } task { status } } }";
         let res = app.ok(q, json!({ "id": rid, "d": decision })).await;
         assert_eq!(res["resolveHitlRequest"]["task"]["status"], task_after);
-        assert_eq!(res["resolveHitlRequest"]["hitlRequest"]["resolvedBy"], "developer");
-        assert_eq!(app.error_code(q, json!({ "id": rid, "d": "APPROVE" })).await, "INVALID_TRANSITION", "answered once only");
+        assert_eq!(
+            res["resolveHitlRequest"]["hitlRequest"]["resolvedBy"],
+            "developer"
+        );
+        assert_eq!(
+            app.error_code(q, json!({ "id": rid, "d": "APPROVE" }))
+                .await,
+            "INVALID_TRANSITION",
+            "answered once only"
+        );
     }
 }
 
@@ -120,18 +182,30 @@ async fn a_stale_checkpoint_version_is_a_conflict_not_an_overwrite() {
     let q = "mutation($id: ID!, $v: Int, $s: JSON!) { createCheckpoint(input: {taskId: $id, stepId: \"s1\", state: $s, expectedVersion: $v}) { checkpoint { version state } } }";
     let v1 = app.ok(q, json!({ "id": t, "v": 0, "s": { "n": 1 } })).await;
     assert_eq!(v1["createCheckpoint"]["checkpoint"]["version"], 1);
-    assert_eq!(app.error_code(q, json!({ "id": t, "v": 0, "s": { "n": 2 } })).await, "CONFLICT");
+    assert_eq!(
+        app.error_code(q, json!({ "id": t, "v": 0, "s": { "n": 2 } }))
+            .await,
+        "CONFLICT"
+    );
     let v2 = app.ok(q, json!({ "id": t, "v": 1, "s": { "n": 2 } })).await;
     assert_eq!(v2["createCheckpoint"]["checkpoint"]["version"], 2);
     let latest = app.ok("query($id: ID!) { task(id: $id) { latestCheckpoint { version state parent { version } } } }", json!({ "id": t })).await;
-    assert_eq!(latest["task"]["latestCheckpoint"]["state"], json!({ "n": 2 }));
+    assert_eq!(
+        latest["task"]["latestCheckpoint"]["state"],
+        json!({ "n": 2 })
+    );
     assert_eq!(latest["task"]["latestCheckpoint"]["parent"]["version"], 1);
 }
 
 #[tokio::test]
 async fn sessions_switch_personas_and_keep_bounded_history() {
     let app = support::spawn_with(|c| c.max_context_history = 3).await;
-    let s = app.ok("mutation { startSession(input: {name: \"s\"}) { session { id status } } }", json!({})).await;
+    let s = app
+        .ok(
+            "mutation { startSession(input: {name: \"s\"}) { session { id status } } }",
+            json!({}),
+        )
+        .await;
     let sid = s["startSession"]["session"]["id"].clone();
     let sw = app
         .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\", initialState: {a: 1}}) { context { id state persona { key } } session { currentContext { id } } } }", json!({ "s": sid }))
@@ -141,23 +215,38 @@ async fn sessions_switch_personas_and_keep_bounded_history() {
     let up = app
         .ok("mutation($c: ID!) { updatePersonaContext(input: {contextId: $c, statePatch: {a: null, b: 2}}) { context { state } } }", json!({ "c": cid }))
         .await;
-    assert_eq!(up["updatePersonaContext"]["context"]["state"], json!({ "b": 2 }));
+    assert_eq!(
+        up["updatePersonaContext"]["context"]["state"],
+        json!({ "b": 2 })
+    );
     for i in 0..5 {
         app.ok("mutation($c: ID!, $e: JSON!) { appendPersonaContextHistory(input: {contextId: $c, entry: $e}) { context { id } } }", json!({ "c": cid, "e": { "i": i } }))
             .await;
     }
     let ctx = app.ok("query($id: ID!) { node(id: $id) { ... on PersonaContext { history historyCount historyTotal } } }", json!({ "id": cid })).await;
-    assert_eq!(ctx["node"]["history"], json!([{ "i": 2 }, { "i": 3 }, { "i": 4 }]));
+    assert_eq!(
+        ctx["node"]["history"],
+        json!([{ "i": 2 }, { "i": 3 }, { "i": 4 }])
+    );
     assert_eq!(ctx["node"]["historyTotal"], 5);
     let q = "mutation($s: ID!) { suspendSession(input: {sessionId: $s}) { session { status } } }";
     app.ok(q, json!({ "s": sid })).await;
-    assert_eq!(app.error_code(q, json!({ "s": sid })).await, "INVALID_TRANSITION");
+    assert_eq!(
+        app.error_code(q, json!({ "s": sid })).await,
+        "INVALID_TRANSITION"
+    );
 }
 
 #[tokio::test]
 async fn get_runs_queries_only_and_browsers_get_graphiql() {
     let app = support::spawn().await;
-    let r = app.http().get(app.graphql_url()).query(&[("query", "{ personas { key } }")]).send().await.expect("get");
+    let r = app
+        .http()
+        .get(app.graphql_url())
+        .query(&[("query", "{ personas { key } }")])
+        .send()
+        .await
+        .expect("get");
     assert!(r.status().is_success());
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["data"]["personas"].as_array().map(Vec::len), Some(10));
@@ -170,13 +259,30 @@ async fn get_runs_queries_only_and_browsers_get_graphiql() {
         .await
         .expect("get");
     assert_eq!(r.status(), 405);
-    assert_eq!(r.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
     let sessions = app.ok("query { sessions { totalCount } }", json!({})).await;
-    assert_eq!(sessions["sessions"]["totalCount"], 0, "the GET mutation did not run");
+    assert_eq!(
+        sessions["sessions"]["totalCount"], 0,
+        "the GET mutation did not run"
+    );
 
-    let r = app.http().get(app.graphql_url()).header("accept", "text/html").send().await.expect("get");
+    let r = app
+        .http()
+        .get(app.graphql_url())
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("get");
     assert!(r.text().await.expect("text").contains("graphiql"));
-    let r = app.http().get(format!("{}/healthz", app.base)).send().await.expect("get");
+    let r = app
+        .http()
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("get");
     assert!(r.status().is_success());
 }
 
@@ -189,19 +295,41 @@ async fn the_builtin_catalog_holds_the_ten_personas_four_teams_and_six_workflows
     assert_eq!(d["personas"].as_array().map(Vec::len), Some(10));
     assert_eq!(d["teams"].as_array().map(Vec::len), Some(4));
     assert_eq!(d["workflows"].as_array().map(Vec::len), Some(6));
-    let all = d["teams"].as_array().expect("teams").iter().find(|t| t["key"] == "team-all").expect("team-all");
+    let all = d["teams"]
+        .as_array()
+        .expect("teams")
+        .iter()
+        .find(|t| t["key"] == "team-all")
+        .expect("team-all");
     assert_eq!(all["personas"].as_array().map(Vec::len), Some(10));
-    let gs = d["workflows"].as_array().expect("wf").iter().find(|w| w["key"] == "greenfield-service").expect("greenfield-service");
-    assert!(gs["steps"].as_array().expect("steps").iter().any(|s| s["requiresApproval"] == true && s["persona"]["key"] == "po"));
+    let gs = d["workflows"]
+        .as_array()
+        .expect("wf")
+        .iter()
+        .find(|w| w["key"] == "greenfield-service")
+        .expect("greenfield-service");
+    assert!(
+        gs["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .any(|s| s["requiresApproval"] == true && s["persona"]["key"] == "po")
+    );
 }
 
 #[tokio::test]
 async fn import_catalog_takes_a_v4_pack_and_reports_bad_files_without_half_importing() {
     let app = support::spawn().await;
-    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/bmad-core-v4"));
+    let root = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/bmad-core-v4"
+    ));
     let mut files = vec![];
     for dir in ["agents", "agent-teams", "workflows"] {
-        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir)).expect("fixture dir").flatten().collect();
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
+            .expect("fixture dir")
+            .flatten()
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             files.push(json!({ "path": format!("{dir}/{}", e.file_name().to_string_lossy()), "content": std::fs::read_to_string(e.path()).expect("read") }));
@@ -214,13 +342,31 @@ async fn import_catalog_takes_a_v4_pack_and_reports_bad_files_without_half_impor
     assert_eq!(d["personas"].as_array().map(Vec::len), Some(10));
     assert_eq!(d["teams"].as_array().map(Vec::len), Some(4));
     assert_eq!(d["workflows"].as_array().map(Vec::len), Some(6));
-    assert!(d["personas"].as_array().expect("p").iter().all(|p| p["builtin"] == false), "imported into the tenant");
-    let errs: Vec<&str> = d["errors"].as_array().expect("errors").iter().filter_map(|e| e["path"].as_str()).collect();
+    assert!(
+        d["personas"]
+            .as_array()
+            .expect("p")
+            .iter()
+            .all(|p| p["builtin"] == false),
+        "imported into the tenant"
+    );
+    let errs: Vec<&str> = d["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
     assert_eq!(errs, vec!["agents/broken.md", "workflows/bad.yaml"]);
     // The tenant's import now shadows the built-ins, one per key.
     let p = app.ok("{ personas { key builtin } }", json!({})).await;
     assert_eq!(p["personas"].as_array().map(Vec::len), Some(10));
-    assert!(p["personas"].as_array().expect("p").iter().all(|p| p["builtin"] == false));
+    assert!(
+        p["personas"]
+            .as_array()
+            .expect("p")
+            .iter()
+            .all(|p| p["builtin"] == false)
+    );
 }
 
 #[tokio::test]
@@ -231,7 +377,12 @@ async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_proje
     let q = "{ projects(first: 100) { totalCount nodes { id completion { percentage } tasks(first: 20) { totalCount nodes { id persona { key name } dependencies { id } latestCheckpoint { version } } } } } }";
     let mut measured = vec![];
     for n in [1usize, 50] {
-        while app.ok("{ projects(first: 0) { totalCount } }", json!({})).await["projects"]["totalCount"].as_u64() < Some(n as u64) {
+        while app
+            .ok("{ projects(first: 0) { totalCount } }", json!({}))
+            .await["projects"]["totalCount"]
+            .as_u64()
+            < Some(n as u64)
+        {
             project(&app, Some("greenfield-service")).await;
         }
         let before = app.statements.get();
@@ -241,5 +392,8 @@ async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_proje
         assert!(d["projects"]["nodes"][0]["tasks"]["nodes"][0]["persona"]["key"].is_string());
         measured.push(after - before);
     }
-    assert_eq!(measured[0], measured[1], "statements for 1 and 50 projects: {measured:?}");
+    assert_eq!(
+        measured[0], measured[1],
+        "statements for 1 and 50 projects: {measured:?}"
+    );
 }

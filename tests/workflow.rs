@@ -16,15 +16,28 @@ async fn log_of(app: &support::TestApp, project: &str) -> Vec<(String, String)> 
     let mut out = vec![];
     let mut after: Option<String> = None;
     loop {
-        let data = app.ok(EVENTS_QUERY, json!({ "after": after, "projectId": project })).await;
-        let edges = data["events"]["edges"].as_array().cloned().unwrap_or_default();
+        let data = app
+            .ok(
+                EVENTS_QUERY,
+                json!({ "after": after, "projectId": project }),
+            )
+            .await;
+        let edges = data["events"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for e in &edges {
-            out.push((e["cursor"].as_str().unwrap_or_default().to_string(), e["node"]["type"].as_str().unwrap_or_default().to_string()));
+            out.push((
+                e["cursor"].as_str().unwrap_or_default().to_string(),
+                e["node"]["type"].as_str().unwrap_or_default().to_string(),
+            ));
         }
         if data["events"]["pageInfo"]["hasNextPage"] != true {
             break;
         }
-        after = edges.last().map(|e| e["cursor"].as_str().unwrap_or_default().to_string());
+        after = edges
+            .last()
+            .map(|e| e["cursor"].as_str().unwrap_or_default().to_string());
     }
     out
 }
@@ -40,15 +53,36 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
         .await
         .expect("the demo runs to the end");
     assert_eq!(summary.percentage, 100.0, "{lines:#?}");
-    assert_eq!(summary.approvals, 1, "one HITL gate: the po validation step");
-    assert!(summary.artifacts >= 5, "brief, prd, architecture, shards, story, code: {summary:?}");
-    assert_eq!(summary.checkpoints, summary.completed, "a checkpoint per step played");
+    assert_eq!(
+        summary.approvals, 1,
+        "one HITL gate: the po validation step"
+    );
+    assert!(
+        summary.artifacts >= 5,
+        "brief, prd, architecture, shards, story, code: {summary:?}"
+    );
+    assert_eq!(
+        summary.checkpoints, summary.completed,
+        "a checkpoint per step played"
+    );
 
     let log = log_of(&app, &summary.project_id).await;
     let types: Vec<&str> = log.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(types.first(), Some(&"PROJECT_CREATED"));
     assert_eq!(types.last(), Some(&"PROJECT_COMPLETED"));
-    for t in ["TASK_STARTED", "TASK_PROGRESS", "ARTIFACT_CREATED", "CHECKPOINT_CREATED", "HITL_REQUESTED", "HITL_RESOLVED", "TASK_WAITING_FOR_HITL", "TASK_RESUMED", "AGENT_STATUS_CHANGED", "TASK_COMPLETED", "TASK_CANCELLED"] {
+    for t in [
+        "TASK_STARTED",
+        "TASK_PROGRESS",
+        "ARTIFACT_CREATED",
+        "CHECKPOINT_CREATED",
+        "HITL_REQUESTED",
+        "HITL_RESOLVED",
+        "TASK_WAITING_FOR_HITL",
+        "TASK_RESUMED",
+        "AGENT_STATUS_CHANGED",
+        "TASK_COMPLETED",
+        "TASK_CANCELLED",
+    ] {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
 
@@ -56,25 +90,47 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
     // nothing twice, in order.
     let mut seen: Vec<(String, String)> = vec![];
     while seen.len() < log.len() {
-        let Some(item) = live.next(Duration::from_secs(10)).await else { break };
+        let Some(item) = live.next(Duration::from_secs(10)).await else {
+            break;
+        };
         let e = &item["events"];
         if e["projectId"] == Value::String(summary.project_id.clone()) {
-            seen.push((e["cursor"].as_str().unwrap_or_default().to_string(), e["type"].as_str().unwrap_or_default().to_string()));
+            seen.push((
+                e["cursor"].as_str().unwrap_or_default().to_string(),
+                e["type"].as_str().unwrap_or_default().to_string(),
+            ));
         }
     }
     assert_eq!(seen, log, "live stream differs from the log");
     let unique: HashSet<_> = seen.iter().map(|(c, _)| c.clone()).collect();
     assert_eq!(unique.len(), seen.len(), "duplicate cursors");
-    let cursors: Vec<i64> = seen.iter().map(|(c, _)| c.parse().expect("numeric cursor")).collect();
-    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors not increasing");
+    let cursors: Vec<i64> = seen
+        .iter()
+        .map(|(c, _)| c.parse().expect("numeric cursor"))
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "cursors not increasing"
+    );
 
     // A subscriber that joins late with a cursor replays the same events,
     // then continues live.
     let mid = &log[log.len() / 2].0;
-    let mut late = app.subscribe(EVENTS_SUB, json!({ "after": mid, "projectId": summary.project_id })).await;
-    let expected: Vec<&(String, String)> = log.iter().filter(|(c, _)| c.parse::<i64>().ok() > mid.parse::<i64>().ok()).collect();
+    let mut late = app
+        .subscribe(
+            EVENTS_SUB,
+            json!({ "after": mid, "projectId": summary.project_id }),
+        )
+        .await;
+    let expected: Vec<&(String, String)> = log
+        .iter()
+        .filter(|(c, _)| c.parse::<i64>().ok() > mid.parse::<i64>().ok())
+        .collect();
     for want in expected {
-        let item = late.next(Duration::from_secs(10)).await.expect("replayed event");
+        let item = late
+            .next(Duration::from_secs(10))
+            .await
+            .expect("replayed event");
         assert_eq!(item["events"]["cursor"].as_str(), Some(want.0.as_str()));
     }
     // Nothing more until something happens.
@@ -89,10 +145,18 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
         .await;
     assert_eq!(data["project"]["status"], "COMPLETED");
     assert_eq!(data["project"]["completion"]["percentage"], 100.0);
-    let names: Vec<&str> = data["project"]["artifacts"]["nodes"].as_array().expect("nodes").iter().filter_map(|a| a["name"].as_str()).collect();
+    let names: Vec<&str> = data["project"]["artifacts"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
     for n in ["project-brief.md", "prd.md", "architecture.md"] {
         assert!(names.contains(&n), "{n} not in {names:?}");
     }
     let agents = data["agentStatuses"].as_array().expect("agent statuses");
-    assert!(agents.len() >= 5 && agents.iter().all(|a| a["status"] == "IDLE"), "{agents:?}");
+    assert!(
+        agents.len() >= 5 && agents.iter().all(|a| a["status"] == "IDLE"),
+        "{agents:?}"
+    );
 }

@@ -15,7 +15,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    QueryFilter, QuerySelect, Statement, Value,
+    QueryFilter, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -120,6 +120,8 @@ pub enum Rel {
     SessionContexts,
     /// `Project.agentStatuses`
     ProjectAgents,
+    /// `Task.latestCheckpoint` (newest first).
+    TaskLatestCheckpoint,
 }
 
 impl Rel {
@@ -135,7 +137,13 @@ impl Rel {
             Rel::TaskArtifacts => ("artifacts", "task_id", "id"),
             Rel::SessionContexts => ("persona_contexts", "session_id", "id"),
             Rel::ProjectAgents => ("agent_statuses", "project_id", "id"),
+            Rel::TaskLatestCheckpoint => ("task_checkpoints", "task_id", "id"),
         }
+    }
+
+    /// Whether the relation lists newest first.
+    fn descending(self) -> bool {
+        self == Rel::TaskLatestCheckpoint
     }
 }
 
@@ -177,6 +185,7 @@ where
 {
     async fn fetch(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Vec<E::Model>>, LoadError> {
         let (table, parent, order) = self.rel.shape();
+        let dir = if self.rel.descending() { "DESC" } else { "ASC" };
         let backend = self.db.get_database_backend();
         let mut groups: HashMap<(u64, Option<Cursor>), Vec<Uuid>> = HashMap::new();
         for k in keys {
@@ -212,9 +221,9 @@ where
             };
             let limit_ph = ph(&mut values, (limit as i64).into());
             let sql = format!(
-                "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order}) AS rn__ \
+                "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order} {dir}) AS rn__ \
                  FROM {table} t WHERE t.tenant_id = {tenant_ph} AND t.{parent} IN ({}){after_sql}) w \
-                 WHERE w.rn__ <= {limit_ph} ORDER BY w.{parent}, w.{order}",
+                 WHERE w.rn__ <= {limit_ph} ORDER BY w.{parent}, w.rn__",
                 parent_phs.join(", ")
             );
             let rows = self
@@ -332,39 +341,6 @@ impl Loader<Uuid> for Dependencies {
     }
 }
 
-/// The newest checkpoint of each task.
-pub struct LatestCheckpoint {
-    db: DatabaseConnection,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for LatestCheckpoint {
-    type Value = task_checkpoint::Model;
-    type Error = LoadError;
-    async fn load(
-        &self,
-        keys: &[Uuid],
-    ) -> Result<HashMap<Uuid, task_checkpoint::Model>, LoadError> {
-        // The newest per task is the greatest id (UUID v7 is time-ordered).
-        let newest = task_checkpoint::Entity::find()
-            .select_only()
-            .column_as(task_checkpoint::Column::Id.max(), "id")
-            .filter(task_checkpoint::Column::TenantId.eq(self.tenant))
-            .filter(task_checkpoint::Column::TaskId.is_in(keys.to_vec()))
-            .group_by(task_checkpoint::Column::TaskId)
-            .into_tuple::<Uuid>()
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        let rows = task_checkpoint::Entity::find()
-            .filter(task_checkpoint::Column::Id.is_in(newest))
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        Ok(rows.into_iter().map(|r| (r.task_id, r)).collect())
-    }
-}
-
 /// Steps of each workflow, in order (bounded by the definition itself).
 pub struct Steps {
     db: DatabaseConnection,
@@ -471,8 +447,8 @@ pub struct Loaders {
     pub checkpoints: DataLoader<ById<task_checkpoint::Entity>>,
     /// Dependencies of tasks.
     pub dependencies: DataLoader<Dependencies>,
-    /// Latest checkpoint of tasks.
-    pub latest_checkpoint: DataLoader<LatestCheckpoint>,
+    /// Latest checkpoint of tasks (pages of one, newest first).
+    pub latest_checkpoint: DataLoader<Children<task_checkpoint::Entity>>,
     /// Members and workflows of teams.
     pub team_keys: DataLoader<TeamKeys>,
     /// Completion of projects.
@@ -570,13 +546,7 @@ impl Loaders {
                 },
                 delay,
             ),
-            latest_checkpoint: dl(
-                LatestCheckpoint {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
+            latest_checkpoint: pages!(Rel::TaskLatestCheckpoint),
             team_keys: dl(
                 TeamKeys {
                     db: db.clone(),
@@ -584,7 +554,13 @@ impl Loaders {
                 },
                 delay,
             ),
-            completions: dl(Completions { db: db.clone(), tenant }, delay),
+            completions: dl(
+                Completions {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
             counts: dl(
                 ChildCounts {
                     db: db.clone(),

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::loaders::{Cursor, PageKey, Rel};
 use super::loaders;
+use super::loaders::{Cursor, PageKey, Rel};
 use crate::domain::{
     AgentState, ArtifactKind, CheckpointStatus, EventType, HitlStatus, ProjectStatus,
     SessionStatus, TaskStatus,
@@ -231,7 +231,12 @@ impl Project {
     /// How far the project is, computed from its tasks.
     async fn completion(&self, ctx: &Context<'_>) -> Result<Completion> {
         Ok(Completion(
-            loaders(ctx).completions.load_one(self.0.id).await.map_err(db_err)?.unwrap_or_default(),
+            loaders(ctx)
+                .completions
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default(),
         ))
     }
     /// Tasks in creation order (which, for a workflow, is step order).
@@ -521,11 +526,17 @@ impl Task {
     }
     /// The newest checkpoint of any step.
     async fn latest_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
+        let key = PageKey {
+            parent: self.0.id,
+            limit: 1,
+            after: None,
+        };
         Ok(loaders(ctx)
             .latest_checkpoint
-            .load_one(self.0.id)
+            .load_one(key)
             .await
             .map_err(db_err)?
+            .and_then(|v| v.into_iter().next())
             .map(TaskCheckpoint))
     }
     /// HITL requests about this task, oldest first.

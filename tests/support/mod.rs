@@ -28,7 +28,11 @@ pub struct TestApp {
 
 /// Which back-end this run tests: `postgres` when TEST_DATABASE_URL is set.
 pub fn backend() -> &'static str {
-    if std::env::var("TEST_DATABASE_URL").is_ok() { "postgres" } else { "sqlite" }
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
 }
 
 /// A fresh, empty database URL.
@@ -36,10 +40,17 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin) => {
             let name = format!("cerebral_test_{}", uuid::Uuid::now_v7().simple());
-            let (db, _) = cerebral::db::connect(&admin, 1).await.expect("connect to TEST_DATABASE_URL");
+            let (db, _) = cerebral::db::connect(&admin, 1)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
             use sea_orm::ConnectionTrait;
-            db.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).expect("TEST_DATABASE_URL has a database part");
+            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .expect("TEST_DATABASE_URL has a database part");
             (format!("{base}/{name}"), None)
         }
         Err(_) => {
@@ -118,11 +129,18 @@ impl TestApp {
     pub async fn subscribe(&self, query: &str, variables: Value) -> Subscription {
         let url = format!("{}/graphql", self.base.replace("http://", "ws://"));
         let mut req = url.into_client_request().expect("ws request");
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connects");
-        ws.send(Message::text(json!({ "type": "connection_init", "payload": {} }).to_string()))
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
             .await
-            .expect("init sent");
+            .expect("ws connects");
+        ws.send(Message::text(
+            json!({ "type": "connection_init", "payload": {} }).to_string(),
+        ))
+        .await
+        .expect("init sent");
         loop {
             let msg = next_json(&mut ws).await.expect("ack");
             if msg["type"] == "connection_ack" {
@@ -138,7 +156,8 @@ impl TestApp {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_json(ws: &mut Ws) -> Option<Value> {
     while let Some(msg) = ws.next().await {
@@ -160,11 +179,16 @@ impl Subscription {
     /// The next `next` payload's `data`, or None on timeout or end.
     pub async fn next(&mut self, timeout: Duration) -> Option<Value> {
         loop {
-            let msg = tokio::time::timeout(timeout, next_json(&mut self.ws)).await.ok()??;
+            let msg = tokio::time::timeout(timeout, next_json(&mut self.ws))
+                .await
+                .ok()??;
             match msg["type"].as_str() {
                 Some("next") => return Some(msg["payload"]["data"].clone()),
                 Some("ping") => {
-                    let _ = self.ws.send(Message::text(json!({ "type": "pong" }).to_string())).await;
+                    let _ = self
+                        .ws
+                        .send(Message::text(json!({ "type": "pong" }).to_string()))
+                        .await;
                 }
                 Some("error") => panic!("subscription error: {msg}"),
                 Some("complete") => return None,
