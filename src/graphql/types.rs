@@ -99,7 +99,6 @@ pub fn db_err(e: loaders::LoadError) -> async_graphql::Error {
 }
 
 async fn child_page<E, T>(
-    ctx: &Context<'_>,
     loader: &async_graphql::dataloader::DataLoader<loaders::Children<E>>,
     rel: Rel,
     parent: Uuid,
@@ -117,7 +116,6 @@ where
         >,
     T: async_graphql::OutputType,
 {
-    let _ = ctx;
     let limit = page_size(first)?;
     let after_c = if rel == Rel::ProjectEvents {
         seq_cursor(after)?.map(Cursor::Seq)
@@ -246,9 +244,7 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Task>> {
-        child_page(
-            ctx,
-            &loaders(ctx).task_pages,
+        child_page(&loaders(ctx).task_pages,
             Rel::ProjectTasks,
             self.0.id,
             first,
@@ -265,9 +261,7 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Artifact>> {
-        child_page(
-            ctx,
-            &loaders(ctx).artifact_pages,
+        child_page(&loaders(ctx).artifact_pages,
             Rel::ProjectArtifacts,
             self.0.id,
             first,
@@ -284,9 +278,7 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<HitlRequest>> {
-        child_page(
-            ctx,
-            &loaders(ctx).hitl_pages,
+        child_page(&loaders(ctx).hitl_pages,
             Rel::ProjectHitl,
             self.0.id,
             first,
@@ -304,9 +296,7 @@ impl Project {
         #[graphql(desc = "Event cursor (sequence number) of the last event already seen.")]
         after: Option<String>,
     ) -> Result<Conn<Event>> {
-        child_page(
-            ctx,
-            &loaders(ctx).event_pages,
+        child_page(&loaders(ctx).event_pages,
             Rel::ProjectEvents,
             self.0.id,
             first,
@@ -323,9 +313,7 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<AgentStatus>> {
-        child_page(
-            ctx,
-            &loaders(ctx).agent_pages,
+        child_page(&loaders(ctx).agent_pages,
             Rel::ProjectAgents,
             self.0.id,
             first,
@@ -512,9 +500,7 @@ impl Task {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<TaskCheckpoint>> {
-        child_page(
-            ctx,
-            &loaders(ctx).checkpoint_pages,
+        child_page(&loaders(ctx).checkpoint_pages,
             Rel::TaskCheckpoints,
             self.0.id,
             first,
@@ -546,9 +532,7 @@ impl Task {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<HitlRequest>> {
-        child_page(
-            ctx,
-            &loaders(ctx).task_hitl_pages,
+        child_page(&loaders(ctx).task_hitl_pages,
             Rel::TaskHitl,
             self.0.id,
             first,
@@ -565,9 +549,7 @@ impl Task {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Artifact>> {
-        child_page(
-            ctx,
-            &loaders(ctx).task_artifact_pages,
+        child_page(&loaders(ctx).task_artifact_pages,
             Rel::TaskArtifacts,
             self.0.id,
             first,
@@ -861,9 +843,7 @@ impl Session {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<PersonaContext>> {
-        child_page(
-            ctx,
-            &loaders(ctx).context_pages,
+        child_page(&loaders(ctx).context_pages,
             Rel::SessionContexts,
             self.0.id,
             first,

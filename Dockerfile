@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: dependencies are cooked in their own layer (cargo-chef),
+# the runtime image is distroless, non-root, with no shell.
+
+FROM rust:1.95-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.71
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+RUN cargo chef cook --release --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --locked --bin cerebral \
+ && mkdir -p /data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=builder /app/target/release/cerebral /usr/local/bin/cerebral
+# The embedded SQLite default lives here; mount a volume to keep it.
+COPY --from=builder --chown=65532:65532 /data /data
+ENV CEREBRAL_LISTEN=0.0.0.0:8000 \
+    DATABASE_URL=sqlite:///data/cerebral.db?mode=rwc
+EXPOSE 8000
+VOLUME ["/data"]
+USER nonroot
+# No shell or curl in the image: the binary checks itself.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/cerebral", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/cerebral"]
+CMD ["serve"]
