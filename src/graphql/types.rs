@@ -244,7 +244,8 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Task>> {
-        child_page(&loaders(ctx).task_pages,
+        child_page(
+            &loaders(ctx).task_pages,
             Rel::ProjectTasks,
             self.0.id,
             first,
@@ -261,7 +262,8 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Artifact>> {
-        child_page(&loaders(ctx).artifact_pages,
+        child_page(
+            &loaders(ctx).artifact_pages,
             Rel::ProjectArtifacts,
             self.0.id,
             first,
@@ -278,7 +280,8 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<HitlRequest>> {
-        child_page(&loaders(ctx).hitl_pages,
+        child_page(
+            &loaders(ctx).hitl_pages,
             Rel::ProjectHitl,
             self.0.id,
             first,
@@ -296,7 +299,8 @@ impl Project {
         #[graphql(desc = "Event cursor (sequence number) of the last event already seen.")]
         after: Option<String>,
     ) -> Result<Conn<Event>> {
-        child_page(&loaders(ctx).event_pages,
+        child_page(
+            &loaders(ctx).event_pages,
             Rel::ProjectEvents,
             self.0.id,
             first,
@@ -313,7 +317,8 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<AgentStatus>> {
-        child_page(&loaders(ctx).agent_pages,
+        child_page(
+            &loaders(ctx).agent_pages,
             Rel::ProjectAgents,
             self.0.id,
             first,
@@ -500,7 +505,8 @@ impl Task {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<TaskCheckpoint>> {
-        child_page(&loaders(ctx).checkpoint_pages,
+        child_page(
+            &loaders(ctx).checkpoint_pages,
             Rel::TaskCheckpoints,
             self.0.id,
             first,
@@ -532,7 +538,8 @@ impl Task {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<HitlRequest>> {
-        child_page(&loaders(ctx).task_hitl_pages,
+        child_page(
+            &loaders(ctx).task_hitl_pages,
             Rel::TaskHitl,
             self.0.id,
             first,
@@ -549,7 +556,8 @@ impl Task {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Artifact>> {
-        child_page(&loaders(ctx).task_artifact_pages,
+        child_page(
+            &loaders(ctx).task_artifact_pages,
             Rel::TaskArtifacts,
             self.0.id,
             first,
@@ -843,7 +851,8 @@ impl Session {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<PersonaContext>> {
-        child_page(&loaders(ctx).context_pages,
+        child_page(
+            &loaders(ctx).context_pages,
             Rel::SessionContexts,
             self.0.id,
             first,
