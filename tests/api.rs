@@ -373,7 +373,7 @@ async fn import_catalog_takes_a_v4_pack_and_reports_bad_files_without_half_impor
 async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_projects() {
     // A generous batching window keeps the measurement independent of how
     // busy the test machine is.
-    let app = support::spawn_with(|c| c.dataloader_delay_us = 5_000).await;
+    let app = support::spawn_with(|c| c.dataloader_delay_us = 50_000).await;
     let q = "{ projects(first: 100) { totalCount nodes { id completion { percentage } tasks(first: 20) { totalCount nodes { id persona { key name } dependencies { id } latestCheckpoint { version } } } } } }";
     let mut measured = vec![];
     for n in [1usize, 50] {

@@ -47,6 +47,7 @@ impl MigrationTrait for Migration {
                 index("events", &["tenant_id", "seq"]),
                 index("events", &["tenant_id", "project_id", "seq"]),
                 index("events", &["tenant_id", "event_type", "seq"]),
+                index("events", &["tenant_id", "task_id", "seq"]),
                 index("events", &["subject_id"]),
             ],
         )

@@ -80,17 +80,15 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::AgentStatusChanged,
-                project_id: Some(project_id),
-                task_id: current_task_id,
-                subject_type: "AgentStatus",
-                subject_id: model.id,
-                payload: snapshot(&model),
-            })
-            .await?;
-        tx.commit().await?;
-        Ok((model, ev))
+        let ev = tx.append(NewEvent {
+            event_type: EventType::AgentStatusChanged,
+            project_id: Some(project_id),
+            task_id: current_task_id,
+            subject_type: "AgentStatus",
+            subject_id: model.id,
+            payload: snapshot(&model),
+        });
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
     }
 }

@@ -84,23 +84,21 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::ArtifactCreated,
-                project_id: Some(model.project_id),
-                task_id: model.task_id,
-                subject_type: "Artifact",
-                subject_id: model.id,
-                // The content stays out of the event: it can be large, and
-                // subscribers fetch it when they want it.
-                payload: json!({
-                    "id": model.id, "projectId": model.project_id, "taskId": model.task_id,
-                    "personaId": model.persona_id, "kind": model.kind, "name": model.name,
-                    "version": model.version,
-                }),
-            })
-            .await?;
-        tx.commit().await?;
-        Ok((model, ev))
+        let ev = tx.append(NewEvent {
+            event_type: EventType::ArtifactCreated,
+            project_id: Some(model.project_id),
+            task_id: model.task_id,
+            subject_type: "Artifact",
+            subject_id: model.id,
+            // The content stays out of the event: it can be large, and
+            // subscribers fetch it when they want it.
+            payload: json!({
+                "id": model.id, "projectId": model.project_id, "taskId": model.task_id,
+                "personaId": model.persona_id, "kind": model.kind, "name": model.name,
+                "version": model.version,
+            }),
+        });
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
     }
 }

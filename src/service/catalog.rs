@@ -69,8 +69,7 @@ impl Services {
             subject_type: "Catalog",
             subject_id: SYSTEM_TENANT,
             payload: json!({ "counts": counts, "builtin": true, "fingerprint": fingerprint }),
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(true)
     }
@@ -96,8 +95,7 @@ impl Services {
                 "teams": pack.teams.iter().map(|x| &x.key).collect::<Vec<_>>(),
                 "workflows": pack.workflows.iter().map(|x| &x.key).collect::<Vec<_>>(),
             }),
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(counts)
     }

@@ -72,20 +72,18 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::CheckpointCreated,
-                project_id: Some(model.project_id),
-                task_id: Some(model.task_id),
-                subject_type: "TaskCheckpoint",
-                subject_id: model.id,
-                payload: json!({
-                    "id": model.id, "taskId": model.task_id, "stepKey": model.step_key,
-                    "version": model.version, "status": model.status,
-                }),
-            })
-            .await?;
-        tx.commit().await?;
-        Ok((model, ev))
+        let ev = tx.append(NewEvent {
+            event_type: EventType::CheckpointCreated,
+            project_id: Some(model.project_id),
+            task_id: Some(model.task_id),
+            subject_type: "TaskCheckpoint",
+            subject_id: model.id,
+            payload: json!({
+                "id": model.id, "taskId": model.task_id, "stepKey": model.step_key,
+                "version": model.version, "status": model.status,
+            }),
+        });
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
     }
 }

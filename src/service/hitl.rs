@@ -73,18 +73,16 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::HitlRequested,
-                project_id: Some(req.project_id),
-                task_id: Some(req.task_id),
-                subject_type: "HitlRequest",
-                subject_id: req.id,
-                payload: snapshot(&req),
-            })
-            .await?;
-        tx.commit().await?;
-        Ok((req, task, ev))
+        let ev = tx.append(NewEvent {
+            event_type: EventType::HitlRequested,
+            project_id: Some(req.project_id),
+            task_id: Some(req.task_id),
+            subject_type: "HitlRequest",
+            subject_id: req.id,
+            payload: snapshot(&req),
+        });
+        let done = tx.commit().await?;
+        Ok((req, task, done.event(ev)))
     }
 
     /// Answers a pending HITL request. APPROVE and AMEND resume the task once
@@ -142,16 +140,14 @@ impl Services {
             updated_at: t,
             ..req
         };
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::HitlResolved,
-                project_id: Some(resolved.project_id),
-                task_id: Some(resolved.task_id),
-                subject_type: "HitlRequest",
-                subject_id: resolved.id,
-                payload: snapshot(&resolved),
-            })
-            .await?;
+        let ev = tx.append(NewEvent {
+            event_type: EventType::HitlResolved,
+            project_id: Some(resolved.project_id),
+            task_id: Some(resolved.task_id),
+            subject_type: "HitlRequest",
+            subject_id: resolved.id,
+            payload: snapshot(&resolved),
+        });
         let task = load_task(&*tx, p, resolved.task_id).await?;
         let task = if task.status == TaskStatus::WaitingForHitl {
             let still_pending = hitl_request::Entity::find()
@@ -195,8 +191,8 @@ impl Services {
         } else {
             task
         };
-        tx.commit().await?;
-        Ok((resolved, task, ev))
+        let done = tx.commit().await?;
+        Ok((resolved, task, done.event(ev)))
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, Set, Statement,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Statement,
     TransactionTrait,
 };
 use serde_json::Value as Json;
@@ -66,7 +66,7 @@ pub struct Tx<'a> {
     _writer: Option<MutexGuard<'a, ()>>,
     bus: &'a EventBus,
     principal: &'a Principal,
-    last_seq: Option<i64>,
+    pending: Vec<NewEvent>,
 }
 
 /// What an event says; the transaction adds tenant, actor, sequence and time.
@@ -92,47 +92,80 @@ impl std::ops::Deref for Tx<'_> {
     }
 }
 
+/// A handle to an event appended in a [`Tx`]; [`Committed::event`] turns it
+/// into the stored row once the transaction has committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef(usize);
+
+/// The events a committed transaction appended, in order.
+pub struct Committed {
+    events: Vec<event::Model>,
+}
+
+impl Committed {
+    /// The stored event behind a handle.
+    pub fn event(&self, r: EventRef) -> event::Model {
+        self.events[r.0].clone()
+    }
+}
+
 impl Tx<'_> {
-    /// Appends an event row. Call it after the row changes it describes: the
-    /// sequence counter row stays locked until commit, so the shorter the
-    /// rest of the transaction the better.
-    pub async fn append(&mut self, e: NewEvent) -> AppResult<event::Model> {
-        let backend = self.txn.get_database_backend();
-        let row = self
-            .txn
-            .query_one_raw(Statement::from_string(
-                backend,
-                "UPDATE event_sequence SET last_seq = last_seq + 1 WHERE name = 'events' RETURNING last_seq",
-            ))
-            .await?
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("event_sequence row missing")))?;
-        let seq: i64 = row.try_get("", "last_seq")?;
-        let model = event::ActiveModel {
-            seq: Set(seq),
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(self.principal.tenant_id),
-            event_type: Set(e.event_type),
-            project_id: Set(e.project_id),
-            task_id: Set(e.task_id),
-            subject_type: Set(e.subject_type.to_string()),
-            subject_id: Set(e.subject_id),
-            actor: Set(self.principal.user_id.clone()),
-            payload: Set(e.payload),
-            created_at: Set(now()),
-        }
-        .insert(&self.txn)
-        .await?;
-        self.last_seq = Some(seq);
-        Ok(model)
+    /// Queues an event; it is written at commit, after every row change of
+    /// the transaction. Taking the sequence counter's row lock last, and
+    /// only for the moment before commit, keeps lock order the same in every
+    /// transaction (no deadlocks) and the serialised section short.
+    pub fn append(&mut self, e: NewEvent) -> EventRef {
+        self.pending.push(e);
+        EventRef(self.pending.len() - 1)
     }
 
-    /// Commits, then tells subscribers. A failed commit publishes nothing.
-    pub async fn commit(self) -> AppResult<()> {
-        self.txn.commit().await?;
-        if let Some(seq) = self.last_seq {
-            self.bus.published(seq);
+    /// Writes the queued events, commits, then tells subscribers. A failed
+    /// commit publishes nothing.
+    pub async fn commit(mut self) -> AppResult<Committed> {
+        let mut events = Vec::with_capacity(self.pending.len());
+        if !self.pending.is_empty() {
+            let n = self.pending.len() as i64;
+            let backend = self.txn.get_database_backend();
+            let row = self
+                .txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    match backend {
+                        sea_orm::DbBackend::Postgres => {
+                            "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE name = 'events' RETURNING last_seq"
+                        }
+                        _ => "UPDATE event_sequence SET last_seq = last_seq + ? WHERE name = 'events' RETURNING last_seq",
+                    },
+                    [n.into()],
+                ))
+                .await?
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("event_sequence row missing")))?;
+            let last: i64 = row.try_get("", "last_seq")?;
+            let t = now();
+            for (i, e) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+                events.push(event::Model {
+                    seq: last - n + 1 + i as i64,
+                    id: Uuid::now_v7(),
+                    tenant_id: self.principal.tenant_id,
+                    event_type: e.event_type,
+                    project_id: e.project_id,
+                    task_id: e.task_id,
+                    subject_type: e.subject_type.to_string(),
+                    subject_id: e.subject_id,
+                    actor: self.principal.user_id.clone(),
+                    payload: e.payload,
+                    created_at: t,
+                });
+            }
+            event::Entity::insert_many(events.iter().cloned().map(event::ActiveModel::from))
+                .exec(&self.txn)
+                .await?;
         }
-        Ok(())
+        self.txn.commit().await?;
+        if let Some(last) = events.last() {
+            self.bus.published(last.seq);
+        }
+        Ok(Committed { events })
     }
 }
 
@@ -177,7 +210,7 @@ impl Services {
             _writer: writer,
             bus: &self.inner.bus,
             principal,
-            last_seq: None,
+            pending: Vec::new(),
         })
     }
 }

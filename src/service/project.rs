@@ -86,16 +86,14 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::ProjectCreated,
-                project_id: Some(project.id),
-                task_id: None,
-                subject_type: "Project",
-                subject_id: project.id,
-                payload: snapshot(&project),
-            })
-            .await?;
+        let ev = tx.append(NewEvent {
+            event_type: EventType::ProjectCreated,
+            project_id: Some(project.id),
+            task_id: None,
+            subject_type: "Project",
+            subject_id: project.id,
+            payload: snapshot(&project),
+        });
 
         let plan = plan_tasks(&steps);
         let mut task_ids: Vec<Uuid> = Vec::with_capacity(plan.len());
@@ -158,11 +156,10 @@ impl Services {
                 subject_type: "Task",
                 subject_id: task.id,
                 payload,
-            })
-            .await?;
+            });
         }
-        tx.commit().await?;
-        Ok((project, ev))
+        let done = tx.commit().await?;
+        Ok((project, done.event(ev)))
     }
 
     /// Moves a project along its lifecycle (`COMPLETED`, `FAILED`,
@@ -217,18 +214,16 @@ impl Services {
         };
         let mut payload = snapshot(&updated);
         payload["reason"] = json!(reason);
-        let ev = tx
-            .append(NewEvent {
-                event_type,
-                project_id: Some(id),
-                task_id: None,
-                subject_type: "Project",
-                subject_id: id,
-                payload,
-            })
-            .await?;
-        tx.commit().await?;
-        Ok((updated, ev))
+        let ev = tx.append(NewEvent {
+            event_type,
+            project_id: Some(id),
+            task_id: None,
+            subject_type: "Project",
+            subject_id: id,
+            payload,
+        });
+        let done = tx.commit().await?;
+        Ok((updated, done.event(ev)))
     }
 }
 

@@ -6,7 +6,7 @@ use sea_orm::{
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::{NewEvent, Services, Tx, guarded, now, snapshot};
+use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::{EventType, SessionStatus};
 use crate::entity::{event, persona_context, session};
@@ -38,9 +38,9 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = session_event(&mut tx, EventType::SessionStarted, &model, json!({})).await?;
-        tx.commit().await?;
-        Ok((model, ev))
+        let ev = session_event(&mut tx, EventType::SessionStarted, &model, json!({}));
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
     }
 
     /// Moves a session along its lifecycle (suspend, resume, terminate).
@@ -87,9 +87,9 @@ impl Services {
             SessionStatus::Terminated => EventType::SessionTerminated,
             SessionStatus::Expired => EventType::SessionExpired,
         };
-        let ev = session_event(&mut tx, event_type, &updated, json!({})).await?;
-        tx.commit().await?;
-        Ok((updated, ev))
+        let ev = session_event(&mut tx, event_type, &updated, json!({}));
+        let done = tx.commit().await?;
+        Ok((updated, done.event(ev)))
     }
 
     /// Makes `persona_id` the session's current persona: reopens its context
@@ -173,10 +173,9 @@ impl Services {
             EventType::PersonaSwitched,
             &session,
             json!({ "fromContextId": previous, "toContextId": context.id, "personaId": persona_id }),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((session, context, ev))
+        );
+        let done = tx.commit().await?;
+        Ok((session, context, done.event(ev)))
     }
 
     /// Applies an RFC 7386 JSON merge patch to a context's state.
@@ -206,9 +205,9 @@ impl Services {
         am.updated_at = Set(t);
         am.last_active_at = Set(t);
         let ctx = am.update(&*tx).await?;
-        let ev = context_event(&mut tx, &ctx, json!({ "statePatch": patch })).await?;
-        tx.commit().await?;
-        Ok((ctx, ev))
+        let ev = context_event(&mut tx, &ctx, json!({ "statePatch": patch }));
+        let done = tx.commit().await?;
+        Ok((ctx, done.event(ev)))
     }
 
     /// Appends one entry to a context's conversation history, dropping the
@@ -237,9 +236,9 @@ impl Services {
         am.updated_at = Set(t);
         am.last_active_at = Set(t);
         let ctx = am.update(&*tx).await?;
-        let ev = context_event(&mut tx, &ctx, json!({ "appended": entry })).await?;
-        tx.commit().await?;
-        Ok((ctx, ev))
+        let ev = context_event(&mut tx, &ctx, json!({ "appended": entry }));
+        let done = tx.commit().await?;
+        Ok((ctx, done.event(ev)))
     }
 }
 
@@ -259,12 +258,12 @@ async fn load_context(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<persona
         .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0))
 }
 
-async fn session_event(
+fn session_event(
     tx: &mut Tx<'_>,
     event_type: EventType,
     s: &session::Model,
     extra: Json,
-) -> AppResult<event::Model> {
+) -> EventRef {
     let mut payload = snapshot(s);
     if let (Some(obj), Json::Object(extra)) = (payload.as_object_mut(), extra) {
         obj.extend(extra);
@@ -277,14 +276,9 @@ async fn session_event(
         subject_id: s.id,
         payload,
     })
-    .await
 }
 
-async fn context_event(
-    tx: &mut Tx<'_>,
-    c: &persona_context::Model,
-    extra: Json,
-) -> AppResult<event::Model> {
+fn context_event(tx: &mut Tx<'_>, c: &persona_context::Model, extra: Json) -> EventRef {
     let mut payload = json!({
         "id": c.id, "sessionId": c.session_id, "personaId": c.persona_id,
         "historyTotal": c.history_total,
@@ -300,5 +294,4 @@ async fn context_event(
         subject_id: c.id,
         payload,
     })
-    .await
 }

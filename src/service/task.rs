@@ -7,7 +7,7 @@ use sea_orm::{
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::{NewEvent, Services, Tx, guarded, now, snapshot};
+use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, project, task, task_dependency};
@@ -71,7 +71,7 @@ pub async fn move_task(
     to: TaskStatus,
     event_type: EventType,
     change: TaskChange,
-) -> AppResult<(task::Model, event::Model)> {
+) -> AppResult<(task::Model, EventRef)> {
     if current.status != to && !current.status.can_transition_to(to) {
         return Err(AppError::transition(
             "Task",
@@ -124,16 +124,14 @@ pub async fn move_task(
         .exec(&**tx)
         .await?;
     guarded(res.rows_affected, "the task")?;
-    let ev = tx
-        .append(NewEvent {
-            event_type,
-            project_id: Some(updated.project_id),
-            task_id: Some(updated.id),
-            subject_type: "Task",
-            subject_id: updated.id,
-            payload: snapshot(&updated),
-        })
-        .await?;
+    let ev = tx.append(NewEvent {
+        event_type,
+        project_id: Some(updated.project_id),
+        task_id: Some(updated.id),
+        subject_type: "Task",
+        subject_id: updated.id,
+        payload: snapshot(&updated),
+    });
     Ok((updated, ev))
 }
 
@@ -215,18 +213,16 @@ impl Services {
         }
         let mut payload = snapshot(&model);
         payload["dependsOn"] = json!(input.depends_on);
-        let ev = tx
-            .append(NewEvent {
-                event_type: EventType::TaskCreated,
-                project_id: Some(model.project_id),
-                task_id: Some(model.id),
-                subject_type: "Task",
-                subject_id: model.id,
-                payload,
-            })
-            .await?;
-        tx.commit().await?;
-        Ok((model, ev))
+        let ev = tx.append(NewEvent {
+            event_type: EventType::TaskCreated,
+            project_id: Some(model.project_id),
+            task_id: Some(model.id),
+            subject_type: "Task",
+            subject_id: model.id,
+            payload,
+        });
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
     }
 
     /// Applies one lifecycle verb to a task.
@@ -304,8 +300,8 @@ impl Services {
             _ => {}
         }
         let (model, ev) = move_task(&mut tx, current, to, event_type, change).await?;
-        tx.commit().await?;
-        Ok((model, ev))
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
     }
 }
 
