@@ -68,7 +68,7 @@ impl Client {
     }
 }
 
-const CREATE_PROJECT: &str = "mutation($input: CreateProjectInput!) { createProject(input: $input) { project { id name } } }";
+const CREATE_PROJECT: &str = "mutation($input: CreateProjectInput!) { createProject(input: $input) { project { id name } event { cursor } } }";
 const TASKS: &str = "query($id: ID!) { project(id: $id) { tasks(first: 100) { nodes { id title status required position persona { key name } workflowStep { key action creates requiresApproval } dependencies { id status } } } } }";
 const AGENT: &str = "mutation($input: UpdateAgentStatusInput!) { updateAgentStatus(input: $input) { agentStatus { status } } }";
 const START: &str =
@@ -84,86 +84,122 @@ const CANCEL: &str =
     "mutation($input: CancelTaskInput!) { cancelTask(input: $input) { task { status } } }";
 const COMPLETE_PROJECT: &str = "mutation($input: ProjectTransitionInput!) { completeProject(input: $input) { project { status completion { totalTasks completedTasks cancelledTasks percentage } } } }";
 
+/// A demo whose project exists and whose team has not started yet, so a
+/// watcher can subscribe from the project's first event before play.
+pub struct Demo {
+    client: Client,
+    /// Global id of the project.
+    pub project_id: String,
+    /// Cursor of the `PROJECT_CREATED` event.
+    pub created_cursor: String,
+}
+
 /// Runs the demo against the server at `url`, reporting each step to `out`.
 pub async fn run(
     url: &str,
     workflow: &str,
     mut out: impl FnMut(String),
 ) -> anyhow::Result<DemoSummary> {
-    let c = Client::new(url)?;
-    let data = c
-        .run(
-            CREATE_PROJECT,
-            json!({ "input": {
-                "name": format!("Demo: {workflow}"),
-                "productIdea": "A small REST service that tracks book loans for a community library.",
-                "workflowId": workflow,
-            }}),
-        )
-        .await?;
-    let project_id = str_at(&data, "/createProject/project/id")?;
-    out(format!(
-        "📁 project {project_id} created from workflow '{workflow}'"
-    ));
-    let mut s = DemoSummary {
-        project_id: project_id.clone(),
-        percentage: 0.0,
-        completed: 0,
-        skipped: 0,
-        artifacts: 0,
-        checkpoints: 0,
-        approvals: 0,
-    };
-    loop {
-        let data = c.run(TASKS, json!({ "id": project_id })).await?;
-        let tasks = data
-            .pointer("/project/tasks/nodes")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let ready = tasks.iter().find(|t| {
-            t["status"] == "PENDING"
-                && t["dependencies"].as_array().is_some_and(|d| {
-                    d.iter()
-                        .all(|d| d["status"] == "COMPLETED" || d["status"] == "CANCELLED")
-                })
-        });
-        let Some(task) = ready else {
-            if tasks.iter().any(|t| t["status"] == "PENDING") {
-                bail!("tasks are pending but none is ready: the dependency graph is stuck");
-            }
-            break;
-        };
-        let task_id = str_at(task, "/id")?;
-        let title = task["title"].as_str().unwrap_or_default().to_string();
-        if task["required"] != true {
-            c.run(CANCEL, json!({ "input": { "taskId": task_id, "reason": "skipped: optional or conditional step not needed in this run" } }))
-                .await?;
-            out(format!("⏭  skipped  {title}"));
-            s.skipped += 1;
-            continue;
-        }
-        play_task(&c, &project_id, task, &mut s, &mut out).await?;
+    Demo::start(url, workflow, &mut out)
+        .await?
+        .play(&mut out)
+        .await
+}
+
+impl Demo {
+    /// Creates the project from `workflow`.
+    pub async fn start(
+        url: &str,
+        workflow: &str,
+        out: &mut impl FnMut(String),
+    ) -> anyhow::Result<Demo> {
+        let client = Client::new(url)?;
+        let data = client
+            .run(
+                CREATE_PROJECT,
+                json!({ "input": {
+                    "name": format!("Demo: {workflow}"),
+                    "productIdea": "A small REST service that tracks book loans for a community library.",
+                    "workflowId": workflow,
+                }}),
+            )
+            .await?;
+        let project_id = str_at(&data, "/createProject/project/id")?;
+        let created_cursor = str_at(&data, "/createProject/event/cursor")?;
+        out(format!(
+            "📁 project {project_id} created from workflow '{workflow}'"
+        ));
+        Ok(Demo {
+            client,
+            project_id,
+            created_cursor,
+        })
     }
-    let data = c
-        .run(
-            COMPLETE_PROJECT,
-            json!({ "input": { "projectId": project_id } }),
-        )
-        .await?;
-    let completion = data
-        .pointer("/completeProject/project/completion")
-        .cloned()
-        .unwrap_or(Value::Null);
-    s.percentage = completion["percentage"].as_f64().unwrap_or(0.0);
-    out(format!(
-        "🏁 project completed: {} of {} tasks done, {} skipped, {}%",
-        completion["completedTasks"],
-        completion["totalTasks"],
-        completion["cancelledTasks"],
-        s.percentage
-    ));
-    Ok(s)
+
+    /// Plays every task to the end and completes the project.
+    pub async fn play(self, mut out: impl FnMut(String)) -> anyhow::Result<DemoSummary> {
+        let c = self.client;
+        let project_id = self.project_id;
+        let mut s = DemoSummary {
+            project_id: project_id.clone(),
+            percentage: 0.0,
+            completed: 0,
+            skipped: 0,
+            artifacts: 0,
+            checkpoints: 0,
+            approvals: 0,
+        };
+        loop {
+            let data = c.run(TASKS, json!({ "id": project_id })).await?;
+            let tasks = data
+                .pointer("/project/tasks/nodes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ready = tasks.iter().find(|t| {
+                t["status"] == "PENDING"
+                    && t["dependencies"].as_array().is_some_and(|d| {
+                        d.iter()
+                            .all(|d| d["status"] == "COMPLETED" || d["status"] == "CANCELLED")
+                    })
+            });
+            let Some(task) = ready else {
+                if tasks.iter().any(|t| t["status"] == "PENDING") {
+                    bail!("tasks are pending but none is ready: the dependency graph is stuck");
+                }
+                break;
+            };
+            let task_id = str_at(task, "/id")?;
+            let title = task["title"].as_str().unwrap_or_default().to_string();
+            if task["required"] != true {
+                c.run(CANCEL, json!({ "input": { "taskId": task_id, "reason": "skipped: optional or conditional step not needed in this run" } }))
+                .await?;
+                out(format!("⏭  skipped  {title}"));
+                s.skipped += 1;
+                continue;
+            }
+            play_task(&c, &project_id, task, &mut s, &mut out).await?;
+        }
+        let data = c
+            .run(
+                COMPLETE_PROJECT,
+                json!({ "input": { "projectId": project_id } }),
+            )
+            .await?;
+        let completion = data
+            .pointer("/completeProject/project/completion")
+            .cloned()
+            .unwrap_or(Value::Null);
+        s.percentage = completion["percentage"].as_f64().unwrap_or(0.0);
+        out(format!(
+            "🏁 project completed: {} of {} tasks done, {} skipped, {}%",
+            completion["completedTasks"],
+            completion["totalTasks"],
+            completion["cancelledTasks"],
+            s.percentage
+        ));
+        Ok(s)
+    }
 }
 
 async fn play_task(

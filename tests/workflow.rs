@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 const EVENTS_SUB: &str = "subscription($after: String, $projectId: ID) { events(after: $after, projectId: $projectId) { cursor type projectId subjectType } }";
+const TASKS_SUB: &str = "subscription($p: ID!, $after: String) { taskUpdated(projectId: $p, after: $after) { cursor type task { id status progress } } }";
+const PO_SUB: &str = "subscription($p: ID!) { agentStatusChanged(projectId: $p, personaId: \"po\") { cursor agentStatus { status persona { key } } } }";
 const EVENTS_QUERY: &str = "query($after: String, $projectId: ID) { events(first: 100, after: $after, filter: {projectId: $projectId}) { totalCount pageInfo { hasNextPage } edges { cursor node { cursor type } } } }";
 
 async fn log_of(app: &support::TestApp, project: &str) -> Vec<(String, String)> {
@@ -49,7 +51,30 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
     let mut live = app.subscribe(EVENTS_SUB, json!({ "after": "HEAD" })).await;
 
     let mut lines = vec![];
-    let summary = cerebral::demo::run(&app.graphql_url(), "greenfield-service", |l| lines.push(l))
+    let demo = cerebral::demo::Demo::start(&app.graphql_url(), "greenfield-service", &mut |l| {
+        lines.push(l)
+    })
+    .await
+    .expect("the project is created");
+    // A watcher of this project from its first event on, as a dashboard
+    // would: the cursor before PROJECT_CREATED, then everything live.
+    let before_created =
+        (demo.created_cursor.parse::<i64>().expect("numeric cursor") - 1).to_string();
+    let mut project_sub = app
+        .subscribe(
+            EVENTS_SUB,
+            json!({ "after": before_created, "projectId": demo.project_id }),
+        )
+        .await;
+    let mut task_sub = app
+        .subscribe(
+            TASKS_SUB,
+            json!({ "p": demo.project_id, "after": before_created }),
+        )
+        .await;
+    let mut po_sub = app.subscribe(PO_SUB, json!({ "p": demo.project_id })).await;
+    let summary = demo
+        .play(|l| lines.push(l))
         .await
         .expect("the demo runs to the end");
     assert_eq!(summary.percentage, 100.0, "{lines:#?}");
@@ -112,6 +137,82 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
         cursors.windows(2).all(|w| w[0] < w[1]),
         "cursors not increasing"
     );
+
+    // The project's own subscription: exactly its log.
+    let mut from_project = vec![];
+    while from_project.len() < log.len() {
+        let Some(item) = project_sub.next(Duration::from_secs(10)).await else {
+            break;
+        };
+        from_project.push((
+            item["events"]["cursor"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            item["events"]["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ));
+    }
+    assert_eq!(from_project, log, "events(projectId) differs from the log");
+    assert!(
+        project_sub.next(Duration::from_millis(300)).await.is_none(),
+        "nothing beyond the log"
+    );
+
+    // taskUpdated: every task event, typed, with the task as it was then.
+    let task_events: Vec<&(String, String)> =
+        log.iter().filter(|(_, t)| t.starts_with("TASK_")).collect();
+    for want in &task_events {
+        let item = task_sub
+            .next(Duration::from_secs(10))
+            .await
+            .expect("task update");
+        assert_eq!(
+            item["taskUpdated"]["cursor"].as_str(),
+            Some(want.0.as_str())
+        );
+        assert_eq!(item["taskUpdated"]["type"].as_str(), Some(want.1.as_str()));
+        let status = item["taskUpdated"]["task"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let expected_status = match want.1.as_str() {
+            "TASK_CREATED" => "PENDING",
+            "TASK_STARTED" | "TASK_PROGRESS" | "TASK_RESUMED" => "WORKING",
+            "TASK_WAITING_FOR_HITL" => "WAITING_FOR_HITL",
+            "TASK_COMPLETED" => "COMPLETED",
+            "TASK_CANCELLED" => "CANCELLED",
+            other => panic!("unexpected {other}"),
+        };
+        assert_eq!(status, expected_status, "snapshot of {want:?}");
+    }
+
+    // agentStatusChanged narrowed to one persona.
+    let mut po_states = vec![];
+    while let Some(item) = po_sub.next(Duration::from_millis(500)).await {
+        assert_eq!(
+            item["agentStatusChanged"]["agentStatus"]["persona"]["key"],
+            "po"
+        );
+        po_states.push(
+            item["agentStatusChanged"]["agentStatus"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        po_states.first().map(String::as_str),
+        Some("WORKING"),
+        "{po_states:?}"
+    );
+    assert!(
+        po_states.contains(&"WAITING".to_string()),
+        "po waited for the human: {po_states:?}"
+    );
+    assert_eq!(po_states.last().map(String::as_str), Some("IDLE"));
 
     // A subscriber that joins late with a cursor replays the same events,
     // then continues live.

@@ -7,7 +7,17 @@ use sea_orm::{DeriveActiveEnum, EnumIter};
 
 /// What happened. Stored as a stable string; clients filter on it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(64))")]

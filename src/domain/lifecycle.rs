@@ -34,7 +34,17 @@ macro_rules! lifecycle {
 
 /// Lifecycle of a project: `ACTIVE → COMPLETED / FAILED / CANCELLED`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -64,7 +74,17 @@ lifecycle!(ProjectStatus {
 /// `PENDING → WORKING ⇄ WAITING_FOR_HITL → COMPLETED / FAILED / CANCELLED`,
 /// and `FAILED → PENDING` on retry.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -101,7 +121,17 @@ lifecycle!(TaskStatus {
 /// Lifecycle of a session: `ACTIVE ⇄ SUSPENDED → TERMINATED`, and
 /// `ACTIVE / SUSPENDED → EXPIRED` by inactivity timeout.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -129,7 +159,17 @@ lifecycle!(SessionStatus {
 
 /// Lifecycle of a task checkpoint: `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -158,7 +198,17 @@ lifecycle!(CheckpointStatus {
 /// Lifecycle of a HITL request: `PENDING → APPROVED / REJECTED / AMENDED`
 /// (or `EXPIRED`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -221,7 +271,17 @@ impl HitlDecision {
 /// The live state of one persona's agent in a project. Any state may follow
 /// any other: agents report what they are doing, the server does not decide it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -245,7 +305,17 @@ pub enum AgentState {
 
 /// What an artifact is. Stored as a stable string.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Enum, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]

@@ -4,7 +4,7 @@ use crate::domain::AgentState;
 use sea_orm::entity::prelude::*;
 
 /// The live state of one persona's agent in one project.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "agent_statuses")]
 pub struct Model {

@@ -4,7 +4,7 @@ use crate::domain::AgentState;
 use sea_orm::entity::prelude::*;
 
 /// One past state of an agent status row.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "agent_status_history")]
 pub struct Model {

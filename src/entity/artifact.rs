@@ -4,7 +4,7 @@ use crate::domain::ArtifactKind;
 use sea_orm::entity::prelude::*;
 
 /// An immutable output kept in the context store; a new version is a new row.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "artifacts")]
 pub struct Model {

@@ -4,7 +4,7 @@ use crate::domain::EventType;
 use sea_orm::entity::prelude::*;
 
 /// An immutable audit row; `seq` is the stream cursor.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "events")]
 pub struct Model {

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// The single counter row that hands out event sequence numbers in commit order.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "event_sequence")]
 pub struct Model {

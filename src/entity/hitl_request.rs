@@ -4,7 +4,7 @@ use crate::domain::HitlStatus;
 use sea_orm::entity::prelude::*;
 
 /// A question from an agent to a human about one task.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "hitl_requests")]
 pub struct Model {

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A persona (agent role) of the catalog; built-ins belong to the system tenant.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "personas")]
 pub struct Model {

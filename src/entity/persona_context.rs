@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One persona's context inside one session.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "persona_contexts")]
 pub struct Model {

@@ -4,7 +4,7 @@ use crate::domain::ProjectStatus;
 use sea_orm::entity::prelude::*;
 
 /// A project: one product being built.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "projects")]
 pub struct Model {

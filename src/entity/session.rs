@@ -4,7 +4,7 @@ use crate::domain::SessionStatus;
 use sea_orm::entity::prelude::*;
 
 /// A user's working session with the agents.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "sessions")]
 pub struct Model {

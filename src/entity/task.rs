@@ -4,7 +4,7 @@ use crate::domain::TaskStatus;
 use sea_orm::entity::prelude::*;
 
 /// A task: one unit of work for one persona inside a project.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {

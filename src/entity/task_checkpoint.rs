@@ -4,7 +4,7 @@ use crate::domain::CheckpointStatus;
 use sea_orm::entity::prelude::*;
 
 /// A versioned snapshot of a task's state at a workflow step.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "task_checkpoints")]
 pub struct Model {

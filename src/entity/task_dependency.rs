@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// An edge of the task graph: `task_id` needs `depends_on_id` completed first.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "task_dependencies")]
 pub struct Model {

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A team: a named bundle of personas and workflows.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "teams")]
 pub struct Model {

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One workflow of a team, by catalog key, in team order.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "team_workflows")]
 pub struct Model {

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A workflow definition of the catalog.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "workflows")]
 pub struct Model {

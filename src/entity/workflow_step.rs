@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One ordered step of a workflow.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "workflow_steps")]
 pub struct Model {

@@ -443,6 +443,12 @@ pub struct Loaders {
     pub workflow_steps: DataLoader<Steps>,
     /// Persona contexts by id.
     pub contexts: DataLoader<ById<persona_context::Entity>>,
+    /// Artifacts by id.
+    pub artifacts: DataLoader<ById<artifact::Entity>>,
+    /// HITL requests by id.
+    pub hitl_requests: DataLoader<ById<hitl_request::Entity>>,
+    /// Agent statuses by id.
+    pub agent_statuses: DataLoader<ById<agent_status::Entity>>,
     /// Checkpoints by id.
     pub checkpoints: DataLoader<ById<task_checkpoint::Entity>>,
     /// Dependencies of tasks.
@@ -539,6 +545,9 @@ impl Loaders {
             ),
             contexts: id_loader!(&own),
             checkpoints: id_loader!(&own),
+            artifacts: id_loader!(&own),
+            hitl_requests: id_loader!(&own),
+            agent_statuses: id_loader!(&own),
             dependencies: dl(
                 Dependencies {
                     db: db.clone(),

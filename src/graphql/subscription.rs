@@ -5,7 +5,9 @@
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionDerive};
 use futures::{Stream, StreamExt};
 
-use super::types::{Event, seq_cursor};
+use super::types::{
+    AgentStatusUpdate, ArtifactUpdate, Event, HitlRequestUpdate, TaskUpdate, seq_cursor,
+};
 use super::{principal, services};
 use crate::domain::EventType;
 use crate::error::AppError;
@@ -78,7 +80,7 @@ impl Subscription {
         #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
             String,
         >,
-    ) -> Result<impl Stream<Item = Result<Event>>> {
+    ) -> Result<impl Stream<Item = Result<TaskUpdate>>> {
         let types = vec![
             EventType::TaskCreated,
             EventType::TaskStarted,
@@ -91,7 +93,7 @@ impl Subscription {
             EventType::TaskRetried,
         ];
         let s = events_of(ctx, Some(project_id), types, after, None)?;
-        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+        Ok(s.map(|r| r.map(TaskUpdate).map_err(Into::into)))
     }
 
     /// Artifacts stored in a project.
@@ -102,7 +104,7 @@ impl Subscription {
         #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
             String,
         >,
-    ) -> Result<impl Stream<Item = Result<Event>>> {
+    ) -> Result<impl Stream<Item = Result<ArtifactUpdate>>> {
         let s = events_of(
             ctx,
             Some(project_id),
@@ -110,7 +112,7 @@ impl Subscription {
             after,
             None,
         )?;
-        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+        Ok(s.map(|r| r.map(ArtifactUpdate).map_err(Into::into)))
     }
 
     /// Agent status changes in a project, optionally of one persona.
@@ -122,7 +124,7 @@ impl Subscription {
         #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
             String,
         >,
-    ) -> Result<impl Stream<Item = Result<Event>>> {
+    ) -> Result<impl Stream<Item = Result<AgentStatusUpdate>>> {
         let persona = match persona_id {
             Some(p) => Some(services(ctx).find_persona(principal(ctx), &p).await?.id),
             None => None,
@@ -134,7 +136,7 @@ impl Subscription {
             after,
             persona,
         )?;
-        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+        Ok(s.map(|r| r.map(AgentStatusUpdate).map_err(Into::into)))
     }
 
     /// HITL requests opened in a project.
@@ -145,7 +147,7 @@ impl Subscription {
         #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
             String,
         >,
-    ) -> Result<impl Stream<Item = Result<Event>>> {
+    ) -> Result<impl Stream<Item = Result<HitlRequestUpdate>>> {
         let s = events_of(
             ctx,
             Some(project_id),
@@ -153,6 +155,6 @@ impl Subscription {
             after,
             None,
         )?;
-        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+        Ok(s.map(|r| r.map(HitlRequestUpdate).map_err(Into::into)))
     }
 }

@@ -1283,3 +1283,124 @@ fn string_list(v: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Reads the object snapshot an event recorded right after its change.
+fn recorded<T: serde::de::DeserializeOwned>(e: &event::Model) -> Option<T> {
+    serde_json::from_value(e.payload.clone()).ok()
+}
+
+/// An item of `taskUpdated`: the event and the task as it was right after
+/// the change.
+pub struct TaskUpdate(pub event::Model);
+
+#[Object]
+impl TaskUpdate {
+    /// Stream cursor; pass it as `after` to resume.
+    async fn cursor(&self) -> String {
+        self.0.seq.to_string()
+    }
+    /// What happened to the task.
+    #[graphql(name = "type")]
+    async fn event_type(&self) -> EventType {
+        self.0.event_type
+    }
+    /// The task as recorded by the event.
+    async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        match recorded::<task::Model>(&self.0) {
+            Some(t) => Ok(Some(Task(t))),
+            None => match self.0.task_id {
+                Some(id) => Ok(loaders(ctx)
+                    .tasks
+                    .load_one(id)
+                    .await
+                    .map_err(db_err)?
+                    .map(Task)),
+                None => Ok(None),
+            },
+        }
+    }
+    /// The event itself.
+    async fn event(&self) -> Event {
+        Event(self.0.clone())
+    }
+}
+
+/// An item of `agentStatusChanged`: the event and the agent status it
+/// recorded.
+pub struct AgentStatusUpdate(pub event::Model);
+
+#[Object]
+impl AgentStatusUpdate {
+    /// Stream cursor; pass it as `after` to resume.
+    async fn cursor(&self) -> String {
+        self.0.seq.to_string()
+    }
+    /// The agent status as recorded by the event.
+    async fn agent_status(&self, ctx: &Context<'_>) -> Result<Option<AgentStatus>> {
+        match recorded::<agent_status::Model>(&self.0) {
+            Some(a) => Ok(Some(AgentStatus(a))),
+            None => Ok(loaders(ctx)
+                .agent_statuses
+                .load_one(self.0.subject_id)
+                .await
+                .map_err(db_err)?
+                .map(AgentStatus)),
+        }
+    }
+    /// The event itself.
+    async fn event(&self) -> Event {
+        Event(self.0.clone())
+    }
+}
+
+/// An item of `artifactCreated`: the event and the new artifact (its
+/// content is loaded only when selected).
+pub struct ArtifactUpdate(pub event::Model);
+
+#[Object]
+impl ArtifactUpdate {
+    /// Stream cursor; pass it as `after` to resume.
+    async fn cursor(&self) -> String {
+        self.0.seq.to_string()
+    }
+    /// The artifact (artifacts never change, so this is also how it was).
+    async fn artifact(&self, ctx: &Context<'_>) -> Result<Option<Artifact>> {
+        Ok(loaders(ctx)
+            .artifacts
+            .load_one(self.0.subject_id)
+            .await
+            .map_err(db_err)?
+            .map(Artifact))
+    }
+    /// The event itself.
+    async fn event(&self) -> Event {
+        Event(self.0.clone())
+    }
+}
+
+/// An item of `hitlRequested`: the event and the request as it was opened.
+pub struct HitlRequestUpdate(pub event::Model);
+
+#[Object]
+impl HitlRequestUpdate {
+    /// Stream cursor; pass it as `after` to resume.
+    async fn cursor(&self) -> String {
+        self.0.seq.to_string()
+    }
+    /// The request as recorded by the event.
+    async fn hitl_request(&self, ctx: &Context<'_>) -> Result<Option<HitlRequest>> {
+        match recorded::<hitl_request::Model>(&self.0) {
+            Some(h) => Ok(Some(HitlRequest(h))),
+            None => Ok(loaders(ctx)
+                .hitl_requests
+                .load_one(self.0.subject_id)
+                .await
+                .map_err(db_err)?
+                .map(HitlRequest)),
+        }
+    }
+    /// The event itself.
+    async fn event(&self) -> Event {
+        Event(self.0.clone())
+    }
+}
