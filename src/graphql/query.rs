@@ -43,47 +43,24 @@ impl NodeQuery {
         let (kind, uuid) = ids::decode_any(&id)?;
         let l = loaders(ctx);
         Ok(match kind {
-            Kind::Project => l
-                .projects
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
+            Kind::Project => one(&l.projects, uuid)
+                .await?
                 .map(|m| Node::Project(Project(m))),
-            Kind::Task => l
-                .tasks
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
-                .map(|m| Node::Task(Task(m))),
-            Kind::Persona => l
-                .personas
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
+            Kind::Task => one(&l.tasks, uuid).await?.map(|m| Node::Task(Task(m))),
+            Kind::Persona => one(&l.personas, uuid)
+                .await?
                 .map(|m| Node::Persona(Persona(m))),
-            Kind::Workflow => l
-                .workflows
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
+            Kind::Workflow => one(&l.workflows, uuid)
+                .await?
                 .map(|m| Node::Workflow(Workflow(m))),
-            Kind::WorkflowStep => l
-                .steps
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
+            Kind::WorkflowStep => one(&l.steps, uuid)
+                .await?
                 .map(|m| Node::WorkflowStep(WorkflowStep(m))),
-            Kind::PersonaContext => l
-                .contexts
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
+            Kind::PersonaContext => one(&l.contexts, uuid)
+                .await?
                 .map(|m| Node::PersonaContext(PersonaContext(m))),
-            Kind::TaskCheckpoint => l
-                .checkpoints
-                .load_one(uuid)
-                .await
-                .map_err(db_err)?
+            Kind::TaskCheckpoint => one(&l.checkpoints, uuid)
+                .await?
                 .map(|m| Node::TaskCheckpoint(TaskCheckpoint(m))),
             Kind::Team => find_team(ctx, uuid).await?.map(Node::Team),
             Kind::Session => find_session(ctx, uuid).await?.map(Node::Session),
@@ -218,12 +195,7 @@ impl ProjectQuery {
         #[graphql(desc = "A `Project` id.")] id: ID,
     ) -> Result<Option<Project>> {
         let id = ids::decode(Kind::Project, &id)?;
-        Ok(loaders(ctx)
-            .projects
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Project))
+        Ok(one(&loaders(ctx).projects, id).await?.map(Project))
     }
 
     /// Projects, oldest first.
@@ -260,12 +232,7 @@ impl ProjectQuery {
         #[graphql(desc = "A `Task` id.")] id: ID,
     ) -> Result<Option<Task>> {
         let id = ids::decode(Kind::Task, &id)?;
-        Ok(loaders(ctx)
-            .tasks
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Task))
+        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
 
     /// Tasks, oldest first.

@@ -93,6 +93,18 @@ pub fn seq_cursor(after: Option<String>) -> Result<Option<i64>, AppError> {
         .transpose()
 }
 
+/// Loads one value through a DataLoader, with the error converted.
+pub async fn one<T, K>(
+    dl: &async_graphql::dataloader::DataLoader<T>,
+    key: K,
+) -> Result<Option<T::Value>>
+where
+    T: async_graphql::dataloader::Loader<K, Error = loaders::LoadError>,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+{
+    dl.load_one(key).await.map_err(db_err)
+}
+
 /// Turns a shared loader error into a GraphQL error with a code.
 pub fn db_err(e: loaders::LoadError) -> async_graphql::Error {
     AppError::Internal(anyhow::anyhow!("{e}")).into()
@@ -203,12 +215,7 @@ impl Project {
         let Some(id) = self.0.workflow_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .workflows
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Workflow))
+        Ok(one(&loaders(ctx).workflows, id).await?.map(Workflow))
     }
     /// Who created it.
     async fn created_by(&self) -> &str {
@@ -370,11 +377,8 @@ impl Task {
     }
     /// The project it belongs to.
     async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
-        Ok(loaders(ctx)
-            .projects
-            .load_one(self.0.project_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).projects, self.0.project_id)
+            .await?
             .map(Project))
     }
     /// The persona expected to do it.
@@ -382,24 +386,14 @@ impl Task {
         let Some(id) = self.0.persona_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .personas
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Persona))
+        Ok(one(&loaders(ctx).personas, id).await?.map(Persona))
     }
     /// The workflow step it was created from, if any.
     async fn workflow_step(&self, ctx: &Context<'_>) -> Result<Option<WorkflowStep>> {
         let Some(id) = self.0.workflow_step_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .steps
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(WorkflowStep))
+        Ok(one(&loaders(ctx).steps, id).await?.map(WorkflowStep))
     }
     /// Key of the workflow step it was created from (kept even if the
     /// workflow is later re-imported).
@@ -608,7 +602,7 @@ impl Persona {
     }
     /// Names of the commands it offers.
     async fn capabilities(&self) -> Vec<String> {
-        string_list(&self.0.capabilities)
+        crate::service::json_strings(&self.0.capabilities)
     }
     /// Whether it comes with Cerebral (true) or was imported by the tenant.
     async fn builtin(&self) -> bool {
@@ -712,7 +706,7 @@ impl Workflow {
     }
     /// Project types it suits, e.g. `rest-api`.
     async fn project_types(&self) -> Vec<String> {
-        string_list(&self.0.project_types)
+        crate::service::json_strings(&self.0.project_types)
     }
     /// Whether it comes with Cerebral.
     async fn builtin(&self) -> bool {
@@ -758,12 +752,7 @@ impl WorkflowStep {
         let Some(k) = self.0.persona_key.clone() else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .personas_by_key
-            .load_one(k)
-            .await
-            .map_err(db_err)?
-            .map(Persona))
+        Ok(one(&loaders(ctx).personas_by_key, k).await?.map(Persona))
     }
     /// What it does, e.g. `create_story` or `validate`.
     async fn action(&self) -> Option<&str> {
@@ -771,15 +760,15 @@ impl WorkflowStep {
     }
     /// Artifacts it creates, e.g. `prd.md`.
     async fn creates(&self) -> Vec<String> {
-        string_list(&self.0.creates)
+        crate::service::json_strings(&self.0.creates)
     }
     /// Artifacts it needs.
     async fn requires(&self) -> Vec<String> {
-        string_list(&self.0.requires)
+        crate::service::json_strings(&self.0.requires)
     }
     /// Artifacts it updates.
     async fn updates(&self) -> Vec<String> {
-        string_list(&self.0.updates)
+        crate::service::json_strings(&self.0.updates)
     }
     /// Whether the step may be skipped.
     async fn optional(&self) -> bool {
@@ -837,12 +826,7 @@ impl Session {
         let Some(id) = self.0.current_context_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .contexts
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(PersonaContext))
+        Ok(one(&loaders(ctx).contexts, id).await?.map(PersonaContext))
     }
     /// Every persona context of this session, oldest first.
     async fn contexts(
@@ -891,11 +875,8 @@ impl PersonaContext {
     }
     /// The persona.
     async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
-        Ok(loaders(ctx)
-            .personas
-            .load_one(self.0.persona_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).personas, self.0.persona_id)
+            .await?
             .map(Persona))
     }
     /// The enclosing context, when contexts nest.
@@ -903,12 +884,7 @@ impl PersonaContext {
         let Some(id) = self.0.parent_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .contexts
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(PersonaContext))
+        Ok(one(&loaders(ctx).contexts, id).await?.map(PersonaContext))
     }
     /// Key-value state (a JSON object).
     async fn state(&self) -> Json<Value> {
@@ -960,12 +936,7 @@ impl TaskCheckpoint {
     }
     /// The task.
     async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
-        Ok(loaders(ctx)
-            .tasks
-            .load_one(self.0.task_id)
-            .await
-            .map_err(db_err)?
-            .map(Task))
+        Ok(one(&loaders(ctx).tasks, self.0.task_id).await?.map(Task))
     }
     /// The step this snapshot belongs to.
     async fn step_id(&self) -> &str {
@@ -988,11 +959,8 @@ impl TaskCheckpoint {
         let Some(id) = self.0.parent_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .checkpoints
-            .load_one(id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).checkpoints, id)
+            .await?
             .map(TaskCheckpoint))
     }
     /// Who wrote it.
@@ -1016,21 +984,13 @@ impl HitlRequest {
     }
     /// The project.
     async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
-        Ok(loaders(ctx)
-            .projects
-            .load_one(self.0.project_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).projects, self.0.project_id)
+            .await?
             .map(Project))
     }
     /// The task waiting for the answer.
     async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
-        Ok(loaders(ctx)
-            .tasks
-            .load_one(self.0.task_id)
-            .await
-            .map_err(db_err)?
-            .map(Task))
+        Ok(one(&loaders(ctx).tasks, self.0.task_id).await?.map(Task))
     }
     /// The question.
     async fn question(&self) -> &str {
@@ -1038,7 +998,7 @@ impl HitlRequest {
     }
     /// Suggested answers, if any.
     async fn options(&self) -> Vec<String> {
-        string_list(&self.0.options)
+        crate::service::json_strings(&self.0.options)
     }
     /// Lifecycle state: `PENDING → APPROVED / REJECTED / AMENDED` (or `EXPIRED`).
     async fn status(&self) -> HitlStatus {
@@ -1081,11 +1041,8 @@ impl Artifact {
     }
     /// The project.
     async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
-        Ok(loaders(ctx)
-            .projects
-            .load_one(self.0.project_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).projects, self.0.project_id)
+            .await?
             .map(Project))
     }
     /// The task that produced it.
@@ -1093,24 +1050,14 @@ impl Artifact {
         let Some(id) = self.0.task_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .tasks
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Task))
+        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
     /// The persona that produced it.
     async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
         let Some(id) = self.0.persona_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .personas
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Persona))
+        Ok(one(&loaders(ctx).personas, id).await?.map(Persona))
     }
     /// What it is.
     async fn kind(&self) -> ArtifactKind {
@@ -1149,20 +1096,14 @@ impl AgentStatus {
     }
     /// The project.
     async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
-        Ok(loaders(ctx)
-            .projects
-            .load_one(self.0.project_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).projects, self.0.project_id)
+            .await?
             .map(Project))
     }
     /// The persona.
     async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
-        Ok(loaders(ctx)
-            .personas
-            .load_one(self.0.persona_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).personas, self.0.persona_id)
+            .await?
             .map(Persona))
     }
     /// What the agent is doing.
@@ -1174,12 +1115,7 @@ impl AgentStatus {
         let Some(id) = self.0.current_task_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .tasks
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Task))
+        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
     /// The last message it reported.
     async fn message(&self) -> Option<&str> {
@@ -1253,35 +1189,15 @@ impl Event {
         let Some(id) = self.0.project_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .projects
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Project))
+        Ok(one(&loaders(ctx).projects, id).await?.map(Project))
     }
     /// The task, as it is now.
     async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
         let Some(id) = self.0.task_id else {
             return Ok(None);
         };
-        Ok(loaders(ctx)
-            .tasks
-            .load_one(id)
-            .await
-            .map_err(db_err)?
-            .map(Task))
+        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
-}
-
-fn string_list(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Reads the object snapshot an event recorded right after its change.
@@ -1309,12 +1225,7 @@ impl TaskUpdate {
         match recorded::<task::Model>(&self.0) {
             Some(t) => Ok(Some(Task(t))),
             None => match self.0.task_id {
-                Some(id) => Ok(loaders(ctx)
-                    .tasks
-                    .load_one(id)
-                    .await
-                    .map_err(db_err)?
-                    .map(Task)),
+                Some(id) => Ok(one(&loaders(ctx).tasks, id).await?.map(Task)),
                 None => Ok(None),
             },
         }
@@ -1339,11 +1250,8 @@ impl AgentStatusUpdate {
     async fn agent_status(&self, ctx: &Context<'_>) -> Result<Option<AgentStatus>> {
         match recorded::<agent_status::Model>(&self.0) {
             Some(a) => Ok(Some(AgentStatus(a))),
-            None => Ok(loaders(ctx)
-                .agent_statuses
-                .load_one(self.0.subject_id)
-                .await
-                .map_err(db_err)?
+            None => Ok(one(&loaders(ctx).agent_statuses, self.0.subject_id)
+                .await?
                 .map(AgentStatus)),
         }
     }
@@ -1365,11 +1273,8 @@ impl ArtifactUpdate {
     }
     /// The artifact (artifacts never change, so this is also how it was).
     async fn artifact(&self, ctx: &Context<'_>) -> Result<Option<Artifact>> {
-        Ok(loaders(ctx)
-            .artifacts
-            .load_one(self.0.subject_id)
-            .await
-            .map_err(db_err)?
+        Ok(one(&loaders(ctx).artifacts, self.0.subject_id)
+            .await?
             .map(Artifact))
     }
     /// The event itself.
@@ -1391,11 +1296,8 @@ impl HitlRequestUpdate {
     async fn hitl_request(&self, ctx: &Context<'_>) -> Result<Option<HitlRequest>> {
         match recorded::<hitl_request::Model>(&self.0) {
             Some(h) => Ok(Some(HitlRequest(h))),
-            None => Ok(loaders(ctx)
-                .hitl_requests
-                .load_one(self.0.subject_id)
-                .await
-                .map_err(db_err)?
+            None => Ok(one(&loaders(ctx).hitl_requests, self.0.subject_id)
+                .await?
                 .map(HitlRequest)),
         }
     }

@@ -227,6 +227,18 @@ pub fn snapshot<T: serde::Serialize>(v: &T) -> Json {
     serde_json::to_value(v).unwrap_or(Json::Null)
 }
 
+/// The strings of a JSON array column (other items and non-arrays are
+/// ignored: catalog lists are written by us and read leniently).
+pub fn json_strings(v: &Json) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Refuses the change with `CONFLICT` when a guarded update touched no row.
 pub fn guarded(rows: u64, what: &str) -> AppResult<()> {
     if rows == 0 {

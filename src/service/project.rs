@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::catalog::visible;
-use super::{NewEvent, Services, guarded, now, snapshot};
+use super::{NewEvent, Services, guarded, json_strings, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
@@ -276,16 +276,6 @@ fn plan_tasks(steps: &[workflow_step::Model]) -> Vec<Planned<'_>> {
 /// `"prd.md (if needed)"` → `"prd.md"`.
 fn artifact_name(s: &str) -> String {
     s.split(" (").next().unwrap_or(s).trim().to_lowercase()
-}
-
-fn json_strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A readable title such as `pm: create prd.md` or `po: validate`.
