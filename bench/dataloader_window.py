@@ -45,6 +45,14 @@ def wait_ready():
     raise RuntimeError("server did not start")
 
 
+def statements():
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics") as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("cerebral_db_statements_total "):
+                return int(line.split()[1])
+    raise RuntimeError("no statement counter")
+
+
 def measure(window_us):
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, DATABASE_URL=f"sqlite://{d}/b.db?mode=rwc", CEREBRAL_LISTEN=f"127.0.0.1:{PORT}",
@@ -56,13 +64,15 @@ def measure(window_us):
                 post("mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { project { id } } }", {"n": f"p{i}"})
             for _ in range(20):
                 post(NESTED)
+            before = statements()
             times = []
             for _ in range(RUNS):
                 t = time.perf_counter()
                 post(NESTED)
                 times.append((time.perf_counter() - t) * 1000)
+            per_request = (statements() - before) / RUNS
             times.sort()
-            return statistics.median(times), times[int(len(times) * 0.95) - 1]
+            return statistics.median(times), times[int(len(times) * 0.95) - 1], per_request
         finally:
             srv.terminate()
             srv.wait()
@@ -70,7 +80,7 @@ def measure(window_us):
 
 if __name__ == "__main__":
     print(f"nested query, {PROJECTS} projects x 13 tasks, {RUNS} sequential runs, binary {BIN}")
-    print("window_us  median_ms  p95_ms")
+    print("window_us  median_ms  p95_ms  sql_statements_per_request")
     for w in WINDOWS_US:
-        med, p95 = measure(w)
-        print(f"{w:>9}  {med:>9.2f}  {p95:>6.2f}")
+        med, p95, per = measure(w)
+        print(f"{w:>9}  {med:>9.2f}  {p95:>6.2f}  {per:>6.1f}")
