@@ -397,3 +397,45 @@ async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_proje
         "statements for 1 and 50 projects: {measured:?}"
     );
 }
+
+#[tokio::test]
+async fn agent_status_history_pages_newest_first() {
+    let app = support::spawn().await;
+    let p = project(&app, None).await;
+    let q = "mutation($p: ID!, $s: AgentState!, $m: String) { updateAgentStatus(input: {personaId: \"dev\", projectId: $p, status: $s, message: $m}) { agentStatus { id status } } }";
+    for (s, m) in [
+        ("IDLE", "1"),
+        ("WORKING", "2"),
+        ("WAITING", "3"),
+        ("IDLE", "4"),
+    ] {
+        app.ok(q, json!({ "p": p["id"], "s": s, "m": m })).await;
+    }
+    let h = "query($p: ID!, $after: String) { agentStatuses(projectId: $p) { status history(first: 2, after: $after) { totalCount pageInfo { hasNextPage } edges { cursor node { message } } } } }";
+    let d = app.ok(h, json!({ "p": p["id"] })).await;
+    let agents = d["agentStatuses"].as_array().expect("list");
+    assert_eq!(agents.len(), 1, "one row per persona and project");
+    let hist = &agents[0]["history"];
+    assert_eq!(hist["totalCount"], 4);
+    let msgs: Vec<&str> = hist["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["message"].as_str())
+        .collect();
+    assert_eq!(msgs, ["4", "3"]);
+    assert_eq!(hist["pageInfo"]["hasNextPage"], true);
+    let after = hist["edges"][1]["cursor"].clone();
+    let d = app.ok(h, json!({ "p": p["id"], "after": after })).await;
+    let msgs: Vec<&str> = d["agentStatuses"][0]["history"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["node"]["message"].as_str())
+        .collect();
+    assert_eq!(msgs, ["2", "1"]);
+    assert_eq!(
+        d["agentStatuses"][0]["history"]["pageInfo"]["hasNextPage"],
+        false
+    );
+}

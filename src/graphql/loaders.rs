@@ -21,8 +21,9 @@ use uuid::Uuid;
 
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{
-    agent_status, artifact, event, hitl_request, persona, persona_context, project, task,
-    task_checkpoint, task_dependency, team_member, team_workflow, workflow, workflow_step,
+    agent_status, agent_status_history, artifact, event, hitl_request, persona, persona_context,
+    project, task, task_checkpoint, task_dependency, team_member, team_workflow, workflow,
+    workflow_step,
 };
 
 /// Errors of loaders are shared between every field waiting on the batch.
@@ -63,7 +64,8 @@ by_id!(
     task_checkpoint,
     hitl_request,
     artifact,
-    agent_status
+    agent_status,
+    agent_status_history
 );
 
 /// A catalog row by key, the tenant's own before the built-in one.
@@ -122,6 +124,8 @@ pub enum Rel {
     ProjectAgents,
     /// `Task.latestCheckpoint` (newest first).
     TaskLatestCheckpoint,
+    /// `AgentStatus.history` (newest first).
+    AgentHistory,
 }
 
 impl Rel {
@@ -138,12 +142,13 @@ impl Rel {
             Rel::SessionContexts => ("persona_contexts", "session_id", "id"),
             Rel::ProjectAgents => ("agent_statuses", "project_id", "id"),
             Rel::TaskLatestCheckpoint => ("task_checkpoints", "task_id", "id"),
+            Rel::AgentHistory => ("agent_status_history", "agent_status_id", "id"),
         }
     }
 
     /// Whether the relation lists newest first.
     fn descending(self) -> bool {
-        self == Rel::TaskLatestCheckpoint
+        matches!(self, Rel::TaskLatestCheckpoint | Rel::AgentHistory)
     }
 }
 
@@ -185,7 +190,11 @@ where
 {
     async fn fetch(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Vec<E::Model>>, LoadError> {
         let (table, parent, order) = self.rel.shape();
-        let dir = if self.rel.descending() { "DESC" } else { "ASC" };
+        let (dir, cmp) = if self.rel.descending() {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
         let backend = self.db.get_database_backend();
         let mut groups: HashMap<(u64, Option<Cursor>), Vec<Uuid>> = HashMap::new();
         for k in keys {
@@ -213,9 +222,11 @@ where
                 .map(|p| ph(&mut values, (*p).into()))
                 .collect();
             let after_sql = match &after {
-                Some(Cursor::Id(a)) => format!(" AND t.{order} > {}", ph(&mut values, (*a).into())),
+                Some(Cursor::Id(a)) => {
+                    format!(" AND t.{order} {cmp} {}", ph(&mut values, (*a).into()))
+                }
                 Some(Cursor::Seq(s)) => {
-                    format!(" AND t.{order} > {}", ph(&mut values, (*s).into()))
+                    format!(" AND t.{order} {cmp} {}", ph(&mut values, (*s).into()))
                 }
                 None => String::new(),
             };
@@ -270,7 +281,8 @@ children!(
     event,
     task_checkpoint,
     persona_context,
-    agent_status
+    agent_status,
+    agent_status_history
 );
 
 /// Counts children per parent for `totalCount`, one grouped query per relation.
@@ -479,6 +491,8 @@ pub struct Loaders {
     pub context_pages: DataLoader<Children<persona_context::Entity>>,
     /// Agent statuses under projects.
     pub agent_pages: DataLoader<Children<agent_status::Entity>>,
+    /// History of agent statuses.
+    pub agent_history_pages: DataLoader<Children<agent_status_history::Entity>>,
 }
 
 impl Loaders {
@@ -586,6 +600,7 @@ impl Loaders {
             checkpoint_pages: pages!(Rel::TaskCheckpoints),
             context_pages: pages!(Rel::SessionContexts),
             agent_pages: pages!(Rel::ProjectAgents),
+            agent_history_pages: pages!(Rel::AgentHistory),
         }
     }
 }

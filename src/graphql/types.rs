@@ -14,8 +14,8 @@ use crate::domain::{
     SessionStatus, TaskStatus,
 };
 use crate::entity::{
-    agent_status, artifact, event, hitl_request, persona, persona_context, project, session, task,
-    task_checkpoint, team, workflow, workflow_step,
+    agent_status, agent_status_history, artifact, event, hitl_request, persona, persona_context,
+    project, session, task, task_checkpoint, team, workflow, workflow_step,
 };
 use crate::error::AppError;
 use crate::ids::{Kind, encode};
@@ -946,9 +946,13 @@ impl TaskCheckpoint {
     async fn version(&self) -> i32 {
         self.0.version
     }
-    /// Lifecycle state.
+    /// Lifecycle state: `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
     async fn status(&self) -> CheckpointStatus {
         self.0.status
+    }
+    /// States this checkpoint may move to next.
+    async fn allowed_transitions(&self) -> Vec<CheckpointStatus> {
+        self.0.status.allowed_transitions().to_vec()
     }
     /// The saved state.
     async fn state(&self) -> Json<Value> {
@@ -1003,6 +1007,10 @@ impl HitlRequest {
     /// Lifecycle state: `PENDING → APPROVED / REJECTED / AMENDED` (or `EXPIRED`).
     async fn status(&self) -> HitlStatus {
         self.0.status
+    }
+    /// States this request may move to next (empty once answered).
+    async fn allowed_transitions(&self) -> Vec<HitlStatus> {
+        self.0.status.allowed_transitions().to_vec()
     }
     /// The human's response (free JSON: a comment, or the amendments).
     async fn response(&self) -> Option<Json<Value>> {
@@ -1124,6 +1132,24 @@ impl AgentStatus {
     /// Its last report.
     async fn last_activity_at(&self) -> DateTime<Utc> {
         self.0.last_activity_at
+    }
+    /// Every report so far, newest first (the current one included).
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<AgentStatusHistoryEntry>> {
+        child_page(
+            &loaders(ctx).agent_history_pages,
+            Rel::AgentHistory,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            AgentStatusHistoryEntry,
+        )
+        .await
     }
 }
 
@@ -1304,5 +1330,31 @@ impl HitlRequestUpdate {
     /// The event itself.
     async fn event(&self) -> Event {
         Event(self.0.clone())
+    }
+}
+
+/// One past report of an agent.
+pub struct AgentStatusHistoryEntry(pub agent_status_history::Model);
+
+#[Object]
+impl AgentStatusHistoryEntry {
+    /// What the agent was doing.
+    async fn status(&self) -> AgentState {
+        self.0.status
+    }
+    /// The task it was on.
+    async fn current_task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        let Some(id) = self.0.current_task_id else {
+            return Ok(None);
+        };
+        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
+    }
+    /// The message it reported.
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+    /// When it reported this.
+    async fn reported_at(&self) -> DateTime<Utc> {
+        self.0.created_at
     }
 }
