@@ -34,7 +34,9 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let bus = EventBus::new(head);
-        if !db::is_sqlite(&conn) && config.event_poll_ms > 0 {
+        // Also on SQLite: another process (`cerebral import`) may append to
+        // the same file, and only polling notices that.
+        if config.event_poll_ms > 0 {
             bus.spawn_poller(conn.clone(), Duration::from_millis(config.event_poll_ms));
         }
         let services = Services::new(

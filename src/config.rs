@@ -125,8 +125,9 @@ pub struct Config {
         global = true
     )]
     pub dataloader_delay_us: u64,
-    /// On PostgreSQL, how often each process checks the event log for events
-    /// committed by other replicas, in milliseconds (0 turns it off).
+    /// How often each process checks the event log for events committed by
+    /// other processes (replicas on PostgreSQL, a CLI import on SQLite), in
+    /// milliseconds (0 turns it off).
     #[arg(
         long,
         env = "CEREBRAL_EVENT_POLL_MS",

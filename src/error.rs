@@ -24,8 +24,10 @@ pub enum AppError {
         /// The id as the client sent it.
         id: String,
     },
-    /// The lifecycle does not allow this change from the current state.
-    #[error("cannot move {entity} from {from} to {to}; allowed from {from}: {allowed}", allowed = if .allowed.is_empty() { "none (terminal state)".to_string() } else { .allowed.join(", ") })]
+    /// The lifecycle does not allow this change from the current state, or
+    /// a precondition of the change (dependencies, the project's state)
+    /// does not hold; `reason` says which.
+    #[error("cannot move {entity} from {from} to {to}{}; allowed from {from}: {allowed}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(), allowed = if .allowed.is_empty() { "none (terminal state)".to_string() } else { .allowed.join(", ") })]
     InvalidTransition {
         /// GraphQL type name.
         entity: &'static str,
@@ -35,6 +37,8 @@ pub enum AppError {
         to: String,
         /// The states the current one may move to.
         allowed: Vec<String>,
+        /// Why a transition the table allows is refused now.
+        reason: Option<String>,
     },
     /// The change raced another one or targets a stale version.
     #[error("{0}")]
@@ -92,6 +96,27 @@ impl AppError {
             from: from.to_value(),
             to: to.to_value(),
             allowed: allowed.iter().map(|s| s.to_value()).collect(),
+            reason: None,
+        }
+    }
+
+    /// Adds the reason to an [`AppError::InvalidTransition`].
+    pub fn because(self, why: impl Into<String>) -> Self {
+        match self {
+            AppError::InvalidTransition {
+                entity,
+                from,
+                to,
+                allowed,
+                ..
+            } => AppError::InvalidTransition {
+                entity,
+                from,
+                to,
+                allowed,
+                reason: Some(why.into()),
+            },
+            other => other,
         }
     }
 }
@@ -131,7 +156,11 @@ impl From<AppError> for async_graphql::Error {
                     from,
                     to,
                     allowed,
+                    reason,
                 } => {
+                    if let Some(r) = reason {
+                        ext.set("reason", r.as_str());
+                    }
                     ext.set("entity", *entity);
                     ext.set("from", from.as_str());
                     ext.set("to", to.as_str());

@@ -114,7 +114,8 @@ impl MigrationTrait for Migration {
                 index("team_members", &["tenant_id"]),
                 index("team_workflows", &["tenant_id"]),
                 unique("workflows", &["tenant_id", "key"]),
-                unique("workflow_steps", &["workflow_id", "position"]),
+                unique("workflow_steps", &["workflow_id", "key"]),
+                index("workflow_steps", &["workflow_id", "position"]),
                 index("workflow_steps", &["tenant_id"]),
             ],
         )

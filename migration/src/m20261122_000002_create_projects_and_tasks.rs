@@ -193,6 +193,7 @@ impl MigrationTrait for Migration {
                 index("hitl_requests", &["project_id"]),
                 index("hitl_requests", &["task_id"]),
                 index("artifacts", &["tenant_id", "project_id", "kind"]),
+                unique("artifacts", &["tenant_id", "project_id", "name", "version"]),
                 index("artifacts", &["project_id"]),
                 index("artifacts", &["task_id"]),
                 index("artifacts", &["persona_id"]),

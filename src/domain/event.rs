@@ -67,6 +67,10 @@ pub enum EventType {
     /// A human answered a HITL request.
     #[sea_orm(string_value = "HITL_RESOLVED")]
     HitlResolved,
+    /// A HITL request was closed unanswered: its task left the wait some
+    /// other way (failed, cancelled, its project ended) or it timed out.
+    #[sea_orm(string_value = "HITL_EXPIRED")]
+    HitlExpired,
     /// A task checkpoint was written.
     #[sea_orm(string_value = "CHECKPOINT_CREATED")]
     CheckpointCreated,

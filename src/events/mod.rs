@@ -161,13 +161,17 @@ impl EventFilter {
 
 /// Every matching event after `after`, then every new one as it commits, in
 /// order, none twice. `after = None` starts at the current head (live only).
+///
+/// A failing read (pool exhausted, connection reset) does not end the
+/// stream: it is retried from the same cursor with a growing pause (0.1 s up
+/// to 5 s), so the subscriber sees a delay, never a gap.
 pub fn stream(
     db: DatabaseConnection,
     bus: EventBus,
     filter: EventFilter,
     after: Option<i64>,
-) -> impl Stream<Item = AppResult<event::Model>> {
-    async_stream::try_stream! {
+) -> impl Stream<Item = event::Model> {
+    async_stream::stream! {
         // Subscribe before reading, so a commit between the read and the wait
         // still wakes us.
         let mut head = bus.subscribe();
@@ -175,10 +179,22 @@ pub fn stream(
             Some(c) => c,
             None => *head.borrow_and_update(),
         };
+        let mut pause = RETRY_MIN;
         loop {
             head.borrow_and_update();
             loop {
-                let page = filter.page(&db, cursor, PAGE).await?;
+                let page = match filter.page(&db, cursor, PAGE).await {
+                    Ok(page) => {
+                        pause = RETRY_MIN;
+                        page
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = ?e, cursor, "event stream read failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RETRY_MAX);
+                        continue;
+                    }
+                };
                 let full = page.len() as u64 == PAGE;
                 for e in page {
                     cursor = e.seq;
@@ -196,3 +212,6 @@ pub fn stream(
         }
     }
 }
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);

@@ -1,6 +1,7 @@
 //! The GraphQL schema: per-domain query, mutation and subscription roots
 //! merged into one schema.
 
+pub mod codes;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -25,6 +26,7 @@ pub fn build_schema(services: Services) -> AppSchema {
         mutation::Mutation::default(),
         subscription::Subscription,
     )
+    .extension(codes::ErrorCodes)
     .data(services)
     .finish()
 }

@@ -127,7 +127,8 @@ async fn find_agent(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<AgentSta
 pub struct ProjectFilter {
     /// Only projects in one of these states.
     pub status: Option<Vec<ProjectStatus>>,
-    /// Only projects whose name contains this text (case-sensitive).
+    /// Only projects whose name contains this text, ignoring ASCII case
+    /// (`%` and `_` match themselves).
     pub name_contains: Option<String>,
 }
 
@@ -213,7 +214,7 @@ impl ProjectQuery {
             q = q.filter(project::Column::Status.is_in(s));
         }
         if let Some(n) = f.name_contains {
-            q = q.filter(project::Column::Name.contains(n));
+            q = q.filter(name_contains(n));
         }
         let after = id_cursor(after)?;
         let pg = page(services(ctx).db(), q, project::Column::Id, first, after).await?;
@@ -578,4 +579,23 @@ fn prefer_own<M>(
             t == tenant || !own.contains(&k)
         })
         .collect()
+}
+
+/// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both
+/// back-ends agree (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    Expr::expr(Func::lower(Expr::col((
+        project::Entity,
+        project::Column::Name,
+    ))))
+    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
 }

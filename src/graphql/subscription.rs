@@ -30,7 +30,7 @@ fn events_of(
     types: Vec<EventType>,
     after: Option<String>,
     persona: Option<uuid::Uuid>,
-) -> Result<impl Stream<Item = Result<crate::entity::event::Model, AppError>> + use<>> {
+) -> Result<impl Stream<Item = crate::entity::event::Model> + use<>> {
     let p = principal(ctx);
     let s = services(ctx);
     let filter = EventFilter {
@@ -66,7 +66,7 @@ impl Subscription {
         #[graphql(desc = "Only events of these types.")] types: Option<Vec<EventType>>,
     ) -> Result<impl Stream<Item = Result<Event>>> {
         let s = events_of(ctx, project_id, types.unwrap_or_default(), after, None)?;
-        Ok(s.map(|r| r.map(Event).map_err(Into::into)))
+        Ok(s.map(|e| Ok(Event(e))))
     }
 
     /// Task changes of a project (created, started, progress, waiting,
@@ -93,7 +93,7 @@ impl Subscription {
             EventType::TaskRetried,
         ];
         let s = events_of(ctx, Some(project_id), types, after, None)?;
-        Ok(s.map(|r| r.map(TaskUpdate).map_err(Into::into)))
+        Ok(s.map(|e| Ok(TaskUpdate(e))))
     }
 
     /// Artifacts stored in a project.
@@ -112,7 +112,7 @@ impl Subscription {
             after,
             None,
         )?;
-        Ok(s.map(|r| r.map(ArtifactUpdate).map_err(Into::into)))
+        Ok(s.map(|e| Ok(ArtifactUpdate(e))))
     }
 
     /// Agent status changes in a project, optionally of one persona.
@@ -136,7 +136,7 @@ impl Subscription {
             after,
             persona,
         )?;
-        Ok(s.map(|r| r.map(AgentStatusUpdate).map_err(Into::into)))
+        Ok(s.map(|e| Ok(AgentStatusUpdate(e))))
     }
 
     /// HITL requests opened in a project.
@@ -155,6 +155,6 @@ impl Subscription {
             after,
             None,
         )?;
-        Ok(s.map(|r| r.map(HitlRequestUpdate).map_err(Into::into)))
+        Ok(s.map(|e| Ok(HitlRequestUpdate(e))))
     }
 }

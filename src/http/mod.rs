@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, ServerError};
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{
     GraphQLBatchRequest, GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket,
 };
@@ -55,8 +56,12 @@ fn principal_of(_headers: &HeaderMap) -> Principal {
 async fn graphql_post(
     State(app): State<AppState>,
     headers: HeaderMap,
-    req: GraphQLBatchRequest,
-) -> GraphQLResponse {
+    req: Result<GraphQLBatchRequest, GraphQLRejection>,
+) -> Response {
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return bad_request(&e),
+    };
     let principal = principal_of(&headers);
     let batch = req.into_inner();
     let batch = match batch {
@@ -69,7 +74,24 @@ async fn graphql_post(
                 .collect(),
         ),
     };
-    app.schema.execute_batch(batch).await.into()
+    GraphQLResponse::from(app.schema.execute_batch(batch).await).into_response()
+}
+
+/// A request that is not a GraphQL request at all (malformed JSON, wrong
+/// shape): 400 with a GraphQL error body, never the parser's debug text.
+fn bad_request(e: &GraphQLRejection) -> Response {
+    let message = match &e.0 {
+        async_graphql::ParseRequestError::InvalidRequest(inner) => {
+            format!("the body is not a GraphQL request: {inner}")
+        }
+        async_graphql::ParseRequestError::PayloadTooLarge => {
+            "the request body is too large".to_string()
+        }
+        _ => "the request could not be read as GraphQL over HTTP".to_string(),
+    };
+    let body =
+        json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
@@ -87,22 +109,21 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         )
         .into_response();
     }
-    let gql = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        req, &app,
-    )
-    .await
-    {
+    let gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &app).await {
         Ok(r) => r.into_inner(),
-        Err(e) => return e.into_response(),
+        Err(e) => return bad_request(&e),
     };
     // GraphQL over HTTP: GET may only run queries, never change anything.
     if let Some(op) = operation_type(&gql)
         && op != OperationType::Query
     {
         let mut resp = GraphQLResponse::from(async_graphql::Response::from_errors(vec![
-            ServerError::new(
-                "only queries may be sent with GET; send mutations with POST",
-                None,
+            crate::graphql::codes::with_code(
+                ServerError::new(
+                    "only queries may be sent with GET; send mutations and subscriptions with POST or WebSocket",
+                    None,
+                ),
+                "METHOD_NOT_ALLOWED",
             ),
         ]))
         .into_response();

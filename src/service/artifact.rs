@@ -4,13 +4,12 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::task::load_task;
+use super::task::{load_task, lock_project};
 use super::{NewEvent, Services, now};
 use crate::auth::Principal;
 use crate::domain::{ArtifactKind, EventType, ProjectStatus};
-use crate::entity::{artifact, event, project};
+use crate::entity::{artifact, event};
 use crate::error::{AppError, AppResult};
-use crate::ids::{Kind, encode};
 
 /// Input of [`Services::create_artifact`].
 #[derive(Debug, Clone)]
@@ -42,13 +41,9 @@ impl Services {
             return Err(AppError::bad_input("name must be 1–300 characters"));
         }
         let mut tx = self.begin(p).await?;
-        let project = project::Entity::find_by_id(input.project_id)
-            .filter(project::Column::TenantId.eq(p.tenant_id))
-            .one(&*tx)
-            .await?
-            .ok_or_else(|| {
-                AppError::not_found("Project", encode(Kind::Project, input.project_id).0)
-            })?;
+        // Exclusive: versions are counted per project and name, and the
+        // project must stay ACTIVE until this commits.
+        let project = lock_project(&tx, p, input.project_id, true).await?;
         if project.status != ProjectStatus::Active {
             return Err(AppError::bad_input(
                 "artifacts can only be added to an ACTIVE project",

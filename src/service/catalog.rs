@@ -1,5 +1,7 @@
 //! The catalog: personas, teams and workflows, built in or imported.
 
+use std::collections::HashMap;
+
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter,
     QueryOrder, Set,
@@ -123,23 +125,32 @@ impl Services {
         p: &Principal,
         id_or_key: &str,
     ) -> AppResult<workflow::Model> {
-        let q = workflow::Entity::find().filter(
-            Condition::any()
-                .add(workflow::Column::TenantId.eq(p.tenant_id))
-                .add(workflow::Column::TenantId.eq(SYSTEM_TENANT)),
-        );
-        let found = if id_or_key.contains(':') {
-            let id = ids::decode(Kind::Workflow, id_or_key)?;
-            q.filter(workflow::Column::Id.eq(id)).one(self.db()).await?
-        } else {
-            q.filter(workflow::Column::Key.eq(id_or_key))
-                .all(self.db())
-                .await?
-                .into_iter()
-                .min_by_key(|m| m.tenant_id == SYSTEM_TENANT)
-        };
-        found.ok_or_else(|| AppError::not_found("Workflow", id_or_key))
+        find_workflow_in(self.db(), p, id_or_key).await
     }
+}
+
+/// [`Services::find_workflow`] on any connection (inside a transaction, too).
+pub async fn find_workflow_in<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id_or_key: &str,
+) -> AppResult<workflow::Model> {
+    let q = workflow::Entity::find().filter(
+        Condition::any()
+            .add(workflow::Column::TenantId.eq(p.tenant_id))
+            .add(workflow::Column::TenantId.eq(SYSTEM_TENANT)),
+    );
+    let found = if id_or_key.contains(':') {
+        let id = ids::decode(Kind::Workflow, id_or_key)?;
+        q.filter(workflow::Column::Id.eq(id)).one(db).await?
+    } else {
+        q.filter(workflow::Column::Key.eq(id_or_key))
+            .all(db)
+            .await?
+            .into_iter()
+            .min_by_key(|m| m.tenant_id == SYSTEM_TENANT)
+    };
+    found.ok_or_else(|| AppError::not_found("Workflow", id_or_key))
 }
 
 async fn write_pack(
@@ -298,34 +309,53 @@ async fn upsert_workflow(
     } else {
         am.update(&**tx).await?;
     }
-    // Steps are replaced whole: a workflow definition is one document, and
-    // tasks already created from old steps keep their own copy of the step key.
-    workflow_step::Entity::delete_many()
+    // Steps are matched by key and updated in place, so tasks created from
+    // them keep their step (and its gate and artifacts) across re-imports;
+    // only steps whose key disappeared are deleted.
+    let mut old: HashMap<String, workflow_step::Model> = workflow_step::Entity::find()
         .filter(workflow_step::Column::WorkflowId.eq(id))
-        .exec(&**tx)
-        .await?;
-    if !d.steps.is_empty() {
-        workflow_step::Entity::insert_many(d.steps.iter().map(|s| workflow_step::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(tenant),
-            workflow_id: Set(id),
-            position: Set(s.position),
-            key: Set(s.key.clone()),
-            agent: Set(s.agent.clone()),
-            persona_key: Set(s.persona_key.clone()),
-            action: Set(s.action.clone()),
-            creates: Set(json!(s.creates)),
-            requires: Set(json!(s.requires)),
-            updates: Set(json!(s.updates)),
-            optional: Set(s.optional),
-            condition: Set(s.condition.clone()),
-            repeats: Set(s.repeats.clone()),
-            requires_approval: Set(s.requires_approval),
-            is_control: Set(s.is_control),
-            notes: Set(s.notes.clone()),
-        }))
-        .exec(&**tx)
-        .await?;
+        .all(&**tx)
+        .await?
+        .into_iter()
+        .map(|m| (m.key.clone(), m))
+        .collect();
+    for st in &d.steps {
+        let existing = old.remove(&st.key);
+        let is_new = existing.is_none();
+        let mut am = match existing {
+            Some(m) => m.into_active_model(),
+            None => workflow_step::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(tenant),
+                workflow_id: Set(id),
+                key: Set(st.key.clone()),
+                ..Default::default()
+            },
+        };
+        am.position = Set(st.position);
+        am.agent = Set(st.agent.clone());
+        am.persona_key = Set(st.persona_key.clone());
+        am.action = Set(st.action.clone());
+        am.creates = Set(json!(st.creates));
+        am.requires = Set(json!(st.requires));
+        am.updates = Set(json!(st.updates));
+        am.optional = Set(st.optional);
+        am.condition = Set(st.condition.clone());
+        am.repeats = Set(st.repeats.clone());
+        am.requires_approval = Set(st.requires_approval);
+        am.is_control = Set(st.is_control);
+        am.notes = Set(st.notes.clone());
+        if is_new {
+            am.insert(&**tx).await?;
+        } else {
+            am.update(&**tx).await?;
+        }
+    }
+    if !old.is_empty() {
+        workflow_step::Entity::delete_many()
+            .filter(workflow_step::Column::Id.is_in(old.into_values().map(|m| m.id)))
+            .exec(&**tx)
+            .await?;
     }
     Ok(())
 }

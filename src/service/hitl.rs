@@ -1,10 +1,19 @@
 //! Human-in-the-loop requests: an agent asks, a human answers.
+//!
+//! Every change locks the task row first (after the project, see
+//! `service::task`), so two answers to two requests of one task are
+//! serialised: the second sees the first committed and knows whether the
+//! task still waits.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::task::{TaskChange, load_task, move_task};
+use super::task::{
+    TaskChange, load_task, lock_project, lock_task, move_task, require_active_project,
+};
 use super::{NewEvent, Services, guarded, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::{EventType, HitlDecision, HitlStatus, TaskStatus};
@@ -12,10 +21,29 @@ use crate::entity::{event, hitl_request, task};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Kind, encode};
 
+/// The stored name of a decision (`APPROVE`, `REJECT`, `AMEND`).
+pub fn decision_name(d: HitlDecision) -> &'static str {
+    match d {
+        HitlDecision::Approve => "APPROVE",
+        HitlDecision::Reject => "REJECT",
+        HitlDecision::Amend => "AMEND",
+    }
+}
+
+/// The decision behind a stored name.
+pub fn parse_decision(s: &str) -> Option<HitlDecision> {
+    match s {
+        "APPROVE" => Some(HitlDecision::Approve),
+        "REJECT" => Some(HitlDecision::Reject),
+        "AMEND" => Some(HitlDecision::Amend),
+        _ => None,
+    }
+}
+
 impl Services {
     /// Opens a HITL request on a WORKING task and moves the task to
     /// WAITING_FOR_HITL (a task already waiting may ask more questions).
-    /// Appends `HITL_REQUESTED` and, when the task moves, `TASK_WAITING_FOR_HITL`.
+    /// Appends `TASK_WAITING_FOR_HITL` (when the task moves) and `HITL_REQUESTED`.
     #[tracing::instrument(skip(self, question, options), fields(tenant = %p.tenant_id))]
     pub async fn request_hitl(
         &self,
@@ -29,8 +57,14 @@ impl Services {
         if question.is_empty() {
             return Err(AppError::bad_input("question must not be empty"));
         }
+        if expires_at.is_some_and(|e| e <= now()) {
+            return Err(AppError::bad_input("expiresAt must be in the future"));
+        }
         let mut tx = self.begin(p).await?;
-        let task = load_task(&*tx, p, task_id).await?;
+        let project_id = load_task(&*tx, p, task_id).await?.project_id;
+        let project = lock_project(&tx, p, project_id, false).await?;
+        let task = lock_task(&tx, p, task_id).await?;
+        require_active_project(&project, &task, TaskStatus::WaitingForHitl)?;
         let task = match task.status {
             TaskStatus::Working => {
                 move_task(
@@ -50,7 +84,8 @@ impl Services {
                     other,
                     TaskStatus::WaitingForHitl,
                     other.allowed_transitions(),
-                ));
+                )
+                .because("only a WORKING task can ask a human"));
             }
         };
         let t = now();
@@ -86,7 +121,9 @@ impl Services {
     }
 
     /// Answers a pending HITL request. APPROVE and AMEND resume the task once
-    /// no other request of it is pending; REJECT fails the task at once.
+    /// no other request of it is pending; REJECT fails the task at once (and
+    /// closes its other pending requests). A request past its `expiresAt`
+    /// can no longer be answered.
     #[tracing::instrument(skip(self, response), fields(tenant = %p.tenant_id))]
     pub async fn resolve_hitl(
         &self,
@@ -96,11 +133,14 @@ impl Services {
         response: Option<Json>,
     ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
         let mut tx = self.begin(p).await?;
+        let not_found = || AppError::not_found("HitlRequest", encode(Kind::HitlRequest, id).0);
         let req = hitl_request::Entity::find_by_id(id)
             .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
             .one(&*tx)
             .await?
-            .ok_or_else(|| AppError::not_found("HitlRequest", encode(Kind::HitlRequest, id).0))?;
+            .ok_or_else(not_found)?;
+        let project = lock_project(&tx, p, req.project_id, false).await?;
+        let task = lock_task(&tx, p, req.task_id).await?;
         let to = decision.resulting_status();
         if !req.status.can_transition_to(to) {
             return Err(AppError::transition(
@@ -111,12 +151,23 @@ impl Services {
             ));
         }
         let t = now();
-        let decision_name = sea_orm::ActiveEnum::to_value(&to);
+        if let Some(e) = req.expires_at
+            && e <= t
+        {
+            return Err(AppError::transition(
+                "HitlRequest",
+                req.status,
+                to,
+                req.status.allowed_transitions(),
+            )
+            .because(format!("it expired at {}", e.to_rfc3339())));
+        }
+        require_active_project(&project, &task, task.status)?;
         let res = hitl_request::Entity::update_many()
             .col_expr(hitl_request::Column::Status, to.into())
             .col_expr(
                 hitl_request::Column::Decision,
-                Some(decision_name.clone()).into(),
+                Some(decision_name(decision).to_string()).into(),
             )
             .col_expr(hitl_request::Column::Response, response.clone().into())
             .col_expr(
@@ -128,12 +179,17 @@ impl Services {
             .filter(hitl_request::Column::Id.eq(id))
             .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
             .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+            .filter(
+                Condition::any()
+                    .add(hitl_request::Column::ExpiresAt.is_null())
+                    .add(hitl_request::Column::ExpiresAt.gt(t)),
+            )
             .exec(&*tx)
             .await?;
         guarded(res.rows_affected, "the HITL request")?;
         let resolved = hitl_request::Model {
             status: to,
-            decision: Some(decision_name),
+            decision: Some(decision_name(decision).to_string()),
             response: response.clone(),
             resolved_by: Some(p.user_id.clone()),
             resolved_at: Some(t),
@@ -148,7 +204,6 @@ impl Services {
             subject_id: resolved.id,
             payload: snapshot(&resolved),
         });
-        let task = load_task(&*tx, p, resolved.task_id).await?;
         let task = if task.status == TaskStatus::WaitingForHitl {
             let still_pending = hitl_request::Entity::find()
                 .filter(hitl_request::Column::TaskId.eq(task.id))

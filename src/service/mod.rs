@@ -204,7 +204,21 @@ impl Services {
             Some(m) => Some(m.lock().await),
             None => None,
         };
-        let txn = self.inner.db.begin().await?;
+        // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction
+        // never fails half-way upgrading from reader to writer when another
+        // process (`cerebral import`) writes the same file.
+        let txn = self
+            .inner
+            .db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: self
+                    .inner
+                    .sqlite_writer
+                    .as_ref()
+                    .map(|_| sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
         Ok(Tx {
             txn,
             _writer: writer,

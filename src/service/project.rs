@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -14,6 +15,7 @@ use crate::auth::Principal;
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
 use crate::error::{AppError, AppResult};
+use sea_orm::sea_query::{Expr, ExprTrait};
 
 /// Input of [`Services::create_project`].
 #[derive(Debug, Clone)]
@@ -40,8 +42,13 @@ impl Services {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(AppError::bad_input("name must be 1–200 characters"));
         }
+        let t = now();
+        // Everything is read inside the transaction, so a concurrent
+        // re-import of the workflow cannot pull steps or personas away
+        // between reading and writing.
+        let mut tx = self.begin(p).await?;
         let wf = match &input.workflow {
-            Some(w) => Some(self.find_workflow(p, w).await?),
+            Some(w) => Some(super::catalog::find_workflow_in(&*tx, p, w).await?),
             None => None,
         };
         let steps = match &wf {
@@ -49,7 +56,7 @@ impl Services {
                 workflow_step::Entity::find()
                     .filter(workflow_step::Column::WorkflowId.eq(w.id))
                     .order_by_asc(workflow_step::Column::Position)
-                    .all(self.db())
+                    .all(&*tx)
                     .await?
             }
             None => vec![],
@@ -58,7 +65,7 @@ impl Services {
         let mut personas: HashMap<String, persona::Model> = HashMap::new();
         for m in persona::Entity::find()
             .filter(visible(p.tenant_id))
-            .all(self.db())
+            .all(&*tx)
             .await?
         {
             let own = m.tenant_id == p.tenant_id;
@@ -69,9 +76,6 @@ impl Services {
                 }
             }
         }
-
-        let t = now();
-        let mut tx = self.begin(p).await?;
         let project = project::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(p.tenant_id),
@@ -173,16 +177,7 @@ impl Services {
         reason: Option<String>,
     ) -> AppResult<(project::Model, event::Model)> {
         let mut tx = self.begin(p).await?;
-        let current = project::Entity::find_by_id(id)
-            .filter(project::Column::TenantId.eq(p.tenant_id))
-            .one(&*tx)
-            .await?
-            .ok_or_else(|| {
-                AppError::not_found(
-                    "Project",
-                    crate::ids::encode(crate::ids::Kind::Project, id).0,
-                )
-            })?;
+        let current = super::task::lock_project(&tx, p, id, true).await?;
         if !current.status.can_transition_to(to) {
             return Err(AppError::transition(
                 "Project",
@@ -190,6 +185,30 @@ impl Services {
                 to,
                 current.status.allowed_transitions(),
             ));
+        }
+        let live = [
+            TaskStatus::Pending,
+            TaskStatus::Working,
+            TaskStatus::WaitingForHitl,
+        ];
+        if to == ProjectStatus::Completed {
+            let blocking = task::Entity::find()
+                .filter(task::Column::ProjectId.eq(id))
+                .filter(task::Column::Required.eq(true))
+                .filter(task::Column::Status.is_in(live))
+                .count(&*tx)
+                .await?;
+            if blocking > 0 {
+                return Err(AppError::transition(
+                    "Project",
+                    current.status,
+                    to,
+                    current.status.allowed_transitions(),
+                )
+                .because(format!(
+                    "{blocking} required task(s) are not finished; complete or cancel them first"
+                )));
+            }
         }
         let t = now();
         let res = project::Entity::update_many()
@@ -212,6 +231,26 @@ impl Services {
             ProjectStatus::Failed => EventType::ProjectFailed,
             _ => EventType::ProjectCancelled,
         };
+        // Whatever is still live stops with the project: optional work when
+        // it completes, everything when it fails or is cancelled. Questions
+        // to humans about those tasks close too.
+        let note = format!(
+            "stopped: project {}",
+            sea_orm::ActiveEnum::to_value(&to).to_lowercase()
+        );
+        let stopped = task::Entity::update_many()
+            .col_expr(task::Column::Status, TaskStatus::Cancelled.into())
+            .col_expr(
+                task::Column::Version,
+                Expr::col(task::Column::Version).add(1),
+            )
+            .col_expr(task::Column::UpdatedAt, t.into())
+            .col_expr(task::Column::EndedAt, Some(t).into())
+            .col_expr(task::Column::StatusMessage, Some(note.clone()).into())
+            .filter(task::Column::ProjectId.eq(id))
+            .filter(task::Column::Status.is_in(live))
+            .exec_with_returning(&*tx)
+            .await?;
         let mut payload = snapshot(&updated);
         payload["reason"] = json!(reason);
         let ev = tx.append(NewEvent {
@@ -222,6 +261,17 @@ impl Services {
             subject_id: id,
             payload,
         });
+        for task in stopped {
+            tx.append(NewEvent {
+                event_type: EventType::TaskCancelled,
+                project_id: Some(id),
+                task_id: Some(task.id),
+                subject_type: "Task",
+                subject_id: task.id,
+                payload: snapshot(&task),
+            });
+            super::task::expire_pending_hitl(&mut tx, task.id, &note).await?;
+        }
         let done = tx.commit().await?;
         Ok((updated, done.event(ev)))
     }

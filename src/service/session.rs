@@ -1,7 +1,8 @@
 //! Sessions and persona contexts.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TryIntoModel,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
+    TryIntoModel,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -131,6 +132,7 @@ impl Services {
             .filter(persona_context::Column::UserId.eq(&session.user_id))
             .filter(persona_context::Column::PersonaId.eq(persona_id))
             .filter(persona_context::Column::SessionId.eq(session.id))
+            .lock_exclusive()
             .one(&*tx)
             .await?;
         let context = match existing {
@@ -193,7 +195,7 @@ impl Services {
             ));
         }
         let mut tx = self.begin(p).await?;
-        let ctx = load_context(&tx, p, id).await?;
+        let ctx = lock_active_context(&tx, p, id).await?;
         let mut state = ctx.state.clone();
         json_patch::merge(&mut state, &patch);
         let t = now();
@@ -220,7 +222,7 @@ impl Services {
         entry: Json,
     ) -> AppResult<(persona_context::Model, event::Model)> {
         let mut tx = self.begin(p).await?;
-        let ctx = load_context(&tx, p, id).await?;
+        let ctx = lock_active_context(&tx, p, id).await?;
         let mut history = ctx.history.as_array().cloned().unwrap_or_default();
         history.push(entry.clone());
         let max = self.settings().max_context_history.max(1);
@@ -242,17 +244,45 @@ impl Services {
     }
 }
 
+/// Loads a session and locks its row until the transaction ends. Every
+/// session write locks the session before any of its contexts.
 async fn load_session(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<session::Model> {
     session::Entity::find_by_id(id)
         .filter(session::Column::TenantId.eq(p.tenant_id))
+        .lock_exclusive()
         .one(&**tx)
         .await?
         .ok_or_else(|| AppError::not_found("Session", encode(Kind::Session, id).0))
 }
 
+/// Loads a context and locks its row; state and history are read, changed
+/// and written back, so two writers must not interleave.
+/// Locks the session of a context (which must be ACTIVE), then the context.
+async fn lock_active_context(
+    tx: &Tx<'_>,
+    p: &Principal,
+    id: Uuid,
+) -> AppResult<persona_context::Model> {
+    let session_id = persona_context::Entity::find_by_id(id)
+        .filter(persona_context::Column::TenantId.eq(p.tenant_id))
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0))?
+        .session_id;
+    let session = load_session(tx, p, session_id).await?;
+    if session.status != SessionStatus::Active {
+        return Err(AppError::bad_input(format!(
+            "the context's session is {}; resume it before changing its contexts",
+            sea_orm::ActiveEnum::to_value(&session.status)
+        )));
+    }
+    load_context(tx, p, id).await
+}
+
 async fn load_context(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<persona_context::Model> {
     persona_context::Entity::find_by_id(id)
         .filter(persona_context::Column::TenantId.eq(p.tenant_id))
+        .lock_exclusive()
         .one(&**tx)
         .await?
         .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0))

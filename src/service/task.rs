@@ -1,16 +1,20 @@
 //! Tasks: creation and the task lifecycle.
+//!
+//! Lock order, the same in every transaction so two writers never wait on
+//! each other in a cycle: project row → task row → HITL request rows → the
+//! event sequence row (taken at commit, see `Tx::commit`).
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, Set,
-    TryIntoModel,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QuerySelect, Set, TryIntoModel,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
-use crate::domain::{EventType, ProjectStatus, TaskStatus};
-use crate::entity::{event, project, task, task_dependency};
+use crate::domain::{EventType, HitlStatus, ProjectStatus, TaskStatus};
+use crate::entity::{event, hitl_request, project, task, task_dependency};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Kind, encode};
 
@@ -63,8 +67,45 @@ pub async fn load_task<C: sea_orm::ConnectionTrait>(
         .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id).0))
 }
 
-/// Moves a task to `to` inside `tx` with a guarded update and appends the
-/// event. Shared by the task verbs and the HITL service.
+/// Loads a task and locks its row until the transaction ends (PostgreSQL
+/// `FOR UPDATE`; SQLite writers are serialised already), so every decision
+/// taken from it holds at commit.
+pub async fn lock_task(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<task::Model> {
+    task::Entity::find_by_id(id)
+        .filter(task::Column::TenantId.eq(p.tenant_id))
+        .lock_exclusive()
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id).0))
+}
+
+/// Loads a project and locks it: `exclusive` for changes of the project or
+/// of what is counted per project (task positions, artifact versions),
+/// shared for changes of one task, which only need the project to stay
+/// ACTIVE until they commit.
+pub async fn lock_project(
+    tx: &Tx<'_>,
+    p: &Principal,
+    id: Uuid,
+    exclusive: bool,
+) -> AppResult<project::Model> {
+    let q = project::Entity::find_by_id(id).filter(project::Column::TenantId.eq(p.tenant_id));
+    let q = if exclusive {
+        q.lock_exclusive()
+    } else {
+        q.lock_shared()
+    };
+    q.one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("Project", encode(Kind::Project, id).0))
+}
+
+/// Moves a task to `to` inside `tx` with a guarded update and queues the
+/// event. The caller holds the task's row lock (see [`lock_task`]).
+///
+/// A task that leaves WAITING_FOR_HITL other than by its last answer
+/// (failed, cancelled) closes its pending HITL requests as EXPIRED, so no
+/// question stays open for a task that no longer waits.
 pub async fn move_task(
     tx: &mut Tx<'_>,
     current: task::Model,
@@ -132,7 +173,57 @@ pub async fn move_task(
         subject_id: updated.id,
         payload: snapshot(&updated),
     });
+    if current.status == TaskStatus::WaitingForHitl
+        && matches!(to, TaskStatus::Failed | TaskStatus::Cancelled)
+    {
+        expire_pending_hitl(tx, updated.id, "the task stopped waiting").await?;
+    }
     Ok((updated, ev))
+}
+
+/// Closes every PENDING HITL request of a task as EXPIRED, one event each.
+pub async fn expire_pending_hitl(tx: &mut Tx<'_>, task_id: Uuid, why: &str) -> AppResult<()> {
+    let t = now();
+    let expired = hitl_request::Entity::update_many()
+        .col_expr(hitl_request::Column::Status, HitlStatus::Expired.into())
+        .col_expr(hitl_request::Column::UpdatedAt, t.into())
+        .col_expr(hitl_request::Column::ResolvedAt, Some(t).into())
+        .filter(hitl_request::Column::TaskId.eq(task_id))
+        .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+        .exec_with_returning(&**tx)
+        .await?;
+    for r in expired {
+        let mut payload = snapshot(&r);
+        payload["reason"] = json!(why);
+        tx.append(NewEvent {
+            event_type: EventType::HitlExpired,
+            project_id: Some(r.project_id),
+            task_id: Some(r.task_id),
+            subject_type: "HitlRequest",
+            subject_id: r.id,
+            payload,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a change of a task whose project is no longer ACTIVE.
+pub fn require_active_project(
+    project: &project::Model,
+    task: &task::Model,
+    to: TaskStatus,
+) -> AppResult<()> {
+    if project.status == ProjectStatus::Active {
+        return Ok(());
+    }
+    Err(
+        AppError::transition("Task", task.status, to, task.status.allowed_transitions()).because(
+            format!(
+                "its project is {}",
+                sea_orm::ActiveEnum::to_value(&project.status)
+            ),
+        ),
+    )
 }
 
 impl Services {
@@ -147,21 +238,18 @@ impl Services {
         if title.is_empty() || title.chars().count() > 200 {
             return Err(AppError::bad_input("title must be 1–200 characters"));
         }
+        let mut depends_on = input.depends_on.clone();
+        depends_on.sort();
+        depends_on.dedup();
         let mut tx = self.begin(p).await?;
-        let project = project::Entity::find_by_id(input.project_id)
-            .filter(project::Column::TenantId.eq(p.tenant_id))
-            .one(&*tx)
-            .await?
-            .ok_or_else(|| {
-                AppError::not_found("Project", encode(Kind::Project, input.project_id).0)
-            })?;
+        let project = lock_project(&tx, p, input.project_id, true).await?;
         if project.status != ProjectStatus::Active {
             return Err(AppError::bad_input(format!(
                 "tasks can only be added to an ACTIVE project; this one is {}",
                 sea_orm::ActiveEnum::to_value(&project.status)
             )));
         }
-        for dep in &input.depends_on {
+        for dep in &depends_on {
             let d = load_task(&*tx, p, *dep).await?;
             if d.project_id != project.id {
                 return Err(AppError::bad_input(
@@ -202,7 +290,7 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        for dep in &input.depends_on {
+        for dep in &depends_on {
             task_dependency::ActiveModel {
                 task_id: Set(model.id),
                 depends_on_id: Set(*dep),
@@ -212,7 +300,7 @@ impl Services {
             .await?;
         }
         let mut payload = snapshot(&model);
-        payload["dependsOn"] = json!(input.depends_on);
+        payload["dependsOn"] = json!(depends_on);
         let ev = tx.append(NewEvent {
             event_type: EventType::TaskCreated,
             project_id: Some(model.project_id),
@@ -227,9 +315,10 @@ impl Services {
 
     /// Applies one lifecycle verb to a task.
     ///
-    /// Starting checks that every dependency is COMPLETED or CANCELLED
-    /// (skipped); otherwise the start is refused with `INVALID_TRANSITION`
-    /// naming the blockers. Progress may only be reported while WORKING.
+    /// The project must be ACTIVE. Starting needs a PENDING task whose
+    /// dependencies are all COMPLETED or CANCELLED (skipped); a task waiting
+    /// for a human is resumed by the answer, not by `startTask`. Progress
+    /// may only be reported while WORKING.
     #[tracing::instrument(skip(self, change), fields(tenant = %p.tenant_id))]
     pub async fn task_verb(
         &self,
@@ -244,49 +333,60 @@ impl Services {
             return Err(AppError::bad_input("progress must be between 0 and 100"));
         }
         let mut tx = self.begin(p).await?;
-        let current = load_task(&*tx, p, id).await?;
+        // Read the task once without a lock to learn its project, then lock
+        // in the fixed order: project (shared), task.
+        let project_id = load_task(&*tx, p, id).await?.project_id;
+        let project = lock_project(&tx, p, project_id, false).await?;
+        let current = lock_task(&tx, p, id).await?;
         let (to, event_type) = match verb {
             TaskVerb::Start => (TaskStatus::Working, EventType::TaskStarted),
-            TaskVerb::Progress => {
-                if current.status != TaskStatus::Working {
-                    return Err(AppError::transition(
-                        "Task",
-                        current.status,
-                        TaskStatus::Working,
-                        current.status.allowed_transitions(),
-                    ));
-                }
-                (TaskStatus::Working, EventType::TaskProgress)
-            }
+            TaskVerb::Progress => (TaskStatus::Working, EventType::TaskProgress),
             TaskVerb::Complete => (TaskStatus::Completed, EventType::TaskCompleted),
             TaskVerb::Fail => (TaskStatus::Failed, EventType::TaskFailed),
             TaskVerb::Cancel => (TaskStatus::Cancelled, EventType::TaskCancelled),
             TaskVerb::Retry => (TaskStatus::Pending, EventType::TaskRetried),
         };
-        if verb != TaskVerb::Progress && current.status == to {
-            return Err(AppError::transition(
+        let refuse = |why: &str| {
+            AppError::transition(
                 "Task",
                 current.status,
                 to,
                 current.status.allowed_transitions(),
-            ));
+            )
+            .because(why)
+        };
+        match verb {
+            TaskVerb::Progress if current.status != TaskStatus::Working => {
+                return Err(refuse("progress is reported while WORKING"));
+            }
+            TaskVerb::Start if current.status != TaskStatus::Pending => {
+                return Err(refuse(
+                    "only a PENDING task starts; a task waiting for a human resumes when its HITL requests are answered",
+                ));
+            }
+            TaskVerb::Progress => {}
+            _ if current.status == to => {
+                return Err(AppError::transition(
+                    "Task",
+                    current.status,
+                    to,
+                    current.status.allowed_transitions(),
+                ));
+            }
+            _ => {}
         }
-        if verb == TaskVerb::Start && current.status == TaskStatus::Pending {
+        require_active_project(&project, &current, to)?;
+        if verb == TaskVerb::Start {
             let blockers = blocking_dependencies(&*tx, &current).await?;
             if !blockers.is_empty() {
-                return Err(AppError::InvalidTransition {
-                    entity: "Task",
-                    from: "PENDING".into(),
-                    to: "WORKING".into(),
-                    allowed: vec![format!(
-                        "none until these dependencies complete: {}",
-                        blockers
-                            .iter()
-                            .map(|b| encode(Kind::Task, *b).0)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )],
-                });
+                return Err(refuse(&format!(
+                    "waiting for dependencies: {}",
+                    blockers
+                        .iter()
+                        .map(|b| encode(Kind::Task, *b).0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
             }
         }
         let mut change = change;
