@@ -44,6 +44,8 @@ async fn completing_a_pending_task_is_refused_and_changes_nothing() {
     let p = project(&app, None).await;
     let t = task(&app, p["id"].as_str().expect("id")).await;
     let before = event_count(&app).await;
+    let snapshot = "query($id: ID!) { task(id: $id) { status version updatedAt progress } }";
+    let task_before = app.ok(snapshot, json!({ "id": t })).await;
     let body = app.post(COMPLETE, json!({ "id": t })).await;
     let err = &body["errors"][0]["extensions"];
     assert_eq!(err["code"], "INVALID_TRANSITION", "{body}");
@@ -53,6 +55,11 @@ async fn completing_a_pending_task_is_refused_and_changes_nothing() {
         event_count(&app).await,
         before,
         "no event for a refused change"
+    );
+    assert_eq!(
+        app.ok(snapshot, json!({ "id": t })).await,
+        task_before,
+        "row untouched"
     );
     let data = app
         .ok(
@@ -243,13 +250,16 @@ async fn get_runs_queries_only_and_browsers_get_graphiql() {
     let r = app
         .http()
         .get(app.graphql_url())
-        .query(&[("query", "{ personas { key } }")])
+        .query(&[("query", "{ personas { nodes { key } } }")])
         .send()
         .await
         .expect("get");
     assert!(r.status().is_success());
     let body: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(body["data"]["personas"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        body["data"]["personas"]["nodes"].as_array().map(Vec::len),
+        Some(10)
+    );
 
     let r = app
         .http()
@@ -290,19 +300,20 @@ async fn get_runs_queries_only_and_browsers_get_graphiql() {
 async fn the_builtin_catalog_holds_the_ten_personas_four_teams_and_six_workflows() {
     let app = support::spawn().await;
     let d = app
-        .ok("{ personas { key name title } teams { key personas { key } workflows { key } } workflows { key steps { key requiresApproval persona { key } } } }", json!({}))
+        .ok("{ personas { totalCount nodes { key name title } } teams { nodes { key personas { key } workflows { key } } } workflows(first: 100) { nodes { key steps { key requiresApproval persona { key } } } } }", json!({}))
         .await;
-    assert_eq!(d["personas"].as_array().map(Vec::len), Some(10));
-    assert_eq!(d["teams"].as_array().map(Vec::len), Some(4));
-    assert_eq!(d["workflows"].as_array().map(Vec::len), Some(6));
-    let all = d["teams"]
+    assert_eq!(d["personas"]["nodes"].as_array().map(Vec::len), Some(10));
+    assert_eq!(d["personas"]["totalCount"], 10);
+    assert_eq!(d["teams"]["nodes"].as_array().map(Vec::len), Some(4));
+    assert_eq!(d["workflows"]["nodes"].as_array().map(Vec::len), Some(6));
+    let all = d["teams"]["nodes"]
         .as_array()
         .expect("teams")
         .iter()
         .find(|t| t["key"] == "team-all")
         .expect("team-all");
     assert_eq!(all["personas"].as_array().map(Vec::len), Some(10));
-    let gs = d["workflows"]
+    let gs = d["workflows"]["nodes"]
         .as_array()
         .expect("wf")
         .iter()
@@ -358,10 +369,16 @@ async fn import_catalog_takes_a_v4_pack_and_reports_bad_files_without_half_impor
         .collect();
     assert_eq!(errs, vec!["agents/broken.md", "workflows/bad.yaml"]);
     // The tenant's import now shadows the built-ins, one per key.
-    let p = app.ok("{ personas { key builtin } }", json!({})).await;
-    assert_eq!(p["personas"].as_array().map(Vec::len), Some(10));
+    let p = app
+        .ok(
+            "{ personas(first: 100) { totalCount nodes { key builtin } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(p["personas"]["nodes"].as_array().map(Vec::len), Some(10));
+    assert_eq!(p["personas"]["totalCount"], 10, "one per key");
     assert!(
-        p["personas"]
+        p["personas"]["nodes"]
             .as_array()
             .expect("p")
             .iter()
@@ -411,9 +428,9 @@ async fn agent_status_history_pages_newest_first() {
     ] {
         app.ok(q, json!({ "p": p["id"], "s": s, "m": m })).await;
     }
-    let h = "query($p: ID!, $after: String) { agentStatuses(projectId: $p) { status history(first: 2, after: $after) { totalCount pageInfo { hasNextPage } edges { cursor node { message } } } } }";
+    let h = "query($p: ID!, $after: String) { agentStatuses(projectId: $p) { nodes { status history(first: 2, after: $after) { totalCount pageInfo { hasNextPage } edges { cursor node { message } } } } } }";
     let d = app.ok(h, json!({ "p": p["id"] })).await;
-    let agents = d["agentStatuses"].as_array().expect("list");
+    let agents = d["agentStatuses"]["nodes"].as_array().expect("list");
     assert_eq!(agents.len(), 1, "one row per persona and project");
     let hist = &agents[0]["history"];
     assert_eq!(hist["totalCount"], 4);
@@ -427,7 +444,7 @@ async fn agent_status_history_pages_newest_first() {
     assert_eq!(hist["pageInfo"]["hasNextPage"], true);
     let after = hist["edges"][1]["cursor"].clone();
     let d = app.ok(h, json!({ "p": p["id"], "after": after })).await;
-    let msgs: Vec<&str> = d["agentStatuses"][0]["history"]["edges"]
+    let msgs: Vec<&str> = d["agentStatuses"]["nodes"][0]["history"]["edges"]
         .as_array()
         .expect("edges")
         .iter()
@@ -435,7 +452,7 @@ async fn agent_status_history_pages_newest_first() {
         .collect();
     assert_eq!(msgs, ["2", "1"]);
     assert_eq!(
-        d["agentStatuses"][0]["history"]["pageInfo"]["hasNextPage"],
+        d["agentStatuses"]["nodes"][0]["history"]["pageInfo"]["hasNextPage"],
         false
     );
 }

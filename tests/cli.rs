@@ -28,6 +28,46 @@ fn import_reads_a_v4_folder_into_the_database() {
         "{stdout}"
     );
 
+    // Read back what was written: the default tenant now has its own copy
+    // of every persona and workflow, with their steps.
+    let rows = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            use cerebral::entity::{persona, workflow, workflow_step};
+            use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+            let (db, _) = cerebral::db::connect(&url, 1).await.expect("connect");
+            let tenant = cerebral::auth::DEFAULT_TENANT;
+            let personas = persona::Entity::find()
+                .filter(persona::Column::TenantId.eq(tenant))
+                .count(&db)
+                .await
+                .expect("count");
+            let po = persona::Entity::find()
+                .filter(persona::Column::TenantId.eq(tenant))
+                .filter(persona::Column::Key.eq("po"))
+                .one(&db)
+                .await
+                .expect("query")
+                .expect("po imported");
+            let wf = workflow::Entity::find()
+                .filter(workflow::Column::TenantId.eq(tenant))
+                .filter(workflow::Column::Key.eq("greenfield-service"))
+                .one(&db)
+                .await
+                .expect("query")
+                .expect("workflow imported");
+            let steps = workflow_step::Entity::find()
+                .filter(workflow_step::Column::WorkflowId.eq(wf.id))
+                .count(&db)
+                .await
+                .expect("count");
+            (personas, po.name, po.builtin, steps)
+        });
+    assert_eq!(rows.0, 10);
+    assert_eq!(rows.1, "Sarah");
+    assert!(!rows.2, "imported, not built in");
+    assert!(rows.3 >= 10, "greenfield-service steps stored: {}", rows.3);
+
     let status = Command::new(env!("CARGO_BIN_EXE_cerebral"))
         .args(["migrate", "status"])
         .env("DATABASE_URL", &url)

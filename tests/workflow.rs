@@ -240,7 +240,7 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
     // The project's read model agrees.
     let data = app
         .ok(
-            "query($id: ID!) { project(id: $id) { status completion { percentage totalTasks } artifacts(first: 50) { totalCount nodes { name kind version persona { key } } } } agentStatuses(projectId: $id) { status persona { key } } }",
+            "query($id: ID!) { project(id: $id) { status completion { percentage totalTasks } artifacts(first: 50) { totalCount nodes { name kind version persona { key } } } } agentStatuses(projectId: $id) { nodes { status persona { key } } } }",
             json!({ "id": summary.project_id }),
         )
         .await;
@@ -255,7 +255,9 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
     for n in ["project-brief.md", "prd.md", "architecture.md"] {
         assert!(names.contains(&n), "{n} not in {names:?}");
     }
-    let agents = data["agentStatuses"].as_array().expect("agent statuses");
+    let agents = data["agentStatuses"]["nodes"]
+        .as_array()
+        .expect("agent statuses");
     assert!(
         agents.len() >= 5 && agents.iter().all(|a| a["status"] == "IDLE"),
         "{agents:?}"

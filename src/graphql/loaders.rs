@@ -55,6 +55,7 @@ macro_rules! by_id {
     )*};
 }
 by_id!(
+    event,
     project,
     task,
     persona,
@@ -455,6 +456,8 @@ pub struct Loaders {
     pub workflow_steps: DataLoader<Steps>,
     /// Persona contexts by id.
     pub contexts: DataLoader<ById<persona_context::Entity>>,
+    /// Events by id.
+    pub events: DataLoader<ById<event::Entity>>,
     /// Artifacts by id.
     pub artifacts: DataLoader<ById<artifact::Entity>>,
     /// HITL requests by id.
@@ -560,6 +563,7 @@ impl Loaders {
             contexts: id_loader!(&own),
             checkpoints: id_loader!(&own),
             artifacts: id_loader!(&own),
+            events: id_loader!(&own),
             hitl_requests: id_loader!(&own),
             agent_statuses: id_loader!(&own),
             dependencies: dl(

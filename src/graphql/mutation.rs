@@ -165,9 +165,8 @@ pub struct CreateTaskInput {
     /// Higher runs first among ready tasks; default 0.
     #[graphql(default)]
     pub priority: i32,
-    /// Tasks of the same project that must complete first.
-    #[graphql(default)]
-    pub depends_on: Vec<ID>,
+    /// Tasks of the same project that must complete first (duplicates count once).
+    pub depends_on: Option<Vec<ID>>,
     /// Whether the project needs it done to complete; default true.
     #[graphql(default = true)]
     pub required: bool,
@@ -264,6 +263,7 @@ impl TaskMutation {
         };
         let depends_on = input
             .depends_on
+            .unwrap_or_default()
             .iter()
             .map(|d| ids::decode(Kind::Task, d))
             .collect::<Result<Vec<_>, _>>()?;
@@ -408,8 +408,7 @@ pub struct RequestHitlInput {
     /// The question for the human.
     pub question: String,
     /// Suggested answers.
-    #[graphql(default)]
-    pub options: Vec<String>,
+    pub options: Option<Vec<String>>,
     /// When the question stops being useful (UTC).
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -515,7 +514,7 @@ impl HitlMutation {
                 principal(ctx),
                 tid,
                 input.question,
-                input.options,
+                input.options.unwrap_or_default(),
                 input.expires_at,
             )
             .await?;

@@ -1,7 +1,7 @@
 //! Query roots, one per domain, merged.
 
 use async_graphql::{Context, ID, InputObject, MergedObject, Object, Result};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::types::*;
 use super::{loaders, principal, services};
@@ -67,7 +67,7 @@ impl NodeQuery {
             Kind::HitlRequest => find_hitl(ctx, uuid).await?.map(Node::HitlRequest),
             Kind::Artifact => find_artifact(ctx, uuid).await?.map(Node::Artifact),
             Kind::AgentStatus => find_agent(ctx, uuid).await?.map(Node::AgentStatus),
-            Kind::Event => None,
+            Kind::Event => one(&l.events, uuid).await?.map(|m| Node::Event(Event(m))),
         })
     }
 }
@@ -336,26 +336,35 @@ impl ProjectQuery {
         ))
     }
 
-    /// What every agent of a project is doing (one entry per persona that
-    /// has reported), at most 100.
+    /// What every agent of a project is doing: one entry per persona that
+    /// has reported, in order of first report.
     async fn agent_statuses(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "A `Project` id.")] project_id: ID,
-    ) -> Result<Vec<AgentStatus>> {
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<AgentStatus>> {
         let p = principal(ctx);
         let pid = ids::decode(Kind::Project, &project_id)?;
-        Ok(agent_status::Entity::find()
+        let q = agent_status::Entity::find()
             .filter(agent_status::Column::TenantId.eq(p.tenant_id))
-            .filter(agent_status::Column::ProjectId.eq(pid))
-            .order_by_asc(agent_status::Column::Id)
-            .limit(100)
-            .all(services(ctx).db())
-            .await
-            .map_err(AppError::from)?
-            .into_iter()
-            .map(AgentStatus)
-            .collect())
+            .filter(agent_status::Column::ProjectId.eq(pid));
+        let after = id_cursor(after)?;
+        let pg = page(
+            services(ctx).db(),
+            q,
+            agent_status::Column::Id,
+            first,
+            after,
+        )
+        .await?;
+        Ok(wrap_page(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            AgentStatus,
+        ))
     }
 }
 
@@ -365,28 +374,37 @@ pub struct CatalogQuery;
 
 #[Object]
 impl CatalogQuery {
-    /// Every persona the caller can use: built-ins and the tenant's own (a
-    /// tenant's persona hides a built-in with the same key). At most 500.
-    async fn personas(&self, ctx: &Context<'_>) -> Result<Vec<Persona>> {
+    /// Every persona the caller can use: built-ins and the tenant's own.
+    /// Ordered by key; the cursor is the key. A tenant's own entry hides a
+    /// built-in one with the same key.
+    async fn personas(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Key of the last entry already seen.")] after: Option<String>,
+    ) -> Result<Conn<Persona>> {
         let p = principal(ctx);
-        let rows = persona::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(persona::Column::TenantId.eq(p.tenant_id))
-                    .add(persona::Column::TenantId.eq(SYSTEM_TENANT)),
-            )
-            .order_by_asc(persona::Column::Key)
-            .limit(1000)
-            .all(services(ctx).db())
-            .await
-            .map_err(AppError::from)?;
-        Ok(
-            prefer_own(rows, p.tenant_id, |m| (m.key.clone(), m.tenant_id))
-                .into_iter()
-                .take(500)
-                .map(Persona)
-                .collect(),
+        let base = persona::Entity::find()
+            .filter(persona::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
+        let (rows, has_next, total) = catalog_page(
+            services(ctx).db(),
+            base,
+            persona::Column::Key,
+            first,
+            after.clone(),
+            |m: &persona::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
         )
+        .await?;
+        let mut c = connection(
+            rows,
+            u64::MAX,
+            after.is_some(),
+            TotalCount::Known(total),
+            |m| m.key.clone(),
+            Persona,
+        );
+        c.has_next_page = has_next;
+        Ok(c)
     }
 
     /// A persona by global id or catalog key (e.g. `analyst`).
@@ -402,42 +420,70 @@ impl CatalogQuery {
         }
     }
 
-    /// Every team the caller can use. At most 500.
-    async fn teams(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
+    /// Every team the caller can use.
+    /// Ordered by key; the cursor is the key. A tenant's own entry hides a
+    /// built-in one with the same key.
+    async fn teams(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Key of the last entry already seen.")] after: Option<String>,
+    ) -> Result<Conn<Team>> {
         let p = principal(ctx);
-        let rows = team::Entity::find()
-            .filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
-            .order_by_asc(team::Column::Key)
-            .limit(1000)
-            .all(services(ctx).db())
-            .await
-            .map_err(AppError::from)?;
-        Ok(
-            prefer_own(rows, p.tenant_id, |m| (m.key.clone(), m.tenant_id))
-                .into_iter()
-                .take(500)
-                .map(Team)
-                .collect(),
+        let base =
+            team::Entity::find().filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
+        let (rows, has_next, total) = catalog_page(
+            services(ctx).db(),
+            base,
+            team::Column::Key,
+            first,
+            after.clone(),
+            |m: &team::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
         )
+        .await?;
+        let mut c = connection(
+            rows,
+            u64::MAX,
+            after.is_some(),
+            TotalCount::Known(total),
+            |m| m.key.clone(),
+            Team,
+        );
+        c.has_next_page = has_next;
+        Ok(c)
     }
 
-    /// Every workflow the caller can use. At most 500.
-    async fn workflows(&self, ctx: &Context<'_>) -> Result<Vec<Workflow>> {
+    /// Every workflow the caller can use.
+    /// Ordered by key; the cursor is the key. A tenant's own entry hides a
+    /// built-in one with the same key.
+    async fn workflows(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Key of the last entry already seen.")] after: Option<String>,
+    ) -> Result<Conn<Workflow>> {
         let p = principal(ctx);
-        let rows = workflow::Entity::find()
-            .filter(workflow::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
-            .order_by_asc(workflow::Column::Key)
-            .limit(1000)
-            .all(services(ctx).db())
-            .await
-            .map_err(AppError::from)?;
-        Ok(
-            prefer_own(rows, p.tenant_id, |m| (m.key.clone(), m.tenant_id))
-                .into_iter()
-                .take(500)
-                .map(Workflow)
-                .collect(),
+        let base = workflow::Entity::find()
+            .filter(workflow::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
+        let (rows, has_next, total) = catalog_page(
+            services(ctx).db(),
+            base,
+            workflow::Column::Key,
+            first,
+            after.clone(),
+            |m: &workflow::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
         )
+        .await?;
+        let mut c = connection(
+            rows,
+            u64::MAX,
+            after.is_some(),
+            TotalCount::Known(total),
+            |m| m.key.clone(),
+            Workflow,
+        );
+        c.has_next_page = has_next;
+        Ok(c)
     }
 
     /// A workflow by global id or catalog key (e.g. `greenfield-service`).
@@ -562,25 +608,6 @@ fn wrap_page<M, T: async_graphql::OutputType>(
     c
 }
 
-/// Keeps the tenant's row where the tenant and the built-in catalog share a key.
-fn prefer_own<M>(
-    rows: Vec<M>,
-    tenant: uuid::Uuid,
-    key: impl Fn(&M) -> (String, uuid::Uuid),
-) -> Vec<M> {
-    let own: std::collections::HashSet<String> = rows
-        .iter()
-        .filter(|m| key(m).1 == tenant)
-        .map(|m| key(m).0)
-        .collect();
-    rows.into_iter()
-        .filter(|m| {
-            let (k, t) = key(m);
-            t == tenant || !own.contains(&k)
-        })
-        .collect()
-}
-
 /// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both
 /// back-ends agree (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
 fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
@@ -598,4 +625,56 @@ fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
         project::Column::Name,
     ))))
     .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+}
+
+/// One keyset page of a catalog table by key, own rows hiding built-in ones
+/// with the same key: (rows, has next page, distinct keys in all pages).
+async fn catalog_page<E, C>(
+    db: &C,
+    base: sea_orm::Select<E>,
+    key_col: E::Column,
+    first: Option<i32>,
+    after: Option<String>,
+    key_of: impl Fn(&E::Model) -> (String, bool),
+) -> Result<(Vec<E::Model>, bool, u64), AppError>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+    C: sea_orm::ConnectionTrait,
+{
+    use sea_orm::PaginatorTrait;
+    let limit = page_size(first)? as usize;
+    let total = base
+        .clone()
+        .select_only()
+        .column(key_col)
+        .distinct()
+        .count(db)
+        .await?;
+    let mut q = base;
+    if let Some(a) = after {
+        q = q.filter(key_col.gt(a));
+    }
+    // At most two rows share a key (own and built-in).
+    let rows = q
+        .order_by_asc(key_col)
+        .limit((limit as u64 + 1) * 2)
+        .all(db)
+        .await?;
+    let own: std::collections::HashSet<String> = rows
+        .iter()
+        .map(&key_of)
+        .filter(|(_, own)| *own)
+        .map(|(k, _)| k)
+        .collect();
+    let mut rows: Vec<E::Model> = rows
+        .into_iter()
+        .filter(|m| {
+            let (k, is_own) = key_of(m);
+            is_own || !own.contains(&k)
+        })
+        .collect();
+    let has_next = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, has_next, total))
 }

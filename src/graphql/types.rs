@@ -182,6 +182,8 @@ pub enum Node {
     Artifact(Artifact),
     /// An agent status.
     AgentStatus(AgentStatus),
+    /// An event of the log.
+    Event(Event),
 }
 
 /// One product being built, with its tasks, artifacts and event history.
@@ -1035,6 +1037,13 @@ impl HitlRequest {
     /// When it was asked.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// The human's decision, once answered.
+    async fn decision(&self) -> Option<crate::domain::HitlDecision> {
+        self.0
+            .decision
+            .as_deref()
+            .and_then(crate::service::hitl::parse_decision)
     }
 }
 

@@ -1,10 +1,23 @@
 //! The only writer. Every change runs in one database transaction that also
-//! appends its event row; the event is published to subscribers only after
+//! appends its event rows; events are published to subscribers only after
 //! the commit succeeds.
 //!
-//! Flow of one change: begin → load (tenant-scoped) → domain transition check
-//! → guarded `UPDATE … WHERE id = ? AND status = ? AND version = ?` (zero rows
-//! means someone else won: `CONFLICT`) → append event → commit → publish.
+//! Flow of one change: begin → lock what the decision depends on → domain
+//! transition check → write → queue events → commit (the events are written
+//! last, under the sequence counter's row lock) → publish.
+//!
+//! Concurrency rules, the same for every writer:
+//! - Rows a decision is taken from are locked (`SELECT … FOR UPDATE`, or
+//!   `FOR SHARE` when only their state must not change) before the decision,
+//!   in one order: project → task → HITL requests; session → persona
+//!   context; event sequence always last. One order means no deadlocks.
+//! - Task updates are also guarded (`… WHERE id = ? AND status = ? AND
+//!   version = ?`): zero rows means someone else won, and the change is
+//!   refused with `CONFLICT`.
+//! - Uniqueness races (two first reports of an agent, two checkpoint writers
+//!   of one version) end in a unique index, also reported as `CONFLICT`.
+//! - On SQLite, writers are serialised by an in-process lock and
+//!   `BEGIN IMMEDIATE`; `FOR UPDATE` is not needed there and not emitted.
 
 pub mod agent;
 pub mod artifact;

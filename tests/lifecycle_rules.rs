@@ -1,0 +1,387 @@
+//! Lifecycle rules that hold under concurrency and across entities: HITL
+//! answers, retries, project ends, sessions, versions and re-imports.
+
+mod support;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+const CREATE_PROJECT: &str =
+    "mutation($w: ID) { createProject(input: {name: \"P\", workflowId: $w}) { project { id } } }";
+const CREATE_TASK: &str = "mutation($p: ID!, $deps: [ID!]) { createTask(input: {projectId: $p, title: \"T\", dependsOn: $deps}) { task { id dependencies { id } } } }";
+const START: &str = "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { status } } }";
+const ASK: &str = "mutation($id: ID!) { requestHitl(input: {taskId: $id, question: \"ok?\"}) { hitlRequest { id } task { status } } }";
+const ANSWER: &str = "mutation($id: ID!, $d: HitlDecision!) { resolveHitlRequest(input: {requestId: $id, decision: $d}) { hitlRequest { status decision } task { status } } }";
+const TASK: &str = "query($id: ID!) { task(id: $id) { status version updatedAt hitlRequests { nodes { status } } } }";
+
+async fn project(app: &support::TestApp) -> String {
+    app.ok(CREATE_PROJECT, json!({})).await["createProject"]["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+async fn working_task(app: &support::TestApp, p: &str) -> String {
+    let t = app.ok(CREATE_TASK, json!({ "p": p })).await["createTask"]["task"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    app.ok(START, json!({ "id": t })).await;
+    t
+}
+
+async fn ask(app: &support::TestApp, t: &str) -> String {
+    app.ok(ASK, json!({ "id": t })).await["requestHitl"]["hitlRequest"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("none")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_questions_answered_at_the_same_moment_resume_their_task() {
+    let app = Arc::new(support::spawn().await);
+    let p = project(&app).await;
+    for _ in 0..5 {
+        let t = working_task(&app, &p).await;
+        let (a, b) = (ask(&app, &t).await, ask(&app, &t).await);
+        let (app1, app2) = (app.clone(), app.clone());
+        let r1 =
+            tokio::spawn(
+                async move { app1.post(ANSWER, json!({ "id": a, "d": "APPROVE" })).await },
+            );
+        let r2 =
+            tokio::spawn(
+                async move { app2.post(ANSWER, json!({ "id": b, "d": "APPROVE" })).await },
+            );
+        for r in [r1.await.expect("join"), r2.await.expect("join")] {
+            assert!(r.get("errors").is_none(), "{r}");
+        }
+        let d = app.ok(TASK, json!({ "id": t })).await;
+        assert_eq!(
+            d["task"]["status"], "WORKING",
+            "both answered, the task must not wait: {d}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_task_that_stops_waiting_closes_its_questions_and_can_ask_again_after_a_retry() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let t = working_task(&app, &p).await;
+    let _first = ask(&app, &t).await;
+    let fail = "mutation($id: ID!) { failTask(input: {taskId: $id, error: \"boom\"}) { task { status } } }";
+    app.ok(fail, json!({ "id": t })).await;
+    let d = app.ok(TASK, json!({ "id": t })).await;
+    assert_eq!(d["task"]["hitlRequests"]["nodes"][0]["status"], "EXPIRED");
+    app.ok(
+        "mutation($id: ID!) { retryTask(input: {taskId: $id}) { task { status attempt } } }",
+        json!({ "id": t }),
+    )
+    .await;
+    app.ok(START, json!({ "id": t })).await;
+    let second = ask(&app, &t).await;
+    let r = app
+        .ok(ANSWER, json!({ "id": second, "d": "APPROVE" }))
+        .await;
+    assert_eq!(r["resolveHitlRequest"]["task"]["status"], "WORKING");
+    assert_eq!(
+        r["resolveHitlRequest"]["hitlRequest"]["decision"],
+        "APPROVE"
+    );
+}
+
+#[tokio::test]
+async fn starting_a_task_that_waits_for_a_human_is_refused_and_changes_nothing() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let t = working_task(&app, &p).await;
+    ask(&app, &t).await;
+    let before = app.ok(TASK, json!({ "id": t })).await;
+    let body = app.post(START, json!({ "id": t })).await;
+    assert_eq!(code(&body), "INVALID_TRANSITION", "{body}");
+    assert!(body["errors"][0]["extensions"]["reason"].is_string());
+    let after = app.ok(TASK, json!({ "id": t })).await;
+    assert_eq!(
+        before, after,
+        "status, version, updatedAt and requests untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_history_appends_are_all_kept() {
+    let app = Arc::new(support::spawn().await);
+    let s = app
+        .ok("mutation { startSession { session { id } } }", json!({}))
+        .await["startSession"]["session"]["id"]
+        .clone();
+    let c = app
+        .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }", json!({ "s": s }))
+        .await["switchPersona"]["context"]["id"]
+        .clone();
+    let mut hs = vec![];
+    for i in 0..20 {
+        let (app, c) = (app.clone(), c.clone());
+        hs.push(tokio::spawn(async move {
+            app.post("mutation($c: ID!, $e: JSON!) { appendPersonaContextHistory(input: {contextId: $c, entry: $e}) { context { id } } }", json!({ "c": c, "e": { "i": i } }))
+                .await
+        }));
+    }
+    for h in hs {
+        let r = h.await.expect("join");
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let d = app.ok("query($c: ID!) { node(id: $c) { ... on PersonaContext { historyTotal historyCount } } }", json!({ "c": c })).await;
+    assert_eq!(d["node"]["historyTotal"], 20);
+    assert_eq!(d["node"]["historyCount"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_artifacts_of_one_name_get_distinct_versions() {
+    let app = Arc::new(support::spawn().await);
+    let p = project(&app).await;
+    let mut hs = vec![];
+    for _ in 0..8 {
+        let (app, p) = (app.clone(), p.clone());
+        hs.push(tokio::spawn(async move {
+            app.post("mutation($p: ID!) { createArtifact(input: {projectId: $p, kind: PLAN, name: \"prd.md\", content: {}}) { artifact { version } } }", json!({ "p": p }))
+                .await
+        }));
+    }
+    let mut versions = vec![];
+    for h in hs {
+        let r = h.await.expect("join");
+        match r["data"]["createArtifact"]["artifact"]["version"].as_i64() {
+            Some(v) => versions.push(v),
+            None => assert_eq!(code(&r), "CONFLICT", "{r}"),
+        }
+    }
+    versions.sort();
+    let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+    assert_eq!(versions, expected);
+    assert!(versions.len() >= 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_project_stops_its_tasks_and_closes_their_questions() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let waiting = working_task(&app, &p).await;
+    ask(&app, &waiting).await;
+    let pending = app.ok(CREATE_TASK, json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let d = app
+        .ok("mutation($p: ID!) { cancelProject(input: {projectId: $p, reason: \"no longer needed\"}) { project { status completion { cancelledTasks } } } }", json!({ "p": p }))
+        .await;
+    assert_eq!(d["cancelProject"]["project"]["status"], "CANCELLED");
+    assert_eq!(
+        d["cancelProject"]["project"]["completion"]["cancelledTasks"],
+        2
+    );
+    let w = app.ok(TASK, json!({ "id": waiting })).await;
+    assert_eq!(w["task"]["status"], "CANCELLED");
+    assert_eq!(w["task"]["hitlRequests"]["nodes"][0]["status"], "EXPIRED");
+    let body = app.post(START, json!({ "id": pending })).await;
+    assert_eq!(code(&body), "INVALID_TRANSITION");
+    let body = app.post(CREATE_TASK, json!({ "p": p })).await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn completing_a_project_with_required_work_open_is_refused() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let t = working_task(&app, &p).await;
+    let q = "mutation($p: ID!) { completeProject(input: {projectId: $p}) { project { status } } }";
+    let body = app.post(q, json!({ "p": p })).await;
+    assert_eq!(code(&body), "INVALID_TRANSITION", "{body}");
+    app.ok(
+        "mutation($id: ID!) { completeTask(input: {taskId: $id}) { task { status } } }",
+        json!({ "id": t }),
+    )
+    .await;
+    assert_eq!(
+        app.ok(q, json!({ "p": p })).await["completeProject"]["project"]["status"],
+        "COMPLETED"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_dependencies_are_recorded_once() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let a = app.ok(CREATE_TASK, json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let b = app.ok(CREATE_TASK, json!({ "p": p, "deps": [a, a] })).await;
+    assert_eq!(
+        b["createTask"]["task"]["dependencies"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn name_contains_ignores_case_and_matches_wildcards_literally() {
+    let app = support::spawn().await;
+    for n in ["Alpha", "beta_1", "100% done", "gamma"] {
+        app.ok(
+            "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
+            json!({ "n": n }),
+        )
+        .await;
+    }
+    let q = "query($n: String!) { projects(filter: {nameContains: $n}) { nodes { name } } }";
+    let names = |d: Value| -> Vec<String> {
+        d["projects"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(names(app.ok(q, json!({ "n": "alpha" })).await), ["Alpha"]);
+    assert_eq!(names(app.ok(q, json!({ "n": "%" })).await), ["100% done"]);
+    assert_eq!(names(app.ok(q, json!({ "n": "_" })).await), ["beta_1"]);
+}
+
+#[tokio::test]
+async fn a_suspended_session_refuses_persona_switches_and_context_changes() {
+    let app = support::spawn().await;
+    let s = app
+        .ok("mutation { startSession { session { id } } }", json!({}))
+        .await["startSession"]["session"]["id"]
+        .clone();
+    let c = app
+        .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }", json!({ "s": s }))
+        .await["switchPersona"]["context"]["id"]
+        .clone();
+    app.ok(
+        "mutation($s: ID!) { suspendSession(input: {sessionId: $s}) { session { status } } }",
+        json!({ "s": s }),
+    )
+    .await;
+    let body = app
+        .post("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }", json!({ "s": s }))
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    let body = app
+        .post("mutation($c: ID!) { updatePersonaContext(input: {contextId: $c, statePatch: {a: 1}}) { context { id } } }", json!({ "c": c }))
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    let d = app
+        .ok(
+            "query($s: ID!) { session(id: $s) { status currentContext { state } } }",
+            json!({ "s": s }),
+        )
+        .await;
+    assert_eq!(
+        d["session"]["currentContext"]["state"],
+        json!({}),
+        "kept intact while suspended"
+    );
+}
+
+#[tokio::test]
+async fn reimporting_a_workflow_keeps_running_tasks_on_their_steps() {
+    let app = support::spawn().await;
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/bmad-core-v4/workflows/greenfield-service.yaml"
+    ))
+    .expect("fixture");
+    let import = "mutation($c: String!) { importCatalog(input: {files: [{path: \"workflows/greenfield-service.yaml\", content: $c}]}) { workflows { id builtin } errors { reason } } }";
+    let first = app.ok(import, json!({ "c": file })).await;
+    assert_eq!(first["importCatalog"]["workflows"][0]["builtin"], false);
+    let p = app
+        .ok(CREATE_PROJECT, json!({ "w": "greenfield-service" }))
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let steps = "query($p: ID!) { project(id: $p) { workflow { builtin } tasks(first: 100) { nodes { workflowStep { id key requiresApproval } } } } }";
+    let before = app.ok(steps, json!({ "p": p })).await;
+    assert_eq!(
+        before["project"]["workflow"]["builtin"], false,
+        "the tenant's own import wins"
+    );
+    app.ok(import, json!({ "c": file })).await;
+    let after = app.ok(steps, json!({ "p": p })).await;
+    assert_eq!(before, after, "same step ids after re-import");
+    assert!(
+        after["project"]["tasks"]["nodes"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .all(|t| t["workflowStep"]["id"].is_string())
+    );
+}
+
+#[tokio::test]
+async fn every_error_has_a_code_including_protocol_errors() {
+    let app = support::spawn().await;
+    let get = app
+        .http()
+        .get(app.graphql_url())
+        .query(&[("query", "mutation { startSession { session { id } } }")])
+        .send()
+        .await
+        .expect("get");
+    let body: Value = get.json().await.expect("json");
+    assert_eq!(code(&body), "METHOD_NOT_ALLOWED");
+    assert_eq!(
+        code(
+            &app.post("{ projects(first: \"x\") { totalCount } }", json!({}))
+                .await
+        ),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(
+        code(&app.post("{ projects( ", json!({})).await),
+        "GRAPHQL_PARSE_FAILED"
+    );
+    assert_eq!(
+        code(&app.post("{ nosuchfield }", json!({})).await),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    let var = app
+        .post(
+            "query($n: Int) { projects(first: $n) { totalCount } }",
+            json!({ "n": "x" }),
+        )
+        .await;
+    assert_ne!(code(&var), "none", "{var}");
+    let raw = app
+        .http()
+        .post(app.graphql_url())
+        .header("content-type", "application/json")
+        .body("{\"query\": 12")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(raw.status(), 400);
+    let body: Value = raw.json().await.expect("a JSON error body");
+    assert_eq!(code(&body), "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn events_are_nodes() {
+    let app = support::spawn().await;
+    let d = app
+        .ok(
+            "mutation { createProject(input: {name: \"n\"}) { event { id type } } }",
+            json!({}),
+        )
+        .await;
+    let id = d["createProject"]["event"]["id"].clone();
+    let n = app
+        .ok(
+            "query($id: ID!) { node(id: $id) { id ... on Event { type } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(n["node"]["type"], "PROJECT_CREATED");
+}
