@@ -166,7 +166,7 @@ async fn concurrent_artifacts_of_one_name_get_distinct_versions() {
     versions.sort();
     let expected: Vec<i64> = (1..=versions.len() as i64).collect();
     assert_eq!(versions, expected);
-    assert!(versions.len() >= 1);
+    assert!(!versions.is_empty());
 }
 
 #[tokio::test]
