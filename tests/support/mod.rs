@@ -22,6 +22,9 @@ pub struct TestApp {
     pub statements: Arc<StatementCounter>,
     /// The database URL the server uses.
     pub database_url: String,
+    /// The server's service layer, for driving the schema as another
+    /// principal in-process.
+    pub services: cerebral::service::Services,
     http: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -70,11 +73,13 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let app = App::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let statements = app.statements();
+    let services = app.services().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
         statements,
         database_url: url,
+        services,
         http: reqwest::Client::new(),
         _dir: dir,
     }
@@ -118,6 +123,26 @@ impl TestApp {
             .as_str()
             .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
             .to_string()
+    }
+
+    /// Runs an operation in-process as `principal` (authentication is not
+    /// configured yet, so HTTP callers are always the default tenant).
+    pub async fn as_principal(
+        &self,
+        principal: cerebral::auth::Principal,
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        let schema = cerebral::graphql::build_schema(self.services.clone());
+        let req = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(variables));
+        let req = cerebral::graphql::request_data(
+            req,
+            &self.services,
+            principal,
+            Duration::from_micros(200),
+        );
+        serde_json::to_value(schema.execute(req).await).expect("response is JSON")
     }
 
     /// A raw HTTP client for protocol-level checks.
