@@ -47,6 +47,18 @@ impl Principal {
         }
     }
 
+    /// Refuses with `FORBIDDEN` unless the principal holds `role`; `what`
+    /// names the action in the message.
+    pub fn require(&self, role: Role, what: &str) -> Result<(), crate::error::AppError> {
+        if self.roles.contains(&role) {
+            Ok(())
+        } else {
+            Err(crate::error::AppError::Forbidden(format!(
+                "only the {role:?} role may {what}"
+            )))
+        }
+    }
+
     /// A principal for the system itself (start-up catalog load, sweepers).
     pub fn system() -> Self {
         Principal {

@@ -82,7 +82,8 @@ const COMPLETE: &str =
     "mutation($input: CompleteTaskInput!) { completeTask(input: $input) { task { status } } }";
 const CANCEL: &str =
     "mutation($input: CancelTaskInput!) { cancelTask(input: $input) { task { status } } }";
-const COMPLETE_PROJECT: &str = "mutation($input: ProjectTransitionInput!) { completeProject(input: $input) { project { status completion { totalTasks completedTasks cancelledTasks percentage } } } }";
+const COMPLETE_PROJECT: &str = "mutation($input: ProjectTransitionInput!) { completeProject(input: $input) { project { status } } }";
+const PROJECT: &str = "query($id: ID!) { project(id: $id) { status completion { totalTasks completedTasks cancelledTasks percentage } } }";
 
 /// A demo whose project exists and whose team has not started yet, so a
 /// watcher can subscribe from the project's first event before play.
@@ -180,14 +181,21 @@ impl Demo {
             }
             play_task(&c, &project_id, task, &mut s, &mut out).await?;
         }
-        let data = c
-            .run(
+        // A workflow project completes by itself when its last required
+        // task does; complete it here only if it did not.
+        let status = c.run(PROJECT, json!({ "id": project_id })).await?;
+        if status.pointer("/project/status") == Some(&json!("ACTIVE")) {
+            c.run(
                 COMPLETE_PROJECT,
                 json!({ "input": { "projectId": project_id } }),
             )
             .await?;
+        } else {
+            out("🎉 the last required task completed the project".to_string());
+        }
+        let data = c.run(PROJECT, json!({ "id": project_id })).await?;
         let completion = data
-            .pointer("/completeProject/project/completion")
+            .pointer("/project/completion")
             .cloned()
             .unwrap_or(Value::Null);
         s.percentage = completion["percentage"].as_f64().unwrap_or(0.0);

@@ -385,3 +385,116 @@ async fn events_are_nodes() {
         .await;
     assert_eq!(n["node"]["type"], "PROJECT_CREATED");
 }
+
+const PROJECT_TASKS: &str = "query($p: ID!) { project(id: $p) { status autoComplete tasks(first: 100) { nodes { id status required dependencies { id status } } } } }";
+
+#[tokio::test]
+async fn a_workflow_project_completes_itself_when_its_last_required_task_completes() {
+    let app = support::spawn().await;
+    let p = app
+        .ok(CREATE_PROJECT, json!({ "w": "greenfield-service" }))
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let complete = "mutation($id: ID!) { completeTask(input: {taskId: $id}) { task { status } } }";
+    loop {
+        let d = app.ok(PROJECT_TASKS, json!({ "p": p })).await;
+        assert_eq!(d["project"]["autoComplete"], true);
+        let tasks = d["project"]["tasks"]["nodes"]
+            .as_array()
+            .expect("tasks")
+            .clone();
+        let next = tasks.iter().find(|t| {
+            t["required"] == true
+                && t["status"] == "PENDING"
+                && t["dependencies"].as_array().is_some_and(|ds| {
+                    ds.iter()
+                        .all(|d| d["status"] == "COMPLETED" || d["status"] == "CANCELLED")
+                })
+        });
+        let Some(t) = next else { break };
+        assert_eq!(
+            d["project"]["status"], "ACTIVE",
+            "still open while required work remains"
+        );
+        app.ok(START, json!({ "id": t["id"] })).await;
+        app.ok(complete, json!({ "id": t["id"] })).await;
+    }
+    let d = app.ok(PROJECT_TASKS, json!({ "p": p })).await;
+    assert_eq!(d["project"]["status"], "COMPLETED");
+    let tasks = d["project"]["tasks"]["nodes"].as_array().expect("tasks");
+    assert!(
+        tasks
+            .iter()
+            .filter(|t| t["required"] == false)
+            .all(|t| t["status"] == "CANCELLED"),
+        "optional work skipped"
+    );
+    let n = app
+        .ok("query($p: ID!) { events(first: 0, filter: {projectId: $p, types: [PROJECT_COMPLETED]}) { totalCount } }", json!({ "p": p }))
+        .await;
+    assert_eq!(n["events"]["totalCount"], 1);
+}
+
+#[tokio::test]
+async fn an_ad_hoc_project_stays_open_until_completed_by_hand() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let t = working_task(&app, &p).await;
+    app.ok(
+        "mutation($id: ID!) { completeTask(input: {taskId: $id}) { task { status } } }",
+        json!({ "id": t }),
+    )
+    .await;
+    let d = app.ok(PROJECT_TASKS, json!({ "p": p })).await;
+    assert_eq!(d["project"]["status"], "ACTIVE");
+    assert_eq!(d["project"]["autoComplete"], false);
+}
+
+#[tokio::test]
+async fn admins_can_force_a_start_and_a_completion_and_the_log_says_so() {
+    let app = support::spawn().await;
+    let p = app
+        .ok(CREATE_PROJECT, json!({ "w": "greenfield-service" }))
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let d = app.ok(PROJECT_TASKS, json!({ "p": p })).await;
+    let second = d["project"]["tasks"]["nodes"][1]["id"].clone();
+    let forced = "mutation($id: ID!) { startTask(input: {taskId: $id, force: true}) { task { status } event { payload } } }";
+
+    let viewer = cerebral::auth::Principal {
+        tenant_id: cerebral::auth::DEFAULT_TENANT,
+        user_id: "viewer".into(),
+        roles: vec![cerebral::auth::Role::Viewer, cerebral::auth::Role::Operator],
+    };
+    let r = app
+        .as_principal(viewer.clone(), forced, json!({ "id": second }))
+        .await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+
+    let r = app.ok(forced, json!({ "id": second })).await;
+    assert_eq!(r["startTask"]["task"]["status"], "WORKING");
+    assert_eq!(
+        r["startTask"]["event"]["payload"]["forcedPastDependencies"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    let fc = "mutation($p: ID!) { forceCompleteProject(input: {projectId: $p, reason: \"shipping anyway\"}) { project { status } event { payload } } }";
+    let r = app.as_principal(viewer, fc, json!({ "p": p })).await;
+    assert_eq!(code(&r), "FORBIDDEN");
+    let r = app.ok(fc, json!({ "p": p })).await;
+    assert_eq!(r["forceCompleteProject"]["project"]["status"], "COMPLETED");
+    assert_eq!(
+        r["forceCompleteProject"]["event"]["payload"]["forced"],
+        true
+    );
+    let d = app.ok(PROJECT_TASKS, json!({ "p": p })).await;
+    assert!(
+        d["project"]["tasks"]["nodes"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .all(|t| t["status"] == "CANCELLED")
+    );
+}

@@ -17,6 +17,7 @@ impl MigrationTrait for Migration {
                 .col(string("name"))
                 .col(text_null("product_idea"))
                 .col(uuid_null("workflow_id"))
+                .col(boolean("auto_complete"))
                 .col(string_len("status", 32))
                 .col(string("created_by"))
                 .col(timestamp_with_time_zone_null("ended_at"))

@@ -14,6 +14,7 @@ pub struct Model {
     pub name: String,
     pub product_idea: Option<String>,
     pub workflow_id: Option<Uuid>,
+    pub auto_complete: bool,
     pub status: ProjectStatus,
     pub created_by: String,
     pub ended_at: Option<DateTimeUtc>,

@@ -51,6 +51,10 @@ pub struct CreateProjectInput {
     /// A workflow id or key (e.g. `greenfield-service`): its work steps
     /// become the project's tasks, with dependencies.
     pub workflow_id: Option<ID>,
+    /// Complete the project automatically when its last required task
+    /// completes. Default: true with a workflow, false without (an ad-hoc
+    /// project grows task by task and is completed by hand).
+    pub auto_complete: Option<bool>,
 }
 
 /// Input of `completeProject`, `failProject` and `cancelProject`.
@@ -97,6 +101,7 @@ impl ProjectMutation {
                     name: input.name,
                     product_idea: input.product_idea,
                     workflow: input.workflow_id.map(|w| w.0),
+                    auto_complete: input.auto_complete,
                 },
             )
             .await?;
@@ -112,7 +117,18 @@ impl ProjectMutation {
         ctx: &Context<'_>,
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Completed).await
+        project_transition(ctx, input, ProjectStatus::Completed, false).await
+    }
+
+    /// ACTIVE → COMPLETED even with required tasks open (they are
+    /// cancelled). Admins only (`FORBIDDEN` otherwise); the event records
+    /// `forced: true` and the server logs it.
+    async fn force_complete_project(
+        &self,
+        ctx: &Context<'_>,
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Completed, true).await
     }
 
     /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
@@ -121,7 +137,7 @@ impl ProjectMutation {
         ctx: &Context<'_>,
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Failed).await
+        project_transition(ctx, input, ProjectStatus::Failed, false).await
     }
 
     /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
@@ -130,7 +146,7 @@ impl ProjectMutation {
         ctx: &Context<'_>,
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Cancelled).await
+        project_transition(ctx, input, ProjectStatus::Cancelled, false).await
     }
 }
 
@@ -138,10 +154,11 @@ async fn project_transition(
     ctx: &Context<'_>,
     input: ProjectTransitionInput,
     to: ProjectStatus,
+    force: bool,
 ) -> Result<ProjectTransitionPayload> {
     let id = ids::decode(Kind::Project, &input.project_id)?;
     let (project, ev) = services(ctx)
-        .transition_project(principal(ctx), id, to, input.reason)
+        .transition_project(principal(ctx), id, to, input.reason, force)
         .await?;
     Ok(ProjectTransitionPayload {
         project: Project(project),
@@ -179,6 +196,11 @@ pub struct StartTaskInput {
     pub task_id: ID,
     /// A status message.
     pub message: Option<String>,
+    /// Start even though dependencies are still open. Admins only
+    /// (`FORBIDDEN` otherwise); logged, and the event lists the dependencies
+    /// it went past (`forcedPastDependencies`).
+    #[graphql(default)]
+    pub force: bool,
 }
 
 /// Input of `reportTaskProgress`.
@@ -300,6 +322,7 @@ impl TaskMutation {
             TaskVerb::Start,
             TaskChange {
                 message: Some(input.message),
+                force: input.force,
                 ..Default::default()
             },
         )

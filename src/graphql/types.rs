@@ -207,6 +207,11 @@ impl Project {
     async fn status(&self) -> ProjectStatus {
         self.0.status
     }
+    /// Whether the project completes by itself when its last required task
+    /// completes.
+    async fn auto_complete(&self) -> bool {
+        self.0.auto_complete
+    }
     /// States this project may move to next (empty when terminal), so a UI
     /// need not copy the state machine.
     async fn allowed_transitions(&self) -> Vec<ProjectStatus> {

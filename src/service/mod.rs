@@ -132,6 +132,17 @@ impl Tx<'_> {
         EventRef(self.pending.len() - 1)
     }
 
+    /// Adds a field to the payload of a queued event.
+    pub fn annotate(&mut self, r: EventRef, key: &str, value: Json) {
+        if let Some(obj) = self
+            .pending
+            .get_mut(r.0)
+            .and_then(|e| e.payload.as_object_mut())
+        {
+            obj.insert(key.to_string(), value);
+        }
+    }
+
     /// Writes the queued events, commits, then tells subscribers. A failed
     /// commit publishes nothing.
     pub async fn commit(mut self) -> AppResult<Committed> {

@@ -10,8 +10,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::catalog::visible;
-use super::{NewEvent, Services, guarded, json_strings, now, snapshot};
-use crate::auth::Principal;
+use super::{EventRef, NewEvent, Services, Tx, guarded, json_strings, now, snapshot};
+use crate::auth::{Principal, Role};
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
 use crate::error::{AppError, AppResult};
@@ -26,6 +26,9 @@ pub struct NewProject {
     pub product_idea: Option<String>,
     /// A workflow id or key; its steps become the project's tasks.
     pub workflow: Option<String>,
+    /// Complete the project when its last required task completes; `None`
+    /// means yes for workflow projects and no for ad-hoc ones.
+    pub auto_complete: Option<bool>,
 }
 
 impl Services {
@@ -82,6 +85,7 @@ impl Services {
             name: Set(name),
             product_idea: Set(input.product_idea.clone()),
             workflow_id: Set(wf.as_ref().map(|w| w.id)),
+            auto_complete: Set(input.auto_complete.unwrap_or(wf.is_some())),
             status: Set(ProjectStatus::Active),
             created_by: Set(p.user_id.clone()),
             ended_at: Set(None),
@@ -167,7 +171,9 @@ impl Services {
     }
 
     /// Moves a project along its lifecycle (`COMPLETED`, `FAILED`,
-    /// `CANCELLED`), refusing what the lifecycle does not allow.
+    /// `CANCELLED`), refusing what the lifecycle does not allow. `force`
+    /// (admins only) completes a project whose required tasks are still
+    /// open; they are cancelled and the event says it was forced.
     #[tracing::instrument(skip(self, reason), fields(tenant = %p.tenant_id))]
     pub async fn transition_project(
         &self,
@@ -175,106 +181,133 @@ impl Services {
         id: Uuid,
         to: ProjectStatus,
         reason: Option<String>,
+        force: bool,
     ) -> AppResult<(project::Model, event::Model)> {
+        if force {
+            p.require(Role::Admin, "force-complete a project")?;
+            tracing::warn!(project = %id, user = %p.user_id, "project completion forced");
+        }
         let mut tx = self.begin(p).await?;
         let current = super::task::lock_project(&tx, p, id, true).await?;
-        if !current.status.can_transition_to(to) {
+        let (updated, ev) = end_project(&mut tx, current, to, reason, force).await?;
+        let done = tx.commit().await?;
+        Ok((updated, done.event(ev)))
+    }
+}
+
+/// The task states that count as open work.
+const LIVE: [TaskStatus; 3] = [
+    TaskStatus::Pending,
+    TaskStatus::Working,
+    TaskStatus::WaitingForHitl,
+];
+
+/// Open required tasks of a project.
+pub async fn open_required(tx: &Tx<'_>, project: Uuid) -> AppResult<u64> {
+    Ok(task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project))
+        .filter(task::Column::Required.eq(true))
+        .filter(task::Column::Status.is_in(LIVE))
+        .count(&**tx)
+        .await?)
+}
+
+/// Ends a project inside `tx` (the caller holds its row lock): checks the
+/// lifecycle, stops whatever is still live — optional work when it
+/// completes, everything when it fails or is cancelled — and closes the
+/// questions of those tasks. Shared by the project verbs and by automatic
+/// completion when the last required task completes.
+pub async fn end_project(
+    tx: &mut Tx<'_>,
+    current: project::Model,
+    to: ProjectStatus,
+    reason: Option<String>,
+    forced: bool,
+) -> AppResult<(project::Model, EventRef)> {
+    let id = current.id;
+    if !current.status.can_transition_to(to) {
+        return Err(AppError::transition(
+            "Project",
+            current.status,
+            to,
+            current.status.allowed_transitions(),
+        ));
+    }
+    if to == ProjectStatus::Completed && !forced {
+        let blocking = open_required(tx, id).await?;
+        if blocking > 0 {
             return Err(AppError::transition(
                 "Project",
                 current.status,
                 to,
                 current.status.allowed_transitions(),
-            ));
-        }
-        let live = [
-            TaskStatus::Pending,
-            TaskStatus::Working,
-            TaskStatus::WaitingForHitl,
-        ];
-        if to == ProjectStatus::Completed {
-            let blocking = task::Entity::find()
-                .filter(task::Column::ProjectId.eq(id))
-                .filter(task::Column::Required.eq(true))
-                .filter(task::Column::Status.is_in(live))
-                .count(&*tx)
-                .await?;
-            if blocking > 0 {
-                return Err(AppError::transition(
-                    "Project",
-                    current.status,
-                    to,
-                    current.status.allowed_transitions(),
-                )
-                .because(format!(
-                    "{blocking} required task(s) are not finished; complete or cancel them first"
-                )));
-            }
-        }
-        let t = now();
-        let res = project::Entity::update_many()
-            .col_expr(project::Column::Status, to.into())
-            .col_expr(project::Column::UpdatedAt, t.into())
-            .col_expr(project::Column::EndedAt, Some(t).into())
-            .filter(project::Column::Id.eq(id))
-            .filter(project::Column::TenantId.eq(p.tenant_id))
-            .filter(project::Column::Status.eq(current.status))
-            .exec(&*tx)
-            .await?;
-        guarded(res.rows_affected, "the project")?;
-        let mut updated = current.into_active_model();
-        updated.status = Set(to);
-        updated.updated_at = Set(t);
-        updated.ended_at = Set(Some(t));
-        let updated = sea_orm::TryIntoModel::try_into_model(updated)?;
-        let event_type = match to {
-            ProjectStatus::Completed => EventType::ProjectCompleted,
-            ProjectStatus::Failed => EventType::ProjectFailed,
-            _ => EventType::ProjectCancelled,
-        };
-        // Whatever is still live stops with the project: optional work when
-        // it completes, everything when it fails or is cancelled. Questions
-        // to humans about those tasks close too.
-        let note = format!(
-            "stopped: project {}",
-            sea_orm::ActiveEnum::to_value(&to).to_lowercase()
-        );
-        let stopped = task::Entity::update_many()
-            .col_expr(task::Column::Status, TaskStatus::Cancelled.into())
-            .col_expr(
-                task::Column::Version,
-                Expr::col(task::Column::Version).add(1),
             )
-            .col_expr(task::Column::UpdatedAt, t.into())
-            .col_expr(task::Column::EndedAt, Some(t).into())
-            .col_expr(task::Column::StatusMessage, Some(note.clone()).into())
-            .filter(task::Column::ProjectId.eq(id))
-            .filter(task::Column::Status.is_in(live))
-            .exec_with_returning(&*tx)
-            .await?;
-        let mut payload = snapshot(&updated);
-        payload["reason"] = json!(reason);
-        let ev = tx.append(NewEvent {
-            event_type,
-            project_id: Some(id),
-            task_id: None,
-            subject_type: "Project",
-            subject_id: id,
-            payload,
-        });
-        for task in stopped {
-            tx.append(NewEvent {
-                event_type: EventType::TaskCancelled,
-                project_id: Some(id),
-                task_id: Some(task.id),
-                subject_type: "Task",
-                subject_id: task.id,
-                payload: snapshot(&task),
-            });
-            super::task::expire_pending_hitl(&mut tx, task.id, &note).await?;
+            .because(format!(
+                "{blocking} required task(s) are not finished; complete or cancel them first, or force completion"
+            )));
         }
-        let done = tx.commit().await?;
-        Ok((updated, done.event(ev)))
     }
+    let t = now();
+    let res = project::Entity::update_many()
+        .col_expr(project::Column::Status, to.into())
+        .col_expr(project::Column::UpdatedAt, t.into())
+        .col_expr(project::Column::EndedAt, Some(t).into())
+        .filter(project::Column::Id.eq(id))
+        .filter(project::Column::TenantId.eq(current.tenant_id))
+        .filter(project::Column::Status.eq(current.status))
+        .exec(&**tx)
+        .await?;
+    guarded(res.rows_affected, "the project")?;
+    let mut updated = current.into_active_model();
+    updated.status = Set(to);
+    updated.updated_at = Set(t);
+    updated.ended_at = Set(Some(t));
+    let updated = sea_orm::TryIntoModel::try_into_model(updated)?;
+    let event_type = match to {
+        ProjectStatus::Completed => EventType::ProjectCompleted,
+        ProjectStatus::Failed => EventType::ProjectFailed,
+        _ => EventType::ProjectCancelled,
+    };
+    let note = format!(
+        "stopped: project {}",
+        sea_orm::ActiveEnum::to_value(&to).to_lowercase()
+    );
+    let stopped = task::Entity::update_many()
+        .col_expr(task::Column::Status, TaskStatus::Cancelled.into())
+        .col_expr(
+            task::Column::Version,
+            Expr::col(task::Column::Version).add(1),
+        )
+        .col_expr(task::Column::UpdatedAt, t.into())
+        .col_expr(task::Column::EndedAt, Some(t).into())
+        .col_expr(task::Column::StatusMessage, Some(note.clone()).into())
+        .filter(task::Column::ProjectId.eq(id))
+        .filter(task::Column::Status.is_in(LIVE))
+        .exec_with_returning(&**tx)
+        .await?;
+    let mut payload = snapshot(&updated);
+    payload["reason"] = json!(reason);
+    payload["forced"] = json!(forced);
+    let ev = tx.append(NewEvent {
+        event_type,
+        project_id: Some(id),
+        task_id: None,
+        subject_type: "Project",
+        subject_id: id,
+        payload,
+    });
+    for task in stopped {
+        tx.append(NewEvent {
+            event_type: EventType::TaskCancelled,
+            project_id: Some(id),
+            task_id: Some(task.id),
+            subject_type: "Task",
+            subject_id: task.id,
+            payload: snapshot(&task),
+        });
+        super::task::expire_pending_hitl(tx, task.id, &note).await?;
+    }
+    Ok((updated, ev))
 }
 
 /// One task to create from a workflow step.

@@ -52,6 +52,9 @@ pub struct TaskChange {
     pub error: Option<Option<String>>,
     /// A new attempt number (on retry).
     pub attempt: Option<i32>,
+    /// Start even though dependencies are open (admins only; logged and
+    /// recorded in the event).
+    pub force: bool,
 }
 
 /// Loads a task of the caller's tenant or fails with `NOT_FOUND`.
@@ -335,8 +338,17 @@ impl Services {
         let mut tx = self.begin(p).await?;
         // Read the task once without a lock to learn its project, then lock
         // in the fixed order: project (shared), task.
+        if change.force {
+            p.require(
+                crate::auth::Role::Admin,
+                "start a task before its dependencies",
+            )?;
+        }
         let project_id = load_task(&*tx, p, id).await?.project_id;
-        let project = lock_project(&tx, p, project_id, false).await?;
+        // Completing may complete the project too, so it takes the project
+        // exclusively: two last tasks completing at once are serialised and
+        // the second sees the first done.
+        let project = lock_project(&tx, p, project_id, verb == TaskVerb::Complete).await?;
         let current = lock_task(&tx, p, id).await?;
         let (to, event_type) = match verb {
             TaskVerb::Start => (TaskStatus::Working, EventType::TaskStarted),
@@ -376,9 +388,13 @@ impl Services {
             _ => {}
         }
         require_active_project(&project, &current, to)?;
+        let mut forced_past = vec![];
         if verb == TaskVerb::Start {
             let blockers = blocking_dependencies(&*tx, &current).await?;
-            if !blockers.is_empty() {
+            if !blockers.is_empty() && change.force {
+                tracing::warn!(task = %current.id, user = %p.user_id, ?blockers, "task started before its dependencies (forced)");
+                forced_past = blockers;
+            } else if !blockers.is_empty() {
                 return Err(refuse(&format!(
                     "waiting for dependencies: {}",
                     blockers
@@ -400,6 +416,23 @@ impl Services {
             _ => {}
         }
         let (model, ev) = move_task(&mut tx, current, to, event_type, change).await?;
+        if !forced_past.is_empty() {
+            tx.annotate(ev, "forcedPastDependencies", json!(forced_past));
+        }
+        if verb == TaskVerb::Complete
+            && project.auto_complete
+            && model.required
+            && super::project::open_required(&tx, project.id).await? == 0
+        {
+            super::project::end_project(
+                &mut tx,
+                project,
+                ProjectStatus::Completed,
+                Some("its last required task completed".into()),
+                false,
+            )
+            .await?;
+        }
         let done = tx.commit().await?;
         Ok((model, done.event(ev)))
     }
