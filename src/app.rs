@@ -45,6 +45,7 @@ impl App {
             ServiceSettings {
                 session_timeout: chrono::Duration::minutes(config.session_timeout_minutes),
                 max_context_history: config.max_context_history,
+                max_sessions_per_user: config.max_sessions_per_user,
             },
         );
         if services
@@ -53,6 +54,9 @@ impl App {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?
         {
             tracing::info!("built-in catalog loaded");
+        }
+        if config.sweep_interval_seconds > 0 {
+            services.spawn_sweeper(Duration::from_secs(config.sweep_interval_seconds));
         }
         let state = AppState {
             schema: build_schema(services.clone()),

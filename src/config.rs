@@ -143,6 +143,24 @@ pub struct Config {
         global = true
     )]
     pub session_timeout_minutes: i64,
+    /// Live sessions one user may hold; starting one more expires the least
+    /// recently active of them.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_SESSIONS_PER_USER",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_sessions_per_user: usize,
+    /// How often the background sweeper expires overdue sessions and HITL
+    /// requests and marks silent agents STALE, in seconds (0 turns it off).
+    #[arg(
+        long,
+        env = "CEREBRAL_SWEEP_INTERVAL_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub sweep_interval_seconds: u64,
     /// Entries kept in a persona context's history; the oldest are dropped.
     #[arg(
         long,

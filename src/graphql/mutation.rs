@@ -765,6 +765,22 @@ payload!(
     }
 );
 
+/// Result of `touchSession`.
+#[derive(SimpleObject)]
+pub struct TouchSessionPayload {
+    /// The session with its new deadline (`expiresAt`).
+    pub session: Session,
+}
+
+/// Result of `cleanupExpiredSessions`.
+#[derive(SimpleObject)]
+pub struct CleanupExpiredSessionsPayload {
+    /// How many sessions this call expired.
+    pub expired_count: i32,
+    /// The sessions it expired (at most 500; call again for more).
+    pub sessions: Vec<Session>,
+}
+
 /// Sessions and persona contexts.
 #[derive(Default)]
 pub struct SessionMutation;
@@ -785,6 +801,38 @@ impl SessionMutation {
             event: Event(ev),
         })
     }
+    /// Records activity in an ACTIVE session: its inactivity deadline moves
+    /// to now + `CEREBRAL_SESSION_TIMEOUT_MINUTES`. Heartbeats append no
+    /// event; the expiry they prevent does.
+    async fn touch_session(
+        &self,
+        ctx: &Context<'_>,
+        input: SessionTransitionInput,
+    ) -> Result<TouchSessionPayload> {
+        let id = ids::decode(Kind::Session, &input.session_id)?;
+        let s = services(ctx).touch_session(principal(ctx), id).await?;
+        Ok(TouchSessionPayload {
+            session: Session(s),
+        })
+    }
+
+    /// Expires the caller's tenant's sessions that are past their
+    /// inactivity deadline now, without waiting for the background sweeper
+    /// (`CEREBRAL_SWEEP_INTERVAL_SECONDS`). One `SESSION_EXPIRED` event each.
+    async fn cleanup_expired_sessions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<CleanupExpiredSessionsPayload> {
+        let p = principal(ctx);
+        let expired = services(ctx)
+            .expire_overdue_sessions(Some(p.tenant_id), 500)
+            .await?;
+        Ok(CleanupExpiredSessionsPayload {
+            expired_count: expired.len() as i32,
+            sessions: expired.into_iter().map(Session).collect(),
+        })
+    }
+
     /// ACTIVE → SUSPENDED; contexts are kept.
     async fn suspend_session(
         &self,

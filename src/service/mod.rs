@@ -27,6 +27,7 @@ pub mod hitl;
 pub mod project;
 pub mod query;
 pub mod session;
+pub mod sweeper;
 pub mod task;
 
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub struct ServiceSettings {
     pub session_timeout: chrono::Duration,
     /// Entries kept in a persona context's history.
     pub max_context_history: usize,
+    /// Live (ACTIVE or SUSPENDED) sessions one user may hold; starting one
+    /// more expires the least recently active.
+    pub max_sessions_per_user: usize,
 }
 
 /// The service layer: the database, the event bus and the write lock.

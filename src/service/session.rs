@@ -1,8 +1,8 @@
 //! Sessions and persona contexts.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
-    TryIntoModel,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set, TryIntoModel,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -24,6 +24,28 @@ impl Services {
     ) -> AppResult<(session::Model, event::Model)> {
         let t = now();
         let mut tx = self.begin(p).await?;
+        // The limit: the user's live sessions, least recently active first;
+        // the ones beyond the limit (counting the new one) expire.
+        let live = session::Entity::find()
+            .filter(session::Column::TenantId.eq(p.tenant_id))
+            .filter(session::Column::UserId.eq(&p.user_id))
+            .filter(
+                session::Column::Status.is_in([SessionStatus::Active, SessionStatus::Suspended]),
+            )
+            .order_by_asc(session::Column::LastActivityAt)
+            .lock_exclusive()
+            .all(&*tx)
+            .await?;
+        let max = self.settings().max_sessions_per_user.max(1);
+        let excess = (live.len() + 1).saturating_sub(max);
+        for old in live.into_iter().take(excess) {
+            expire_one(
+                &mut tx,
+                old,
+                &format!("session limit of {max} per user reached"),
+            )
+            .await?;
+        }
         let model = session::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(p.tenant_id),
@@ -44,6 +66,71 @@ impl Services {
         Ok((model, done.event(ev)))
     }
 
+    /// Records activity in an ACTIVE session: its inactivity deadline moves
+    /// to now + the timeout. No event: a heartbeat is not a change of state,
+    /// and one event per heartbeat would drown the log; the expiry it
+    /// prevents is what gets logged.
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    pub async fn touch_session(&self, p: &Principal, id: Uuid) -> AppResult<session::Model> {
+        let tx = self.begin(p).await?;
+        let s = load_session(&tx, p, id).await?;
+        if s.status != SessionStatus::Active {
+            return Err(AppError::transition(
+                "Session",
+                s.status,
+                SessionStatus::Active,
+                s.status.allowed_transitions(),
+            )
+            .because("only an ACTIVE session can be touched"));
+        }
+        require_not_overdue(&s)?;
+        let t = now();
+        let mut am = s.into_active_model();
+        am.last_activity_at = Set(t);
+        am.expires_at = Set(t + self.settings().session_timeout);
+        let s = am.update(&*tx).await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// Expires every live session past its deadline — of one tenant, or of
+    /// all tenants for the background sweeper — one transaction and one
+    /// `SESSION_EXPIRED` event per session. Returns what it expired (at most
+    /// `limit` per call). Safe to run on several replicas at once: the
+    /// guarded update lets one of them win per session.
+    pub async fn expire_overdue_sessions(
+        &self,
+        tenant: Option<Uuid>,
+        limit: u64,
+    ) -> AppResult<Vec<session::Model>> {
+        let mut q = session::Entity::find()
+            .filter(
+                session::Column::Status.is_in([SessionStatus::Active, SessionStatus::Suspended]),
+            )
+            .filter(session::Column::ExpiresAt.lte(now()));
+        if let Some(t) = tenant {
+            q = q.filter(session::Column::TenantId.eq(t));
+        }
+        let due = q
+            .order_by_asc(session::Column::ExpiresAt)
+            .limit(limit)
+            .all(self.db())
+            .await?;
+        let mut out = vec![];
+        for s in due {
+            let system = Principal {
+                tenant_id: s.tenant_id,
+                ..Principal::system()
+            };
+            let mut tx = self.begin(&system).await?;
+            if let Some(e) = expire_one(&mut tx, s, "inactivity timeout").await? {
+                tx.commit().await?;
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
     /// Moves a session along its lifecycle (suspend, resume, terminate).
     #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
     pub async fn transition_session(
@@ -54,6 +141,9 @@ impl Services {
     ) -> AppResult<(session::Model, event::Model)> {
         let mut tx = self.begin(p).await?;
         let current = load_session(&tx, p, id).await?;
+        if to == SessionStatus::Active {
+            require_not_overdue(&current)?;
+        }
         if !current.status.can_transition_to(to) {
             return Err(AppError::transition(
                 "Session",
@@ -118,6 +208,7 @@ impl Services {
                 sea_orm::ActiveEnum::to_value(&session.status)
             )));
         }
+        require_not_overdue(&session)?;
         if let Some(parent) = parent_id {
             let parent = load_context(&tx, p, parent).await?;
             if parent.session_id != session.id {
@@ -257,6 +348,52 @@ async fn load_session(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<session
 
 /// Loads a context and locks its row; state and history are read, changed
 /// and written back, so two writers must not interleave.
+/// Moves one live session to EXPIRED inside `tx` (guarded by its status).
+async fn expire_one(
+    tx: &mut Tx<'_>,
+    s: session::Model,
+    why: &str,
+) -> AppResult<Option<session::Model>> {
+    let t = now();
+    let res = session::Entity::update_many()
+        .col_expr(session::Column::Status, SessionStatus::Expired.into())
+        .col_expr(session::Column::EndedAt, Some(t).into())
+        .col_expr(session::Column::UpdatedAt, t.into())
+        .filter(session::Column::Id.eq(s.id))
+        .filter(session::Column::Status.eq(s.status))
+        .exec(&**tx)
+        .await?;
+    if res.rows_affected == 0 {
+        // Someone else ended it first: nothing to do, nothing to log.
+        return Ok(None);
+    }
+    let expired = session::Model {
+        status: SessionStatus::Expired,
+        ended_at: Some(t),
+        updated_at: t,
+        ..s
+    };
+    session_event(
+        tx,
+        EventType::SessionExpired,
+        &expired,
+        json!({ "reason": why }),
+    );
+    Ok(Some(expired))
+}
+
+/// Refuses work in a session past its inactivity deadline, even before the
+/// sweeper has marked it EXPIRED.
+fn require_not_overdue(s: &session::Model) -> AppResult<()> {
+    if s.expires_at <= now() {
+        return Err(AppError::bad_input(format!(
+            "the session expired at {} after inactivity; start a new one",
+            s.expires_at.to_rfc3339()
+        )));
+    }
+    Ok(())
+}
+
 /// Locks the session of a context (which must be ACTIVE), then the context.
 async fn lock_active_context(
     tx: &Tx<'_>,
@@ -276,6 +413,7 @@ async fn lock_active_context(
             sea_orm::ActiveEnum::to_value(&session.status)
         )));
     }
+    require_not_overdue(&session)?;
     load_context(tx, p, id).await
 }
 

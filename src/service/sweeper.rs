@@ -1,0 +1,34 @@
+//! The background sweeper: expires what time has run out on. It runs in
+//! every replica; each change it makes is a guarded update, so replicas
+//! racing on the same row produce one change and one event.
+
+use std::time::Duration;
+
+use super::Services;
+
+/// Rows one sweep handles per kind; the next sweep takes the rest.
+const BATCH: u64 = 500;
+
+impl Services {
+    /// One sweep over every tenant. Errors are logged, never fatal.
+    pub async fn sweep(&self) {
+        match self.expire_overdue_sessions(None, BATCH).await {
+            Ok(v) if !v.is_empty() => tracing::info!(count = v.len(), "sessions expired"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "session sweep failed"),
+        }
+    }
+
+    /// Sweeps every `interval` until the process ends.
+    pub fn spawn_sweeper(&self, interval: Duration) {
+        let s = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                s.sweep().await;
+            }
+        });
+    }
+}
