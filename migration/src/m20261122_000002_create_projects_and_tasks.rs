@@ -109,6 +109,7 @@ impl MigrationTrait for Migration {
                 .col(string_null("resolved_by"))
                 .col(timestamp_with_time_zone_null("resolved_at"))
                 .col(timestamp_with_time_zone_null("expires_at"))
+                .col(string_len("on_expiry", 32))
                 .foreign_key(&mut fk("hitl_requests", "project_id", "projects", Cascade))
                 .foreign_key(&mut fk("hitl_requests", "task_id", "tasks", Cascade)),
         )
@@ -191,6 +192,7 @@ impl MigrationTrait for Migration {
                 index("task_checkpoints", &["parent_id"]),
                 index("hitl_requests", &["tenant_id", "project_id", "status"]),
                 index("hitl_requests", &["tenant_id", "status"]),
+                index("hitl_requests", &["status", "expires_at"]),
                 index("hitl_requests", &["project_id"]),
                 index("hitl_requests", &["task_id"]),
                 index("artifacts", &["tenant_id", "project_id", "kind"]),

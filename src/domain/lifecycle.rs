@@ -238,6 +238,31 @@ lifecycle!(HitlStatus {
     Expired => [],
 });
 
+/// What happens to the task when a HITL request expires unanswered.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum HitlExpiryPolicy {
+    /// The task fails (the default: no answer is not a yes).
+    #[sea_orm(string_value = "FAIL_TASK")]
+    FailTask,
+    /// The task resumes as if approved.
+    #[sea_orm(string_value = "RESUME_TASK")]
+    ResumeTask,
+}
+
 /// A human's answer to a HITL request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
 pub enum HitlDecision {

@@ -1,6 +1,6 @@
 //! A question from an agent to a human about one task.
 
-use crate::domain::HitlStatus;
+use crate::domain::{HitlExpiryPolicy, HitlStatus};
 use sea_orm::entity::prelude::*;
 
 /// A question from an agent to a human about one task.
@@ -24,6 +24,7 @@ pub struct Model {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<DateTimeUtc>,
     pub expires_at: Option<DateTimeUtc>,
+    pub on_expiry: HitlExpiryPolicy,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -127,6 +127,10 @@ pub enum Rel {
     TaskLatestCheckpoint,
     /// `AgentStatus.history` (newest first).
     AgentHistory,
+    /// `Project.pendingHitlCount` (PENDING requests only).
+    ProjectPendingHitl,
+    /// `Task.pendingHitl` (PENDING requests only).
+    TaskPendingHitl,
 }
 
 impl Rel {
@@ -144,7 +148,14 @@ impl Rel {
             Rel::ProjectAgents => ("agent_statuses", "project_id", "id"),
             Rel::TaskLatestCheckpoint => ("task_checkpoints", "task_id", "id"),
             Rel::AgentHistory => ("agent_status_history", "agent_status_id", "id"),
+            Rel::ProjectPendingHitl => ("hitl_requests", "project_id", "id"),
+            Rel::TaskPendingHitl => ("hitl_requests", "task_id", "id"),
         }
+    }
+
+    /// A fixed status the rows must have (a static literal, never input).
+    fn status(self) -> Option<&'static str> {
+        matches!(self, Rel::ProjectPendingHitl | Rel::TaskPendingHitl).then_some("PENDING")
     }
 
     /// Whether the relation lists newest first.
@@ -231,10 +242,14 @@ where
                 }
                 None => String::new(),
             };
+            let status_sql = match self.rel.status() {
+                Some(st) => format!(" AND t.status = {}", ph(&mut values, st.into())),
+                None => String::new(),
+            };
             let limit_ph = ph(&mut values, (limit as i64).into());
             let sql = format!(
                 "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order} {dir}) AS rn__ \
-                 FROM {table} t WHERE t.tenant_id = {tenant_ph} AND t.{parent} IN ({}){after_sql}) w \
+                 FROM {table} t WHERE t.tenant_id = {tenant_ph} AND t.{parent} IN ({}){after_sql}{status_sql}) w \
                  WHERE w.rn__ <= {limit_ph} ORDER BY w.{parent}, w.rn__",
                 parent_phs.join(", ")
             );
@@ -317,6 +332,10 @@ impl Loader<(Rel, Uuid)> for ChildCounts {
                 .and_where(Expr::col(Alias::new(parent)).is_in(parents.clone()))
                 .group_by_col(Alias::new(parent))
                 .take();
+            let mut stmt = stmt;
+            if let Some(st) = rel.status() {
+                stmt.and_where(Expr::col(Alias::new("status")).eq(st));
+            }
             let rows = CountRow::find_by_statement(self.db.get_database_backend().build(&stmt))
                 .all(&self.db)
                 .await
@@ -494,6 +513,8 @@ pub struct Loaders {
     pub context_pages: DataLoader<Children<persona_context::Entity>>,
     /// Agent statuses under projects.
     pub agent_pages: DataLoader<Children<agent_status::Entity>>,
+    /// Pending HITL requests under tasks.
+    pub task_pending_hitl_pages: DataLoader<Children<hitl_request::Entity>>,
     /// History of agent statuses.
     pub agent_history_pages: DataLoader<Children<agent_status_history::Entity>>,
 }
@@ -605,6 +626,7 @@ impl Loaders {
             context_pages: pages!(Rel::SessionContexts),
             agent_pages: pages!(Rel::ProjectAgents),
             agent_history_pages: pages!(Rel::AgentHistory),
+            task_pending_hitl_pages: pages!(Rel::TaskPendingHitl),
         }
     }
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::types::*;
 use super::{principal, services};
 use crate::domain::{
-    AgentState, ArtifactKind, CheckpointStatus, HitlDecision, ProjectStatus, SessionStatus,
+    AgentState, ArtifactKind, CheckpointStatus, HitlDecision, HitlExpiryPolicy, ProjectStatus,
+    SessionStatus,
 };
 use crate::ids::{self, Kind};
 use crate::service::artifact::NewArtifact;
@@ -432,8 +433,12 @@ pub struct RequestHitlInput {
     pub question: String,
     /// Suggested answers.
     pub options: Option<Vec<String>>,
-    /// When the question stops being useful (UTC).
+    /// When the question stops being useful (UTC). After it, the request
+    /// can no longer be answered and the sweeper marks it EXPIRED.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What happens to the task if it expires unanswered; default FAIL_TASK.
+    #[graphql(default_with = "HitlExpiryPolicy::FailTask")]
+    pub on_expiry: HitlExpiryPolicy,
 }
 
 /// Input of `resolveHitlRequest`.
@@ -519,6 +524,46 @@ payload!(
     }
 );
 
+/// Input of `resolveHitlRequests`.
+#[derive(InputObject)]
+pub struct ResolveHitlRequestsInput {
+    /// The answers, at most 100; each is applied on its own.
+    pub items: Vec<ResolveHitlRequestInput>,
+}
+
+/// Why one item of a batch failed.
+#[derive(SimpleObject)]
+pub struct ItemError {
+    /// The stable code, as in `extensions.code`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The outcome of one answer in `resolveHitlRequests`.
+#[derive(SimpleObject)]
+pub struct ResolveHitlRequestResult {
+    /// The request the item named.
+    pub request_id: ID,
+    /// The request after the answer, when it succeeded.
+    pub hitl_request: Option<HitlRequest>,
+    /// Its task after the answer, when it succeeded.
+    pub task: Option<Task>,
+    /// Why it failed, when it did.
+    pub error: Option<ItemError>,
+}
+
+/// Result of `resolveHitlRequests`.
+#[derive(SimpleObject)]
+pub struct ResolveHitlRequestsPayload {
+    /// One result per item, in input order.
+    pub results: Vec<ResolveHitlRequestResult>,
+    /// Items that succeeded.
+    pub resolved_count: i32,
+    /// Items that failed.
+    pub failed_count: i32,
+}
+
 /// HITL requests, checkpoints and artifacts.
 #[derive(Default)]
 pub struct HitlMutation;
@@ -539,6 +584,7 @@ impl HitlMutation {
                 input.question,
                 input.options.unwrap_or_default(),
                 input.expires_at,
+                input.on_expiry,
             )
             .await?;
         Ok(RequestHitlPayload {
@@ -569,6 +615,56 @@ impl HitlMutation {
             hitl_request: HitlRequest(req),
             task: Task(task),
             event: Event(ev),
+        })
+    }
+
+    /// Answers many requests in one call, e.g. a reviewer approving a
+    /// morning's queue. Each answer is its own transaction with its own
+    /// result: one failing (already answered, expired, unknown) does not undo
+    /// or block the others.
+    async fn resolve_hitl_requests(
+        &self,
+        ctx: &Context<'_>,
+        input: ResolveHitlRequestsInput,
+    ) -> Result<ResolveHitlRequestsPayload> {
+        if input.items.len() > 100 {
+            return Err(crate::error::AppError::bad_input("at most 100 answers per call").into());
+        }
+        let s = services(ctx);
+        let p = principal(ctx);
+        let mut results = Vec::with_capacity(input.items.len());
+        for item in input.items {
+            let outcome = match ids::decode(Kind::HitlRequest, &item.request_id) {
+                Ok(id) => {
+                    s.resolve_hitl(p, id, item.decision, item.response.map(|j| j.0))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            results.push(match outcome {
+                Ok((req, task, _)) => ResolveHitlRequestResult {
+                    request_id: item.request_id,
+                    hitl_request: Some(HitlRequest(req)),
+                    task: Some(Task(task)),
+                    error: None,
+                },
+                Err(e) => {
+                    let code = e.code().to_string();
+                    let message = async_graphql::Error::from(e).message;
+                    ResolveHitlRequestResult {
+                        request_id: item.request_id,
+                        hitl_request: None,
+                        task: None,
+                        error: Some(ItemError { code, message }),
+                    }
+                }
+            });
+        }
+        let resolved = results.iter().filter(|r| r.error.is_none()).count() as i32;
+        Ok(ResolveHitlRequestsPayload {
+            failed_count: results.len() as i32 - resolved,
+            resolved_count: resolved,
+            results,
         })
     }
 

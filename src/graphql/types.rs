@@ -240,6 +240,14 @@ impl Project {
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.0.ended_at
     }
+    /// HITL requests of this project waiting for a human, for dashboards.
+    async fn pending_hitl_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        Ok(
+            one(&loaders(ctx).counts, (Rel::ProjectPendingHitl, self.0.id))
+                .await?
+                .unwrap_or(0),
+        )
+    }
     /// How far the project is, computed from its tasks.
     async fn completion(&self, ctx: &Context<'_>) -> Result<Completion> {
         Ok(Completion(
@@ -531,6 +539,24 @@ impl Task {
             .map_err(db_err)?
             .and_then(|v| v.into_iter().next())
             .map(TaskCheckpoint))
+    }
+    /// HITL requests of this task still waiting for a human, oldest first.
+    async fn pending_hitl(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        child_page(
+            &loaders(ctx).task_pending_hitl_pages,
+            Rel::TaskPendingHitl,
+            self.0.id,
+            first,
+            after,
+            |m| m.id.to_string(),
+            HitlRequest,
+        )
+        .await
     }
     /// HITL requests about this task, oldest first.
     async fn hitl_requests(
@@ -1038,6 +1064,10 @@ impl HitlRequest {
     /// When it expires unanswered.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
+    }
+    /// What happens to the task if it expires unanswered.
+    async fn on_expiry(&self) -> crate::domain::HitlExpiryPolicy {
+        self.0.on_expiry
     }
     /// When it was asked.
     async fn created_at(&self) -> DateTime<Utc> {

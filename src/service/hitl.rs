@@ -6,7 +6,8 @@
 //! task still waits.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect, Set,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -16,7 +17,7 @@ use super::task::{
 };
 use super::{NewEvent, Services, guarded, now, snapshot};
 use crate::auth::Principal;
-use crate::domain::{EventType, HitlDecision, HitlStatus, TaskStatus};
+use crate::domain::{EventType, HitlDecision, HitlExpiryPolicy, HitlStatus, TaskStatus};
 use crate::entity::{event, hitl_request, task};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Kind, encode};
@@ -52,6 +53,7 @@ impl Services {
         question: String,
         options: Vec<String>,
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        on_expiry: HitlExpiryPolicy,
     ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
         let question = question.trim().to_string();
         if question.is_empty() {
@@ -103,6 +105,7 @@ impl Services {
             resolved_by: Set(None),
             resolved_at: Set(None),
             expires_at: Set(expires_at),
+            on_expiry: Set(on_expiry),
             created_at: Set(t),
             updated_at: Set(t),
         }
@@ -248,6 +251,89 @@ impl Services {
         };
         let done = tx.commit().await?;
         Ok((resolved, task, done.event(ev)))
+    }
+}
+
+impl Services {
+    /// Expires PENDING requests past their `expiresAt` (all tenants), one
+    /// transaction each: the request becomes EXPIRED (`HITL_EXPIRED`) and,
+    /// if its task has nothing else pending, the task fails or resumes as
+    /// the request's `onExpiry` says. Returns how many it expired.
+    pub async fn expire_overdue_hitl(&self, limit: u64) -> AppResult<usize> {
+        let due = hitl_request::Entity::find()
+            .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+            .filter(hitl_request::Column::ExpiresAt.lte(now()))
+            .limit(limit)
+            .all(self.db())
+            .await?;
+        let mut n = 0;
+        for req in due {
+            let system = Principal {
+                tenant_id: req.tenant_id,
+                ..Principal::system()
+            };
+            let mut tx = self.begin(&system).await?;
+            lock_project(&tx, &system, req.project_id, false).await?;
+            let task = lock_task(&tx, &system, req.task_id).await?;
+            let t = now();
+            let updated = hitl_request::Entity::update_many()
+                .col_expr(hitl_request::Column::Status, HitlStatus::Expired.into())
+                .col_expr(hitl_request::Column::ResolvedAt, Some(t).into())
+                .col_expr(hitl_request::Column::UpdatedAt, t.into())
+                .filter(hitl_request::Column::Id.eq(req.id))
+                .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+                .exec_with_returning(&*tx)
+                .await?;
+            let Some(expired) = updated.into_iter().next() else {
+                continue; // answered or expired by someone else meanwhile
+            };
+            let mut payload = snapshot(&expired);
+            payload["reason"] = json!("no answer before expiresAt");
+            tx.append(NewEvent {
+                event_type: EventType::HitlExpired,
+                project_id: Some(expired.project_id),
+                task_id: Some(expired.task_id),
+                subject_type: "HitlRequest",
+                subject_id: expired.id,
+                payload,
+            });
+            let others = hitl_request::Entity::find()
+                .filter(hitl_request::Column::TaskId.eq(task.id))
+                .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+                .count(&*tx)
+                .await?;
+            if task.status == TaskStatus::WaitingForHitl && others == 0 {
+                match expired.on_expiry {
+                    HitlExpiryPolicy::FailTask => {
+                        let change = TaskChange {
+                            error: Some(Some("a HITL request expired unanswered".into())),
+                            ..Default::default()
+                        };
+                        move_task(
+                            &mut tx,
+                            task,
+                            TaskStatus::Failed,
+                            EventType::TaskFailed,
+                            change,
+                        )
+                        .await?;
+                    }
+                    HitlExpiryPolicy::ResumeTask => {
+                        move_task(
+                            &mut tx,
+                            task,
+                            TaskStatus::Working,
+                            EventType::TaskResumed,
+                            TaskChange::default(),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 

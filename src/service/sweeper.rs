@@ -17,6 +17,11 @@ impl Services {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "session sweep failed"),
         }
+        match self.expire_overdue_hitl(BATCH).await {
+            Ok(n) if n > 0 => tracing::info!(count = n, "HITL requests expired"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "HITL sweep failed"),
+        }
     }
 
     /// Sweeps every `interval` until the process ends.
