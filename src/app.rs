@@ -58,6 +58,9 @@ impl App {
         if config.sweep_interval_seconds > 0 {
             services.spawn_sweeper(Duration::from_secs(config.sweep_interval_seconds));
         }
+        if config.agent_stale_seconds > 0 {
+            services.spawn_stale_agent_check(Duration::from_secs(config.agent_stale_seconds));
+        }
         let state = AppState {
             schema: build_schema(services.clone()),
             services: services.clone(),

@@ -161,6 +161,15 @@ pub struct Config {
         global = true
     )]
     pub sweep_interval_seconds: u64,
+    /// Silence after which an agent is reported STALE, in seconds; checked
+    /// every half of it (0 turns the check off).
+    #[arg(
+        long,
+        env = "CEREBRAL_AGENT_STALE_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub agent_stale_seconds: u64,
     /// Entries kept in a persona context's history; the oldest are dropped.
     #[arg(
         long,

@@ -326,6 +326,10 @@ pub enum AgentState {
     /// Not connected.
     #[sea_orm(string_value = "OFFLINE")]
     Offline,
+    /// Silent for longer than `CEREBRAL_AGENT_STALE_SECONDS`: set by the
+    /// server, never reported; the next heartbeat or report clears it.
+    #[sea_orm(string_value = "STALE")]
+    Stale,
 }
 
 /// What an artifact is. Stored as a stable string.

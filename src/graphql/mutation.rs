@@ -752,12 +752,74 @@ payload!(
     }
 );
 
+/// Input of `heartbeat` and `resetAgentStatus`.
+#[derive(InputObject)]
+pub struct AgentInput {
+    /// The persona whose agent it is (global id or key, e.g. `dev`).
+    pub persona_id: ID,
+    /// The project it works on.
+    pub project_id: ID,
+}
+
+/// Result of `heartbeat`.
+#[derive(SimpleObject)]
+pub struct HeartbeatPayload {
+    /// The agent status with its new `lastActivityAt`.
+    pub agent_status: AgentStatus,
+}
+
 /// Agent status.
 #[derive(Default)]
 pub struct AgentMutation;
 
 #[Object]
 impl AgentMutation {
+    /// An agent says it is alive; send one at least every
+    /// `CEREBRAL_AGENT_STALE_SECONDS` (default 60), or it is reported STALE.
+    /// Appends no event unless the agent was unknown or STALE (it then
+    /// appears as IDLE).
+    async fn heartbeat(&self, ctx: &Context<'_>, input: AgentInput) -> Result<HeartbeatPayload> {
+        let s = services(ctx);
+        let p = principal(ctx);
+        let persona = s.find_persona(p, &input.persona_id).await?;
+        let st = s
+            .heartbeat(
+                p,
+                ids::decode(Kind::Project, &input.project_id)?,
+                persona.id,
+            )
+            .await?;
+        Ok(HeartbeatPayload {
+            agent_status: AgentStatus(st),
+        })
+    }
+
+    /// Puts an agent back to IDLE with no current task, e.g. after an
+    /// operator restarted it.
+    async fn reset_agent_status(
+        &self,
+        ctx: &Context<'_>,
+        input: AgentInput,
+    ) -> Result<UpdateAgentStatusPayload> {
+        let s = services(ctx);
+        let p = principal(ctx);
+        let persona = s.find_persona(p, &input.persona_id).await?;
+        let (st, ev) = s
+            .update_agent_status(
+                p,
+                ids::decode(Kind::Project, &input.project_id)?,
+                persona.id,
+                AgentState::Idle,
+                None,
+                Some(format!("reset by {}", p.user_id)),
+            )
+            .await?;
+        Ok(UpdateAgentStatusPayload {
+            agent_status: AgentStatus(st),
+            event: Event(ev),
+        })
+    }
+
     /// Records what an agent is doing; the previous state goes to history.
     async fn update_agent_status(
         &self,

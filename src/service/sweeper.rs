@@ -24,6 +24,25 @@ impl Services {
         }
     }
 
+    /// Marks agents STALE after `silence` without a sign of life, checking
+    /// every half of it so none is reported more than 1.5 × late.
+    pub fn spawn_stale_agent_check(&self, silence: Duration) {
+        let s = self.clone();
+        let limit = chrono::Duration::from_std(silence).unwrap_or(chrono::Duration::seconds(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval((silence / 2).max(Duration::from_secs(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match s.mark_stale_agents(limit, BATCH).await {
+                    Ok(n) if n > 0 => tracing::info!(count = n, "agents marked STALE"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = ?e, "stale agent check failed"),
+                }
+            }
+        });
+    }
+
     /// Sweeps every `interval` until the process ends.
     pub fn spawn_sweeper(&self, interval: Duration) {
         let s = self.clone();
