@@ -78,8 +78,9 @@ impl MigrationTrait for Migration {
                 .col(string("step_key"))
                 .col(integer("version"))
                 .col(string_len("status", 32))
-                .col(json_binary("state"))
                 .col(uuid_null("parent_id"))
+                .col(boolean("pinned"))
+                .col(big_integer("state_size"))
                 .col(string("created_by"))
                 .foreign_key(&mut fk("task_checkpoints", "task_id", "tasks", Cascade))
                 .foreign_key(&mut fk(
@@ -96,6 +97,21 @@ impl MigrationTrait for Migration {
                 )),
         )
         .take();
+        // Bodies live apart from their rows, so lists never read them:
+        // a page of checkpoints or artifacts costs the same whatever they hold.
+        let checkpoint_states = Table::create()
+            .table("task_checkpoint_states")
+            .if_not_exists()
+            .col(uuid("checkpoint_id").primary_key())
+            .col(uuid("tenant_id"))
+            .col(json_binary("state"))
+            .foreign_key(&mut fk(
+                "task_checkpoint_states",
+                "checkpoint_id",
+                "task_checkpoints",
+                Cascade,
+            ))
+            .take();
         let hitl = with_timestamps(
             tenant_table("hitl_requests")
                 .col(uuid("project_id"))
@@ -121,12 +137,28 @@ impl MigrationTrait for Migration {
             .col(string_len("kind", 32))
             .col(string("name"))
             .col(integer("version"))
-            .col(json_binary("content"))
+            .col(uuid_null("supersedes_id"))
+            .col(string_len("sha256", 64))
+            .col(big_integer("size"))
             .col(string("created_by"))
             .col(timestamp_with_time_zone("created_at"))
             .foreign_key(&mut fk("artifacts", "project_id", "projects", Cascade))
             .foreign_key(&mut fk("artifacts", "task_id", "tasks", SetNull))
             .foreign_key(&mut fk("artifacts", "persona_id", "personas", SetNull))
+            .foreign_key(&mut fk("artifacts", "supersedes_id", "artifacts", SetNull))
+            .take();
+        let artifact_contents = Table::create()
+            .table("artifact_contents")
+            .if_not_exists()
+            .col(uuid("artifact_id").primary_key())
+            .col(uuid("tenant_id"))
+            .col(json_binary("content"))
+            .foreign_key(&mut fk(
+                "artifact_contents",
+                "artifact_id",
+                "artifacts",
+                Cascade,
+            ))
             .take();
         let agent_statuses = with_timestamps(
             tenant_table("agent_statuses")
@@ -168,8 +200,10 @@ impl MigrationTrait for Migration {
                 tasks,
                 task_dependencies,
                 checkpoints,
+                checkpoint_states,
                 hitl,
                 artifacts,
+                artifact_contents,
                 agent_statuses,
                 agent_status_history,
             ],
@@ -200,6 +234,9 @@ impl MigrationTrait for Migration {
                 index("artifacts", &["project_id"]),
                 index("artifacts", &["task_id"]),
                 index("artifacts", &["persona_id"]),
+                index("artifacts", &["supersedes_id"]),
+                index("artifact_contents", &["tenant_id"]),
+                index("task_checkpoint_states", &["tenant_id"]),
                 unique("agent_statuses", &["tenant_id", "project_id", "persona_id"]),
                 index("agent_statuses", &["project_id"]),
                 index("agent_statuses", &["persona_id"]),
@@ -217,8 +254,10 @@ impl MigrationTrait for Migration {
             &[
                 "agent_status_history",
                 "agent_statuses",
+                "artifact_contents",
                 "artifacts",
                 "hitl_requests",
+                "task_checkpoint_states",
                 "task_checkpoints",
                 "task_dependencies",
                 "tasks",

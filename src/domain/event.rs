@@ -74,6 +74,13 @@ pub enum EventType {
     /// A task checkpoint was written.
     #[sea_orm(string_value = "CHECKPOINT_CREATED")]
     CheckpointCreated,
+    /// A checkpoint's status or pin changed.
+    #[sea_orm(string_value = "CHECKPOINT_STATUS_CHANGED")]
+    CheckpointStatusChanged,
+    /// A task step went back to an earlier checkpoint; later ones became
+    /// REVERTED.
+    #[sea_orm(string_value = "CHECKPOINT_REVERTED")]
+    CheckpointReverted,
     /// An artifact was stored.
     #[sea_orm(string_value = "ARTIFACT_CREATED")]
     ArtifactCreated,

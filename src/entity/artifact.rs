@@ -17,8 +17,9 @@ pub struct Model {
     pub kind: ArtifactKind,
     pub name: String,
     pub version: i32,
-    #[sea_orm(column_type = "JsonBinary")]
-    pub content: Json,
+    pub supersedes_id: Option<Uuid>,
+    pub sha256: String,
+    pub size: i64,
     pub created_by: String,
     pub created_at: DateTimeUtc,
 }

@@ -4,6 +4,7 @@
 pub mod agent_status;
 pub mod agent_status_history;
 pub mod artifact;
+pub mod artifact_content;
 pub mod event;
 pub mod event_sequence;
 pub mod hitl_request;
@@ -13,6 +14,7 @@ pub mod project;
 pub mod session;
 pub mod task;
 pub mod task_checkpoint;
+pub mod task_checkpoint_state;
 pub mod task_dependency;
 pub mod team;
 pub mod team_member;

@@ -16,9 +16,9 @@ pub struct Model {
     pub step_key: String,
     pub version: i32,
     pub status: CheckpointStatus,
-    #[sea_orm(column_type = "JsonBinary")]
-    pub state: Json,
     pub parent_id: Option<Uuid>,
+    pub pinned: bool,
+    pub state_size: i64,
     pub created_by: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

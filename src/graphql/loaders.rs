@@ -21,9 +21,9 @@ use uuid::Uuid;
 
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{
-    agent_status, agent_status_history, artifact, event, hitl_request, persona, persona_context,
-    project, task, task_checkpoint, task_dependency, team_member, team_workflow, workflow,
-    workflow_step,
+    agent_status, agent_status_history, artifact, artifact_content, event, hitl_request, persona,
+    persona_context, project, task, task_checkpoint, task_checkpoint_state, task_dependency,
+    team_member, team_workflow, workflow, workflow_step,
 };
 
 /// Errors of loaders are shared between every field waiting on the batch.
@@ -439,6 +439,48 @@ impl Loader<Uuid> for TeamKeys {
     }
 }
 
+/// Checkpoint states and artifact contents, loaded only when a client asks
+/// for them.
+pub struct Bodies<E> {
+    db: DatabaseConnection,
+    tenant: Uuid,
+    _e: PhantomData<E>,
+}
+
+impl Loader<Uuid> for Bodies<task_checkpoint_state::Entity> {
+    type Value = serde_json::Value;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        let rows = task_checkpoint_state::Entity::find()
+            .filter(task_checkpoint_state::Column::CheckpointId.is_in(keys.to_vec()))
+            .filter(task_checkpoint_state::Column::TenantId.eq(self.tenant))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.checkpoint_id, r.state))
+            .collect())
+    }
+}
+
+impl Loader<Uuid> for Bodies<artifact_content::Entity> {
+    type Value = serde_json::Value;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        let rows = artifact_content::Entity::find()
+            .filter(artifact_content::Column::ArtifactId.is_in(keys.to_vec()))
+            .filter(artifact_content::Column::TenantId.eq(self.tenant))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.artifact_id, r.content))
+            .collect())
+    }
+}
+
 /// Completion summaries of projects, one grouped query per batch.
 pub struct Completions {
     db: DatabaseConnection,
@@ -475,6 +517,10 @@ pub struct Loaders {
     pub workflow_steps: DataLoader<Steps>,
     /// Persona contexts by id.
     pub contexts: DataLoader<ById<persona_context::Entity>>,
+    /// Checkpoint states by checkpoint id.
+    pub checkpoint_states: DataLoader<Bodies<task_checkpoint_state::Entity>>,
+    /// Artifact contents by artifact id.
+    pub artifact_contents: DataLoader<Bodies<artifact_content::Entity>>,
     /// Events by id.
     pub events: DataLoader<ById<event::Entity>>,
     /// Artifacts by id.
@@ -585,6 +631,22 @@ impl Loaders {
             checkpoints: id_loader!(&own),
             artifacts: id_loader!(&own),
             events: id_loader!(&own),
+            checkpoint_states: dl(
+                Bodies {
+                    db: db.clone(),
+                    tenant,
+                    _e: PhantomData,
+                },
+                delay,
+            ),
+            artifact_contents: dl(
+                Bodies {
+                    db: db.clone(),
+                    tenant,
+                    _e: PhantomData,
+                },
+                delay,
+            ),
             hitl_requests: id_loader!(&own),
             agent_statuses: id_loader!(&own),
             dependencies: dl(

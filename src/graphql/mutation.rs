@@ -564,6 +564,51 @@ pub struct ResolveHitlRequestsPayload {
     pub failed_count: i32,
 }
 
+/// Input of `forkFromCheckpoint`.
+#[derive(InputObject)]
+pub struct ForkFromCheckpointInput {
+    /// The checkpoint to branch from.
+    pub checkpoint_id: ID,
+    /// An RFC 7386 merge patch applied to the source's state.
+    pub state_patch: Option<Json<Value>>,
+}
+
+/// Input of `updateCheckpointStatus`.
+#[derive(InputObject)]
+pub struct UpdateCheckpointStatusInput {
+    /// The checkpoint.
+    pub checkpoint_id: ID,
+    /// The new status (`IN_PROGRESS → COMPLETED / FAILED / REVERTED`).
+    pub status: CheckpointStatus,
+}
+
+/// Input of `revertToCheckpoint`.
+#[derive(InputObject)]
+pub struct RevertToCheckpointInput {
+    /// The checkpoint to go back to.
+    pub checkpoint_id: ID,
+}
+
+/// Input of `pinCheckpoint`.
+#[derive(InputObject)]
+pub struct PinCheckpointInput {
+    /// The checkpoint.
+    pub checkpoint_id: ID,
+    /// Pin (true) or unpin (false).
+    pub pinned: bool,
+}
+
+/// Result of `revertToCheckpoint`.
+#[derive(SimpleObject)]
+pub struct RevertToCheckpointPayload {
+    /// The checkpoint gone back to.
+    pub checkpoint: TaskCheckpoint,
+    /// The later checkpoints of its step now REVERTED (kept, not deleted).
+    pub reverted: Vec<TaskCheckpoint>,
+    /// The `CHECKPOINT_REVERTED` event.
+    pub event: Event,
+}
+
 /// HITL requests, checkpoints and artifacts.
 #[derive(Default)]
 pub struct HitlMutation;
@@ -685,6 +730,74 @@ impl HitlMutation {
                 input.expected_version,
                 input.status,
             )
+            .await?;
+        Ok(CreateCheckpointPayload {
+            checkpoint: TaskCheckpoint(cp),
+            event: Event(ev),
+        })
+    }
+
+    /// Branches from a checkpoint: a new version of its step whose parent is
+    /// the source and whose state is the source's state with the patch
+    /// applied. Nothing earlier changes.
+    async fn fork_from_checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: ForkFromCheckpointInput,
+    ) -> Result<CreateCheckpointPayload> {
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        let (cp, ev) = services(ctx)
+            .fork_checkpoint(principal(ctx), id, input.state_patch.map(|j| j.0))
+            .await?;
+        Ok(CreateCheckpointPayload {
+            checkpoint: TaskCheckpoint(cp),
+            event: Event(ev),
+        })
+    }
+
+    /// Moves a checkpoint along its lifecycle.
+    async fn update_checkpoint_status(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateCheckpointStatusInput,
+    ) -> Result<CreateCheckpointPayload> {
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        let (cp, ev) = services(ctx)
+            .update_checkpoint_status(principal(ctx), id, input.status)
+            .await?;
+        Ok(CreateCheckpointPayload {
+            checkpoint: TaskCheckpoint(cp),
+            event: Event(ev),
+        })
+    }
+
+    /// Goes back to a checkpoint: later versions of its step become
+    /// REVERTED (kept for history, never deleted).
+    async fn revert_to_checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: RevertToCheckpointInput,
+    ) -> Result<RevertToCheckpointPayload> {
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        let (cp, reverted, ev) = services(ctx)
+            .revert_to_checkpoint(principal(ctx), id)
+            .await?;
+        Ok(RevertToCheckpointPayload {
+            checkpoint: TaskCheckpoint(cp),
+            reverted: reverted.into_iter().map(TaskCheckpoint).collect(),
+            event: Event(ev),
+        })
+    }
+
+    /// Pins a checkpoint so retention keeps it, or unpins it.
+    async fn pin_checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: PinCheckpointInput,
+    ) -> Result<CreateCheckpointPayload> {
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        let (cp, ev) = services(ctx)
+            .pin_checkpoint(principal(ctx), id, input.pinned)
             .await?;
         Ok(CreateCheckpointPayload {
             checkpoint: TaskCheckpoint(cp),

@@ -262,6 +262,21 @@ impl ProjectQuery {
         Ok(wrap_page(pg, after.is_some(), |m| m.id.to_string(), Task))
     }
 
+    /// The RFC 6902 JSON Patch (an array of operations) that turns the
+    /// state of checkpoint `from` into the state of checkpoint `to`.
+    async fn checkpoint_diff(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `TaskCheckpoint` id: the starting state.")] from: ID,
+        #[graphql(desc = "A `TaskCheckpoint` id: the resulting state.")] to: ID,
+    ) -> Result<async_graphql::Json<serde_json::Value>> {
+        let a = ids::decode(Kind::TaskCheckpoint, &from)?;
+        let b = ids::decode(Kind::TaskCheckpoint, &to)?;
+        Ok(async_graphql::Json(
+            services(ctx).checkpoint_diff(principal(ctx), a, b).await?,
+        ))
+    }
+
     /// A HITL request by id.
     async fn hitl_request(
         &self,

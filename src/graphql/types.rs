@@ -987,9 +987,21 @@ impl TaskCheckpoint {
     async fn allowed_transitions(&self) -> Vec<CheckpointStatus> {
         self.0.status.allowed_transitions().to_vec()
     }
-    /// The saved state.
-    async fn state(&self) -> Json<Value> {
-        Json(self.0.state.clone())
+    /// The saved state (loaded only when selected; see `stateSize`).
+    async fn state(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+        Ok(Json(
+            one(&loaders(ctx).checkpoint_states, self.0.id)
+                .await?
+                .unwrap_or(Value::Null),
+        ))
+    }
+    /// Size of the state as stored JSON, in bytes.
+    async fn state_size(&self) -> i64 {
+        self.0.state_size
+    }
+    /// Whether retention keeps it whatever its age.
+    async fn pinned(&self) -> bool {
+        self.0.pinned
     }
     /// The previous version of the same step.
     async fn parent(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
@@ -1123,9 +1135,28 @@ impl Artifact {
     async fn version(&self) -> i32 {
         self.0.version
     }
-    /// The content.
-    async fn content(&self) -> Json<Value> {
-        Json(self.0.content.clone())
+    /// The content (loaded only when selected; see `size`).
+    async fn content(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+        Ok(Json(
+            one(&loaders(ctx).artifact_contents, self.0.id)
+                .await?
+                .unwrap_or(Value::Null),
+        ))
+    }
+    /// SHA-256 of the content as stored JSON, lower-case hex (64 characters).
+    async fn sha256(&self) -> &str {
+        &self.0.sha256
+    }
+    /// Size of the content as stored JSON, in bytes.
+    async fn size(&self) -> i64 {
+        self.0.size
+    }
+    /// The previous version of the same name, if any.
+    async fn supersedes(&self, ctx: &Context<'_>) -> Result<Option<Artifact>> {
+        let Some(id) = self.0.supersedes_id else {
+            return Ok(None);
+        };
+        Ok(one(&loaders(ctx).artifacts, id).await?.map(Artifact))
     }
     /// Who stored it.
     async fn created_by(&self) -> &str {

@@ -8,7 +8,7 @@ use super::task::{load_task, lock_project};
 use super::{NewEvent, Services, now};
 use crate::auth::Principal;
 use crate::domain::{ArtifactKind, EventType, ProjectStatus};
-use crate::entity::{artifact, event};
+use crate::entity::{artifact, artifact_content, event};
 use crate::error::{AppError, AppResult};
 
 /// Input of [`Services::create_artifact`].
@@ -22,7 +22,8 @@ pub struct NewArtifact {
     pub persona_id: Option<Uuid>,
     /// What it is.
     pub kind: ArtifactKind,
-    /// Its name, e.g. `prd.md`; versions are counted per name.
+    /// Its name, e.g. `prd.md`; versions are counted per name and each new
+    /// version `supersedes` the previous one.
     pub name: String,
     /// The content.
     pub content: Json,
@@ -64,6 +65,11 @@ impl Services {
             .order_by_desc(artifact::Column::Version)
             .one(&*tx)
             .await?;
+        let bytes = serde_json::to_vec(&input.content).map_err(|e| AppError::Internal(e.into()))?;
+        let sha256 = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(&bytes))
+        };
         let model = artifact::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(p.tenant_id),
@@ -72,10 +78,19 @@ impl Services {
             persona_id: Set(persona_id),
             kind: Set(input.kind),
             name: Set(name),
-            version: Set(previous.map(|a| a.version + 1).unwrap_or(1)),
-            content: Set(input.content),
+            version: Set(previous.as_ref().map(|a| a.version + 1).unwrap_or(1)),
+            supersedes_id: Set(previous.map(|a| a.id)),
+            sha256: Set(sha256),
+            size: Set(bytes.len() as i64),
             created_by: Set(p.user_id.clone()),
             created_at: Set(now()),
+        }
+        .insert(&*tx)
+        .await?;
+        artifact_content::ActiveModel {
+            artifact_id: Set(model.id),
+            tenant_id: Set(p.tenant_id),
+            content: Set(input.content),
         }
         .insert(&*tx)
         .await?;
@@ -90,7 +105,7 @@ impl Services {
             payload: json!({
                 "id": model.id, "projectId": model.project_id, "taskId": model.task_id,
                 "personaId": model.persona_id, "kind": model.kind, "name": model.name,
-                "version": model.version,
+                "version": model.version, "sha256": model.sha256, "size": model.size, "supersedesId": model.supersedes_id,
             }),
         });
         let done = tx.commit().await?;

@@ -1,15 +1,128 @@
-//! Task checkpoints: versioned snapshots of a task's state at a step.
+//! Task checkpoints: versioned snapshots of a task's state at a step,
+//! forming a tree (`parent`), with forks, diffs, reverts and pins.
+//!
+//! State bodies live in their own table (`task_checkpoint_states`), so
+//! listing checkpoints never reads them.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
-use super::task::load_task;
-use super::{NewEvent, Services, now};
+use super::task::lock_task;
+use super::{EventRef, NewEvent, Services, Tx, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::{CheckpointStatus, EventType};
-use crate::entity::{event, task_checkpoint};
+use crate::entity::{event, task_checkpoint, task_checkpoint_state};
 use crate::error::{AppError, AppResult};
+use crate::ids::{Kind, encode};
+
+/// Loads a checkpoint of the caller's tenant, locked.
+async fn lock_checkpoint(
+    tx: &Tx<'_>,
+    p: &Principal,
+    id: Uuid,
+) -> AppResult<task_checkpoint::Model> {
+    task_checkpoint::Entity::find_by_id(id)
+        .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
+        .lock_exclusive()
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id).0))
+}
+
+/// The state of a checkpoint of the caller's tenant.
+pub async fn state_of<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: Uuid,
+) -> AppResult<Json> {
+    Ok(task_checkpoint_state::Entity::find_by_id(id)
+        .filter(task_checkpoint_state::Column::TenantId.eq(p.tenant_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id).0))?
+        .state)
+}
+
+/// A version to write: its place, body, parent and event.
+struct NewVersion<'a> {
+    task_id: Uuid,
+    project_id: Uuid,
+    step_key: &'a str,
+    state: Json,
+    /// The latest version, or the fork's source.
+    parent: Option<Uuid>,
+    status: CheckpointStatus,
+    /// Extra payload fields of the event.
+    extra: Json,
+}
+
+/// Writes the next version of (task, step) with its state and queues its
+/// `CHECKPOINT_CREATED` event.
+async fn write_version(
+    tx: &mut Tx<'_>,
+    p: &Principal,
+    v: NewVersion<'_>,
+) -> AppResult<(task_checkpoint::Model, EventRef)> {
+    let NewVersion {
+        task_id,
+        project_id,
+        step_key,
+        state,
+        parent,
+        status,
+        extra,
+    } = v;
+    let latest = task_checkpoint::Entity::find()
+        .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
+        .filter(task_checkpoint::Column::TaskId.eq(task_id))
+        .filter(task_checkpoint::Column::StepKey.eq(step_key))
+        .order_by_desc(task_checkpoint::Column::Version)
+        .one(&**tx)
+        .await?;
+    let t = now();
+    let size = serde_json::to_vec(&state).map(|v| v.len()).unwrap_or(0) as i64;
+    let model = task_checkpoint::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(p.tenant_id),
+        task_id: Set(task_id),
+        project_id: Set(project_id),
+        step_key: Set(step_key.to_string()),
+        version: Set(latest.map(|c| c.version).unwrap_or(0) + 1),
+        status: Set(status),
+        parent_id: Set(parent),
+        pinned: Set(false),
+        state_size: Set(size),
+        created_by: Set(p.user_id.clone()),
+        created_at: Set(t),
+        updated_at: Set(t),
+    }
+    .insert(&**tx)
+    .await?;
+    task_checkpoint_state::ActiveModel {
+        checkpoint_id: Set(model.id),
+        tenant_id: Set(p.tenant_id),
+        state: Set(state),
+    }
+    .insert(&**tx)
+    .await?;
+    let mut payload = snapshot(&model);
+    if let (Some(o), Json::Object(e)) = (payload.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    let ev = tx.append(NewEvent {
+        event_type: EventType::CheckpointCreated,
+        project_id: Some(model.project_id),
+        task_id: Some(model.task_id),
+        subject_type: "TaskCheckpoint",
+        subject_id: model.id,
+        payload,
+    });
+    Ok((model, ev))
+}
 
 impl Services {
     /// Writes the next version of the checkpoint of (task, step).
@@ -17,8 +130,8 @@ impl Services {
     /// `expected_version` is the latest version the caller has seen (0 when
     /// it has seen none). When it is given and is not the latest, the write
     /// is refused with `CONFLICT`: a stale writer never overwrites newer
-    /// state. Two racers that both pass the check collide on the unique
-    /// (tenant, task, step, version) index, and the loser gets `CONFLICT` too.
+    /// state. The task row is locked, so writers of one task take turns;
+    /// the unique (tenant, task, step, version) index backs that up.
     #[tracing::instrument(skip(self, state), fields(tenant = %p.tenant_id))]
     pub async fn create_checkpoint(
         &self,
@@ -39,7 +152,7 @@ impl Services {
             ));
         }
         let mut tx = self.begin(p).await?;
-        let task = load_task(&*tx, p, task_id).await?;
+        let task = lock_task(&tx, p, task_id).await?;
         let latest = task_checkpoint::Entity::find()
             .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
             .filter(task_checkpoint::Column::TaskId.eq(task.id))
@@ -55,35 +168,194 @@ impl Services {
                 "checkpoint version conflict for step '{step_key}': expected {expected}, latest is {latest_version}"
             )));
         }
-        let t = now();
-        let model = task_checkpoint::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(p.tenant_id),
-            task_id: Set(task.id),
-            project_id: Set(task.project_id),
-            step_key: Set(step_key),
-            version: Set(latest_version + 1),
-            status: Set(status),
-            state: Set(state),
-            parent_id: Set(latest.map(|c| c.id)),
-            created_by: Set(p.user_id.clone()),
-            created_at: Set(t),
-            updated_at: Set(t),
-        }
-        .insert(&*tx)
+        let (model, ev) = write_version(
+            &mut tx,
+            p,
+            NewVersion {
+                task_id: task.id,
+                project_id: task.project_id,
+                step_key: &step_key,
+                state,
+                parent: latest.map(|c| c.id),
+                status,
+                extra: json!({}),
+            },
+        )
         .await?;
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
+    }
+
+    /// Starts a branch: a new version of the source's step whose parent is
+    /// the source and whose state is the source's state with `patch` (an RFC
+    /// 7386 merge patch) applied. History is left as it is.
+    #[tracing::instrument(skip(self, patch), fields(tenant = %p.tenant_id))]
+    pub async fn fork_checkpoint(
+        &self,
+        p: &Principal,
+        source_id: Uuid,
+        patch: Option<Json>,
+    ) -> AppResult<(task_checkpoint::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let task_id = task_checkpoint::Entity::find_by_id(source_id)
+            .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, source_id).0)
+            })?
+            .task_id;
+        let task = lock_task(&tx, p, task_id).await?;
+        let source = lock_checkpoint(&tx, p, source_id).await?;
+        let mut state = state_of(&*tx, p, source.id).await?;
+        if let Some(patch) = &patch {
+            json_patch::merge(&mut state, patch);
+        }
+        let (model, ev) = write_version(
+            &mut tx,
+            p,
+            NewVersion {
+                task_id: task.id,
+                project_id: task.project_id,
+                step_key: &source.step_key,
+                state,
+                parent: Some(source.id),
+                status: CheckpointStatus::InProgress,
+                extra: json!({ "forkedFrom": source.id }),
+            },
+        )
+        .await?;
+        let done = tx.commit().await?;
+        Ok((model, done.event(ev)))
+    }
+
+    /// Moves a checkpoint along `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    pub async fn update_checkpoint_status(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        to: CheckpointStatus,
+    ) -> AppResult<(task_checkpoint::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let cp = lock_checkpoint(&tx, p, id).await?;
+        if !cp.status.can_transition_to(to) {
+            return Err(AppError::transition(
+                "TaskCheckpoint",
+                cp.status,
+                to,
+                cp.status.allowed_transitions(),
+            ));
+        }
+        let mut am = cp.into_active_model();
+        am.status = Set(to);
+        am.updated_at = Set(now());
+        let cp = am.update(&*tx).await?;
         let ev = tx.append(NewEvent {
-            event_type: EventType::CheckpointCreated,
-            project_id: Some(model.project_id),
-            task_id: Some(model.task_id),
+            event_type: EventType::CheckpointStatusChanged,
+            project_id: Some(cp.project_id),
+            task_id: Some(cp.task_id),
             subject_type: "TaskCheckpoint",
-            subject_id: model.id,
+            subject_id: cp.id,
+            payload: snapshot(&cp),
+        });
+        let done = tx.commit().await?;
+        Ok((cp, done.event(ev)))
+    }
+
+    /// Goes back to a checkpoint: every later version of its step that is
+    /// not already REVERTED becomes REVERTED (kept, never deleted), and one
+    /// `CHECKPOINT_REVERTED` event lists them. Returns the target and the
+    /// checkpoints it reverted.
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    pub async fn revert_to_checkpoint(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> AppResult<(
+        task_checkpoint::Model,
+        Vec<task_checkpoint::Model>,
+        event::Model,
+    )> {
+        let mut tx = self.begin(p).await?;
+        let task_id = task_checkpoint::Entity::find_by_id(id)
+            .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id).0)
+            })?
+            .task_id;
+        lock_task(&tx, p, task_id).await?;
+        let target = lock_checkpoint(&tx, p, id).await?;
+        if target.status == CheckpointStatus::Reverted {
+            return Err(AppError::transition(
+                "TaskCheckpoint",
+                target.status,
+                target.status,
+                target.status.allowed_transitions(),
+            )
+            .because("a REVERTED checkpoint cannot be the target of a revert"));
+        }
+        let t = now();
+        let reverted = task_checkpoint::Entity::update_many()
+            .col_expr(
+                task_checkpoint::Column::Status,
+                CheckpointStatus::Reverted.into(),
+            )
+            .col_expr(task_checkpoint::Column::UpdatedAt, t.into())
+            .filter(task_checkpoint::Column::TaskId.eq(target.task_id))
+            .filter(task_checkpoint::Column::StepKey.eq(&target.step_key))
+            .filter(task_checkpoint::Column::Version.gt(target.version))
+            .filter(task_checkpoint::Column::Status.ne(CheckpointStatus::Reverted))
+            .exec_with_returning(&*tx)
+            .await?;
+        let ev = tx.append(NewEvent {
+            event_type: EventType::CheckpointReverted,
+            project_id: Some(target.project_id),
+            task_id: Some(target.task_id),
+            subject_type: "TaskCheckpoint",
+            subject_id: target.id,
             payload: json!({
-                "id": model.id, "taskId": model.task_id, "stepKey": model.step_key,
-                "version": model.version, "status": model.status,
+                "id": target.id, "taskId": target.task_id, "stepKey": target.step_key,
+                "version": target.version,
+                "reverted": reverted.iter().map(|c| c.id).collect::<Vec<_>>(),
             }),
         });
         let done = tx.commit().await?;
-        Ok((model, done.event(ev)))
+        Ok((target, reverted, done.event(ev)))
+    }
+
+    /// Pins or unpins a checkpoint: pinned ones survive retention.
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    pub async fn pin_checkpoint(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        pinned: bool,
+    ) -> AppResult<(task_checkpoint::Model, event::Model)> {
+        let mut tx = self.begin(p).await?;
+        let cp = lock_checkpoint(&tx, p, id).await?;
+        let mut am = cp.into_active_model();
+        am.pinned = Set(pinned);
+        am.updated_at = Set(now());
+        let cp = am.update(&*tx).await?;
+        let ev = tx.append(NewEvent {
+            event_type: EventType::CheckpointStatusChanged,
+            project_id: Some(cp.project_id),
+            task_id: Some(cp.task_id),
+            subject_type: "TaskCheckpoint",
+            subject_id: cp.id,
+            payload: snapshot(&cp),
+        });
+        let done = tx.commit().await?;
+        Ok((cp, done.event(ev)))
+    }
+
+    /// The RFC 6902 JSON Patch that turns checkpoint `a`'s state into `b`'s.
+    pub async fn checkpoint_diff(&self, p: &Principal, a: Uuid, b: Uuid) -> AppResult<Json> {
+        let from = state_of(self.db(), p, a).await?;
+        let to = state_of(self.db(), p, b).await?;
+        serde_json::to_value(json_patch::diff(&from, &to)).map_err(|e| AppError::Internal(e.into()))
     }
 }

@@ -1,0 +1,127 @@
+//! Checkpoint trees (fork, diff, revert, status, pin) and artifact versions
+//! with their digests.
+
+mod support;
+
+use serde_json::{Value, json};
+
+const CREATE: &str = "mutation($t: ID!, $s: JSON!) { createCheckpoint(input: {taskId: $t, stepId: \"draft\", state: $s}) { checkpoint { id version } } }";
+
+async fn task(app: &support::TestApp) -> (Value, Value) {
+    let p = app
+        .ok(
+            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    (p, t)
+}
+
+#[tokio::test]
+async fn checkpoints_fork_diff_and_revert_without_losing_history() {
+    let app = support::spawn().await;
+    let (_, t) = task(&app).await;
+    let v1 =
+        app.ok(CREATE, json!({ "t": t, "s": { "a": 1 } })).await["createCheckpoint"]["checkpoint"]
+            ["id"]
+            .clone();
+    let v2 = app
+        .ok(CREATE, json!({ "t": t, "s": { "a": 2, "b": 1 } }))
+        .await["createCheckpoint"]["checkpoint"]["id"]
+        .clone();
+
+    let d = app
+        .ok(
+            "query($a: ID!, $b: ID!) { checkpointDiff(from: $a, to: $b) }",
+            json!({ "a": v1, "b": v2 }),
+        )
+        .await;
+    let mut ops: Vec<Value> = d["checkpointDiff"].as_array().expect("ops").clone();
+    ops.sort_by_key(|o| o["path"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        ops,
+        vec![
+            json!({ "op": "replace", "path": "/a", "value": 2 }),
+            json!({ "op": "add", "path": "/b", "value": 1 })
+        ]
+    );
+
+    let fork = app
+        .ok("mutation($c: ID!) { forkFromCheckpoint(input: {checkpointId: $c, statePatch: {c: 3}}) { checkpoint { id version state parent { id } } event { payload } } }", json!({ "c": v1 }))
+        .await["forkFromCheckpoint"]
+        .clone();
+    assert_eq!(fork["checkpoint"]["version"], 3);
+    assert_eq!(fork["checkpoint"]["state"], json!({ "a": 1, "c": 3 }));
+    assert_eq!(fork["checkpoint"]["parent"]["id"], v1);
+    let v3 = fork["checkpoint"]["id"].clone();
+
+    let r = app
+        .ok("mutation($c: ID!) { revertToCheckpoint(input: {checkpointId: $c}) { checkpoint { version } reverted { id status } event { type } } }", json!({ "c": v1 }))
+        .await["revertToCheckpoint"]
+        .clone();
+    let reverted: Vec<&Value> = r["reverted"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    assert_eq!(reverted, vec![&v2, &v3]);
+    assert_eq!(r["event"]["type"], "CHECKPOINT_REVERTED");
+    let again = app
+        .ok("mutation($c: ID!) { revertToCheckpoint(input: {checkpointId: $c}) { reverted { id } } }", json!({ "c": v1 }))
+        .await;
+    assert_eq!(again["revertToCheckpoint"]["reverted"], json!([]));
+
+    let all = app.ok("query($t: ID!) { task(id: $t) { checkpoints { totalCount nodes { version status stateSize } } } }", json!({ "t": t })).await;
+    assert_eq!(
+        all["task"]["checkpoints"]["totalCount"], 3,
+        "nothing deleted"
+    );
+
+    let st = "mutation($c: ID!, $s: CheckpointStatus!) { updateCheckpointStatus(input: {checkpointId: $c, status: $s}) { checkpoint { status } } }";
+    assert_eq!(
+        app.ok(st, json!({ "c": v1, "s": "COMPLETED" })).await["updateCheckpointStatus"]["checkpoint"]
+            ["status"],
+        "COMPLETED"
+    );
+    let back = app.post(st, json!({ "c": v1, "s": "IN_PROGRESS" })).await;
+    assert_eq!(
+        back["errors"][0]["extensions"]["code"],
+        "INVALID_TRANSITION"
+    );
+    let pin = app.ok("mutation($c: ID!) { pinCheckpoint(input: {checkpointId: $c, pinned: true}) { checkpoint { pinned } } }", json!({ "c": v1 })).await;
+    assert_eq!(pin["pinCheckpoint"]["checkpoint"]["pinned"], true);
+}
+
+#[tokio::test]
+async fn artifact_versions_chain_and_carry_their_digest_and_size() {
+    let app = support::spawn().await;
+    let (p, t) = task(&app).await;
+    let q = "mutation($p: ID!, $t: ID!, $c: JSON!) { createArtifact(input: {projectId: $p, taskId: $t, kind: PLAN, name: \"prd.md\", content: $c}) { artifact { id version sha256 size supersedes { id version } } } }";
+    let first = app
+        .ok(q, json!({ "p": p, "t": t, "c": { "title": "PRD" } }))
+        .await["createArtifact"]["artifact"]
+        .clone();
+    let second = app
+        .ok(q, json!({ "p": p, "t": t, "c": { "title": "PRD v2" } }))
+        .await["createArtifact"]["artifact"]
+        .clone();
+    assert_eq!(second["version"], 2);
+    assert_eq!(second["supersedes"]["id"], first["id"]);
+    let bytes = serde_json::to_vec(&json!({ "title": "PRD" })).expect("json");
+    use sha2::Digest;
+    assert_eq!(
+        first["sha256"],
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    );
+    assert_eq!(first["size"], bytes.len());
+    let got = app
+        .ok(
+            "query($id: ID!) { node(id: $id) { ... on Artifact { content } } }",
+            json!({ "id": first["id"] }),
+        )
+        .await;
+    assert_eq!(got["node"]["content"], json!({ "title": "PRD" }));
+}
