@@ -125,3 +125,78 @@ async fn artifact_versions_chain_and_carry_their_digest_and_size() {
         .await;
     assert_eq!(got["node"]["content"], json!({ "title": "PRD" }));
 }
+
+#[tokio::test]
+async fn the_artifacts_zip_holds_the_latest_version_of_each_name() {
+    let app = support::spawn().await;
+    let (p, t) = task(&app).await;
+    let q = "mutation($p: ID!, $t: ID!, $n: String!, $c: JSON!) { createArtifact(input: {projectId: $p, taskId: $t, kind: DOCUMENT, name: $n, content: $c}) { artifact { id } } }";
+    app.ok(q, json!({ "p": p, "t": t, "n": "prd.md", "c": "# PRD v1" }))
+        .await;
+    app.ok(q, json!({ "p": p, "t": t, "n": "prd.md", "c": "# PRD v2" }))
+        .await;
+    app.ok(
+        q,
+        json!({ "p": p, "t": t, "n": "../escape/arch.json", "c": { "layers": 3 } }),
+    )
+    .await;
+
+    let url = format!(
+        "{}/projects/{}/artifacts.zip",
+        app.base,
+        p.as_str().expect("id")
+    );
+    let resp = app.http().get(&url).send().await.expect("get");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/zip")
+    );
+    let bytes = resp.bytes().await.expect("body").to_vec();
+    let zip = async_zip::base::read::mem::ZipFileReader::new(bytes)
+        .await
+        .expect("a valid ZIP");
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..zip.file().entries().len() {
+        let name = zip.file().entries()[i]
+            .filename()
+            .as_str()
+            .expect("utf-8")
+            .to_string();
+        let mut text = String::new();
+        zip.reader_with_entry(i)
+            .await
+            .expect("entry")
+            .read_to_string_checked(&mut text)
+            .await
+            .expect("read");
+        files.insert(name, text);
+    }
+    assert_eq!(files.len(), 2);
+    assert_eq!(files["prd.md"], "# PRD v2");
+    let arch: Value = serde_json::from_str(&files["escape/arch.json"]).expect("json");
+    assert_eq!(arch, json!({ "layers": 3 }));
+
+    let missing = format!(
+        "{}/projects/Project:{}/artifacts.zip",
+        app.base,
+        uuid::Uuid::now_v7()
+    );
+    assert_eq!(
+        app.http().get(&missing).send().await.expect("get").status(),
+        404
+    );
+    let other = app
+        .http()
+        .get(format!(
+            "{}/projects/{}/artifacts.zip",
+            app.base,
+            t.as_str().expect("id")
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(other.status(), 400, "a Task id is not a project");
+}

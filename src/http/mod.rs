@@ -1,5 +1,7 @@
 //! HTTP: GraphQL over HTTP (POST and GET), GraphiQL, WebSocket
-//! subscriptions on the same path, and health probes.
+//! subscriptions on the same path, health probes and the artifacts ZIP.
+
+pub mod zip;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,13 +45,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/projects/{id}/artifacts.zip", get(zip::artifacts_zip))
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// The caller of an HTTP request. Authentication is not configured yet, so
 /// every caller is the single development tenant.
-fn principal_of(_headers: &HeaderMap) -> Principal {
+pub(crate) fn principal_of(_headers: &HeaderMap) -> Principal {
     Principal::development()
 }
 

@@ -112,3 +112,49 @@ impl Services {
         Ok((model, done.event(ev)))
     }
 }
+
+impl Services {
+    /// The latest version of every artifact name in a project (metadata
+    /// only), by name; `NOT_FOUND` when the project is not the caller's.
+    pub async fn latest_artifacts(
+        &self,
+        p: &Principal,
+        project_id: Uuid,
+    ) -> AppResult<Vec<artifact::Model>> {
+        use crate::entity::project;
+        project::Entity::find_by_id(project_id)
+            .filter(project::Column::TenantId.eq(p.tenant_id))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found(
+                    "Project",
+                    crate::ids::encode(crate::ids::Kind::Project, project_id).0,
+                )
+            })?;
+        let rows = artifact::Entity::find()
+            .filter(artifact::Column::TenantId.eq(p.tenant_id))
+            .filter(artifact::Column::ProjectId.eq(project_id))
+            .order_by_asc(artifact::Column::Name)
+            .order_by_desc(artifact::Column::Version)
+            .all(self.db())
+            .await?;
+        let mut latest: Vec<artifact::Model> = Vec::new();
+        for a in rows {
+            if latest.last().map(|l| &l.name) != Some(&a.name) {
+                latest.push(a);
+            }
+        }
+        Ok(latest)
+    }
+
+    /// The content of one artifact of the caller's tenant.
+    pub async fn artifact_content(&self, p: &Principal, id: Uuid) -> AppResult<Json> {
+        Ok(artifact_content::Entity::find_by_id(id)
+            .filter(artifact_content::Column::TenantId.eq(p.tenant_id))
+            .one(self.db())
+            .await?
+            .map(|c| c.content)
+            .unwrap_or(Json::Null))
+    }
+}
