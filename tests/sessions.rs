@@ -108,3 +108,76 @@ async fn the_least_recently_active_session_expires_when_a_user_goes_over_the_lim
     assert_eq!(status(&second), "ACTIVE");
     assert_eq!(status(&third), "ACTIVE");
 }
+
+#[tokio::test]
+async fn a_context_travels_between_sessions_and_a_tampered_snapshot_is_refused() {
+    let app = support::spawn().await;
+    let s1 = start(&app).await;
+    let c = app
+        .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"architect\", initialState: {stack: \"rust\"}}) { context { id } } }", json!({ "s": s1 }))
+        .await["switchPersona"]["context"]["id"]
+        .clone();
+    app.ok("mutation($c: ID!) { appendPersonaContextHistory(input: {contextId: $c, entry: {role: \"user\", content: \"hi\"}}) { context { id } } }", json!({ "c": c }))
+        .await;
+    for compress in [false, true] {
+        let snap = app
+            .ok("mutation($c: ID!, $z: Boolean!) { exportPersonaContext(input: {contextId: $c, compress: $z}) { snapshot { data compressed checksum size } } }", json!({ "c": c, "z": compress }))
+            .await["exportPersonaContext"]["snapshot"]
+            .clone();
+        assert!(
+            snap["checksum"]
+                .as_str()
+                .expect("checksum")
+                .starts_with("sha256:")
+        );
+        let s2 = start(&app).await;
+        let imported = app
+            .ok("mutation($s: ID!, $snap: PersonaContextSnapshotInput!) { importPersonaContext(input: {sessionId: $s, snapshot: $snap}) { context { state history historyTotal persona { key } } event { type } } }", json!({ "s": s2, "snap": snap }))
+            .await["importPersonaContext"]
+            .clone();
+        assert_eq!(imported["context"]["state"], json!({ "stack": "rust" }));
+        assert_eq!(
+            imported["context"]["history"],
+            json!([{ "role": "user", "content": "hi" }])
+        );
+        assert_eq!(imported["context"]["persona"]["key"], "architect");
+
+        // One flipped character in the data, or a checksum from elsewhere: refused.
+        let mut bad = snap.clone();
+        let data = bad["data"].as_str().expect("data").to_string();
+        // In the middle: a gzip header byte (mtime) could change without
+        // changing the content, which is not tampering with the context.
+        let mid = data.len() / 2;
+        let flipped: String = data
+            .chars()
+            .enumerate()
+            .map(|(i, ch)| {
+                if i == mid {
+                    if ch == 'A' { 'B' } else { 'A' }
+                } else {
+                    ch
+                }
+            })
+            .collect();
+        bad["data"] = json!(flipped);
+        let body = app
+            .post("mutation($s: ID!, $snap: PersonaContextSnapshotInput!) { importPersonaContext(input: {sessionId: $s, snapshot: $snap}) { context { id } } }", json!({ "s": s2, "snap": bad }))
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "compress={compress}: {body}"
+        );
+        let mut wrong = snap.clone();
+        wrong["checksum"] = json!(format!("sha256:{}", "0".repeat(64)));
+        let body = app
+            .post("mutation($s: ID!, $snap: PersonaContextSnapshotInput!) { importPersonaContext(input: {sessionId: $s, snapshot: $snap}) { context { id } } }", json!({ "s": s2, "snap": wrong }))
+            .await;
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("checksum"),
+            "{body}"
+        );
+    }
+}

@@ -1036,6 +1036,46 @@ payload!(
     }
 );
 
+/// Input of `exportPersonaContext`.
+#[derive(InputObject)]
+pub struct ExportPersonaContextInput {
+    /// The context.
+    pub context_id: ID,
+    /// gzip the JSON before base64; default false.
+    #[graphql(default)]
+    pub compress: bool,
+}
+
+/// A portable copy of a persona context.
+#[derive(SimpleObject, InputObject)]
+#[graphql(input_name = "PersonaContextSnapshotInput")]
+pub struct PersonaContextSnapshot {
+    /// The snapshot: JSON (gzip-compressed when `compressed`), base64.
+    pub data: String,
+    /// Whether `data` holds gzip-compressed JSON.
+    pub compressed: bool,
+    /// `sha256:` + lower-case hex of the uncompressed JSON; checked on import.
+    pub checksum: String,
+    /// Size of the uncompressed JSON, in bytes (informative; not checked).
+    pub size: i64,
+}
+
+/// Result of `exportPersonaContext`.
+#[derive(SimpleObject)]
+pub struct ExportPersonaContextPayload {
+    /// The snapshot.
+    pub snapshot: PersonaContextSnapshot,
+}
+
+/// Input of `importPersonaContext`.
+#[derive(InputObject)]
+pub struct ImportPersonaContextInput {
+    /// The ACTIVE session to import into.
+    pub session_id: ID,
+    /// A snapshot as `exportPersonaContext` returned it.
+    pub snapshot: PersonaContextSnapshot,
+}
+
 /// Result of `touchSession`.
 #[derive(SimpleObject)]
 pub struct TouchSessionPayload {
@@ -1101,6 +1141,51 @@ impl SessionMutation {
         Ok(CleanupExpiredSessionsPayload {
             expired_count: expired.len() as i32,
             sessions: expired.into_iter().map(Session).collect(),
+        })
+    }
+
+    /// Exports a context (state, history, tool, workflow, persona key) as a
+    /// portable snapshot with a SHA-256 checksum. Changes nothing.
+    async fn export_persona_context(
+        &self,
+        ctx: &Context<'_>,
+        input: ExportPersonaContextInput,
+    ) -> Result<ExportPersonaContextPayload> {
+        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+        let s = services(ctx)
+            .export_context(principal(ctx), id, input.compress)
+            .await?;
+        Ok(ExportPersonaContextPayload {
+            snapshot: PersonaContextSnapshot {
+                data: s.data,
+                compressed: s.compressed,
+                checksum: s.checksum,
+                size: s.size,
+            },
+        })
+    }
+
+    /// Imports a snapshot into a session, creating or replacing that
+    /// persona's context there. A snapshot whose checksum does not match
+    /// (corrupted or tampered) is refused with `BAD_USER_INPUT`.
+    async fn import_persona_context(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportPersonaContextInput,
+    ) -> Result<PersonaContextPayload> {
+        let sid = ids::decode(Kind::Session, &input.session_id)?;
+        let snap = crate::service::session::ContextSnapshot {
+            data: input.snapshot.data,
+            compressed: input.snapshot.compressed,
+            checksum: input.snapshot.checksum,
+            size: input.snapshot.size,
+        };
+        let (c, ev) = services(ctx)
+            .import_context(principal(ctx), sid, &snap)
+            .await?;
+        Ok(PersonaContextPayload {
+            context: PersonaContext(c),
+            event: Event(ev),
         })
     }
 

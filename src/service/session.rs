@@ -463,3 +463,190 @@ fn context_event(tx: &mut Tx<'_>, c: &persona_context::Model, extra: Json) -> Ev
         payload,
     })
 }
+
+/// A portable copy of a persona context (see [`Services::export_context`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextSnapshot {
+    /// The snapshot document, base64 (standard alphabet, padded).
+    pub data: String,
+    /// Whether `data` is gzip-compressed JSON (else plain JSON).
+    pub compressed: bool,
+    /// `sha256:` + lower-case hex of the uncompressed JSON document.
+    pub checksum: String,
+    /// Size of the uncompressed JSON document, in bytes.
+    pub size: i64,
+}
+
+/// The document inside a snapshot. `format` is checked on import so a
+/// future layout can be told apart.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotDoc {
+    format: String,
+    persona: String,
+    state: Json,
+    history: Json,
+    history_total: i64,
+    active_tool: Option<String>,
+    active_workflow: Option<String>,
+    exported_at: chrono::DateTime<chrono::Utc>,
+}
+
+const SNAPSHOT_FORMAT: &str = "cerebral.persona-context/1";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+impl Services {
+    /// Exports a context as a portable snapshot: JSON (optionally gzip),
+    /// base64, with a SHA-256 checksum of the JSON. Read-only, no event.
+    pub async fn export_context(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        compress: bool,
+    ) -> AppResult<ContextSnapshot> {
+        use base64::Engine;
+        use std::io::Write;
+        let ctx = persona_context::Entity::find_by_id(id)
+            .filter(persona_context::Column::TenantId.eq(p.tenant_id))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0)
+            })?;
+        let persona = crate::entity::persona::Entity::find_by_id(ctx.persona_id)
+            .one(self.db())
+            .await?
+            .map(|m| m.key)
+            .unwrap_or_default();
+        let doc = SnapshotDoc {
+            format: SNAPSHOT_FORMAT.into(),
+            persona,
+            state: ctx.state,
+            history: ctx.history,
+            history_total: ctx.history_total,
+            active_tool: ctx.active_tool,
+            active_workflow: ctx.active_workflow,
+            exported_at: now(),
+        };
+        let json = serde_json::to_vec(&doc).map_err(|e| AppError::Internal(e.into()))?;
+        let checksum = sha256_hex(&json);
+        let payload = if compress {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&json)
+                .map_err(|e| AppError::Internal(e.into()))?;
+            gz.finish().map_err(|e| AppError::Internal(e.into()))?
+        } else {
+            json.clone()
+        };
+        Ok(ContextSnapshot {
+            data: base64::engine::general_purpose::STANDARD.encode(payload),
+            compressed: compress,
+            checksum,
+            size: json.len() as i64,
+        })
+    }
+
+    /// Imports a snapshot into an ACTIVE session: the checksum must match
+    /// the decoded JSON, or the snapshot is refused (`BAD_USER_INPUT`) and
+    /// nothing changes. The persona's context in that session is created or
+    /// has its state and history replaced; one `PERSONA_CONTEXT_UPDATED`
+    /// event records the import.
+    #[tracing::instrument(skip(self, snapshot), fields(tenant = %p.tenant_id))]
+    pub async fn import_context(
+        &self,
+        p: &Principal,
+        session_id: Uuid,
+        snapshot: &ContextSnapshot,
+    ) -> AppResult<(persona_context::Model, event::Model)> {
+        use base64::Engine;
+        use std::io::Read;
+        let refuse = |why: &str| AppError::bad_input(format!("the snapshot is refused: {why}"));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(snapshot.data.trim())
+            .map_err(|_| refuse("it is not valid base64"))?;
+        let json = if snapshot.compressed {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(64 * 1024 * 1024)
+                .read_to_end(&mut out)
+                .map_err(|_| refuse("it is not valid gzip"))?;
+            out
+        } else {
+            raw
+        };
+        if sha256_hex(&json) != snapshot.checksum.trim().to_lowercase() {
+            return Err(refuse(
+                "its checksum does not match its content (corrupted or altered)",
+            ));
+        }
+        let doc: SnapshotDoc = serde_json::from_slice(&json)
+            .map_err(|_| refuse("it is not a persona context snapshot"))?;
+        if doc.format != SNAPSHOT_FORMAT {
+            return Err(refuse(&format!("unknown format '{}'", doc.format)));
+        }
+        if !doc.state.is_object() || !doc.history.is_array() {
+            return Err(refuse("state must be an object and history an array"));
+        }
+        let persona = self.find_persona(p, &doc.persona).await?;
+        let mut history = doc.history.as_array().cloned().unwrap_or_default();
+        let max = self.settings().max_context_history.max(1);
+        if history.len() > max {
+            let excess = history.len() - max;
+            history.drain(..excess);
+        }
+        let mut tx = self.begin(p).await?;
+        let session = load_session(&tx, p, session_id).await?;
+        if session.status != SessionStatus::Active {
+            return Err(AppError::bad_input(
+                "contexts can only be imported into an ACTIVE session",
+            ));
+        }
+        require_not_overdue(&session)?;
+        let t = now();
+        let existing = persona_context::Entity::find()
+            .filter(persona_context::Column::TenantId.eq(p.tenant_id))
+            .filter(persona_context::Column::UserId.eq(&session.user_id))
+            .filter(persona_context::Column::PersonaId.eq(persona.id))
+            .filter(persona_context::Column::SessionId.eq(session.id))
+            .lock_exclusive()
+            .one(&*tx)
+            .await?;
+        let is_new = existing.is_none();
+        let mut am = match existing {
+            Some(c) => c.into_active_model(),
+            None => persona_context::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(p.tenant_id),
+                user_id: Set(session.user_id.clone()),
+                session_id: Set(session.id),
+                persona_id: Set(persona.id),
+                parent_id: Set(None),
+                created_at: Set(t),
+                ..Default::default()
+            },
+        };
+        am.state = Set(doc.state);
+        am.history = Set(Json::Array(history));
+        am.history_total = Set(doc.history_total.max(0));
+        am.active_tool = Set(doc.active_tool);
+        am.active_workflow = Set(doc.active_workflow);
+        am.last_active_at = Set(t);
+        am.updated_at = Set(t);
+        let ctx = if is_new {
+            am.insert(&*tx).await?
+        } else {
+            am.update(&*tx).await?
+        };
+        let ev = context_event(
+            &mut tx,
+            &ctx,
+            json!({ "imported": true, "checksum": snapshot.checksum }),
+        );
+        let done = tx.commit().await?;
+        Ok((ctx, done.event(ev)))
+    }
+}
