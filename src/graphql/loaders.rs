@@ -481,6 +481,23 @@ impl Loader<Uuid> for Bodies<artifact_content::Entity> {
     }
 }
 
+/// Seconds each project spent waiting for humans, one grouped query per batch.
+pub struct HumanWait {
+    services: crate::service::Services,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for HumanWait {
+    type Value = f64;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, f64>, LoadError> {
+        self.services
+            .human_wait(self.tenant, keys)
+            .await
+            .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
+    }
+}
+
 /// Completion summaries of projects, one grouped query per batch.
 pub struct Completions {
     db: DatabaseConnection,
@@ -537,6 +554,8 @@ pub struct Loaders {
     pub latest_checkpoint: DataLoader<Children<task_checkpoint::Entity>>,
     /// Members and workflows of teams.
     pub team_keys: DataLoader<TeamKeys>,
+    /// Time waiting for humans, per project.
+    pub human_wait: Option<DataLoader<HumanWait>>,
     /// Completion of projects.
     pub completions: DataLoader<Completions>,
     /// Child counts.
@@ -566,6 +585,26 @@ pub struct Loaders {
 }
 
 impl Loaders {
+    /// Adds the loaders that need the service layer.
+    pub fn with_services(
+        mut self,
+        services: &crate::service::Services,
+        tenant: Uuid,
+        delay: Duration,
+    ) -> Self {
+        self.human_wait = Some(
+            DataLoader::new(
+                HumanWait {
+                    services: services.clone(),
+                    tenant,
+                },
+                tokio::spawn,
+            )
+            .delay(delay),
+        );
+        self
+    }
+
     /// Builds the loaders of one request for `tenant`.
     pub fn new(db: &DatabaseConnection, tenant: Uuid, delay: Duration) -> Self {
         fn dl<T: Send + Sync + 'static>(t: T, delay: Duration) -> DataLoader<T> {
@@ -664,6 +703,7 @@ impl Loaders {
                 },
                 delay,
             ),
+            human_wait: None,
             completions: dl(
                 Completions {
                     db: db.clone(),

@@ -49,7 +49,8 @@ pub fn request_data(
     principal: Principal,
     loader_delay: Duration,
 ) -> async_graphql::Request {
-    let loaders = loaders::Loaders::new(services.db(), principal.tenant_id, loader_delay);
+    let loaders = loaders::Loaders::new(services.db(), principal.tenant_id, loader_delay)
+        .with_services(services, principal.tenant_id, loader_delay);
     req.data(principal).data(loaders)
 }
 

@@ -25,6 +25,7 @@ pub struct Query(
     CatalogQuery,
     SessionQuery,
     EventQuery,
+    AnalyticsQuery,
 );
 
 /// `node(id:)`.
@@ -555,6 +556,42 @@ impl SessionQuery {
             |m| m.id.to_string(),
             Session,
         ))
+    }
+}
+
+/// Analytics, computed in SQL.
+#[derive(Default)]
+pub struct AnalyticsQuery;
+
+#[Object]
+impl AnalyticsQuery {
+    /// Per persona: tasks completed and failed, success rate, mean and p95
+    /// duration (seconds) — over the tenant, or one project.
+    async fn persona_analytics(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only this project's tasks.")] project_id: Option<ID>,
+    ) -> Result<Vec<PersonaAnalytics>> {
+        let project = project_id
+            .map(|p| ids::decode(Kind::Project, &p))
+            .transpose()?;
+        Ok(services(ctx)
+            .persona_stats(principal(ctx), project)
+            .await?
+            .into_iter()
+            .map(PersonaAnalytics)
+            .collect())
+    }
+
+    /// Per workflow: projects started and completed, mean time to complete
+    /// (seconds).
+    async fn workflow_analytics(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowAnalytics>> {
+        Ok(services(ctx)
+            .workflow_stats(principal(ctx))
+            .await?
+            .into_iter()
+            .map(WorkflowAnalytics)
+            .collect())
     }
 }
 

@@ -240,6 +240,15 @@ impl Project {
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.0.ended_at
     }
+    /// Seconds this project's tasks have waited for humans: the sum over its
+    /// HITL requests of the time from asking to answer (to now while
+    /// pending).
+    async fn human_wait_seconds(&self, ctx: &Context<'_>) -> Result<f64> {
+        match &loaders(ctx).human_wait {
+            Some(l) => Ok(one(l, self.0.id).await?.unwrap_or(0.0)),
+            None => Ok(0.0),
+        }
+    }
     /// HITL requests of this project waiting for a human, for dashboards.
     async fn pending_hitl_count(&self, ctx: &Context<'_>) -> Result<u64> {
         Ok(
@@ -1431,5 +1440,64 @@ impl AgentStatusHistoryEntry {
     /// When it reported this.
     async fn reported_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+}
+
+/// How one persona's tasks went.
+pub struct PersonaAnalytics(pub crate::service::analytics::PersonaStats);
+
+#[Object]
+impl PersonaAnalytics {
+    /// The persona.
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+        Ok(one(&loaders(ctx).personas, self.0.persona_id)
+            .await?
+            .map(Persona))
+    }
+    /// Tasks COMPLETED.
+    async fn tasks_completed(&self) -> i64 {
+        self.0.completed
+    }
+    /// Tasks FAILED.
+    async fn tasks_failed(&self) -> i64 {
+        self.0.failed
+    }
+    /// completed / (completed + failed), 0–1; null before any finished.
+    async fn success_rate(&self) -> Option<f64> {
+        let done = self.0.completed + self.0.failed;
+        (done > 0).then(|| self.0.completed as f64 / done as f64)
+    }
+    /// Mean start-to-completion time of completed tasks, in seconds.
+    async fn mean_duration_seconds(&self) -> Option<f64> {
+        self.0.mean_seconds
+    }
+    /// 95th percentile (nearest rank) of the same, in seconds.
+    async fn p95_duration_seconds(&self) -> Option<f64> {
+        self.0.p95_seconds
+    }
+}
+
+/// How one workflow's projects went.
+pub struct WorkflowAnalytics(pub crate::service::analytics::WorkflowStats);
+
+#[Object]
+impl WorkflowAnalytics {
+    /// The workflow.
+    async fn workflow(&self, ctx: &Context<'_>) -> Result<Option<Workflow>> {
+        Ok(one(&loaders(ctx).workflows, self.0.workflow_id)
+            .await?
+            .map(Workflow))
+    }
+    /// Projects started from it.
+    async fn projects_started(&self) -> i64 {
+        self.0.started
+    }
+    /// Of those, COMPLETED.
+    async fn projects_completed(&self) -> i64 {
+        self.0.completed
+    }
+    /// Mean time from creation to completion, in seconds.
+    async fn mean_time_to_complete_seconds(&self) -> Option<f64> {
+        self.0.mean_seconds
     }
 }

@@ -154,11 +154,18 @@ async fn websocket(app: AppState, req: Request) -> Response {
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let mut data = Data::default();
-            data.insert(crate::graphql::loaders::Loaders::new(
-                app.services.db(),
-                principal.tenant_id,
-                app.loader_delay,
-            ));
+            data.insert(
+                crate::graphql::loaders::Loaders::new(
+                    app.services.db(),
+                    principal.tenant_id,
+                    app.loader_delay,
+                )
+                .with_services(
+                    &app.services,
+                    principal.tenant_id,
+                    app.loader_delay,
+                ),
+            );
             data.insert(principal);
             GraphQLWebSocket::new(socket, app.schema.clone(), protocol)
                 .with_data(data)

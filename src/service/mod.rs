@@ -20,6 +20,7 @@
 //!   `BEGIN IMMEDIATE`; `FOR UPDATE` is not needed there and not emitted.
 
 pub mod agent;
+pub mod analytics;
 pub mod artifact;
 pub mod catalog;
 pub mod checkpoint;
