@@ -64,7 +64,7 @@ async fn persona_workflow_and_waiting_figures_come_out_of_sql() {
     );
     let p95 = dev["p95DurationSeconds"].as_f64().expect("p95");
     assert!(
-        p95 >= 0.4 && p95 < 1.5,
+        (0.4..1.5).contains(&p95),
         "p95 of four is the largest, ≈ 0.4 s, got {p95}"
     );
     assert_eq!(
