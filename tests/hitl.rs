@@ -134,3 +134,49 @@ async fn unanswered_requests_expire_and_their_task_fails_or_resumes_as_asked() {
         .await;
     assert_eq!(e["events"]["totalCount"], 2);
 }
+
+#[tokio::test]
+async fn answers_must_match_the_requests_schema() {
+    let app = support::spawn().await;
+    let p = app
+        .ok(
+            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let t = working_task(&app, &p).await;
+    let bad_schema = app
+        .post("mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"?\", responseSchema: {type: 12}}) { hitlRequest { id } } }", json!({ "t": t }))
+        .await;
+    assert_eq!(
+        bad_schema["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{bad_schema}"
+    );
+    let schema = json!({ "type": "object", "required": ["budget"], "properties": { "budget": { "type": "integer", "minimum": 0 } } });
+    let r = ask(&app, &t, json!({ "responseSchema": schema })).await;
+    let answer = "mutation($r: ID!, $d: HitlDecision!, $x: JSON) { resolveHitlRequest(input: {requestId: $r, decision: $d, response: $x}) { hitlRequest { status response } } }";
+    let wrong = app
+        .post(
+            answer,
+            json!({ "r": r, "d": "AMEND", "x": { "budget": "lots" } }),
+        )
+        .await;
+    assert_eq!(wrong["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert!(
+        wrong["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/budget"),
+        "{wrong}"
+    );
+    let missing = app.post(answer, json!({ "r": r, "d": "APPROVE" })).await;
+    assert_eq!(missing["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    let ok = app
+        .ok(
+            answer,
+            json!({ "r": r, "d": "AMEND", "x": { "budget": 10 } }),
+        )
+        .await;
+    assert_eq!(ok["resolveHitlRequest"]["hitlRequest"]["status"], "AMENDED");
+}

@@ -118,6 +118,7 @@ impl MigrationTrait for Migration {
                 .col(uuid("task_id"))
                 .col(text("question"))
                 .col(json_binary("options"))
+                .col(json_binary_null("response_schema"))
                 .col(string_len("status", 32))
                 .col(string_len_null("decision", 32))
                 .col(json_binary_null("response"))

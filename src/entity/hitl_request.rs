@@ -16,6 +16,8 @@ pub struct Model {
     pub question: String,
     #[sea_orm(column_type = "JsonBinary")]
     pub options: Json,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub response_schema: Option<Json>,
     pub status: HitlStatus,
     pub decision: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]

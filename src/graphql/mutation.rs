@@ -439,6 +439,9 @@ pub struct RequestHitlInput {
     /// What happens to the task if it expires unanswered; default FAIL_TASK.
     #[graphql(default_with = "HitlExpiryPolicy::FailTask")]
     pub on_expiry: HitlExpiryPolicy,
+    /// A JSON Schema the `response` of an APPROVE or AMEND must match; an
+    /// answer that does not is refused with `BAD_USER_INPUT`.
+    pub response_schema: Option<Json<Value>>,
 }
 
 /// Input of `resolveHitlRequest`.
@@ -630,6 +633,7 @@ impl HitlMutation {
                 input.options.unwrap_or_default(),
                 input.expires_at,
                 input.on_expiry,
+                input.response_schema.map(|j| j.0),
             )
             .await?;
         Ok(RequestHitlPayload {

@@ -1054,6 +1054,10 @@ impl HitlRequest {
     async fn question(&self) -> &str {
         &self.0.question
     }
+    /// The JSON Schema an APPROVE or AMEND response must match, if any.
+    async fn response_schema(&self) -> Option<Json<Value>> {
+        self.0.response_schema.clone().map(Json)
+    }
     /// Suggested answers, if any.
     async fn options(&self) -> Vec<String> {
         crate::service::json_strings(&self.0.options)

@@ -54,7 +54,13 @@ impl Services {
         options: Vec<String>,
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
         on_expiry: HitlExpiryPolicy,
+        response_schema: Option<Json>,
     ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
+        if let Some(schema) = &response_schema {
+            jsonschema::validator_for(schema).map_err(|e| {
+                AppError::bad_input(format!("responseSchema is not a valid JSON Schema: {e}"))
+            })?;
+        }
         let question = question.trim().to_string();
         if question.is_empty() {
             return Err(AppError::bad_input("question must not be empty"));
@@ -98,6 +104,7 @@ impl Services {
             task_id: Set(task.id),
             question: Set(question),
             options: Set(json!(options)),
+            response_schema: Set(response_schema),
             status: Set(HitlStatus::Pending),
             decision: Set(None),
             response: Set(None),
@@ -166,6 +173,11 @@ impl Services {
             .because(format!("it expired at {}", e.to_rfc3339())));
         }
         require_active_project(&project, &task, task.status)?;
+        if decision != HitlDecision::Reject
+            && let Some(schema) = &req.response_schema
+        {
+            check_answer(schema, response.as_ref().unwrap_or(&Json::Null))?;
+        }
         let res = hitl_request::Entity::update_many()
             .col_expr(hitl_request::Column::Status, to.into())
             .col_expr(
@@ -334,6 +346,34 @@ impl Services {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// Refuses an answer that does not match the request's `responseSchema`,
+/// naming (up to five of) the mismatches.
+fn check_answer(schema: &Json, answer: &Json) -> AppResult<()> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        AppError::Internal(anyhow::anyhow!("stored schema no longer compiles: {e}"))
+    })?;
+    let problems: Vec<String> = validator
+        .iter_errors(answer)
+        .take(5)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::bad_input(format!(
+            "the response does not match the request's responseSchema: {}",
+            problems.join("; ")
+        )))
     }
 }
 
