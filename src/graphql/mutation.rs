@@ -628,12 +628,14 @@ impl HitlMutation {
         let (req, task, ev) = services(ctx)
             .request_hitl(
                 principal(ctx),
-                tid,
-                input.question,
-                input.options.unwrap_or_default(),
-                input.expires_at,
-                input.on_expiry,
-                input.response_schema.map(|j| j.0),
+                crate::service::hitl::NewHitlRequest {
+                    task_id: tid,
+                    question: input.question,
+                    options: input.options.unwrap_or_default(),
+                    expires_at: input.expires_at,
+                    on_expiry: input.on_expiry,
+                    response_schema: input.response_schema.map(|j| j.0),
+                },
             )
             .await?;
         Ok(RequestHitlPayload {

@@ -41,21 +41,41 @@ pub fn parse_decision(s: &str) -> Option<HitlDecision> {
     }
 }
 
+/// Input of [`Services::request_hitl`].
+#[derive(Debug, Clone)]
+pub struct NewHitlRequest {
+    /// The task that asks.
+    pub task_id: Uuid,
+    /// The question.
+    pub question: String,
+    /// Suggested answers.
+    pub options: Vec<String>,
+    /// When the question stops being useful.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What happens to the task if nobody answers in time.
+    pub on_expiry: HitlExpiryPolicy,
+    /// A JSON Schema that APPROVE and AMEND answers must match.
+    pub response_schema: Option<Json>,
+}
+
 impl Services {
     /// Opens a HITL request on a WORKING task and moves the task to
     /// WAITING_FOR_HITL (a task already waiting may ask more questions).
     /// Appends `TASK_WAITING_FOR_HITL` (when the task moves) and `HITL_REQUESTED`.
-    #[tracing::instrument(skip(self, question, options), fields(tenant = %p.tenant_id))]
+    #[tracing::instrument(skip(self, input), fields(tenant = %p.tenant_id))]
     pub async fn request_hitl(
         &self,
         p: &Principal,
-        task_id: Uuid,
-        question: String,
-        options: Vec<String>,
-        expires_at: Option<chrono::DateTime<chrono::Utc>>,
-        on_expiry: HitlExpiryPolicy,
-        response_schema: Option<Json>,
+        input: NewHitlRequest,
     ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
+        let NewHitlRequest {
+            task_id,
+            question,
+            options,
+            expires_at,
+            on_expiry,
+            response_schema,
+        } = input;
         if let Some(schema) = &response_schema {
             jsonschema::validator_for(schema).map_err(|e| {
                 AppError::bad_input(format!("responseSchema is not a valid JSON Schema: {e}"))
