@@ -170,6 +170,23 @@ pub struct Config {
         global = true
     )]
     pub agent_stale_seconds: u64,
+    /// Checkpoints kept per task whatever their age (retention).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_CHECKPOINTS_PER_TASK",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_checkpoints_per_task: u64,
+    /// Age in days beyond which checkpoints beyond the kept ones are dropped
+    /// (the newest of each task and pinned ones are always kept).
+    #[arg(
+        long,
+        env = "CEREBRAL_CHECKPOINT_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub checkpoint_retention_days: i64,
     /// Entries kept in a persona context's history; the oldest are dropped.
     #[arg(
         long,

@@ -203,3 +203,51 @@ async fn the_artifacts_zip_holds_the_latest_version_of_each_name() {
         .expect("get");
     assert_eq!(other.status(), 400, "a Task id is not a project");
 }
+
+#[tokio::test]
+async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
+    let app = support::spawn().await;
+    let (_, t) = task(&app).await;
+    let mut ids = vec![];
+    for i in 1..=4 {
+        ids.push(app.ok(CREATE, json!({ "t": t, "s": { "v": i } })).await["createCheckpoint"]["checkpoint"]["id"].clone());
+    }
+    app.ok("mutation($c: ID!) { pinCheckpoint(input: {checkpointId: $c, pinned: true}) { checkpoint { id } } }", json!({ "c": ids[0] }))
+        .await;
+    let versions = |d: Value| -> Vec<i64> {
+        d["task"]["checkpoints"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|c| c["version"].as_i64())
+            .collect()
+    };
+    let list = "query($t: ID!) { task(id: $t) { checkpoints { nodes { version } } latestCheckpoint { version } } }";
+
+    // Keep two by count: v2 goes; v1 is pinned.
+    let n = app
+        .services
+        .prune_checkpoints(2, chrono::Duration::days(30), 1000)
+        .await
+        .expect("prune");
+    assert_eq!(n, 1);
+    assert_eq!(versions(app.ok(list, json!({ "t": t })).await), [1, 3, 4]);
+
+    // Everything is older than a zero age: only the newest and the pinned stay.
+    let n = app
+        .services
+        .prune_checkpoints(100, chrono::Duration::zero(), 1000)
+        .await
+        .expect("prune");
+    assert_eq!(n, 1);
+    let d = app.ok(list, json!({ "t": t })).await;
+    assert_eq!(d["task"]["latestCheckpoint"]["version"], 4);
+    assert_eq!(versions(d), [1, 4]);
+    let e = app
+        .ok(
+            "{ events(first: 0, filter: {types: [CHECKPOINTS_PRUNED]}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(e["events"]["totalCount"], 2);
+}

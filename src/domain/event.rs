@@ -81,6 +81,9 @@ pub enum EventType {
     /// REVERTED.
     #[sea_orm(string_value = "CHECKPOINT_REVERTED")]
     CheckpointReverted,
+    /// Retention dropped old checkpoints of a task (listed in the payload).
+    #[sea_orm(string_value = "CHECKPOINTS_PRUNED")]
+    CheckpointsPruned,
     /// An artifact was stored.
     #[sea_orm(string_value = "ARTIFACT_CREATED")]
     ArtifactCreated,

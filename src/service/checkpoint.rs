@@ -359,3 +359,86 @@ impl Services {
         serde_json::to_value(json_patch::diff(&from, &to)).map_err(|e| AppError::Internal(e.into()))
     }
 }
+
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct Prunable {
+    id: Uuid,
+    task_id: Uuid,
+    tenant_id: Uuid,
+    project_id: Uuid,
+}
+
+impl Services {
+    /// Retention: per task, keeps the newest `keep` checkpoints, and of the
+    /// rest drops those older than `max_age` — except the newest of each
+    /// task and any pinned one, which are always kept. One transaction and
+    /// one `CHECKPOINTS_PRUNED` event per task. Returns how many it dropped.
+    pub async fn prune_checkpoints(
+        &self,
+        keep: u64,
+        max_age: chrono::Duration,
+        limit: u64,
+    ) -> AppResult<usize> {
+        use sea_orm::{DbBackend, FromQueryResult, Statement};
+        let b = self.db().get_database_backend();
+        let cutoff = now() - max_age;
+        let (p1, p2, p3) = match b {
+            DbBackend::Postgres => ("$1", "$2", "$3"),
+            _ => ("?", "?", "?"),
+        };
+        let sql = format!(
+            "SELECT id, task_id, tenant_id, project_id FROM (
+                SELECT id, task_id, tenant_id, project_id, pinned, created_at,
+                       ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY id DESC) AS rn
+                FROM task_checkpoints) c
+             WHERE pinned = {false_lit} AND rn > 1 AND (rn > {p1} OR created_at < {p2})
+             ORDER BY task_id LIMIT {p3}",
+            false_lit = if b == DbBackend::Postgres {
+                "false"
+            } else {
+                "0"
+            },
+        );
+        let rows = Prunable::find_by_statement(Statement::from_sql_and_values(
+            b,
+            sql,
+            [(keep as i64).into(), cutoff.into(), (limit as i64).into()],
+        ))
+        .all(self.db())
+        .await?;
+        let mut by_task: std::collections::BTreeMap<Uuid, Vec<Prunable>> = Default::default();
+        for r in rows {
+            by_task.entry(r.task_id).or_default().push(r);
+        }
+        let mut n = 0;
+        for (task_id, rows) in by_task {
+            let first = &rows[0];
+            let system = Principal {
+                tenant_id: first.tenant_id,
+                ..Principal::system()
+            };
+            let project_id = first.project_id;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let mut tx = self.begin(&system).await?;
+            let res = task_checkpoint::Entity::delete_many()
+                .filter(task_checkpoint::Column::Id.is_in(ids.clone()))
+                .filter(task_checkpoint::Column::Pinned.eq(false))
+                .exec(&*tx)
+                .await?;
+            if res.rows_affected == 0 {
+                continue;
+            }
+            tx.append(NewEvent {
+                event_type: EventType::CheckpointsPruned,
+                project_id: Some(project_id),
+                task_id: Some(task_id),
+                subject_type: "Task",
+                subject_id: task_id,
+                payload: json!({ "taskId": task_id, "deleted": ids, "keep": keep, "cutoff": cutoff }),
+            });
+            tx.commit().await?;
+            n += res.rows_affected as usize;
+        }
+        Ok(n)
+    }
+}

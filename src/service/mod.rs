@@ -58,6 +58,10 @@ pub struct ServiceSettings {
     /// Live (ACTIVE or SUSPENDED) sessions one user may hold; starting one
     /// more expires the least recently active.
     pub max_sessions_per_user: usize,
+    /// Checkpoints kept per task whatever their age.
+    pub max_checkpoints_per_task: u64,
+    /// Age beyond which other checkpoints are dropped.
+    pub checkpoint_retention: chrono::Duration,
 }
 
 /// The service layer: the database, the event bus and the write lock.

@@ -17,6 +17,13 @@ impl Services {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "session sweep failed"),
         }
+        let keep = self.settings().max_checkpoints_per_task;
+        let age = self.settings().checkpoint_retention;
+        match self.prune_checkpoints(keep, age, BATCH * 10).await {
+            Ok(n) if n > 0 => tracing::info!(count = n, "checkpoints pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "checkpoint retention failed"),
+        }
         match self.expire_overdue_hitl(BATCH).await {
             Ok(n) if n > 0 => tracing::info!(count = n, "HITL requests expired"),
             Ok(_) => {}
