@@ -76,7 +76,7 @@ fn import_reads_a_v4_folder_into_the_database() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(
         text.lines().filter(|l| l.ends_with("Applied")).count(),
-        4,
+        5,
         "{text}"
     );
 }

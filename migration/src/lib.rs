@@ -13,6 +13,7 @@ mod m20261122_000001_create_catalog;
 mod m20261122_000002_create_projects_and_tasks;
 mod m20261122_000003_create_sessions;
 mod m20261122_000004_create_events;
+mod m20261122_000005_create_idempotency_keys;
 
 /// Runs every migration of this crate, in order.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_projects_and_tasks::Migration),
             Box::new(m20261122_000003_create_sessions::Migration),
             Box::new(m20261122_000004_create_events::Migration),
+            Box::new(m20261122_000005_create_idempotency_keys::Migration),
         ]
     }
 }

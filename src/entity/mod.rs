@@ -8,6 +8,7 @@ pub mod artifact_content;
 pub mod event;
 pub mod event_sequence;
 pub mod hitl_request;
+pub mod idempotency_key;
 pub mod persona;
 pub mod persona_context;
 pub mod project;

@@ -28,6 +28,66 @@ pub struct Mutation(
     CatalogMutation,
 );
 
+/// Runs a mutation under its idempotency key (see
+/// `crate::service::idempotency`), or rebuilds the original result from the
+/// events of the first run.
+async fn keyed<T, Run, RunFut, Replay, ReplayFut>(
+    ctx: &Context<'_>,
+    key: Option<&str>,
+    run: Run,
+    replay: Replay,
+) -> Result<T>
+where
+    Run: FnOnce() -> RunFut,
+    RunFut: std::future::Future<Output = Result<T>>,
+    Replay: FnOnce(Vec<crate::entity::event::Model>) -> ReplayFut,
+    ReplayFut: std::future::Future<Output = Result<T>>,
+{
+    use crate::service::idempotency::{CLAIM, Lookup};
+    let Some(key) = key else { return run().await };
+    let field = ctx.field();
+    let args: serde_json::Map<String, serde_json::Value> = field
+        .arguments()
+        .map_err(|e| async_graphql::Error::new(e.message))?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_json().unwrap_or_default()))
+        .collect();
+    match services(ctx)
+        .idempotency_lookup(
+            principal(ctx),
+            key,
+            field.name(),
+            &serde_json::Value::Object(args),
+        )
+        .await?
+    {
+        Lookup::New(claim) => CLAIM.scope(claim, run()).await,
+        Lookup::Replay(events) => replay(events).await,
+    }
+}
+
+/// The first recorded event about a `subject` type and the object snapshot
+/// it carries.
+fn recorded<M: serde::de::DeserializeOwned>(
+    events: &[crate::entity::event::Model],
+    subject: &str,
+) -> Result<(M, crate::entity::event::Model)> {
+    events
+        .iter()
+        .find(|e| e.subject_type == subject)
+        .and_then(|e| {
+            serde_json::from_value(e.payload.clone())
+                .ok()
+                .map(|m| (m, e.clone()))
+        })
+        .ok_or_else(|| {
+            crate::error::AppError::Internal(anyhow::anyhow!(
+                "idempotent replay found no {subject} event"
+            ))
+            .into()
+        })
+}
+
 macro_rules! payload {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? }) => {
         $(#[$m])*
@@ -56,6 +116,10 @@ pub struct CreateProjectInput {
     /// completes. Default: true with a workflow, false without (an ad-hoc
     /// project grows task by task and is completed by hand).
     pub auto_complete: Option<bool>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `completeProject`, `failProject` and `cancelProject`.
@@ -65,6 +129,10 @@ pub struct ProjectTransitionInput {
     pub project_id: ID,
     /// Why, recorded in the event.
     pub reason: Option<String>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 payload!(
@@ -95,21 +163,36 @@ impl ProjectMutation {
         ctx: &Context<'_>,
         input: CreateProjectInput,
     ) -> Result<CreateProjectPayload> {
-        let (project, ev) = services(ctx)
-            .create_project(
-                principal(ctx),
-                NewProject {
-                    name: input.name,
-                    product_idea: input.product_idea,
-                    workflow: input.workflow_id.map(|w| w.0),
-                    auto_complete: input.auto_complete,
-                },
-            )
-            .await?;
-        Ok(CreateProjectPayload {
-            project: Project(project),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async {
+                let (project, ev) = services(ctx)
+                    .create_project(
+                        principal(ctx),
+                        NewProject {
+                            name: input.name,
+                            product_idea: input.product_idea,
+                            workflow: input.workflow_id.map(|w| w.0),
+                            auto_complete: input.auto_complete,
+                        },
+                    )
+                    .await?;
+                Ok(CreateProjectPayload {
+                    project: Project(project),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "Project")?;
+                Ok(CreateProjectPayload {
+                    project: Project(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
@@ -158,13 +241,27 @@ async fn project_transition(
     force: bool,
 ) -> Result<ProjectTransitionPayload> {
     let id = ids::decode(Kind::Project, &input.project_id)?;
-    let (project, ev) = services(ctx)
-        .transition_project(principal(ctx), id, to, input.reason, force)
-        .await?;
-    Ok(ProjectTransitionPayload {
-        project: Project(project),
-        event: Event(ev),
-    })
+    keyed(
+        ctx,
+        input.idempotency_key.as_deref(),
+        || async {
+            let (project, ev) = services(ctx)
+                .transition_project(principal(ctx), id, to, input.reason.clone(), force)
+                .await?;
+            Ok(ProjectTransitionPayload {
+                project: Project(project),
+                event: Event(ev),
+            })
+        },
+        |events| async move {
+            let (m, ev) = recorded(&events, "Project")?;
+            Ok(ProjectTransitionPayload {
+                project: Project(m),
+                event: Event(ev),
+            })
+        },
+    )
+    .await
 }
 
 // ---------- tasks ----------
@@ -188,6 +285,10 @@ pub struct CreateTaskInput {
     /// Whether the project needs it done to complete; default true.
     #[graphql(default = true)]
     pub required: bool,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `startTask`.
@@ -202,6 +303,10 @@ pub struct StartTaskInput {
     /// it went past (`forcedPastDependencies`).
     #[graphql(default)]
     pub force: bool,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `reportTaskProgress`.
@@ -215,6 +320,10 @@ pub struct ReportTaskProgressInput {
     pub stage: Option<String>,
     /// A status message.
     pub message: Option<String>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `completeTask`.
@@ -224,6 +333,10 @@ pub struct CompleteTaskInput {
     pub task_id: ID,
     /// The result, any JSON.
     pub output: Option<Json<Value>>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `failTask`.
@@ -233,6 +346,10 @@ pub struct FailTaskInput {
     pub task_id: ID,
     /// What went wrong.
     pub error: String,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `cancelTask`.
@@ -242,6 +359,10 @@ pub struct CancelTaskInput {
     pub task_id: ID,
     /// Why, e.g. `skipped: condition not met`.
     pub reason: Option<String>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `retryTask`.
@@ -249,6 +370,10 @@ pub struct CancelTaskInput {
 pub struct RetryTaskInput {
     /// The task (FAILED).
     pub task_id: ID,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 payload!(
@@ -278,36 +403,51 @@ impl TaskMutation {
         ctx: &Context<'_>,
         input: CreateTaskInput,
     ) -> Result<CreateTaskPayload> {
-        let s = services(ctx);
-        let p = principal(ctx);
-        let persona_id = match input.persona_id {
-            Some(per) => Some(s.find_persona(p, &per).await?.id),
-            None => None,
-        };
-        let depends_on = input
-            .depends_on
-            .unwrap_or_default()
-            .iter()
-            .map(|d| ids::decode(Kind::Task, d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (task, ev) = s
-            .create_task(
-                p,
-                NewTask {
-                    project_id: ids::decode(Kind::Project, &input.project_id)?,
-                    persona_id,
-                    title: input.title,
-                    instructions: input.instructions,
-                    priority: input.priority,
-                    depends_on,
-                    required: input.required,
-                },
-            )
-            .await?;
-        Ok(CreateTaskPayload {
-            task: Task(task),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let s = services(ctx);
+                let p = principal(ctx);
+                let persona_id = match input.persona_id {
+                    Some(per) => Some(s.find_persona(p, &per).await?.id),
+                    None => None,
+                };
+                let depends_on = input
+                    .depends_on
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| ids::decode(Kind::Task, d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (task, ev) = s
+                    .create_task(
+                        p,
+                        NewTask {
+                            project_id: ids::decode(Kind::Project, &input.project_id)?,
+                            persona_id,
+                            title: input.title,
+                            instructions: input.instructions,
+                            priority: input.priority,
+                            depends_on,
+                            required: input.required,
+                        },
+                    )
+                    .await?;
+                Ok(CreateTaskPayload {
+                    task: Task(task),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "Task")?;
+                Ok(CreateTaskPayload {
+                    task: Task(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// PENDING → WORKING. Refused with `INVALID_TRANSITION` while a
@@ -326,6 +466,7 @@ impl TaskMutation {
                 force: input.force,
                 ..Default::default()
             },
+            input.idempotency_key.as_deref(),
         )
         .await
     }
@@ -343,7 +484,14 @@ impl TaskMutation {
             message: Some(input.message),
             ..Default::default()
         };
-        task_verb(ctx, &input.task_id, TaskVerb::Progress, change).await
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Progress,
+            change,
+            input.idempotency_key.as_deref(),
+        )
+        .await
     }
 
     /// WORKING → COMPLETED with its output; progress becomes 100.
@@ -356,7 +504,14 @@ impl TaskMutation {
             output: Some(input.output.map(|j| j.0).unwrap_or(Value::Null)),
             ..Default::default()
         };
-        task_verb(ctx, &input.task_id, TaskVerb::Complete, change).await
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Complete,
+            change,
+            input.idempotency_key.as_deref(),
+        )
+        .await
     }
 
     /// WORKING / WAITING_FOR_HITL → FAILED with the error.
@@ -373,6 +528,7 @@ impl TaskMutation {
                 error: Some(Some(input.error)),
                 ..Default::default()
             },
+            input.idempotency_key.as_deref(),
         )
         .await
     }
@@ -392,6 +548,7 @@ impl TaskMutation {
                 message: Some(input.reason),
                 ..Default::default()
             },
+            input.idempotency_key.as_deref(),
         )
         .await
     }
@@ -402,7 +559,14 @@ impl TaskMutation {
         ctx: &Context<'_>,
         input: RetryTaskInput,
     ) -> Result<TaskTransitionPayload> {
-        task_verb(ctx, &input.task_id, TaskVerb::Retry, TaskChange::default()).await
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Retry,
+            TaskChange::default(),
+            input.idempotency_key.as_deref(),
+        )
+        .await
     }
 }
 
@@ -411,15 +575,30 @@ async fn task_verb(
     id: &ID,
     verb: TaskVerb,
     change: TaskChange,
+    key: Option<&str>,
 ) -> Result<TaskTransitionPayload> {
     let id = ids::decode(Kind::Task, id)?;
-    let (task, ev) = services(ctx)
-        .task_verb(principal(ctx), id, verb, change)
-        .await?;
-    Ok(TaskTransitionPayload {
-        task: Task(task),
-        event: Event(ev),
-    })
+    keyed(
+        ctx,
+        key,
+        || async {
+            let (task, ev) = services(ctx)
+                .task_verb(principal(ctx), id, verb, change)
+                .await?;
+            Ok(TaskTransitionPayload {
+                task: Task(task),
+                event: Event(ev),
+            })
+        },
+        |events| async move {
+            let (m, ev) = recorded(&events, "Task")?;
+            Ok(TaskTransitionPayload {
+                task: Task(m),
+                event: Event(ev),
+            })
+        },
+    )
+    .await
 }
 
 // ---------- HITL, checkpoints, artifacts ----------
@@ -442,6 +621,10 @@ pub struct RequestHitlInput {
     /// A JSON Schema the `response` of an APPROVE or AMEND must match; an
     /// answer that does not is refused with `BAD_USER_INPUT`.
     pub response_schema: Option<Json<Value>>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `resolveHitlRequest`.
@@ -453,6 +636,10 @@ pub struct ResolveHitlRequestInput {
     pub decision: HitlDecision,
     /// A comment, or for AMEND the changes; any JSON.
     pub response: Option<Json<Value>>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `createCheckpoint`.
@@ -470,6 +657,10 @@ pub struct CreateCheckpointInput {
     /// Initial status; default IN_PROGRESS.
     #[graphql(default_with = "CheckpointStatus::InProgress")]
     pub status: CheckpointStatus,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `createArtifact`.
@@ -487,6 +678,10 @@ pub struct CreateArtifactInput {
     pub name: String,
     /// The content, any JSON.
     pub content: Json<Value>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Result of `requestHitl`.
@@ -574,6 +769,10 @@ pub struct ForkFromCheckpointInput {
     pub checkpoint_id: ID,
     /// An RFC 7386 merge patch applied to the source's state.
     pub state_patch: Option<Json<Value>>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `updateCheckpointStatus`.
@@ -624,25 +823,48 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: RequestHitlInput,
     ) -> Result<RequestHitlPayload> {
-        let tid = ids::decode(Kind::Task, &input.task_id)?;
-        let (req, task, ev) = services(ctx)
-            .request_hitl(
-                principal(ctx),
-                crate::service::hitl::NewHitlRequest {
-                    task_id: tid,
-                    question: input.question,
-                    options: input.options.unwrap_or_default(),
-                    expires_at: input.expires_at,
-                    on_expiry: input.on_expiry,
-                    response_schema: input.response_schema.map(|j| j.0),
-                },
-            )
-            .await?;
-        Ok(RequestHitlPayload {
-            hitl_request: HitlRequest(req),
-            task: Task(task),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let tid = ids::decode(Kind::Task, &input.task_id)?;
+                let (req, task, ev) = services(ctx)
+                    .request_hitl(
+                        principal(ctx),
+                        crate::service::hitl::NewHitlRequest {
+                            task_id: tid,
+                            question: input.question,
+                            options: input.options.unwrap_or_default(),
+                            expires_at: input.expires_at,
+                            on_expiry: input.on_expiry,
+                            response_schema: input.response_schema.map(|j| j.0),
+                        },
+                    )
+                    .await?;
+                Ok(RequestHitlPayload {
+                    hitl_request: HitlRequest(req),
+                    task: Task(task),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (h, ev) =
+                    recorded::<crate::entity::hitl_request::Model>(&events, "HitlRequest")?;
+                let task = match recorded::<crate::entity::task::Model>(&events, "Task") {
+                    Ok((t, _)) => t,
+                    Err(_) => super::types::one(&super::loaders(ctx).tasks, h.task_id)
+                        .await?
+                        .ok_or_else(|| crate::error::AppError::not_found("Task", h.task_id))?,
+                };
+                Ok(RequestHitlPayload {
+                    hitl_request: HitlRequest(h),
+                    task: Task(task),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Answers a PENDING request: APPROVE or AMEND resume the task, REJECT
@@ -653,20 +875,43 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: ResolveHitlRequestInput,
     ) -> Result<ResolveHitlRequestPayload> {
-        let id = ids::decode(Kind::HitlRequest, &input.request_id)?;
-        let (req, task, ev) = services(ctx)
-            .resolve_hitl(
-                principal(ctx),
-                id,
-                input.decision,
-                input.response.map(|j| j.0),
-            )
-            .await?;
-        Ok(ResolveHitlRequestPayload {
-            hitl_request: HitlRequest(req),
-            task: Task(task),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::HitlRequest, &input.request_id)?;
+                let (req, task, ev) = services(ctx)
+                    .resolve_hitl(
+                        principal(ctx),
+                        id,
+                        input.decision,
+                        input.response.map(|j| j.0),
+                    )
+                    .await?;
+                Ok(ResolveHitlRequestPayload {
+                    hitl_request: HitlRequest(req),
+                    task: Task(task),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (h, ev) =
+                    recorded::<crate::entity::hitl_request::Model>(&events, "HitlRequest")?;
+                let task = match recorded::<crate::entity::task::Model>(&events, "Task") {
+                    Ok((t, _)) => t,
+                    Err(_) => super::types::one(&super::loaders(ctx).tasks, h.task_id)
+                        .await?
+                        .ok_or_else(|| crate::error::AppError::not_found("Task", h.task_id))?,
+                };
+                Ok(ResolveHitlRequestPayload {
+                    hitl_request: HitlRequest(h),
+                    task: Task(task),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Answers many requests in one call, e.g. a reviewer approving a
@@ -726,21 +971,36 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: CreateCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
-        let tid = ids::decode(Kind::Task, &input.task_id)?;
-        let (cp, ev) = services(ctx)
-            .create_checkpoint(
-                principal(ctx),
-                tid,
-                input.step_id,
-                input.state.0,
-                input.expected_version,
-                input.status,
-            )
-            .await?;
-        Ok(CreateCheckpointPayload {
-            checkpoint: TaskCheckpoint(cp),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let tid = ids::decode(Kind::Task, &input.task_id)?;
+                let (cp, ev) = services(ctx)
+                    .create_checkpoint(
+                        principal(ctx),
+                        tid,
+                        input.step_id,
+                        input.state.0,
+                        input.expected_version,
+                        input.status,
+                    )
+                    .await?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(cp),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Branches from a checkpoint: a new version of its step whose parent is
@@ -751,14 +1011,29 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: ForkFromCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
-        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-        let (cp, ev) = services(ctx)
-            .fork_checkpoint(principal(ctx), id, input.state_patch.map(|j| j.0))
-            .await?;
-        Ok(CreateCheckpointPayload {
-            checkpoint: TaskCheckpoint(cp),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+                let (cp, ev) = services(ctx)
+                    .fork_checkpoint(principal(ctx), id, input.state_patch.map(|j| j.0))
+                    .await?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(cp),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Moves a checkpoint along its lifecycle.
@@ -817,32 +1092,57 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: CreateArtifactInput,
     ) -> Result<CreateArtifactPayload> {
-        let s = services(ctx);
-        let p = principal(ctx);
-        let persona_id = match input.persona_id {
-            Some(per) => Some(s.find_persona(p, &per).await?.id),
-            None => None,
-        };
-        let (a, ev) = s
-            .create_artifact(
-                p,
-                NewArtifact {
-                    project_id: ids::decode(Kind::Project, &input.project_id)?,
-                    task_id: input
-                        .task_id
-                        .map(|t| ids::decode(Kind::Task, &t))
-                        .transpose()?,
-                    persona_id,
-                    kind: input.kind,
-                    name: input.name,
-                    content: input.content.0,
-                },
-            )
-            .await?;
-        Ok(CreateArtifactPayload {
-            artifact: Artifact(a),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let s = services(ctx);
+                let p = principal(ctx);
+                let persona_id = match input.persona_id {
+                    Some(per) => Some(s.find_persona(p, &per).await?.id),
+                    None => None,
+                };
+                let (a, ev) = s
+                    .create_artifact(
+                        p,
+                        NewArtifact {
+                            project_id: ids::decode(Kind::Project, &input.project_id)?,
+                            task_id: input
+                                .task_id
+                                .map(|t| ids::decode(Kind::Task, &t))
+                                .transpose()?,
+                            persona_id,
+                            kind: input.kind,
+                            name: input.name,
+                            content: input.content.0,
+                        },
+                    )
+                    .await?;
+                Ok(CreateArtifactPayload {
+                    artifact: Artifact(a),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let ev = events
+                    .into_iter()
+                    .find(|e| e.subject_type == "Artifact")
+                    .ok_or_else(|| {
+                        crate::error::AppError::Internal(anyhow::anyhow!(
+                            "idempotent replay found no artifact event"
+                        ))
+                    })?;
+                let a = super::types::one(&super::loaders(ctx).artifacts, ev.subject_id)
+                    .await?
+                    .ok_or_else(|| crate::error::AppError::not_found("Artifact", ev.subject_id))?;
+                Ok(CreateArtifactPayload {
+                    artifact: Artifact(a),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 }
 
@@ -861,6 +1161,10 @@ pub struct UpdateAgentStatusInput {
     pub current_task_id: Option<ID>,
     /// A short message.
     pub message: Option<String>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 payload!(
@@ -945,26 +1249,41 @@ impl AgentMutation {
         ctx: &Context<'_>,
         input: UpdateAgentStatusInput,
     ) -> Result<UpdateAgentStatusPayload> {
-        let s = services(ctx);
-        let p = principal(ctx);
-        let persona = s.find_persona(p, &input.persona_id).await?;
-        let (st, ev) = s
-            .update_agent_status(
-                p,
-                ids::decode(Kind::Project, &input.project_id)?,
-                persona.id,
-                input.status,
-                input
-                    .current_task_id
-                    .map(|t| ids::decode(Kind::Task, &t))
-                    .transpose()?,
-                input.message,
-            )
-            .await?;
-        Ok(UpdateAgentStatusPayload {
-            agent_status: AgentStatus(st),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let s = services(ctx);
+                let p = principal(ctx);
+                let persona = s.find_persona(p, &input.persona_id).await?;
+                let (st, ev) = s
+                    .update_agent_status(
+                        p,
+                        ids::decode(Kind::Project, &input.project_id)?,
+                        persona.id,
+                        input.status,
+                        input
+                            .current_task_id
+                            .map(|t| ids::decode(Kind::Task, &t))
+                            .transpose()?,
+                        input.message,
+                    )
+                    .await?;
+                Ok(UpdateAgentStatusPayload {
+                    agent_status: AgentStatus(st),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "AgentStatus")?;
+                Ok(UpdateAgentStatusPayload {
+                    agent_status: AgentStatus(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 }
 
@@ -975,6 +1294,10 @@ impl AgentMutation {
 pub struct StartSessionInput {
     /// Display name.
     pub name: Option<String>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `suspendSession`, `resumeSession` and `terminateSession`.
@@ -996,6 +1319,10 @@ pub struct SwitchPersonaInput {
     pub initial_state: Option<Json<Value>>,
     /// A context of the same session to nest the new one under.
     pub parent_context_id: Option<ID>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `updatePersonaContext`.
@@ -1007,6 +1334,10 @@ pub struct UpdatePersonaContextInput {
     pub state_patch: Json<Value>,
     /// The tool the persona is now using.
     pub active_tool: Option<String>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `appendPersonaContextHistory`.
@@ -1016,6 +1347,10 @@ pub struct AppendPersonaContextHistoryInput {
     pub context_id: ID,
     /// The entry, any JSON (e.g. `{"role": "user", "content": "…"}`).
     pub entry: Json<Value>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 payload!(
@@ -1110,13 +1445,28 @@ impl SessionMutation {
         ctx: &Context<'_>,
         input: Option<StartSessionInput>,
     ) -> Result<SessionPayload> {
-        let (s, ev) = services(ctx)
-            .start_session(principal(ctx), input.unwrap_or_default().name)
-            .await?;
-        Ok(SessionPayload {
-            session: Session(s),
-            event: Event(ev),
-        })
+        let key = input.as_ref().and_then(|i| i.idempotency_key.clone());
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let (s, ev) = services(ctx)
+                    .start_session(principal(ctx), input.unwrap_or_default().name)
+                    .await?;
+                Ok(SessionPayload {
+                    session: Session(s),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "Session")?;
+                Ok(SessionPayload {
+                    session: Session(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
     /// Records activity in an ACTIVE session: its inactivity deadline moves
     /// to now + `CEREBRAL_SESSION_TIMEOUT_MINUTES`. Heartbeats append no
@@ -1225,26 +1575,55 @@ impl SessionMutation {
         ctx: &Context<'_>,
         input: SwitchPersonaInput,
     ) -> Result<SwitchPersonaPayload> {
-        let s = services(ctx);
-        let p = principal(ctx);
-        let persona = s.find_persona(p, &input.persona_id).await?;
-        let (sess, c, ev) = s
-            .switch_persona(
-                p,
-                ids::decode(Kind::Session, &input.session_id)?,
-                persona.id,
-                input.initial_state.map(|j| j.0),
-                input
-                    .parent_context_id
-                    .map(|c| ids::decode(Kind::PersonaContext, &c))
-                    .transpose()?,
-            )
-            .await?;
-        Ok(SwitchPersonaPayload {
-            session: Session(sess),
-            context: PersonaContext(c),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let s = services(ctx);
+                let p = principal(ctx);
+                let persona = s.find_persona(p, &input.persona_id).await?;
+                let (sess, c, ev) = s
+                    .switch_persona(
+                        p,
+                        ids::decode(Kind::Session, &input.session_id)?,
+                        persona.id,
+                        input.initial_state.map(|j| j.0),
+                        input
+                            .parent_context_id
+                            .map(|c| ids::decode(Kind::PersonaContext, &c))
+                            .transpose()?,
+                    )
+                    .await?;
+                Ok(SwitchPersonaPayload {
+                    session: Session(sess),
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded::<crate::entity::session::Model>(&events, "Session")?;
+                let cid = ev
+                    .payload
+                    .get("toContextId")
+                    .and_then(|v| v.as_str())
+                    .and_then(|v| uuid::Uuid::parse_str(v).ok())
+                    .ok_or_else(|| {
+                        crate::error::AppError::Internal(anyhow::anyhow!(
+                            "switch event without context"
+                        ))
+                    })?;
+                let c = super::types::one(&super::loaders(ctx).contexts, cid)
+                    .await?
+                    .ok_or_else(|| crate::error::AppError::not_found("PersonaContext", cid))?;
+                Ok(SwitchPersonaPayload {
+                    session: Session(m),
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
     /// Merges a patch into a context's state.
     async fn update_persona_context(
@@ -1252,19 +1631,46 @@ impl SessionMutation {
         ctx: &Context<'_>,
         input: UpdatePersonaContextInput,
     ) -> Result<PersonaContextPayload> {
-        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
-        let (c, ev) = services(ctx)
-            .update_persona_context(
-                principal(ctx),
-                id,
-                input.state_patch.0,
-                input.active_tool.map(Some),
-            )
-            .await?;
-        Ok(PersonaContextPayload {
-            context: PersonaContext(c),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+                let (c, ev) = services(ctx)
+                    .update_persona_context(
+                        principal(ctx),
+                        id,
+                        input.state_patch.0,
+                        input.active_tool.map(Some),
+                    )
+                    .await?;
+                Ok(PersonaContextPayload {
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let ev = events
+                    .into_iter()
+                    .find(|e| e.subject_type == "PersonaContext")
+                    .ok_or_else(|| {
+                        crate::error::AppError::Internal(anyhow::anyhow!(
+                            "idempotent replay found no context event"
+                        ))
+                    })?;
+                let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
+                    .await?
+                    .ok_or_else(|| {
+                        crate::error::AppError::not_found("PersonaContext", ev.subject_id)
+                    })?;
+                Ok(PersonaContextPayload {
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
     /// Appends to a context's conversation history (bounded; the oldest
     /// entries are dropped beyond `CEREBRAL_MAX_CONTEXT_HISTORY`).
@@ -1273,14 +1679,41 @@ impl SessionMutation {
         ctx: &Context<'_>,
         input: AppendPersonaContextHistoryInput,
     ) -> Result<PersonaContextPayload> {
-        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
-        let (c, ev) = services(ctx)
-            .append_context_history(principal(ctx), id, input.entry.0)
-            .await?;
-        Ok(PersonaContextPayload {
-            context: PersonaContext(c),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+                let (c, ev) = services(ctx)
+                    .append_context_history(principal(ctx), id, input.entry.0)
+                    .await?;
+                Ok(PersonaContextPayload {
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let ev = events
+                    .into_iter()
+                    .find(|e| e.subject_type == "PersonaContext")
+                    .ok_or_else(|| {
+                        crate::error::AppError::Internal(anyhow::anyhow!(
+                            "idempotent replay found no context event"
+                        ))
+                    })?;
+                let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
+                    .await?
+                    .ok_or_else(|| {
+                        crate::error::AppError::not_found("PersonaContext", ev.subject_id)
+                    })?;
+                Ok(PersonaContextPayload {
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 }
 

@@ -25,6 +25,7 @@ pub mod artifact;
 pub mod catalog;
 pub mod checkpoint;
 pub mod hitl;
+pub mod idempotency;
 pub mod project;
 pub mod query;
 pub mod session;
@@ -89,6 +90,7 @@ pub struct Tx<'a> {
     bus: &'a EventBus,
     principal: &'a Principal,
     pending: Vec<NewEvent>,
+    claim: Option<idempotency::Claim>,
 }
 
 /// What an event says; the transaction adds tenant, actor, sequence and time.
@@ -194,6 +196,28 @@ impl Tx<'_> {
                 .exec(&self.txn)
                 .await?;
         }
+        if let Some(claim) = self.claim.take() {
+            use sea_orm::ActiveModelTrait;
+            let row = crate::entity::idempotency_key::ActiveModel {
+                tenant_id: sea_orm::Set(self.principal.tenant_id),
+                key: sea_orm::Set(claim.key.clone()),
+                operation: sea_orm::Set(claim.operation),
+                request_hash: sea_orm::Set(claim.request_hash),
+                event_seqs: sea_orm::Set(serde_json::json!(
+                    events.iter().map(|e| e.seq).collect::<Vec<_>>()
+                )),
+                created_at: sea_orm::Set(now()),
+            };
+            // A racing request with the same key committed first: this one
+            // must not apply, and its transaction rolls back with it.
+            row.insert(&self.txn).await.map_err(|e| match AppError::from(e) {
+                AppError::Conflict(_) => AppError::Conflict(format!(
+                    "a request with idempotencyKey '{}' was applied at the same time; retry to receive its result",
+                    claim.key
+                )),
+                other => other,
+            })?;
+        }
         self.txn.commit().await?;
         if let Some(last) = events.last() {
             self.bus.published(last.seq);
@@ -258,6 +282,7 @@ impl Services {
             bus: &self.inner.bus,
             principal,
             pending: Vec::new(),
+            claim: idempotency::current_claim(),
         })
     }
 }

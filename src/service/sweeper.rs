@@ -24,6 +24,11 @@ impl Services {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "checkpoint retention failed"),
         }
+        match self.prune_idempotency_keys().await {
+            Ok(n) if n > 0 => tracing::info!(count = n, "idempotency keys dropped"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "idempotency key cleanup failed"),
+        }
         match self.expire_overdue_hitl(BATCH).await {
             Ok(n) if n > 0 => tracing::info!(count = n, "HITL requests expired"),
             Ok(_) => {}
