@@ -94,3 +94,35 @@ async fn racing_requests_with_one_key_act_once() {
     assert_eq!(ids.len(), 1, "every success names the same project");
     assert_eq!(count(&app, "{ projects { totalCount } }").await, 1);
 }
+
+#[tokio::test]
+async fn session_and_checkpoint_verbs_take_keys_too() {
+    let app = support::spawn().await;
+    let s = app
+        .ok("mutation { startSession { session { id } } }", json!({}))
+        .await["startSession"]["session"]["id"]
+        .clone();
+    let suspend = "mutation($s: ID!) { suspendSession(input: {sessionId: $s, idempotencyKey: \"susp\"}) { session { status } event { cursor } } }";
+    let a = app.ok(suspend, json!({ "s": s })).await;
+    let b = app.ok(suspend, json!({ "s": s })).await;
+    assert_eq!(
+        a, b,
+        "the repeat is answered, not refused as SUSPENDED → SUSPENDED"
+    );
+
+    let p = app.ok(CREATE, json!({ "n": "P" })).await["createProject"]["project"]["id"].clone();
+    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let cp = "mutation($t: ID!, $s: JSON!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: $s}) { checkpoint { id } } }";
+    let v1 = app.ok(cp, json!({ "t": t, "s": { "n": 1 } })).await["createCheckpoint"]["checkpoint"]
+        ["id"]
+        .clone();
+    app.ok(cp, json!({ "t": t, "s": { "n": 2 } })).await;
+    let revert = "mutation($c: ID!) { revertToCheckpoint(input: {checkpointId: $c, idempotencyKey: \"rv\"}) { reverted { version status } event { cursor } } }";
+    let a = app.ok(revert, json!({ "c": v1 })).await;
+    let b = app.ok(revert, json!({ "c": v1 })).await;
+    assert_eq!(a, b);
+    assert_eq!(
+        a["revertToCheckpoint"]["reverted"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

@@ -782,6 +782,10 @@ pub struct UpdateCheckpointStatusInput {
     pub checkpoint_id: ID,
     /// The new status (`IN_PROGRESS → COMPLETED / FAILED / REVERTED`).
     pub status: CheckpointStatus,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `revertToCheckpoint`.
@@ -789,6 +793,10 @@ pub struct UpdateCheckpointStatusInput {
 pub struct RevertToCheckpointInput {
     /// The checkpoint to go back to.
     pub checkpoint_id: ID,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `pinCheckpoint`.
@@ -798,6 +806,10 @@ pub struct PinCheckpointInput {
     pub checkpoint_id: ID,
     /// Pin (true) or unpin (false).
     pub pinned: bool,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Result of `revertToCheckpoint`.
@@ -1042,14 +1054,29 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: UpdateCheckpointStatusInput,
     ) -> Result<CreateCheckpointPayload> {
-        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-        let (cp, ev) = services(ctx)
-            .update_checkpoint_status(principal(ctx), id, input.status)
-            .await?;
-        Ok(CreateCheckpointPayload {
-            checkpoint: TaskCheckpoint(cp),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+                let (cp, ev) = services(ctx)
+                    .update_checkpoint_status(principal(ctx), id, input.status)
+                    .await?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(cp),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Goes back to a checkpoint: later versions of its step become
@@ -1059,15 +1086,58 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: RevertToCheckpointInput,
     ) -> Result<RevertToCheckpointPayload> {
-        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-        let (cp, reverted, ev) = services(ctx)
-            .revert_to_checkpoint(principal(ctx), id)
-            .await?;
-        Ok(RevertToCheckpointPayload {
-            checkpoint: TaskCheckpoint(cp),
-            reverted: reverted.into_iter().map(TaskCheckpoint).collect(),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+                let (cp, reverted, ev) = services(ctx)
+                    .revert_to_checkpoint(principal(ctx), id)
+                    .await?;
+                Ok(RevertToCheckpointPayload {
+                    checkpoint: TaskCheckpoint(cp),
+                    reverted: reverted.into_iter().map(TaskCheckpoint).collect(),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let ev = events
+                    .into_iter()
+                    .find(|e| e.subject_type == "TaskCheckpoint")
+                    .ok_or_else(|| {
+                        crate::error::AppError::Internal(anyhow::anyhow!(
+                            "idempotent replay found no checkpoint event"
+                        ))
+                    })?;
+                let target = super::types::one(&super::loaders(ctx).checkpoints, ev.subject_id)
+                    .await?
+                    .ok_or_else(|| {
+                        crate::error::AppError::not_found("TaskCheckpoint", ev.subject_id)
+                    })?;
+                let ids: Vec<uuid::Uuid> = ev
+                    .payload
+                    .get("reverted")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                let mut found = super::loaders(ctx)
+                    .checkpoints
+                    .load_many(ids.iter().copied())
+                    .await
+                    .map_err(super::types::db_err)?;
+                let reverted = ids
+                    .iter()
+                    .filter_map(|i| found.remove(i))
+                    .map(TaskCheckpoint)
+                    .collect();
+                Ok(RevertToCheckpointPayload {
+                    checkpoint: TaskCheckpoint(target),
+                    reverted,
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Pins a checkpoint so retention keeps it, or unpins it.
@@ -1076,14 +1146,29 @@ impl HitlMutation {
         ctx: &Context<'_>,
         input: PinCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
-        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-        let (cp, ev) = services(ctx)
-            .pin_checkpoint(principal(ctx), id, input.pinned)
-            .await?;
-        Ok(CreateCheckpointPayload {
-            checkpoint: TaskCheckpoint(cp),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+                let (cp, ev) = services(ctx)
+                    .pin_checkpoint(principal(ctx), id, input.pinned)
+                    .await?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(cp),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
+                Ok(CreateCheckpointPayload {
+                    checkpoint: TaskCheckpoint(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Stores an artifact (a new row per version; artifacts never change).
@@ -1305,6 +1390,10 @@ pub struct StartSessionInput {
 pub struct SessionTransitionInput {
     /// The session.
     pub session_id: ID,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `switchPersona`.
@@ -1417,6 +1506,14 @@ pub struct ImportPersonaContextInput {
     pub snapshot: PersonaContextSnapshot,
 }
 
+/// Input of `touchSession` (a heartbeat repeats by design, so it takes no
+/// idempotency key).
+#[derive(InputObject)]
+pub struct TouchSessionInput {
+    /// The session.
+    pub session_id: ID,
+}
+
 /// Result of `touchSession`.
 #[derive(SimpleObject)]
 pub struct TouchSessionPayload {
@@ -1474,7 +1571,7 @@ impl SessionMutation {
     async fn touch_session(
         &self,
         ctx: &Context<'_>,
-        input: SessionTransitionInput,
+        input: TouchSessionInput,
     ) -> Result<TouchSessionPayload> {
         let id = ids::decode(Kind::Session, &input.session_id)?;
         let s = services(ctx).touch_session(principal(ctx), id).await?;
@@ -1723,13 +1820,27 @@ async fn session_transition(
     to: SessionStatus,
 ) -> Result<SessionPayload> {
     let id = ids::decode(Kind::Session, &input.session_id)?;
-    let (s, ev) = services(ctx)
-        .transition_session(principal(ctx), id, to)
-        .await?;
-    Ok(SessionPayload {
-        session: Session(s),
-        event: Event(ev),
-    })
+    keyed(
+        ctx,
+        input.idempotency_key.as_deref(),
+        || async {
+            let (s, ev) = services(ctx)
+                .transition_session(principal(ctx), id, to)
+                .await?;
+            Ok(SessionPayload {
+                session: Session(s),
+                event: Event(ev),
+            })
+        },
+        |events| async move {
+            let (m, ev) = recorded(&events, "Session")?;
+            Ok(SessionPayload {
+                session: Session(m),
+                event: Event(ev),
+            })
+        },
+    )
+    .await
 }
 
 // ---------- catalog ----------
