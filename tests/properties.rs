@@ -1,0 +1,192 @@
+//! Property tests: random command sequences driven through the real service
+//! layer, with the invariants checked after every step:
+//! - a refused command changes nothing (same row, no event);
+//! - an accepted one moves the task along a transition the lifecycle table
+//!   allows, bumps its version, and appends its events;
+//! - event sequence numbers stay contiguous and increasing (a refused
+//!   change leaves no hole);
+//! - another tenant's rows are never touched.
+
+mod support;
+
+use std::sync::OnceLock;
+
+use cerebral::auth::{Principal, Role};
+use cerebral::domain::{HitlDecision, HitlStatus, TaskStatus};
+use cerebral::entity::{event, hitl_request, task};
+use cerebral::service::Services;
+use cerebral::service::hitl::NewHitlRequest;
+use cerebral::service::project::NewProject;
+use cerebral::service::task::{NewTask, TaskChange, TaskVerb};
+use proptest::prelude::*;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    services: Services,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // SQLite by default, PostgreSQL when TEST_DATABASE_URL is set.
+        let (url, dir) = rt.block_on(support::fresh_database());
+        let services = rt.block_on(async {
+            let mut config = cerebral::config::Config::for_database(&url);
+            config.event_poll_ms = 0;
+            config.sweep_interval_seconds = 0;
+            config.agent_stale_seconds = 0;
+            cerebral::app::App::build(&config)
+                .await
+                .expect("app")
+                .services()
+                .clone()
+        });
+        World {
+            rt,
+            services,
+            _dir: dir,
+        }
+    })
+}
+
+fn tenant(n: u128) -> Principal {
+    Principal {
+        tenant_id: Uuid::from_u128(n),
+        user_id: format!("user-{n}"),
+        roles: vec![Role::Viewer, Role::Agent, Role::Operator, Role::Admin],
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Verb(usize, TaskVerb),
+    Ask(usize),
+    Answer(usize, HitlDecision),
+}
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    let verb = prop_oneof![
+        Just(TaskVerb::Start),
+        Just(TaskVerb::Progress),
+        Just(TaskVerb::Complete),
+        Just(TaskVerb::Fail),
+        Just(TaskVerb::Cancel),
+        Just(TaskVerb::Retry),
+    ];
+    let decision = prop_oneof![
+        Just(HitlDecision::Approve),
+        Just(HitlDecision::Reject),
+        Just(HitlDecision::Amend)
+    ];
+    prop_oneof![
+        4 => (0..3usize, verb).prop_map(|(i, v)| Cmd::Verb(i, v)),
+        1 => (0..3usize).prop_map(Cmd::Ask),
+        1 => (0..3usize, decision).prop_map(|(i, d)| Cmd::Answer(i, d)),
+    ]
+}
+
+async fn row(s: &Services, id: Uuid) -> task::Model {
+    task::Entity::find_by_id(id)
+        .one(s.db())
+        .await
+        .expect("query")
+        .expect("task row")
+}
+
+async fn all_seqs(s: &Services) -> Vec<i64> {
+    event::Entity::find()
+        .order_by_asc(event::Column::Seq)
+        .all(s.db())
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_command_sequences_keep_the_invariants(cmds in proptest::collection::vec(cmd(), 1..30)) {
+        let w = world();
+        w.rt.block_on(async {
+            let s = &w.services;
+            let a = tenant(0xA);
+            let b = tenant(0xB);
+            // Tenant B owns a task the sequence must never touch.
+            let (bp, _) = s.create_project(&b, NewProject { name: "b".into(), product_idea: None, workflow: None, auto_complete: Some(false) }).await.expect("b project");
+            let (bt, _) = s.create_task(&b, NewTask { project_id: bp.id, persona_id: None, title: "b".into(), instructions: None, priority: 0, depends_on: vec![], required: true }).await.expect("b task");
+            let (p, _) = s.create_project(&a, NewProject { name: "a".into(), product_idea: None, workflow: None, auto_complete: Some(false) }).await.expect("project");
+            let mut tasks = vec![];
+            for i in 0..3 {
+                let (t, _) = s.create_task(&a, NewTask { project_id: p.id, persona_id: None, title: format!("t{i}"), instructions: None, priority: 0, depends_on: vec![], required: true }).await.expect("task");
+                tasks.push(t.id);
+            }
+            for c in cmds {
+                let i = match &c { Cmd::Verb(i, _) | Cmd::Ask(i) | Cmd::Answer(i, _) => *i };
+                let before = row(s, tasks[i]).await;
+                let events_before = all_seqs(s).await.len();
+                let result = match c.clone() {
+                    Cmd::Verb(_, v) => {
+                        let change = TaskChange { progress: (v == TaskVerb::Progress).then_some(50), ..Default::default() };
+                        s.task_verb(&a, tasks[i], v, change).await.map(|_| ())
+                    }
+                    Cmd::Ask(_) => s.request_hitl(&a, NewHitlRequest { task_id: tasks[i], question: "?".into(), options: vec![], expires_at: None, on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask, response_schema: None }).await.map(|_| ()),
+                    Cmd::Answer(_, d) => {
+                        let pending = hitl_request::Entity::find()
+                            .filter(hitl_request::Column::TaskId.eq(tasks[i]))
+                            .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+                            .one(s.db()).await.expect("query");
+                        match pending {
+                            Some(r) => s.resolve_hitl(&a, r.id, d, None).await.map(|_| ()),
+                            None => continue,
+                        }
+                    }
+                };
+                let after = row(s, tasks[i]).await;
+                let seqs = all_seqs(s).await;
+                // Contiguous, increasing: no holes from refused changes.
+                prop_assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs {:?}", seqs);
+                match result {
+                    Err(_) => {
+                        prop_assert_eq!(&after, &before, "a refused {:?} changed the task", c);
+                        prop_assert_eq!(seqs.len(), events_before, "a refused {:?} appended events", c);
+                    }
+                    Ok(()) => {
+                        prop_assert!(seqs.len() > events_before, "{:?} appended no event", c);
+                        if after.status != before.status {
+                            prop_assert!(before.status.can_transition_to(after.status), "{:?}: {:?} -> {:?}", c, before.status, after.status);
+                        }
+                        if after != before {
+                            prop_assert!(after.version > before.version, "version did not grow on {:?}", c);
+                            let task_events = event::Entity::find()
+                                .filter(event::Column::TaskId.eq(tasks[i]))
+                                .filter(event::Column::SubjectType.eq("Task"))
+                                .filter(event::Column::Seq.gt(*seqs.get(events_before.saturating_sub(1)).unwrap_or(&0)))
+                                .count(s.db()).await.expect("count");
+                            prop_assert_eq!(task_events as i32, after.version - before.version, "one task event per task change on {:?}", c);
+                        }
+                    }
+                }
+                // A waiting task always has something pending, and only a waiting task has.
+                let pending = hitl_request::Entity::find()
+                    .filter(hitl_request::Column::TaskId.eq(tasks[i]))
+                    .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
+                    .count(s.db()).await.expect("count");
+                prop_assert_eq!(after.status == TaskStatus::WaitingForHitl, pending > 0, "task {:?} with {} pending", after.status, pending);
+            }
+            let b_after = row(s, bt.id).await;
+            prop_assert_eq!(b_after, bt, "tenant B's task was touched");
+            Ok(())
+        })?;
+    }
+}
