@@ -180,3 +180,25 @@ async fn answers_must_match_the_requests_schema() {
         .await;
     assert_eq!(ok["resolveHitlRequest"]["hitlRequest"]["status"], "AMENDED");
 }
+
+#[tokio::test]
+async fn a_session_shows_the_questions_waiting_for_its_user() {
+    let app = support::spawn().await;
+    let p = app
+        .ok(
+            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let t = working_task(&app, &p).await;
+    ask(&app, &t, json!({})).await;
+    ask(&app, &t, json!({})).await;
+    let s = app
+        .ok("mutation { startSession { session { id } } }", json!({}))
+        .await["startSession"]["session"]["id"]
+        .clone();
+    let d = app.ok("query($s: ID!) { session(id: $s) { pendingHitl(first: 1) { totalCount pageInfo { hasNextPage } nodes { question } } } }", json!({ "s": s })).await;
+    assert_eq!(d["session"]["pendingHitl"]["totalCount"], 2);
+    assert_eq!(d["session"]["pendingHitl"]["pageInfo"]["hasNextPage"], true);
+}

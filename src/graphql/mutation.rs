@@ -927,7 +927,9 @@ impl HitlMutation {
     }
 
     /// Answers many requests in one call, e.g. a reviewer approving a
-    /// morning's queue. Each answer is its own transaction with its own
+    /// morning's queue. (Items' `idempotencyKey`s are not used here: an
+    /// answer is idempotent by nature — a repeat is refused as already
+    /// answered, and the per-item result says so.) Each answer is its own transaction with its own
     /// result: one failing (already answered, expired, unknown) does not undo
     /// or block the others.
     async fn resolve_hitl_requests(
@@ -1269,6 +1271,19 @@ pub struct AgentInput {
     pub project_id: ID,
 }
 
+/// Input of `resetAgentStatus`.
+#[derive(InputObject)]
+pub struct ResetAgentStatusInput {
+    /// The persona whose agent it is (global id or key, e.g. `dev`).
+    pub persona_id: ID,
+    /// The project it works on.
+    pub project_id: ID,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
+}
+
 /// Result of `heartbeat`.
 #[derive(SimpleObject)]
 pub struct HeartbeatPayload {
@@ -1307,25 +1322,40 @@ impl AgentMutation {
     async fn reset_agent_status(
         &self,
         ctx: &Context<'_>,
-        input: AgentInput,
+        input: ResetAgentStatusInput,
     ) -> Result<UpdateAgentStatusPayload> {
-        let s = services(ctx);
-        let p = principal(ctx);
-        let persona = s.find_persona(p, &input.persona_id).await?;
-        let (st, ev) = s
-            .update_agent_status(
-                p,
-                ids::decode(Kind::Project, &input.project_id)?,
-                persona.id,
-                AgentState::Idle,
-                None,
-                Some(format!("reset by {}", p.user_id)),
-            )
-            .await?;
-        Ok(UpdateAgentStatusPayload {
-            agent_status: AgentStatus(st),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let s = services(ctx);
+                let p = principal(ctx);
+                let persona = s.find_persona(p, &input.persona_id).await?;
+                let (st, ev) = s
+                    .update_agent_status(
+                        p,
+                        ids::decode(Kind::Project, &input.project_id)?,
+                        persona.id,
+                        AgentState::Idle,
+                        None,
+                        Some(format!("reset by {}", p.user_id)),
+                    )
+                    .await?;
+                Ok(UpdateAgentStatusPayload {
+                    agent_status: AgentStatus(st),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let (m, ev) = recorded(&events, "AgentStatus")?;
+                Ok(UpdateAgentStatusPayload {
+                    agent_status: AgentStatus(m),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// Records what an agent is doing; the previous state goes to history.
@@ -1504,6 +1534,10 @@ pub struct ImportPersonaContextInput {
     pub session_id: ID,
     /// A snapshot as `exportPersonaContext` returned it.
     pub snapshot: PersonaContextSnapshot,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same input returns the original result and changes nothing; the same
+    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
+    pub idempotency_key: Option<String>,
 }
 
 /// Input of `touchSession` (a heartbeat repeats by design, so it takes no
@@ -1626,20 +1660,47 @@ impl SessionMutation {
         ctx: &Context<'_>,
         input: ImportPersonaContextInput,
     ) -> Result<PersonaContextPayload> {
-        let sid = ids::decode(Kind::Session, &input.session_id)?;
-        let snap = crate::service::session::ContextSnapshot {
-            data: input.snapshot.data,
-            compressed: input.snapshot.compressed,
-            checksum: input.snapshot.checksum,
-            size: input.snapshot.size,
-        };
-        let (c, ev) = services(ctx)
-            .import_context(principal(ctx), sid, &snap)
-            .await?;
-        Ok(PersonaContextPayload {
-            context: PersonaContext(c),
-            event: Event(ev),
-        })
+        let key = input.idempotency_key.clone();
+        keyed(
+            ctx,
+            key.as_deref(),
+            || async move {
+                let sid = ids::decode(Kind::Session, &input.session_id)?;
+                let snap = crate::service::session::ContextSnapshot {
+                    data: input.snapshot.data,
+                    compressed: input.snapshot.compressed,
+                    checksum: input.snapshot.checksum,
+                    size: input.snapshot.size,
+                };
+                let (c, ev) = services(ctx)
+                    .import_context(principal(ctx), sid, &snap)
+                    .await?;
+                Ok(PersonaContextPayload {
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+            |events| async move {
+                let ev = events
+                    .into_iter()
+                    .find(|e| e.subject_type == "PersonaContext")
+                    .ok_or_else(|| {
+                        crate::error::AppError::Internal(anyhow::anyhow!(
+                            "idempotent replay found no context event"
+                        ))
+                    })?;
+                let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
+                    .await?
+                    .ok_or_else(|| {
+                        crate::error::AppError::not_found("PersonaContext", ev.subject_id)
+                    })?;
+                Ok(PersonaContextPayload {
+                    context: PersonaContext(c),
+                    event: Event(ev),
+                })
+            },
+        )
+        .await
     }
 
     /// ACTIVE → SUSPENDED; contexts are kept.
@@ -1891,7 +1952,8 @@ pub struct CatalogMutation;
 #[Object]
 impl CatalogMutation {
     /// Imports personas, teams and workflows from the files of a V4-format
-    /// pack into the caller's tenant (insert or update by key). A malformed
+    /// pack (an upsert by key, so repeating it is harmless and needs no
+    /// idempotency key) into the caller's tenant (insert or update by key). A malformed
     /// file is reported in `errors` and contributes nothing; the others
     /// still import.
     async fn import_catalog(

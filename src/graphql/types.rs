@@ -870,6 +870,41 @@ impl Session {
         };
         Ok(one(&loaders(ctx).contexts, id).await?.map(PersonaContext))
     }
+    /// HITL requests waiting for a human that this session's user may
+    /// answer, oldest first. Requests have no assignee, so this is every
+    /// PENDING request of the tenant; `totalCount` is the badge a dashboard
+    /// shows.
+    async fn pending_hitl(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let q = hitl_request::Entity::find()
+            .filter(hitl_request::Column::TenantId.eq(self.0.tenant_id))
+            .filter(hitl_request::Column::Status.eq(HitlStatus::Pending));
+        let after = id_cursor(after)?;
+        let pg = crate::service::query::page(
+            super::services(ctx).db(),
+            q,
+            hitl_request::Column::Id,
+            first,
+            after,
+        )
+        .await?;
+        let limit = pg.items.len() as u64;
+        let mut c = connection(
+            pg.items,
+            limit,
+            after.is_some(),
+            TotalCount::Known(pg.total),
+            |m| m.id.to_string(),
+            HitlRequest,
+        );
+        c.has_next_page = pg.has_next;
+        Ok(c)
+    }
     /// Every persona context of this session, oldest first.
     async fn contexts(
         &self,
