@@ -43,6 +43,18 @@ pub enum AppError {
     /// The change raced another one or targets a stale version.
     #[error("{0}")]
     Conflict(String),
+    /// A write based on an old version of a versioned object (`CONFLICT`,
+    /// with `expectedVersion` and `latestVersion` so the client can reload
+    /// and retry).
+    #[error("version conflict on {what}: expected {expected}, latest is {latest}")]
+    VersionConflict {
+        /// What was written, e.g. `checkpoint step 'draft'`.
+        what: String,
+        /// The version the client based its write on.
+        expected: i32,
+        /// The version that is current.
+        latest: i32,
+    },
     /// No valid credentials.
     #[error("authentication required")]
     Unauthenticated,
@@ -64,7 +76,7 @@ impl AppError {
             AppError::BadInput(_) => "BAD_USER_INPUT",
             AppError::NotFound { .. } => "NOT_FOUND",
             AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
-            AppError::Conflict(_) => "CONFLICT",
+            AppError::Conflict(_) | AppError::VersionConflict { .. } => "CONFLICT",
             AppError::Unauthenticated => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
@@ -173,6 +185,12 @@ impl From<AppError> for async_graphql::Error {
                                 .collect(),
                         ),
                     );
+                }
+                AppError::VersionConflict {
+                    expected, latest, ..
+                } => {
+                    ext.set("expectedVersion", *expected);
+                    ext.set("latestVersion", *latest);
                 }
                 _ => {}
             }

@@ -189,11 +189,12 @@ async fn a_stale_checkpoint_version_is_a_conflict_not_an_overwrite() {
     let q = "mutation($id: ID!, $v: Int, $s: JSON!) { createCheckpoint(input: {taskId: $id, stepId: \"s1\", state: $s, expectedVersion: $v}) { checkpoint { version state } } }";
     let v1 = app.ok(q, json!({ "id": t, "v": 0, "s": { "n": 1 } })).await;
     assert_eq!(v1["createCheckpoint"]["checkpoint"]["version"], 1);
-    assert_eq!(
-        app.error_code(q, json!({ "id": t, "v": 0, "s": { "n": 2 } }))
-            .await,
-        "CONFLICT"
-    );
+    let stale = app
+        .post(q, json!({ "id": t, "v": 0, "s": { "n": 2 } }))
+        .await;
+    assert_eq!(stale["errors"][0]["extensions"]["code"], "CONFLICT");
+    assert_eq!(stale["errors"][0]["extensions"]["expectedVersion"], 0);
+    assert_eq!(stale["errors"][0]["extensions"]["latestVersion"], 1);
     let v2 = app.ok(q, json!({ "id": t, "v": 1, "s": { "n": 2 } })).await;
     assert_eq!(v2["createCheckpoint"]["checkpoint"]["version"], 2);
     let latest = app.ok("query($id: ID!) { task(id: $id) { latestCheckpoint { version state parent { version } } } }", json!({ "id": t })).await;

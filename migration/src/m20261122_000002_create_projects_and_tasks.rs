@@ -42,7 +42,6 @@ impl MigrationTrait for Migration {
                 .col(json_binary_null("output"))
                 .col(text_null("error"))
                 .col(integer("attempt"))
-                .col(uuid_null("retry_of"))
                 .col(integer("version"))
                 .col(timestamp_with_time_zone_null("started_at"))
                 .col(timestamp_with_time_zone_null("ended_at"))

@@ -28,7 +28,6 @@ pub struct Model {
     pub output: Option<Json>,
     pub error: Option<String>,
     pub attempt: i32,
-    pub retry_of: Option<Uuid>,
     pub version: i32,
     pub started_at: Option<DateTimeUtc>,
     pub ended_at: Option<DateTimeUtc>,

@@ -164,9 +164,11 @@ impl Services {
         if let Some(expected) = expected_version
             && expected != latest_version
         {
-            return Err(AppError::Conflict(format!(
-                "checkpoint version conflict for step '{step_key}': expected {expected}, latest is {latest_version}"
-            )));
+            return Err(AppError::VersionConflict {
+                what: format!("checkpoint step '{step_key}'"),
+                expected,
+                latest: latest_version,
+            });
         }
         let (model, ev) = write_version(
             &mut tx,

@@ -130,7 +130,6 @@ impl Services {
                 output: Set(None),
                 error: Set(None),
                 attempt: Set(1),
-                retry_of: Set(None),
                 version: Set(1),
                 started_at: Set(None),
                 ended_at: Set(None),
