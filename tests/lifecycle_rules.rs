@@ -498,3 +498,33 @@ async fn admins_can_force_a_start_and_a_completion_and_the_log_says_so() {
             .all(|t| t["status"] == "CANCELLED")
     );
 }
+
+#[tokio::test]
+async fn retries_keep_the_task_and_its_failed_attempts() {
+    let app = support::spawn().await;
+    let p = project(&app).await;
+    let t = working_task(&app, &p).await;
+    let fail = "mutation($id: ID!, $e: String!) { failTask(input: {taskId: $id, error: $e}) { task { status } } }";
+    let retry = "mutation($id: ID!) { retryTask(input: {taskId: $id}) { task { id attempt status error } } }";
+    app.ok(fail, json!({ "id": t, "e": "first boom" })).await;
+    let r = app.ok(retry, json!({ "id": t })).await;
+    assert_eq!(
+        r["retryTask"]["task"]["id"],
+        json!(t),
+        "same task, so its dependants keep their edge"
+    );
+    assert_eq!(r["retryTask"]["task"]["attempt"], 2);
+    assert!(r["retryTask"]["task"]["error"].is_null());
+    app.ok(START, json!({ "id": t })).await;
+    app.ok(fail, json!({ "id": t, "e": "second boom" })).await;
+    app.ok(retry, json!({ "id": t })).await;
+    let d = app.ok("query($id: ID!) { task(id: $id) { attempt failedAttempts { attempt error startedAt failedAt } } }", json!({ "id": t })).await;
+    assert_eq!(d["task"]["attempt"], 3);
+    let attempts = d["task"]["failedAttempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["error"], "first boom");
+    assert_eq!(attempts[1]["attempt"], 2);
+    assert_eq!(attempts[1]["error"], "second boom");
+    assert!(attempts[0]["startedAt"].is_string());
+}

@@ -498,6 +498,39 @@ impl Loader<Uuid> for HumanWait {
     }
 }
 
+/// The `TASK_FAILED` events of tasks (their earlier attempts), oldest first,
+/// at most 100 per task.
+pub struct FailedAttempts {
+    db: DatabaseConnection,
+    tenant: Uuid,
+}
+
+impl Loader<Uuid> for FailedAttempts {
+    type Value = Vec<event::Model>;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        use sea_orm::QueryOrder;
+        let rows = event::Entity::find()
+            .filter(event::Column::TenantId.eq(self.tenant))
+            .filter(event::Column::TaskId.is_in(keys.to_vec()))
+            .filter(event::Column::EventType.eq(crate::domain::EventType::TaskFailed))
+            .order_by_asc(event::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let mut out: HashMap<Uuid, Self::Value> = keys.iter().map(|k| (*k, vec![])).collect();
+        for e in rows {
+            if let Some(t) = e.task_id {
+                let v = out.entry(t).or_default();
+                if v.len() < 100 {
+                    v.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Completion summaries of projects, one grouped query per batch.
 pub struct Completions {
     db: DatabaseConnection,
@@ -556,6 +589,8 @@ pub struct Loaders {
     pub team_keys: DataLoader<TeamKeys>,
     /// Time waiting for humans, per project.
     pub human_wait: Option<DataLoader<HumanWait>>,
+    /// Failed attempts of tasks.
+    pub failed_attempts: DataLoader<FailedAttempts>,
     /// Completion of projects.
     pub completions: DataLoader<Completions>,
     /// Child counts.
@@ -698,6 +733,13 @@ impl Loaders {
             latest_checkpoint: pages!(Rel::TaskLatestCheckpoint),
             team_keys: dl(
                 TeamKeys {
+                    db: db.clone(),
+                    tenant,
+                },
+                delay,
+            ),
+            failed_attempts: dl(
+                FailedAttempts {
                     db: db.clone(),
                     tenant,
                 },

@@ -1921,6 +1921,10 @@ pub struct CatalogFileInput {
 pub struct ImportCatalogInput {
     /// The files of a V4-format pack (at most 500).
     pub files: Vec<CatalogFileInput>,
+    /// Makes the request safe to retry: a repeat with the same key and the
+    /// same files writes nothing again and returns the catalog entries; the
+    /// same key with other files is `CONFLICT`. Per tenant, kept ≥ 24 h.
+    pub idempotency_key: Option<String>,
 }
 
 /// A file that could not be imported.
@@ -1972,12 +1976,24 @@ impl CatalogMutation {
         let report = crate::catalog::parse_files(&files);
         let s = services(ctx);
         let p = principal(ctx);
-        if !(report.pack.personas.is_empty()
+        let has_items = !(report.pack.personas.is_empty()
             && report.pack.teams.is_empty()
-            && report.pack.workflows.is_empty())
-        {
-            s.import_catalog(p, &report.pack).await?;
-        }
+            && report.pack.workflows.is_empty());
+        let pack = &report.pack;
+        // The answer is read back from the catalog either way, so a replay
+        // only has to skip the write.
+        keyed(
+            ctx,
+            input.idempotency_key.as_deref(),
+            || async {
+                if has_items {
+                    s.import_catalog(p, pack).await?;
+                }
+                Ok(())
+            },
+            |_| async { Ok(()) },
+        )
+        .await?;
         let mut personas = vec![];
         for d in &report.pack.personas {
             personas.push(Persona(s.find_persona(p, &d.key).await?));

@@ -477,6 +477,17 @@ impl Task {
     async fn attempt(&self) -> i32 {
         self.0.attempt
     }
+    /// The attempts before this one that failed, oldest first (at most 100):
+    /// a retry keeps the task's row — and so every edge to it — and counts
+    /// up `attempt`, and each failed attempt stays in the log.
+    async fn failed_attempts(&self, ctx: &Context<'_>) -> Result<Vec<TaskAttempt>> {
+        Ok(one(&loaders(ctx).failed_attempts, self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(TaskAttempt)
+            .collect())
+    }
     /// Row version, +1 on every change (for optimistic concurrency).
     async fn version(&self) -> i32 {
         self.0.version
@@ -1538,5 +1549,44 @@ impl WorkflowAnalytics {
     /// Mean time from creation to completion, in seconds.
     async fn mean_time_to_complete_seconds(&self) -> Option<f64> {
         self.0.mean_seconds
+    }
+}
+
+/// One failed attempt of a task, as its `TASK_FAILED` event recorded it.
+pub struct TaskAttempt(pub event::Model);
+
+#[Object]
+impl TaskAttempt {
+    /// The attempt number (1 for the first run).
+    async fn attempt(&self) -> i64 {
+        self.0
+            .payload
+            .get("attempt")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(1)
+    }
+    /// The error it failed with.
+    async fn error(&self) -> Option<String> {
+        self.0
+            .payload
+            .get("error")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+    /// When it started.
+    async fn started_at(&self) -> Option<String> {
+        self.0
+            .payload
+            .get("startedAt")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+    /// When it failed.
+    async fn failed_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The `TASK_FAILED` event.
+    async fn event(&self) -> Event {
+        Event(self.0.clone())
     }
 }
