@@ -101,6 +101,16 @@ async fn row(s: &Services, id: Uuid) -> task::Model {
         .expect("task row")
 }
 
+/// Events of one tenant so far (the two properties run side by side, each
+/// with its own tenant).
+async fn tenant_events(s: &Services, tenant: Uuid) -> usize {
+    event::Entity::find()
+        .filter(event::Column::TenantId.eq(tenant))
+        .count(s.db())
+        .await
+        .expect("count") as usize
+}
+
 async fn all_seqs(s: &Services) -> Vec<i64> {
     event::Entity::find()
         .order_by_asc(event::Column::Seq)
@@ -134,7 +144,8 @@ proptest! {
             for c in cmds {
                 let i = match &c { Cmd::Verb(i, _) | Cmd::Ask(i) | Cmd::Answer(i, _) => *i };
                 let before = row(s, tasks[i]).await;
-                let events_before = all_seqs(s).await.len();
+                let events_before = tenant_events(s, a.tenant_id).await;
+                let head_before = all_seqs(s).await.last().copied().unwrap_or(0);
                 let result = match c.clone() {
                     Cmd::Verb(_, v) => {
                         let change = TaskChange { progress: (v == TaskVerb::Progress).then_some(50), ..Default::default() };
@@ -154,15 +165,16 @@ proptest! {
                 };
                 let after = row(s, tasks[i]).await;
                 let seqs = all_seqs(s).await;
+                let events_after = tenant_events(s, a.tenant_id).await;
                 // Contiguous, increasing: no holes from refused changes.
                 prop_assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs {:?}", seqs);
                 match result {
                     Err(_) => {
                         prop_assert_eq!(&after, &before, "a refused {:?} changed the task", c);
-                        prop_assert_eq!(seqs.len(), events_before, "a refused {:?} appended events", c);
+                        prop_assert_eq!(events_after, events_before, "a refused {:?} appended events", c);
                     }
                     Ok(()) => {
-                        prop_assert!(seqs.len() > events_before, "{:?} appended no event", c);
+                        prop_assert!(events_after > events_before, "{:?} appended no event", c);
                         if after.status != before.status {
                             prop_assert!(before.status.can_transition_to(after.status), "{:?}: {:?} -> {:?}", c, before.status, after.status);
                         }
@@ -171,7 +183,7 @@ proptest! {
                             let task_events = event::Entity::find()
                                 .filter(event::Column::TaskId.eq(tasks[i]))
                                 .filter(event::Column::SubjectType.eq("Task"))
-                                .filter(event::Column::Seq.gt(*seqs.get(events_before.saturating_sub(1)).unwrap_or(&0)))
+                                .filter(event::Column::Seq.gt(head_before))
                                 .count(s.db()).await.expect("count");
                             prop_assert_eq!(task_events as i32, after.version - before.version, "one task event per task change on {:?}", c);
                         }
@@ -186,6 +198,90 @@ proptest! {
             }
             let b_after = row(s, bt.id).await;
             prop_assert_eq!(b_after, bt, "tenant B's task was touched");
+            Ok(())
+        })?;
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SessionCmd {
+    To(cerebral::domain::SessionStatus),
+    Switch(usize),
+    Patch(i64),
+}
+
+fn session_cmd() -> impl Strategy<Value = SessionCmd> {
+    use cerebral::domain::SessionStatus::*;
+    prop_oneof![
+        (prop_oneof![Just(Active), Just(Suspended), Just(Terminated)]).prop_map(SessionCmd::To),
+        (0..2usize).prop_map(SessionCmd::Switch),
+        any::<i64>().prop_map(SessionCmd::Patch),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 30, ..ProptestConfig::default() })]
+
+    /// Sessions and contexts: only legal moves, refusals change nothing,
+    /// context state survives suspension, terminal sessions stay terminal.
+    #[test]
+    fn random_session_sequences_keep_the_invariants(cmds in proptest::collection::vec(session_cmd(), 1..25)) {
+        use cerebral::domain::SessionStatus;
+        use cerebral::entity::{persona, persona_context, session};
+        let w = world();
+        w.rt.block_on(async {
+            let s = &w.services;
+            let a = tenant(0xC);
+            let personas: Vec<Uuid> = {
+                let mut v = vec![];
+                for key in ["pm", "dev"] {
+                    v.push(persona::Entity::find().filter(persona::Column::Key.eq(key)).one(s.db()).await.expect("q").expect("persona").id);
+                }
+                v
+            };
+            let (sess, _) = s.start_session(&a, None).await.expect("session");
+            let mut last_patch: Option<i64> = None;
+            for c in cmds {
+                let before = session::Entity::find_by_id(sess.id).one(s.db()).await.expect("q").expect("row");
+                let events_before = tenant_events(s, a.tenant_id).await;
+                let result = match c.clone() {
+                    SessionCmd::To(to) => s.transition_session(&a, sess.id, to).await.map(|_| ()),
+                    SessionCmd::Switch(i) => s.switch_persona(&a, sess.id, personas[i], None, None).await.map(|_| ()),
+                    SessionCmd::Patch(n) => match before.current_context_id {
+                        Some(cid) => s.update_persona_context(&a, cid, serde_json::json!({ "n": n }), None).await.map(|_| ()),
+                        None => continue,
+                    },
+                };
+                let after = session::Entity::find_by_id(sess.id).one(s.db()).await.expect("q").expect("row");
+                let seqs = all_seqs(s).await;
+                prop_assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+                let events_after = tenant_events(s, a.tenant_id).await;
+                match result {
+                    Err(_) => {
+                        prop_assert_eq!(&after, &before, "refused {:?} changed the session", c);
+                        prop_assert_eq!(events_after, events_before);
+                    }
+                    Ok(()) => {
+                        prop_assert_eq!(events_after, events_before + 1, "one event for {:?}", c);
+                        if after.status != before.status {
+                            prop_assert!(before.status.can_transition_to(after.status));
+                        }
+                        if let SessionCmd::Patch(n) = c {
+                            last_patch = Some(n);
+                        }
+                        if matches!(c, SessionCmd::Switch(_)) {
+                            last_patch = None;
+                        }
+                    }
+                }
+                prop_assert!(!(before.status == SessionStatus::Terminated && after.status != SessionStatus::Terminated));
+                // The current context holds the last accepted patch, whatever
+                // suspensions and resumptions happened since.
+                if let (Some(cid), Some(n)) = (after.current_context_id, last_patch) {
+                    let ctx = persona_context::Entity::find_by_id(cid).one(s.db()).await.expect("q").expect("ctx");
+                    prop_assert_eq!(&ctx.state["n"], &serde_json::json!(n));
+                }
+            }
             Ok(())
         })?;
     }
