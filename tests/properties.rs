@@ -286,3 +286,106 @@ proptest! {
         })?;
     }
 }
+
+/// Every (state, command) pair of the task lifecycle, through the services:
+/// accepted exactly when the lifecycle table (and the verb's own rule)
+/// allows it.
+#[test]
+fn every_task_state_and_command_pair_follows_the_table() {
+    let w = world();
+    w.rt.block_on(async {
+        let s = &w.services;
+        let a = tenant(0xD);
+        let (p, _) = s
+            .create_project(
+                &a,
+                NewProject {
+                    name: "table".into(),
+                    product_idea: None,
+                    workflow: None,
+                    auto_complete: Some(false),
+                },
+            )
+            .await
+            .expect("project");
+        // Paths from PENDING to each state.
+        let paths: Vec<(TaskStatus, Vec<TaskVerb>, bool)> = vec![
+            (TaskStatus::Pending, vec![], false),
+            (TaskStatus::Working, vec![TaskVerb::Start], false),
+            (TaskStatus::WaitingForHitl, vec![TaskVerb::Start], true),
+            (
+                TaskStatus::Completed,
+                vec![TaskVerb::Start, TaskVerb::Complete],
+                false,
+            ),
+            (
+                TaskStatus::Failed,
+                vec![TaskVerb::Start, TaskVerb::Fail],
+                false,
+            ),
+            (TaskStatus::Cancelled, vec![TaskVerb::Cancel], false),
+        ];
+        let verbs = [
+            (TaskVerb::Start, TaskStatus::Working),
+            (TaskVerb::Progress, TaskStatus::Working),
+            (TaskVerb::Complete, TaskStatus::Completed),
+            (TaskVerb::Fail, TaskStatus::Failed),
+            (TaskVerb::Cancel, TaskStatus::Cancelled),
+            (TaskVerb::Retry, TaskStatus::Pending),
+        ];
+        for (state, path, ask) in &paths {
+            for (verb, target) in verbs {
+                let (t, _) = s
+                    .create_task(
+                        &a,
+                        NewTask {
+                            project_id: p.id,
+                            persona_id: None,
+                            title: "t".into(),
+                            instructions: None,
+                            priority: 0,
+                            depends_on: vec![],
+                            required: false,
+                        },
+                    )
+                    .await
+                    .expect("task");
+                for v in path {
+                    s.task_verb(&a, t.id, *v, TaskChange::default())
+                        .await
+                        .expect("path");
+                }
+                if *ask {
+                    s.request_hitl(
+                        &a,
+                        NewHitlRequest {
+                            task_id: t.id,
+                            question: "?".into(),
+                            options: vec![],
+                            expires_at: None,
+                            on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
+                            response_schema: None,
+                        },
+                    )
+                    .await
+                    .expect("ask");
+                }
+                assert_eq!(row(s, t.id).await.status, *state);
+                let expected = match verb {
+                    TaskVerb::Start => *state == TaskStatus::Pending,
+                    TaskVerb::Progress => *state == TaskStatus::Working,
+                    _ => state.can_transition_to(target),
+                };
+                let change = TaskChange {
+                    progress: (verb == TaskVerb::Progress).then_some(10),
+                    ..Default::default()
+                };
+                let got = s.task_verb(&a, t.id, verb, change).await;
+                assert_eq!(got.is_ok(), expected, "{state:?} + {verb:?}: {got:?}");
+                if let Err(e) = got {
+                    assert_eq!(e.code(), "INVALID_TRANSITION", "{state:?} + {verb:?}");
+                }
+            }
+        }
+    });
+}
