@@ -69,6 +69,9 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let (url, dir) = fresh_database().await;
     let mut config = Config::for_database(&url);
     config.event_poll_ms = 0;
+    // Background sweepers would race the tests that call them by hand.
+    config.sweep_interval_seconds = 0;
+    config.agent_stale_seconds = 0;
     tweak(&mut config);
     let app = App::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
