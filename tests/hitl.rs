@@ -92,7 +92,7 @@ async fn unanswered_requests_expire_and_their_task_fails_or_resumes_as_asked() {
         )
         .await["createProject"]["project"]["id"]
         .clone();
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(2000)).to_rfc3339();
     let failing = working_task(&app, &p).await;
     let resuming = working_task(&app, &p).await;
     let r_fail = ask(&app, &failing, json!({ "expiresAt": soon })).await;
@@ -102,7 +102,7 @@ async fn unanswered_requests_expire_and_their_task_fails_or_resumes_as_asked() {
         json!({ "expiresAt": soon, "onExpiry": "RESUME_TASK" }),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
 
     // Past its deadline a request can no longer be answered, even before a sweep.
     let late = app

@@ -204,7 +204,7 @@ async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_eve
 
     // agentStatusChanged narrowed to one persona.
     let mut po_states = vec![];
-    while let Some(item) = po_sub.next(Duration::from_millis(500)).await {
+    while let Some(item) = po_sub.next(Duration::from_secs(2)).await {
         assert_eq!(
             item["agentStatusChanged"]["agentStatus"]["persona"]["key"],
             "po"
