@@ -88,6 +88,44 @@ fn recorded<M: serde::de::DeserializeOwned>(
         })
 }
 
+/// Replays a persona context mutation: the context as it is now (context
+/// events record a summary, not the whole state).
+async fn replay_context(
+    ctx: &Context<'_>,
+    events: Vec<crate::entity::event::Model>,
+) -> Result<PersonaContextPayload> {
+    let ev = events
+        .into_iter()
+        .find(|e| e.subject_type == "PersonaContext")
+        .ok_or_else(|| {
+            crate::error::AppError::Internal(anyhow::anyhow!(
+                "idempotent replay found no context event"
+            ))
+        })?;
+    let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
+        .await?
+        .ok_or_else(|| crate::error::AppError::not_found("PersonaContext", ev.subject_id))?;
+    Ok(PersonaContextPayload {
+        context: PersonaContext(c),
+        event: Event(ev),
+    })
+}
+
+/// The task as a replayed change recorded it, or as it is now when the
+/// change did not touch it.
+async fn recorded_task_or_current(
+    ctx: &Context<'_>,
+    events: &[crate::entity::event::Model],
+    task_id: uuid::Uuid,
+) -> Result<crate::entity::task::Model> {
+    match recorded::<crate::entity::task::Model>(events, "Task") {
+        Ok((t, _)) => Ok(t),
+        Err(_) => super::types::one(&super::loaders(ctx).tasks, task_id)
+            .await?
+            .ok_or_else(|| crate::error::AppError::not_found("Task", task_id).into()),
+    }
+}
+
 macro_rules! payload {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? }) => {
         $(#[$m])*
@@ -863,12 +901,7 @@ impl HitlMutation {
             |events| async move {
                 let (h, ev) =
                     recorded::<crate::entity::hitl_request::Model>(&events, "HitlRequest")?;
-                let task = match recorded::<crate::entity::task::Model>(&events, "Task") {
-                    Ok((t, _)) => t,
-                    Err(_) => super::types::one(&super::loaders(ctx).tasks, h.task_id)
-                        .await?
-                        .ok_or_else(|| crate::error::AppError::not_found("Task", h.task_id))?,
-                };
+                let task = recorded_task_or_current(ctx, &events, h.task_id).await?;
                 Ok(RequestHitlPayload {
                     hitl_request: HitlRequest(h),
                     task: Task(task),
@@ -910,12 +943,7 @@ impl HitlMutation {
             |events| async move {
                 let (h, ev) =
                     recorded::<crate::entity::hitl_request::Model>(&events, "HitlRequest")?;
-                let task = match recorded::<crate::entity::task::Model>(&events, "Task") {
-                    Ok((t, _)) => t,
-                    Err(_) => super::types::one(&super::loaders(ctx).tasks, h.task_id)
-                        .await?
-                        .ok_or_else(|| crate::error::AppError::not_found("Task", h.task_id))?,
-                };
+                let task = recorded_task_or_current(ctx, &events, h.task_id).await?;
                 Ok(ResolveHitlRequestPayload {
                     hitl_request: HitlRequest(h),
                     task: Task(task),
@@ -1680,25 +1708,7 @@ impl SessionMutation {
                     event: Event(ev),
                 })
             },
-            |events| async move {
-                let ev = events
-                    .into_iter()
-                    .find(|e| e.subject_type == "PersonaContext")
-                    .ok_or_else(|| {
-                        crate::error::AppError::Internal(anyhow::anyhow!(
-                            "idempotent replay found no context event"
-                        ))
-                    })?;
-                let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
-                    .await?
-                    .ok_or_else(|| {
-                        crate::error::AppError::not_found("PersonaContext", ev.subject_id)
-                    })?;
-                Ok(PersonaContextPayload {
-                    context: PersonaContext(c),
-                    event: Event(ev),
-                })
-            },
+            |events| replay_context(ctx, events),
         )
         .await
     }
@@ -1808,25 +1818,7 @@ impl SessionMutation {
                     event: Event(ev),
                 })
             },
-            |events| async move {
-                let ev = events
-                    .into_iter()
-                    .find(|e| e.subject_type == "PersonaContext")
-                    .ok_or_else(|| {
-                        crate::error::AppError::Internal(anyhow::anyhow!(
-                            "idempotent replay found no context event"
-                        ))
-                    })?;
-                let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
-                    .await?
-                    .ok_or_else(|| {
-                        crate::error::AppError::not_found("PersonaContext", ev.subject_id)
-                    })?;
-                Ok(PersonaContextPayload {
-                    context: PersonaContext(c),
-                    event: Event(ev),
-                })
-            },
+            |events| replay_context(ctx, events),
         )
         .await
     }
@@ -1851,25 +1843,7 @@ impl SessionMutation {
                     event: Event(ev),
                 })
             },
-            |events| async move {
-                let ev = events
-                    .into_iter()
-                    .find(|e| e.subject_type == "PersonaContext")
-                    .ok_or_else(|| {
-                        crate::error::AppError::Internal(anyhow::anyhow!(
-                            "idempotent replay found no context event"
-                        ))
-                    })?;
-                let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
-                    .await?
-                    .ok_or_else(|| {
-                        crate::error::AppError::not_found("PersonaContext", ev.subject_id)
-                    })?;
-                Ok(PersonaContextPayload {
-                    context: PersonaContext(c),
-                    event: Event(ev),
-                })
-            },
+            |events| replay_context(ctx, events),
         )
         .await
     }
