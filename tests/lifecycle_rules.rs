@@ -518,8 +518,13 @@ async fn retries_keep_the_task_and_its_failed_attempts() {
     app.ok(START, json!({ "id": t })).await;
     app.ok(fail, json!({ "id": t, "e": "second boom" })).await;
     app.ok(retry, json!({ "id": t })).await;
-    let d = app.ok("query($id: ID!) { task(id: $id) { attempt failedAttempts { attempt error startedAt failedAt } } }", json!({ "id": t })).await;
+    let d = app.ok("query($id: ID!) { task(id: $id) { attempt retryOf { attempt error } failedAttempts { attempt error startedAt failedAt } } }", json!({ "id": t })).await;
     assert_eq!(d["task"]["attempt"], 3);
+    assert_eq!(
+        d["task"]["retryOf"]["attempt"], 2,
+        "this run retries attempt 2"
+    );
+    assert_eq!(d["task"]["retryOf"]["error"], "second boom");
     let attempts = d["task"]["failedAttempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["attempt"], 1);

@@ -389,3 +389,185 @@ fn every_task_state_and_command_pair_follows_the_table() {
         }
     });
 }
+
+/// The other lifecycles' (state, command) pairs through the services:
+/// projects, sessions, HITL requests and checkpoints.
+#[test]
+fn every_other_state_and_command_pair_follows_its_table() {
+    use cerebral::domain::{CheckpointStatus, ProjectStatus, SessionStatus};
+    let w = world();
+    w.rt.block_on(async {
+        let s = &w.services;
+        let a = tenant(0xE);
+        let new_project = || NewProject {
+            name: "x".into(),
+            product_idea: None,
+            workflow: None,
+            auto_complete: Some(false),
+        };
+
+        // Projects: reach each state, then try each verb.
+        let ends = [
+            ProjectStatus::Completed,
+            ProjectStatus::Failed,
+            ProjectStatus::Cancelled,
+        ];
+        for from in [
+            ProjectStatus::Active,
+            ProjectStatus::Completed,
+            ProjectStatus::Failed,
+            ProjectStatus::Cancelled,
+        ] {
+            for to in ends {
+                let (p, _) = s.create_project(&a, new_project()).await.expect("project");
+                if from != ProjectStatus::Active {
+                    s.transition_project(&a, p.id, from, None, false)
+                        .await
+                        .expect("reach");
+                }
+                let got = s.transition_project(&a, p.id, to, None, false).await;
+                assert_eq!(
+                    got.is_ok(),
+                    from.can_transition_to(to),
+                    "project {from:?} -> {to:?}"
+                );
+            }
+        }
+
+        // Sessions: ACTIVE, SUSPENDED, TERMINATED × suspend, resume, terminate.
+        for from in [
+            SessionStatus::Active,
+            SessionStatus::Suspended,
+            SessionStatus::Terminated,
+        ] {
+            for to in [
+                SessionStatus::Suspended,
+                SessionStatus::Active,
+                SessionStatus::Terminated,
+            ] {
+                let (sess, _) = s.start_session(&a, None).await.expect("session");
+                if from != SessionStatus::Active {
+                    s.transition_session(&a, sess.id, from)
+                        .await
+                        .expect("reach");
+                }
+                let got = s.transition_session(&a, sess.id, to).await;
+                assert_eq!(
+                    got.is_ok(),
+                    from.can_transition_to(to),
+                    "session {from:?} -> {to:?}"
+                );
+            }
+        }
+
+        // HITL: PENDING, APPROVED, REJECTED, AMENDED × each decision.
+        let (p, _) = s.create_project(&a, new_project()).await.expect("project");
+        let decisions = [
+            HitlDecision::Approve,
+            HitlDecision::Reject,
+            HitlDecision::Amend,
+        ];
+        for first in [
+            None,
+            Some(HitlDecision::Approve),
+            Some(HitlDecision::Reject),
+            Some(HitlDecision::Amend),
+        ] {
+            for second in decisions {
+                let (t, _) = s
+                    .create_task(
+                        &a,
+                        NewTask {
+                            project_id: p.id,
+                            persona_id: None,
+                            title: "t".into(),
+                            instructions: None,
+                            priority: 0,
+                            depends_on: vec![],
+                            required: false,
+                        },
+                    )
+                    .await
+                    .expect("task");
+                s.task_verb(&a, t.id, TaskVerb::Start, TaskChange::default())
+                    .await
+                    .expect("start");
+                let (r, _, _) = s
+                    .request_hitl(
+                        &a,
+                        NewHitlRequest {
+                            task_id: t.id,
+                            question: "?".into(),
+                            options: vec![],
+                            expires_at: None,
+                            on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
+                            response_schema: None,
+                        },
+                    )
+                    .await
+                    .expect("ask");
+                if let Some(d) = first {
+                    s.resolve_hitl(&a, r.id, d, None)
+                        .await
+                        .expect("first answer");
+                }
+                let got = s.resolve_hitl(&a, r.id, second, None).await;
+                assert_eq!(
+                    got.is_ok(),
+                    first.is_none(),
+                    "HITL {first:?} then {second:?}"
+                );
+            }
+        }
+
+        // Checkpoints: IN_PROGRESS, COMPLETED, FAILED, REVERTED × each status.
+        let (t, _) = s
+            .create_task(
+                &a,
+                NewTask {
+                    project_id: p.id,
+                    persona_id: None,
+                    title: "c".into(),
+                    instructions: None,
+                    priority: 0,
+                    depends_on: vec![],
+                    required: false,
+                },
+            )
+            .await
+            .expect("task");
+        let all = [
+            CheckpointStatus::InProgress,
+            CheckpointStatus::Completed,
+            CheckpointStatus::Failed,
+            CheckpointStatus::Reverted,
+        ];
+        for (i, from) in all.into_iter().enumerate() {
+            for (j, to) in all.into_iter().enumerate() {
+                let step = format!("s{i}{j}");
+                let (c, _) = s
+                    .create_checkpoint(
+                        &a,
+                        t.id,
+                        step,
+                        serde_json::json!({}),
+                        None,
+                        CheckpointStatus::InProgress,
+                    )
+                    .await
+                    .expect("checkpoint");
+                if from != CheckpointStatus::InProgress {
+                    s.update_checkpoint_status(&a, c.id, from)
+                        .await
+                        .expect("reach");
+                }
+                let got = s.update_checkpoint_status(&a, c.id, to).await;
+                assert_eq!(
+                    got.is_ok(),
+                    from.can_transition_to(to),
+                    "checkpoint {from:?} -> {to:?}"
+                );
+            }
+        }
+    });
+}

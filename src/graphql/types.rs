@@ -477,6 +477,24 @@ impl Task {
     async fn attempt(&self) -> i32 {
         self.0.attempt
     }
+    /// The failed attempt this run retries (null on the first attempt): the
+    /// lineage link of `retryTask`, which keeps the task's row and counts up
+    /// `attempt`.
+    async fn retry_of(&self, ctx: &Context<'_>) -> Result<Option<TaskAttempt>> {
+        if self.0.attempt <= 1 {
+            return Ok(None);
+        }
+        Ok(one(&loaders(ctx).failed_attempts, self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find(|e| {
+                e.payload.get("attempt").and_then(|v| v.as_i64())
+                    == Some(i64::from(self.0.attempt) - 1)
+            })
+            .map(TaskAttempt))
+    }
     /// The attempts before this one that failed, oldest first (at most 100):
     /// a retry keeps the task's row — and so every edge to it — and counts
     /// up `attempt`, and each failed attempt stays in the log.
