@@ -460,6 +460,25 @@ fn every_other_state_and_command_pair_follows_its_table() {
             }
         }
 
+        // EXPIRED sessions (reached through the per-user limit of 10) refuse
+        // every move.
+        let crowd = Principal {
+            user_id: "crowd".into(),
+            ..a.clone()
+        };
+        let (oldest, _) = s.start_session(&crowd, None).await.expect("session");
+        for _ in 0..10 {
+            s.start_session(&crowd, None).await.expect("session");
+        }
+        for to in [
+            SessionStatus::Suspended,
+            SessionStatus::Active,
+            SessionStatus::Terminated,
+        ] {
+            let got = s.transition_session(&crowd, oldest.id, to).await;
+            assert!(got.is_err(), "EXPIRED -> {to:?} must be refused");
+        }
+
         // HITL: PENDING, APPROVED, REJECTED, AMENDED × each decision.
         let (p, _) = s.create_project(&a, new_project()).await.expect("project");
         let decisions = [
@@ -518,6 +537,55 @@ fn every_other_state_and_command_pair_follows_its_table() {
                     "HITL {first:?} then {second:?}"
                 );
             }
+        }
+
+        // EXPIRED requests (their task failed) refuse every decision.
+        for d in decisions {
+            let (t, _) = s
+                .create_task(
+                    &a,
+                    NewTask {
+                        project_id: p.id,
+                        persona_id: None,
+                        title: "e".into(),
+                        instructions: None,
+                        priority: 0,
+                        depends_on: vec![],
+                        required: false,
+                    },
+                )
+                .await
+                .expect("task");
+            s.task_verb(&a, t.id, TaskVerb::Start, TaskChange::default())
+                .await
+                .expect("start");
+            let (r, _, _) = s
+                .request_hitl(
+                    &a,
+                    NewHitlRequest {
+                        task_id: t.id,
+                        question: "?".into(),
+                        options: vec![],
+                        expires_at: None,
+                        on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
+                        response_schema: None,
+                    },
+                )
+                .await
+                .expect("ask");
+            s.task_verb(
+                &a,
+                t.id,
+                TaskVerb::Fail,
+                TaskChange {
+                    error: Some(Some("x".into())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("fail");
+            let got = s.resolve_hitl(&a, r.id, d, None).await;
+            assert!(got.is_err(), "EXPIRED then {d:?} must be refused");
         }
 
         // Checkpoints: IN_PROGRESS, COMPLETED, FAILED, REVERTED × each status.
