@@ -197,12 +197,12 @@ async fn a_stale_checkpoint_version_is_a_conflict_not_an_overwrite() {
     assert_eq!(stale["errors"][0]["extensions"]["latestVersion"], 1);
     let v2 = app.ok(q, json!({ "id": t, "v": 1, "s": { "n": 2 } })).await;
     assert_eq!(v2["createCheckpoint"]["checkpoint"]["version"], 2);
-    let latest = app.ok("query($id: ID!) { task(id: $id) { latestCheckpoint { version state parent { version } } } }", json!({ "id": t })).await;
+    let latest = app.ok("query($id: ID!) { task(id: $id) { latestCheckpoint { version state parentCheckpoint { version } } } }", json!({ "id": t })).await;
     assert_eq!(
         latest["task"]["latestCheckpoint"]["state"],
         json!({ "n": 2 })
     );
-    assert_eq!(latest["task"]["latestCheckpoint"]["parent"]["version"], 1);
+    assert_eq!(latest["task"]["latestCheckpoint"]["parentCheckpoint"]["version"], 1);
 }
 
 #[tokio::test]

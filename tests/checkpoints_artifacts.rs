@@ -49,12 +49,12 @@ async fn checkpoints_fork_diff_and_revert_without_losing_history() {
     );
 
     let fork = app
-        .ok("mutation($c: ID!) { forkFromCheckpoint(input: {checkpointId: $c, statePatch: {c: 3}}) { checkpoint { id version state parent { id } } event { payload } } }", json!({ "c": v1 }))
+        .ok("mutation($c: ID!) { forkFromCheckpoint(input: {checkpointId: $c, statePatch: {c: 3}}) { checkpoint { id version state parentCheckpoint { id } } event { payload } } }", json!({ "c": v1 }))
         .await["forkFromCheckpoint"]
         .clone();
     assert_eq!(fork["checkpoint"]["version"], 3);
     assert_eq!(fork["checkpoint"]["state"], json!({ "a": 1, "c": 3 }));
-    assert_eq!(fork["checkpoint"]["parent"]["id"], v1);
+    assert_eq!(fork["checkpoint"]["parentCheckpoint"]["id"], v1);
     let v3 = fork["checkpoint"]["id"].clone();
 
     let r = app

@@ -1076,8 +1076,9 @@ impl TaskCheckpoint {
     async fn pinned(&self) -> bool {
         self.0.pinned
     }
-    /// The previous version of the same step.
-    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
+    /// The checkpoint this one grew from: the previous version of the same
+    /// step, or the source of a fork. Following it walks the tree to the root.
+    async fn parent_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
         let Some(id) = self.0.parent_id else {
             return Ok(None);
         };
