@@ -202,7 +202,10 @@ async fn a_stale_checkpoint_version_is_a_conflict_not_an_overwrite() {
         latest["task"]["latestCheckpoint"]["state"],
         json!({ "n": 2 })
     );
-    assert_eq!(latest["task"]["latestCheckpoint"]["parentCheckpoint"]["version"], 1);
+    assert_eq!(
+        latest["task"]["latestCheckpoint"]["parentCheckpoint"]["version"],
+        1
+    );
 }
 
 #[tokio::test]
