@@ -36,6 +36,11 @@ impl App {
         let bus = EventBus::new(head);
         // Also on SQLite: another process (`cerebral import`) may append to
         // the same file, and only polling notices that.
+        if !db::is_sqlite(&conn) {
+            bus.spawn_pg_listener(conn.clone());
+        }
+        // A safety net on PostgreSQL (and the only cross-process signal on
+        // SQLite, e.g. a CLI import into the server's file).
         if config.event_poll_ms > 0 {
             bus.spawn_poller(conn.clone(), Duration::from_millis(config.event_poll_ms));
         }

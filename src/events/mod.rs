@@ -27,6 +27,9 @@ use crate::domain::EventType;
 use crate::entity::event;
 use crate::error::AppResult;
 
+/// The PostgreSQL NOTIFY channel that carries committed sequence numbers.
+pub const CHANNEL: &str = "cerebral_events";
+
 /// Rows read from the log per query while catching up.
 const PAGE: u64 = 200;
 
@@ -87,6 +90,62 @@ impl EventBus {
                 match Self::read_head(&db).await {
                     Ok(h) => bus.published(h),
                     Err(e) => tracing::warn!(error = %e, "cannot read the event head"),
+                }
+            }
+        });
+    }
+
+    /// On PostgreSQL: one `LISTEN` connection per process. Every commit that
+    /// appended events sends `pg_notify(CHANNEL, last_seq)` inside its
+    /// transaction (delivered only if it commits), and this listener moves
+    /// the local head, so a subscriber on any replica hears of an event as
+    /// soon as it is committed. When the connection drops, notifications
+    /// sent meanwhile are lost — so after every reconnect the head is read
+    /// from the table; streams then catch up from the log, never skipping.
+    pub fn spawn_pg_listener(&self, db: DatabaseConnection) {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let pool = db.get_postgres_connection_pool().clone();
+            loop {
+                let mut listener =
+                    match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "event listener cannot connect; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "event listener cannot LISTEN; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                // Whatever was committed before LISTEN took effect.
+                if let Ok(h) = Self::read_head(&db).await {
+                    bus.published(h);
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => {
+                            if let Ok(seq) = n.payload().parse::<i64>() {
+                                bus.published(seq);
+                            }
+                        }
+                        Ok(None) => {
+                            // Connection lost; sqlx reconnects on the next
+                            // call. Catch up on what we may have missed.
+                            tracing::warn!("event listener reconnecting");
+                            if let Ok(h) = Self::read_head(&db).await {
+                                bus.published(h);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "event listener failed; reconnecting");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            break;
+                        }
+                    }
                 }
             }
         });

@@ -195,6 +195,16 @@ impl Tx<'_> {
             event::Entity::insert_many(events.iter().cloned().map(event::ActiveModel::from))
                 .exec(&self.txn)
                 .await?;
+            if backend == sea_orm::DbBackend::Postgres {
+                // Delivered to every replica's listener only if this commits.
+                self.txn
+                    .execute_raw(Statement::from_sql_and_values(
+                        backend,
+                        "SELECT pg_notify($1, $2)",
+                        [crate::events::CHANNEL.into(), last.to_string().into()],
+                    ))
+                    .await?;
+            }
         }
         if let Some(claim) = self.claim.take() {
             use sea_orm::ActiveModelTrait;

@@ -67,6 +67,15 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
 /// Starts the server with `tweak` applied to the default test config.
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let (url, dir) = fresh_database().await;
+    spawn_on(url, dir, tweak).await
+}
+
+/// Starts another server on an existing database (a second replica).
+pub async fn spawn_on(
+    url: String,
+    dir: Option<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::for_database(&url);
     config.event_poll_ms = 0;
     // Background sweepers would race the tests that call them by hand.
