@@ -75,11 +75,7 @@ fn recorded<M: serde::de::DeserializeOwned>(
     events
         .iter()
         .find(|e| e.subject_type == subject)
-        .and_then(|e| {
-            serde_json::from_value(e.payload.clone())
-                .ok()
-                .map(|m| (m, e.clone()))
-        })
+        .and_then(|e| super::types::recorded(e).map(|m| (m, e.clone())))
         .ok_or_else(|| {
             crate::error::AppError::Internal(anyhow::anyhow!(
                 "idempotent replay found no {subject} event"

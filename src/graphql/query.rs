@@ -219,7 +219,7 @@ impl ProjectQuery {
         }
         let after = id_cursor(after)?;
         let pg = page(services(ctx).db(), q, project::Column::Id, first, after).await?;
-        Ok(wrap_page(
+        Ok(page_connection(
             pg,
             after.is_some(),
             |m| m.id.to_string(),
@@ -260,7 +260,12 @@ impl ProjectQuery {
         }
         let after = id_cursor(after)?;
         let pg = page(s.db(), q, task::Column::Id, first, after).await?;
-        Ok(wrap_page(pg, after.is_some(), |m| m.id.to_string(), Task))
+        Ok(page_connection(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Task,
+        ))
     }
 
     /// The RFC 6902 JSON Patch (an array of operations) that turns the
@@ -314,7 +319,7 @@ impl ProjectQuery {
             after,
         )
         .await?;
-        Ok(wrap_page(
+        Ok(page_connection(
             pg,
             after.is_some(),
             |m| m.id.to_string(),
@@ -344,7 +349,7 @@ impl ProjectQuery {
         }
         let after = id_cursor(after)?;
         let pg = page(services(ctx).db(), q, artifact::Column::Id, first, after).await?;
-        Ok(wrap_page(
+        Ok(page_connection(
             pg,
             after.is_some(),
             |m| m.id.to_string(),
@@ -375,7 +380,7 @@ impl ProjectQuery {
             after,
         )
         .await?;
-        Ok(wrap_page(
+        Ok(page_connection(
             pg,
             after.is_some(),
             |m| m.id.to_string(),
@@ -402,7 +407,7 @@ impl CatalogQuery {
         let p = principal(ctx);
         let base = persona::Entity::find()
             .filter(persona::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
-        let (rows, has_next, total) = catalog_page(
+        let pg = catalog_page(
             services(ctx).db(),
             base,
             persona::Column::Key,
@@ -411,16 +416,12 @@ impl CatalogQuery {
             |m: &persona::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
         )
         .await?;
-        let mut c = connection(
-            rows,
-            u64::MAX,
+        Ok(page_connection(
+            pg,
             after.is_some(),
-            TotalCount::Known(total),
             |m| m.key.clone(),
             Persona,
-        );
-        c.has_next_page = has_next;
-        Ok(c)
+        ))
     }
 
     /// A persona by global id or catalog key (e.g. `analyst`).
@@ -448,7 +449,7 @@ impl CatalogQuery {
         let p = principal(ctx);
         let base =
             team::Entity::find().filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
-        let (rows, has_next, total) = catalog_page(
+        let pg = catalog_page(
             services(ctx).db(),
             base,
             team::Column::Key,
@@ -457,16 +458,12 @@ impl CatalogQuery {
             |m: &team::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
         )
         .await?;
-        let mut c = connection(
-            rows,
-            u64::MAX,
+        Ok(page_connection(
+            pg,
             after.is_some(),
-            TotalCount::Known(total),
             |m| m.key.clone(),
             Team,
-        );
-        c.has_next_page = has_next;
-        Ok(c)
+        ))
     }
 
     /// Every workflow the caller can use.
@@ -481,7 +478,7 @@ impl CatalogQuery {
         let p = principal(ctx);
         let base = workflow::Entity::find()
             .filter(workflow::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
-        let (rows, has_next, total) = catalog_page(
+        let pg = catalog_page(
             services(ctx).db(),
             base,
             workflow::Column::Key,
@@ -490,16 +487,12 @@ impl CatalogQuery {
             |m: &workflow::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
         )
         .await?;
-        let mut c = connection(
-            rows,
-            u64::MAX,
+        Ok(page_connection(
+            pg,
             after.is_some(),
-            TotalCount::Known(total),
             |m| m.key.clone(),
             Workflow,
-        );
-        c.has_next_page = has_next;
-        Ok(c)
+        ))
     }
 
     /// A workflow by global id or catalog key (e.g. `greenfield-service`).
@@ -550,7 +543,7 @@ impl SessionQuery {
         }
         let after = id_cursor(after)?;
         let pg = page(services(ctx).db(), q, session::Column::Id, first, after).await?;
-        Ok(wrap_page(
+        Ok(page_connection(
             pg,
             after.is_some(),
             |m| m.id.to_string(),
@@ -641,25 +634,6 @@ impl EventQuery {
     }
 }
 
-fn wrap_page<M, T: async_graphql::OutputType>(
-    pg: crate::service::query::Page<M>,
-    has_previous: bool,
-    cursor: impl Fn(&M) -> String,
-    wrap: impl Fn(M) -> T,
-) -> Conn<T> {
-    let limit = pg.items.len() as u64;
-    let mut c = connection(
-        pg.items,
-        limit,
-        has_previous,
-        TotalCount::Known(pg.total),
-        cursor,
-        wrap,
-    );
-    c.has_next_page = pg.has_next;
-    c
-}
-
 /// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both
 /// back-ends agree (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
 fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
@@ -680,7 +654,7 @@ fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
 }
 
 /// One keyset page of a catalog table by key, own rows hiding built-in ones
-/// with the same key: (rows, has next page, distinct keys in all pages).
+/// with the same key; `total` counts distinct keys.
 async fn catalog_page<E, C>(
     db: &C,
     base: sea_orm::Select<E>,
@@ -688,7 +662,7 @@ async fn catalog_page<E, C>(
     first: Option<i32>,
     after: Option<String>,
     key_of: impl Fn(&E::Model) -> (String, bool),
-) -> Result<(Vec<E::Model>, bool, u64), AppError>
+) -> Result<crate::service::query::Page<E::Model>, AppError>
 where
     E: EntityTrait,
     E::Model: Sync,
@@ -728,5 +702,9 @@ where
         .collect();
     let has_next = rows.len() > limit;
     rows.truncate(limit);
-    Ok((rows, has_next, total))
+    Ok(crate::service::query::Page {
+        items: rows,
+        has_next,
+        total,
+    })
 }

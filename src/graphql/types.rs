@@ -71,6 +71,22 @@ where
     c
 }
 
+/// Builds a connection from a page the service layer already cut.
+pub fn page_connection<M, T: async_graphql::OutputType>(
+    pg: crate::service::query::Page<M>,
+    has_previous: bool,
+    cursor: impl Fn(&M) -> String,
+    wrap: impl Fn(M) -> T,
+) -> Conn<T> {
+    let mut c =
+        Connection::with_additional_fields(has_previous, pg.has_next, TotalCount::Known(pg.total));
+    c.edges.extend(pg.items.into_iter().map(|m| {
+        let cur = cursor(&m);
+        Edge::new(cur, wrap(m))
+    }));
+    c
+}
+
 /// Parses an `after` cursor of an id-ordered list.
 pub fn id_cursor(after: Option<String>) -> Result<Option<Uuid>, AppError> {
     after
@@ -922,17 +938,12 @@ impl Session {
             after,
         )
         .await?;
-        let limit = pg.items.len() as u64;
-        let mut c = connection(
-            pg.items,
-            limit,
+        Ok(page_connection(
+            pg,
             after.is_some(),
-            TotalCount::Known(pg.total),
             |m| m.id.to_string(),
             HitlRequest,
-        );
-        c.has_next_page = pg.has_next;
-        Ok(c)
+        ))
     }
     /// Every persona context of this session, oldest first.
     async fn contexts(
@@ -1380,7 +1391,7 @@ impl Event {
 }
 
 /// Reads the object snapshot an event recorded right after its change.
-fn recorded<T: serde::de::DeserializeOwned>(e: &event::Model) -> Option<T> {
+pub fn recorded<T: serde::de::DeserializeOwned>(e: &event::Model) -> Option<T> {
     serde_json::from_value(e.payload.clone()).ok()
 }
 
