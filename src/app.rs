@@ -33,7 +33,8 @@ impl App {
         let head = EventBus::read_head(&conn)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let bus = EventBus::new(head);
+        let bus = EventBus::new(head, config.event_buffer, config.max_replay_events);
+        bus.spawn_fanout(db::uncounted(&conn));
         // Also on SQLite: another process (`cerebral import`) may append to
         // the same file, and only polling notices that.
         if !db::is_sqlite(&conn) {

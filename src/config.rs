@@ -195,6 +195,73 @@ pub struct Config {
         global = true
     )]
     pub max_context_history: usize,
+    /// Events of the whole process kept in memory for live fan-out. A
+    /// subscriber that falls further behind than this is not dropped: it
+    /// catches up from the event table, then rejoins the live feed.
+    #[arg(
+        long,
+        env = "CEREBRAL_EVENT_BUFFER",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub event_buffer: usize,
+    /// Largest number of log events one subscription replays to catch up
+    /// (after a late cursor or after falling behind); further behind, it
+    /// gets `RESYNC_REQUIRED` with the latest cursor instead and ends, so one
+    /// stale dashboard cannot make the server stream its whole history.
+    /// 0: no limit (every event is always delivered).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_REPLAY_EVENTS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub max_replay_events: u64,
+    /// How long a WebSocket may stay open without `connection_init`, in
+    /// milliseconds; then it is closed with 4408 (graphql-transport-ws).
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_INIT_TIMEOUT_MS",
+        default_value_t = 3000,
+        global = true
+    )]
+    pub ws_init_timeout_ms: u64,
+    /// Active subscriptions one WebSocket may hold; one more is answered
+    /// with an `error` message (`TOO_MANY_SUBSCRIPTIONS`) and the socket stays.
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub ws_max_subscriptions: usize,
+    /// How often the server pings a WebSocket, in seconds. A peer that sends
+    /// nothing (not even a pong) for two intervals, or does not take a
+    /// message for that long, is dropped (0 turns pinging off).
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_PING_INTERVAL_SECONDS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub ws_ping_interval_seconds: u64,
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_MAX_MESSAGE_BYTES",
+        default_value_t = 256 * 1024,
+        global = true
+    )]
+    pub ws_max_message_bytes: usize,
+    /// Bytes a WebSocket may hold queued for a client that does not read
+    /// before the server stops producing for it (per connection).
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_WRITE_BUFFER_BYTES",
+        default_value_t = 64 * 1024,
+        global = true
+    )]
+    pub ws_write_buffer_bytes: usize,
     /// Log format.
     #[arg(
         long,

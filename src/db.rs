@@ -56,6 +56,19 @@ pub async fn connect(
     Ok((db, counter))
 }
 
+/// Another handle on the same pool that does not count its statements:
+/// background work (the event fan-out) would otherwise show up in the
+/// per-request statement figures at random moments.
+pub fn uncounted(db: &DatabaseConnection) -> DatabaseConnection {
+    if is_sqlite(db) {
+        sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(db.get_sqlite_connection_pool().clone())
+    } else {
+        sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
+            db.get_postgres_connection_pool().clone(),
+        )
+    }
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None).await.context("migrations failed")

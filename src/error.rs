@@ -2,7 +2,8 @@
 //! error.
 //!
 //! Codes are API: `BAD_USER_INPUT`, `NOT_FOUND`, `INVALID_TRANSITION`,
-//! `CONFLICT`, `UNAUTHENTICATED`, `FORBIDDEN`, `INTERNAL_SERVER_ERROR`. They are
+//! `CONFLICT`, `UNAUTHENTICATED`, `FORBIDDEN`, `RESYNC_REQUIRED`,
+//! `INTERNAL_SERVER_ERROR`. They are
 //! tested and never renamed. The crate enables async-graphql's
 //! `custom-error-conversion`, so a bare `?` on any other error type does not
 //! compile: nothing can reach a client without a code.
@@ -61,6 +62,17 @@ pub enum AppError {
     /// Valid credentials without the right to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A stream subscriber is further behind than the server will replay
+    /// (`RESYNC_REQUIRED`, with `latestCursor` and `reason`): reload state
+    /// with queries, then subscribe again from `latestCursor`. Sent as the
+    /// last item of the stream instead of silently skipping events.
+    #[error("resync required: {reason}")]
+    ResyncRequired {
+        /// The newest committed cursor when the stream gave up.
+        latest_cursor: i64,
+        /// Why the server stopped replaying.
+        reason: String,
+    },
     /// A fault of the server; logged in full, shown to the client as a code only.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
@@ -79,6 +91,7 @@ impl AppError {
             AppError::Conflict(_) | AppError::VersionConflict { .. } => "CONFLICT",
             AppError::Unauthenticated => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::ResyncRequired { .. } => "RESYNC_REQUIRED",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -191,6 +204,13 @@ impl From<AppError> for async_graphql::Error {
                 } => {
                     ext.set("expectedVersion", *expected);
                     ext.set("latestVersion", *latest);
+                }
+                AppError::ResyncRequired {
+                    latest_cursor,
+                    reason,
+                } => {
+                    ext.set("latestCursor", latest_cursor.to_string());
+                    ext.set("reason", reason.as_str());
                 }
                 _ => {}
             }

@@ -1,18 +1,26 @@
-//! The event bus and the replay-then-live event stream.
+//! The event bus, the in-process fan-out and the replay-then-live stream.
 //!
-//! The bus carries no event bodies, only the *head*: the highest sequence
-//! number known to be committed. A stream remembers the last sequence number
-//! it delivered, reads every matching event after it from the log, and when
-//! it has caught up waits for the head to move. Because the log is read in
-//! sequence order and sequence numbers are handed out in commit order (see the
-//! events migration), a stream can neither skip nor repeat an event, however
-//! far behind it falls: a slow reader simply reads more rows next time.
+//! Three pieces, each with one job:
 //!
-//! In one process, commits move the head directly. With several replicas on
-//! one PostgreSQL database, each process also polls the committed head (one
-//! single-row query per interval), so an event committed by another replica
-//! reaches local subscribers within that interval.
+//! - The **head**: the highest sequence number known to be committed. Local
+//!   commits move it directly; with several replicas on one PostgreSQL
+//!   database a `LISTEN` connection (and a slow poll as a safety net) moves
+//!   it for commits made elsewhere. It carries numbers, never event bodies.
+//! - The **fan-out**: one task per process that, whenever the head moves,
+//!   reads the new events from the log once (all tenants, in sequence order)
+//!   and puts them on a bounded in-memory ring (`tokio::sync::broadcast`,
+//!   [`Config::event_buffer`](crate::config::Config) entries). So a commit
+//!   costs one read per process, not one per subscriber.
+//! - The **stream** of one subscriber: it joins the ring *first*, then
+//!   replays from the log after its cursor, then follows the ring, dropping
+//!   what it already sent. Sequence numbers are handed out in commit order
+//!   with no holes (see the events migration), so a jump in the numbers it
+//!   sees means it missed some — because it fell behind and the ring moved
+//!   on — and it reads exactly the missing range from the log before going
+//!   on. A slow subscriber therefore costs no memory while it is slow and
+//!   never skips an event; it only reads more rows when it reads again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -20,12 +28,12 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
 };
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::domain::EventType;
 use crate::entity::event;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// The PostgreSQL NOTIFY channel that carries committed sequence numbers.
 pub const CHANNEL: &str = "cerebral_events";
@@ -33,17 +41,43 @@ pub const CHANNEL: &str = "cerebral_events";
 /// Rows read from the log per query while catching up.
 const PAGE: u64 = 200;
 
-/// Publishes the committed head to every stream of this process.
+/// Rows read per query by the fan-out.
+const FANOUT_PAGE: u64 = 500;
+
+/// Publishes committed events to every stream of this process.
 #[derive(Clone)]
 pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Highest sequence number known to be committed.
     head: watch::Sender<i64>,
+    /// Highest sequence number already put on `feed`.
+    delivered: watch::Sender<i64>,
+    /// The recent events of every tenant, in sequence order.
+    feed: broadcast::Sender<Arc<event::Model>>,
+    /// Largest number of log events one stream replays before it answers
+    /// `RESYNC_REQUIRED` instead (0: no limit).
+    max_replay: i64,
 }
 
 impl EventBus {
-    /// A bus whose head starts at `head` (the committed maximum at start-up).
-    pub fn new(head: i64) -> Self {
-        let (tx, _) = watch::channel(head);
-        EventBus { head: tx }
+    /// A bus whose head starts at `head` (the committed maximum at start-up)
+    /// with a ring of `capacity` events; a stream that would replay more
+    /// than `max_replay` events (0: no limit) is told to resync instead.
+    pub fn new(head: i64, capacity: usize, max_replay: u64) -> Self {
+        let (head_tx, _) = watch::channel(head);
+        let (delivered, _) = watch::channel(head);
+        let (feed, _) = broadcast::channel(capacity.max(1));
+        EventBus {
+            inner: Arc::new(Inner {
+                head: head_tx,
+                delivered,
+                feed,
+                max_replay: i64::try_from(max_replay).unwrap_or(i64::MAX),
+            }),
+        }
     }
 
     /// Reads the committed head from the database.
@@ -63,7 +97,7 @@ impl EventBus {
 
     /// Records that events up to `seq` are committed.
     pub fn published(&self, seq: i64) {
-        self.head.send_if_modified(|h| {
+        self.inner.head.send_if_modified(|h| {
             if seq > *h {
                 *h = seq;
                 true
@@ -75,7 +109,69 @@ impl EventBus {
 
     /// The highest committed sequence number this process knows of.
     pub fn head(&self) -> i64 {
-        *self.head.borrow()
+        *self.inner.head.borrow()
+    }
+
+    /// The highest sequence number the fan-out has put on the ring.
+    pub fn delivered(&self) -> i64 {
+        *self.inner.delivered.borrow()
+    }
+
+    /// Streams currently joined to the ring.
+    pub fn listeners(&self) -> usize {
+        self.inner.feed.receiver_count()
+    }
+
+    /// Starts the fan-out: whenever the head moves, reads the new events
+    /// from the log and puts them on the ring, in order. `db` should not
+    /// count towards per-request statement figures (see
+    /// [`crate::db::uncounted`]). A failing read is retried with a growing
+    /// pause; the ring then simply moves on later, and streams that see the
+    /// jump read the range from the log themselves.
+    pub fn spawn_fanout(&self, db: DatabaseConnection) {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let mut head = bus.inner.head.subscribe();
+            let mut pause = RETRY_MIN;
+            loop {
+                let target = *head.borrow_and_update();
+                let mut done = bus.delivered();
+                while done < target {
+                    let rows = match event::Entity::find()
+                        .filter(event::Column::Seq.gt(done))
+                        .filter(event::Column::Seq.lte(target))
+                        .order_by_asc(event::Column::Seq)
+                        .limit(FANOUT_PAGE)
+                        .all(&db)
+                        .await
+                    {
+                        Ok(rows) => {
+                            pause = RETRY_MIN;
+                            rows
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, after = done, "event fan-out read failed; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(RETRY_MAX);
+                            continue;
+                        }
+                    };
+                    let full = rows.len() as u64 == FANOUT_PAGE;
+                    for row in rows {
+                        done = row.seq;
+                        // No receiver is fine: nobody is listening.
+                        let _ = bus.inner.feed.send(Arc::new(row));
+                    }
+                    if !full {
+                        done = target;
+                    }
+                    bus.inner.delivered.send_replace(done);
+                }
+                if head.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     /// Polls the committed head every `interval` until the process ends, so
@@ -161,10 +257,6 @@ impl EventBus {
             }
         });
     }
-
-    fn subscribe(&self) -> watch::Receiver<i64> {
-        self.head.subscribe()
-    }
 }
 
 /// Which events a stream or query wants. Every field narrows; empty means all.
@@ -205,6 +297,34 @@ impl EventFilter {
         }
     }
 
+    /// Checks an event received from the ring against every filter.
+    pub fn matches(&self, e: &event::Model) -> bool {
+        e.tenant_id == self.tenant_id
+            && self.project_id.is_none_or(|p| e.project_id == Some(p))
+            && self.task_id.is_none_or(|t| e.task_id == Some(t))
+            && (self.types.is_empty() || self.types.contains(&e.event_type))
+            && self.matches_payload(e)
+    }
+
+    /// Matching events with `after < seq <= upto`, oldest first, at most
+    /// `limit` of them.
+    pub async fn page_between(
+        &self,
+        db: &DatabaseConnection,
+        after: i64,
+        upto: i64,
+        limit: u64,
+    ) -> AppResult<Vec<event::Model>> {
+        Ok(self
+            .query()
+            .filter(event::Column::Seq.gt(after))
+            .filter(event::Column::Seq.lte(upto))
+            .order_by_asc(event::Column::Seq)
+            .limit(limit)
+            .all(db)
+            .await?)
+    }
+
     /// Number of matching events in the log (payload filters aside).
     pub async fn count(&self, db: &DatabaseConnection) -> AppResult<u64> {
         use sea_orm::PaginatorTrait;
@@ -234,52 +354,110 @@ impl EventFilter {
 ///
 /// A failing read (pool exhausted, connection reset) does not end the
 /// stream: it is retried from the same cursor with a growing pause (0.1 s up
-/// to 5 s), so the subscriber sees a delay, never a gap.
+/// to 5 s), so the subscriber sees a delay, never a gap. The one way the
+/// stream ends early is `RESYNC_REQUIRED`, as its last item, when the
+/// subscriber is further behind than the configured replay limit.
 pub fn stream(
     db: DatabaseConnection,
     bus: EventBus,
     filter: EventFilter,
     after: Option<i64>,
-) -> impl Stream<Item = event::Model> {
+) -> impl Stream<Item = Result<Arc<event::Model>, AppError>> {
     async_stream::stream! {
-        // Subscribe before reading, so a commit between the read and the wait
-        // still wakes us.
-        let mut head = bus.subscribe();
-        let mut cursor = match after {
-            Some(c) => c,
-            None => *head.borrow_and_update(),
-        };
+        // Join the ring before reading the log, so nothing committed in
+        // between can fall through.
+        let mut feed = bus.inner.feed.subscribe();
+        let mut cursor = after.unwrap_or_else(|| bus.head());
+        let max_replay = bus.inner.max_replay;
+        // Replay from the log up to what the ring has already passed; the
+        // ring holds the rest (or the jump check below notices it does not).
+        let mut upto = bus.delivered();
         let mut pause = RETRY_MIN;
         loop {
-            head.borrow_and_update();
-            loop {
-                let page = match filter.page(&db, cursor, PAGE).await {
-                    Ok(page) => {
-                        pause = RETRY_MIN;
-                        page
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = ?e, cursor, "event stream read failed; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(RETRY_MAX);
-                        continue;
-                    }
-                };
-                let full = page.len() as u64 == PAGE;
-                for e in page {
-                    cursor = e.seq;
-                    if filter.matches_payload(&e) {
-                        yield e;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
-            if head.changed().await.is_err() {
+            if cursor >= upto {
                 break;
             }
+            if max_replay > 0 && upto - cursor > max_replay {
+                yield Err(resync(&bus, cursor, max_replay));
+                return;
+            }
+            match filter.page_between(&db, cursor, upto, PAGE).await {
+                Ok(page) => {
+                    pause = RETRY_MIN;
+                    let full = page.len() as u64 == PAGE;
+                    for e in page {
+                        cursor = e.seq;
+                        if filter.matches_payload(&e) {
+                            yield Ok(Arc::new(e));
+                        }
+                    }
+                    if !full {
+                        cursor = upto;
+                        // The ring may have moved on while we replayed.
+                        upto = bus.delivered();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, cursor, "event stream read failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
         }
+        loop {
+            let e = match feed.recv().await {
+                Ok(e) => e,
+                // Fell behind the ring: the next event received shows the
+                // jump, and the missing range comes from the log.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            if e.seq <= cursor {
+                continue;
+            }
+            if e.seq > cursor + 1 {
+                let upto = e.seq - 1;
+                if max_replay > 0 && upto - cursor > max_replay {
+                    yield Err(resync(&bus, cursor, max_replay));
+                    return;
+                }
+                while cursor < upto {
+                    match filter.page_between(&db, cursor, upto, PAGE).await {
+                        Ok(page) => {
+                            pause = RETRY_MIN;
+                            let full = page.len() as u64 == PAGE;
+                            for m in page {
+                                cursor = m.seq;
+                                if filter.matches_payload(&m) {
+                                    yield Ok(Arc::new(m));
+                                }
+                            }
+                            if !full {
+                                cursor = upto;
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = ?err, cursor, "event stream read failed; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(RETRY_MAX);
+                        }
+                    }
+                }
+            }
+            cursor = e.seq;
+            if filter.matches(&e) {
+                yield Ok(e);
+            }
+        }
+    }
+}
+
+fn resync(bus: &EventBus, cursor: i64, max_replay: i64) -> AppError {
+    AppError::ResyncRequired {
+        latest_cursor: bus.head(),
+        reason: format!(
+            "the stream is more than {max_replay} events behind (at {cursor}); reload with queries and subscribe again from latestCursor"
+        ),
     }
 }
 

@@ -103,7 +103,7 @@ async fn replay_context(
         .ok_or_else(|| crate::error::AppError::not_found("PersonaContext", ev.subject_id))?;
     Ok(PersonaContextPayload {
         context: PersonaContext(c),
-        event: Event(ev),
+        event: Event(ev.into()),
     })
 }
 
@@ -215,14 +215,14 @@ impl ProjectMutation {
                     .await?;
                 Ok(CreateProjectPayload {
                     project: Project(project),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "Project")?;
                 Ok(CreateProjectPayload {
                     project: Project(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -284,14 +284,14 @@ async fn project_transition(
                 .await?;
             Ok(ProjectTransitionPayload {
                 project: Project(project),
-                event: Event(ev),
+                event: Event(ev.into()),
             })
         },
         |events| async move {
             let (m, ev) = recorded(&events, "Project")?;
             Ok(ProjectTransitionPayload {
                 project: Project(m),
-                event: Event(ev),
+                event: Event(ev.into()),
             })
         },
     )
@@ -470,14 +470,14 @@ impl TaskMutation {
                     .await?;
                 Ok(CreateTaskPayload {
                     task: Task(task),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "Task")?;
                 Ok(CreateTaskPayload {
                     task: Task(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -621,14 +621,14 @@ async fn task_verb(
                 .await?;
             Ok(TaskTransitionPayload {
                 task: Task(task),
-                event: Event(ev),
+                event: Event(ev.into()),
             })
         },
         |events| async move {
             let (m, ev) = recorded(&events, "Task")?;
             Ok(TaskTransitionPayload {
                 task: Task(m),
-                event: Event(ev),
+                event: Event(ev.into()),
             })
         },
     )
@@ -891,7 +891,7 @@ impl HitlMutation {
                 Ok(RequestHitlPayload {
                     hitl_request: HitlRequest(req),
                     task: Task(task),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
@@ -901,7 +901,7 @@ impl HitlMutation {
                 Ok(RequestHitlPayload {
                     hitl_request: HitlRequest(h),
                     task: Task(task),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -933,7 +933,7 @@ impl HitlMutation {
                 Ok(ResolveHitlRequestPayload {
                     hitl_request: HitlRequest(req),
                     task: Task(task),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
@@ -943,7 +943,7 @@ impl HitlMutation {
                 Ok(ResolveHitlRequestPayload {
                     hitl_request: HitlRequest(h),
                     task: Task(task),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1027,14 +1027,14 @@ impl HitlMutation {
                     .await?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "TaskCheckpoint")?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1060,14 +1060,14 @@ impl HitlMutation {
                     .await?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "TaskCheckpoint")?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1091,14 +1091,14 @@ impl HitlMutation {
                     .await?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "TaskCheckpoint")?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1124,7 +1124,7 @@ impl HitlMutation {
                 Ok(RevertToCheckpointPayload {
                     checkpoint: TaskCheckpoint(cp),
                     reverted: reverted.into_iter().map(TaskCheckpoint).collect(),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
@@ -1159,7 +1159,7 @@ impl HitlMutation {
                 Ok(RevertToCheckpointPayload {
                     checkpoint: TaskCheckpoint(target),
                     reverted,
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1183,14 +1183,14 @@ impl HitlMutation {
                     .await?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "TaskCheckpoint")?;
                 Ok(CreateCheckpointPayload {
                     checkpoint: TaskCheckpoint(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1232,7 +1232,7 @@ impl HitlMutation {
                     .await?;
                 Ok(CreateArtifactPayload {
                     artifact: Artifact(a),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
@@ -1249,7 +1249,7 @@ impl HitlMutation {
                     .ok_or_else(|| crate::error::AppError::not_found("Artifact", ev.subject_id))?;
                 Ok(CreateArtifactPayload {
                     artifact: Artifact(a),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1368,14 +1368,14 @@ impl AgentMutation {
                     .await?;
                 Ok(UpdateAgentStatusPayload {
                     agent_status: AgentStatus(st),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "AgentStatus")?;
                 Ok(UpdateAgentStatusPayload {
                     agent_status: AgentStatus(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1411,14 +1411,14 @@ impl AgentMutation {
                     .await?;
                 Ok(UpdateAgentStatusPayload {
                     agent_status: AgentStatus(st),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "AgentStatus")?;
                 Ok(UpdateAgentStatusPayload {
                     agent_status: AgentStatus(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1610,14 +1610,14 @@ impl SessionMutation {
                     .await?;
                 Ok(SessionPayload {
                     session: Session(s),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
                 let (m, ev) = recorded(&events, "Session")?;
                 Ok(SessionPayload {
                     session: Session(m),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1701,7 +1701,7 @@ impl SessionMutation {
                     .await?;
                 Ok(PersonaContextPayload {
                     context: PersonaContext(c),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| replay_context(ctx, events),
@@ -1762,7 +1762,7 @@ impl SessionMutation {
                 Ok(SwitchPersonaPayload {
                     session: Session(sess),
                     context: PersonaContext(c),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| async move {
@@ -1783,7 +1783,7 @@ impl SessionMutation {
                 Ok(SwitchPersonaPayload {
                     session: Session(m),
                     context: PersonaContext(c),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
         )
@@ -1811,7 +1811,7 @@ impl SessionMutation {
                     .await?;
                 Ok(PersonaContextPayload {
                     context: PersonaContext(c),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| replay_context(ctx, events),
@@ -1836,7 +1836,7 @@ impl SessionMutation {
                     .await?;
                 Ok(PersonaContextPayload {
                     context: PersonaContext(c),
-                    event: Event(ev),
+                    event: Event(ev.into()),
                 })
             },
             |events| replay_context(ctx, events),
@@ -1860,14 +1860,14 @@ async fn session_transition(
                 .await?;
             Ok(SessionPayload {
                 session: Session(s),
-                event: Event(ev),
+                event: Event(ev.into()),
             })
         },
         |events| async move {
             let (m, ev) = recorded(&events, "Session")?;
             Ok(SessionPayload {
                 session: Session(m),
-                event: Event(ev),
+                event: Event(ev.into()),
             })
         },
     )

@@ -68,7 +68,9 @@ impl NodeQuery {
             Kind::HitlRequest => find_hitl(ctx, uuid).await?.map(Node::HitlRequest),
             Kind::Artifact => find_artifact(ctx, uuid).await?.map(Node::Artifact),
             Kind::AgentStatus => find_agent(ctx, uuid).await?.map(Node::AgentStatus),
-            Kind::Event => one(&l.events, uuid).await?.map(|m| Node::Event(Event(m))),
+            Kind::Event => one(&l.events, uuid)
+                .await?
+                .map(|m| Node::Event(Event(m.into()))),
         })
     }
 }
@@ -629,7 +631,7 @@ impl EventQuery {
             after.is_some(),
             TotalCount::Known(total),
             |m| m.seq.to_string(),
-            Event,
+            Event::from,
         ))
     }
 }

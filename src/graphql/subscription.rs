@@ -2,6 +2,8 @@
 //! given cursor, then follows new commits, with no gap and no duplicate (see
 //! `crate::events`). Each item carries its cursor.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionDerive};
 use futures::{Stream, StreamExt};
 
@@ -11,7 +13,7 @@ use super::types::{
 use super::{principal, services};
 use crate::domain::EventType;
 use crate::error::AppError;
-use crate::events::{EventFilter, stream};
+use crate::events::{EventBus, EventFilter, stream};
 use crate::ids::{self, Kind};
 
 /// The subscription root.
@@ -24,13 +26,13 @@ fn parse_after(after: Option<String>) -> Result<Option<i64>, AppError> {
     }
 }
 
-fn events_of(
+async fn events_of(
     ctx: &Context<'_>,
     project_id: Option<ID>,
     types: Vec<EventType>,
     after: Option<String>,
     persona: Option<uuid::Uuid>,
-) -> Result<impl Stream<Item = crate::entity::event::Model> + use<>> {
+) -> Result<impl Stream<Item = Result<Arc<crate::entity::event::Model>, AppError>> + use<>> {
     let p = principal(ctx);
     let s = services(ctx);
     let filter = EventFilter {
@@ -42,12 +44,31 @@ fn events_of(
         types,
         persona_id: persona,
     };
-    Ok(stream(
-        s.db().clone(),
-        s.bus().clone(),
-        filter,
-        parse_after(after)?,
-    ))
+    let after = parse_after(after)?;
+    // A cursor from the future (another database, a typo) would otherwise
+    // wait silently until the log caught up with it. This process may not
+    // yet have heard of a commit on another replica, so ask the database
+    // before refusing.
+    if let Some(c) = after
+        && c > s.bus().head()
+    {
+        let head = EventBus::read_head(s.db()).await?;
+        if c > head {
+            return Err(AppError::bad_input(format!(
+                "cursor {c} is ahead of the event log (latest is {head})"
+            ))
+            .into());
+        }
+    }
+    Ok(stream(s.db().clone(), s.bus().clone(), filter, after))
+}
+
+/// Wraps each event of a stream in its GraphQL item type.
+fn items<T>(
+    s: impl Stream<Item = Result<Arc<crate::entity::event::Model>, AppError>>,
+    wrap: fn(Arc<crate::entity::event::Model>) -> T,
+) -> impl Stream<Item = Result<T>> {
+    s.map(move |r| r.map(wrap).map_err(async_graphql::Error::from))
 }
 
 #[SubscriptionDerive]
@@ -65,8 +86,8 @@ impl Subscription {
         #[graphql(desc = "Only events of this project.")] project_id: Option<ID>,
         #[graphql(desc = "Only events of these types.")] types: Option<Vec<EventType>>,
     ) -> Result<impl Stream<Item = Result<Event>>> {
-        let s = events_of(ctx, project_id, types.unwrap_or_default(), after, None)?;
-        Ok(s.map(|e| Ok(Event(e))))
+        let s = events_of(ctx, project_id, types.unwrap_or_default(), after, None).await?;
+        Ok(items(s, Event))
     }
 
     /// Task changes of a project (created, started, progress, waiting,
@@ -92,8 +113,8 @@ impl Subscription {
             EventType::TaskCancelled,
             EventType::TaskRetried,
         ];
-        let s = events_of(ctx, Some(project_id), types, after, None)?;
-        Ok(s.map(|e| Ok(TaskUpdate(e))))
+        let s = events_of(ctx, Some(project_id), types, after, None).await?;
+        Ok(items(s, TaskUpdate))
     }
 
     /// Artifacts stored in a project.
@@ -111,8 +132,9 @@ impl Subscription {
             vec![EventType::ArtifactCreated],
             after,
             None,
-        )?;
-        Ok(s.map(|e| Ok(ArtifactUpdate(e))))
+        )
+        .await?;
+        Ok(items(s, ArtifactUpdate))
     }
 
     /// Agent status changes in a project, optionally of one persona.
@@ -135,8 +157,9 @@ impl Subscription {
             vec![EventType::AgentStatusChanged],
             after,
             persona,
-        )?;
-        Ok(s.map(|e| Ok(AgentStatusUpdate(e))))
+        )
+        .await?;
+        Ok(items(s, AgentStatusUpdate))
     }
 
     /// HITL requests opened in a project.
@@ -154,7 +177,8 @@ impl Subscription {
             vec![EventType::HitlRequested],
             after,
             None,
-        )?;
-        Ok(s.map(|e| Ok(HitlRequestUpdate(e))))
+        )
+        .await?;
+        Ok(items(s, HitlRequestUpdate))
     }
 }

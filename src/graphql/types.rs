@@ -353,7 +353,7 @@ impl Project {
             first,
             after,
             |m| m.seq.to_string(),
-            Event,
+            Event::from,
         )
         .await
     }
@@ -1319,7 +1319,13 @@ impl AgentStatus {
 
 /// An immutable record of one change. `cursor` orders all events of a
 /// tenant; pass it back as `after` to resume.
-pub struct Event(pub event::Model);
+pub struct Event(pub std::sync::Arc<event::Model>);
+
+impl From<event::Model> for Event {
+    fn from(m: event::Model) -> Self {
+        Event(m.into())
+    }
+}
 
 #[Object]
 impl Event {
@@ -1397,7 +1403,7 @@ pub fn recorded<T: serde::de::DeserializeOwned>(e: &event::Model) -> Option<T> {
 
 /// An item of `taskUpdated`: the event and the task as it was right after
 /// the change.
-pub struct TaskUpdate(pub event::Model);
+pub struct TaskUpdate(pub std::sync::Arc<event::Model>);
 
 #[Object]
 impl TaskUpdate {
@@ -1428,7 +1434,7 @@ impl TaskUpdate {
 
 /// An item of `agentStatusChanged`: the event and the agent status it
 /// recorded.
-pub struct AgentStatusUpdate(pub event::Model);
+pub struct AgentStatusUpdate(pub std::sync::Arc<event::Model>);
 
 #[Object]
 impl AgentStatusUpdate {
@@ -1453,7 +1459,7 @@ impl AgentStatusUpdate {
 
 /// An item of `artifactCreated`: the event and the new artifact (its
 /// content is loaded only when selected).
-pub struct ArtifactUpdate(pub event::Model);
+pub struct ArtifactUpdate(pub std::sync::Arc<event::Model>);
 
 #[Object]
 impl ArtifactUpdate {
@@ -1474,7 +1480,7 @@ impl ArtifactUpdate {
 }
 
 /// An item of `hitlRequested`: the event and the request as it was opened.
-pub struct HitlRequestUpdate(pub event::Model);
+pub struct HitlRequestUpdate(pub std::sync::Arc<event::Model>);
 
 #[Object]
 impl HitlRequestUpdate {
@@ -1617,6 +1623,6 @@ impl TaskAttempt {
     }
     /// The `TASK_FAILED` event.
     async fn event(&self) -> Event {
-        Event(self.0.clone())
+        Event::from(self.0.clone())
     }
 }
