@@ -12,8 +12,10 @@ use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::events::EventBus;
 use crate::graphql::build_schema;
+use crate::http::ws::{WsGauges, WsSettings};
 use crate::http::{AppState, router};
 use crate::service::{ServiceSettings, Services};
+use tokio_util::sync::CancellationToken;
 
 /// A built server, bound but not yet serving.
 pub struct App {
@@ -21,6 +23,8 @@ pub struct App {
     router: axum::Router,
     services: Services,
     statements: Arc<StatementCounter>,
+    shutdown: CancellationToken,
+    ws_gauges: Arc<WsGauges>,
 }
 
 impl App {
@@ -69,11 +73,23 @@ impl App {
         if config.agent_stale_seconds > 0 {
             services.spawn_stale_agent_check(Duration::from_secs(config.agent_stale_seconds));
         }
+        let shutdown = CancellationToken::new();
+        let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {
             schema: build_schema(services.clone()),
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),
             statements: statements.clone(),
+            ws: Arc::new(WsSettings {
+                init_timeout: Duration::from_millis(config.ws_init_timeout_ms),
+                max_subscriptions: config.ws_max_subscriptions,
+                ping_interval: (config.ws_ping_interval_seconds > 0)
+                    .then(|| Duration::from_secs(config.ws_ping_interval_seconds)),
+                max_message_bytes: config.ws_max_message_bytes,
+                write_buffer_bytes: config.ws_write_buffer_bytes,
+            }),
+            ws_gauges: ws_gauges.clone(),
+            shutdown: shutdown.clone(),
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -83,6 +99,8 @@ impl App {
             router: router(state),
             services,
             statements,
+            shutdown,
+            ws_gauges,
         })
     }
 
@@ -103,12 +121,39 @@ impl App {
         self.statements.clone()
     }
 
-    /// Serves until SIGINT or SIGTERM, then drains in-flight requests.
+    /// Serves until SIGINT or SIGTERM, then shuts down in order: stop
+    /// accepting, drain in-flight HTTP requests, close every WebSocket with
+    /// 1001 (going away) so clients reconnect to another replica, and
+    /// return.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server error")
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Like [`App::run_until_stopped`], stopping when `signal` completes.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let token = self.shutdown.clone();
+        let gauges = self.ws_gauges.clone();
+        // Upgraded sockets are no longer HTTP connections, so axum's graceful
+        // shutdown does not wait for them — and must not: they would never
+        // end by themselves. They are closed once the HTTP side has drained.
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            signal.await;
+            let _ = signalled_tx.send(());
+        });
+        let result = served.await.context("server error");
+        if signalled_rx.await.is_ok() {
+            tracing::info!("HTTP drained; closing WebSockets");
+        }
+        token.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while gauges.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        result
     }
 }
 

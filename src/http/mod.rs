@@ -1,18 +1,17 @@
 //! HTTP: GraphQL over HTTP (POST and GET), GraphiQL, WebSocket
 //! subscriptions on the same path, health probes and the artifacts ZIP.
 
+pub mod ws;
 pub mod zip;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::ServerError;
+use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Data, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{
-    GraphQLBatchRequest, GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket,
-};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -36,6 +35,13 @@ pub struct AppState {
     pub loader_delay: Duration,
     /// SQL statements executed so far.
     pub statements: Arc<StatementCounter>,
+    /// WebSocket limits and timers.
+    pub ws: Arc<ws::WsSettings>,
+    /// Open WebSocket connections and operations.
+    pub ws_gauges: Arc<ws::WsGauges>,
+    /// Cancelled when the server shuts down: every WebSocket then closes
+    /// with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The router of the whole server.
@@ -141,37 +147,12 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
 
 async fn websocket(app: AppState, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
-    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &app).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
     let principal = principal_of(&parts.headers);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let mut data = Data::default();
-            data.insert(
-                crate::graphql::loaders::Loaders::new(
-                    app.services.db(),
-                    principal.tenant_id,
-                    app.loader_delay,
-                )
-                .with_services(
-                    &app.services,
-                    principal.tenant_id,
-                    app.loader_delay,
-                ),
-            );
-            data.insert(principal);
-            GraphQLWebSocket::new(socket, app.schema.clone(), protocol)
-                .with_data(data)
-                .serve()
-                .await
-        })
+    ws::upgrade(app, upgrade, principal)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -188,9 +169,12 @@ async fn readyz(State(app): State<AppState>) -> Response {
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let body = format!(
-        "# HELP cerebral_db_statements_total SQL statements executed.\n# TYPE cerebral_db_statements_total counter\ncerebral_db_statements_total {}\n# HELP cerebral_event_head Highest committed event sequence number known to this process.\n# TYPE cerebral_event_head gauge\ncerebral_event_head {}\n",
+        "# HELP cerebral_db_statements_total SQL statements executed.\n# TYPE cerebral_db_statements_total counter\ncerebral_db_statements_total {}\n# HELP cerebral_event_head Highest committed event sequence number known to this process.\n# TYPE cerebral_event_head gauge\ncerebral_event_head {}\n# HELP cerebral_ws_connections_active Open WebSocket connections.\n# TYPE cerebral_ws_connections_active gauge\ncerebral_ws_connections_active {}\n# HELP cerebral_ws_subscriptions_active Active operations over all WebSocket connections.\n# TYPE cerebral_ws_subscriptions_active gauge\ncerebral_ws_subscriptions_active {}\n# HELP cerebral_event_listeners Event streams joined to this process's live ring.\n# TYPE cerebral_event_listeners gauge\ncerebral_event_listeners {}\n",
         app.statements.get(),
-        app.services.bus().head()
+        app.services.bus().head(),
+        app.ws_gauges.connections(),
+        app.ws_gauges.subscriptions(),
+        app.services.bus().listeners(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
