@@ -275,8 +275,20 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    fn query(&self) -> sea_orm::Select<event::Entity> {
+    fn query(&self, backend: sea_orm::DbBackend) -> sea_orm::Select<event::Entity> {
         let mut q = event::Entity::find().filter(event::Column::TenantId.eq(self.tenant_id));
+        if let Some(p) = self.persona_id {
+            // The persona sits inside the JSON payload; both back-ends can
+            // reach it, so paging and counting stay in SQL.
+            let sql = match backend {
+                sea_orm::DbBackend::Postgres => "(payload ->> 'personaId') = $1",
+                _ => "json_extract(payload, '$.personaId') = ?",
+            };
+            q = q.filter(sea_orm::sea_query::Expr::cust_with_values(
+                sql,
+                [p.to_string()],
+            ));
+        }
         if let Some(p) = self.project_id {
             q = q.filter(event::Column::ProjectId.eq(p));
         }
@@ -290,7 +302,7 @@ impl EventFilter {
     }
 
     /// Checks what SQL cannot (a field inside the JSON payload).
-    fn matches_payload(&self, e: &event::Model) -> bool {
+    pub fn matches_payload(&self, e: &event::Model) -> bool {
         match self.persona_id {
             Some(p) => e.payload.get("personaId").and_then(|v| v.as_str()) == Some(&p.to_string()),
             None => true,
@@ -316,7 +328,7 @@ impl EventFilter {
         limit: u64,
     ) -> AppResult<Vec<event::Model>> {
         Ok(self
-            .query()
+            .query(db.get_database_backend())
             .filter(event::Column::Seq.gt(after))
             .filter(event::Column::Seq.lte(upto))
             .order_by_asc(event::Column::Seq)
@@ -328,7 +340,7 @@ impl EventFilter {
     /// Number of matching events in the log (payload filters aside).
     pub async fn count(&self, db: &DatabaseConnection) -> AppResult<u64> {
         use sea_orm::PaginatorTrait;
-        Ok(self.query().count(db).await?)
+        Ok(self.query(db.get_database_backend()).count(db).await?)
     }
 
     /// One page of matching events with `seq > after`, oldest first.
@@ -339,7 +351,7 @@ impl EventFilter {
         limit: u64,
     ) -> AppResult<Vec<event::Model>> {
         let rows = self
-            .query()
+            .query(db.get_database_backend())
             .filter(event::Column::Seq.gt(after))
             .order_by_asc(event::Column::Seq)
             .limit(limit)
@@ -372,6 +384,12 @@ pub fn stream(
         // Replay from the log up to what the ring has already passed; the
         // ring holds the rest (or the jump check below notices it does not).
         let mut upto = bus.delivered();
+        // Measured against the committed head: the ring may not have
+        // caught up yet, and its jumps alone would not show the distance.
+        if max_replay > 0 && bus.head() - cursor > max_replay {
+            yield Err(resync(&bus, cursor, max_replay));
+            return;
+        }
         let mut pause = RETRY_MIN;
         loop {
             if cursor >= upto {

@@ -14,6 +14,7 @@ use crate::entity::{
 };
 use crate::error::AppError;
 use crate::events::EventFilter;
+use crate::graphql::subscription::TASK_EVENTS;
 use crate::ids::{self, Kind};
 use crate::service::query::{page, page_size};
 
@@ -634,6 +635,112 @@ impl EventQuery {
             Event::from,
         ))
     }
+
+    /// Task changes of a project, oldest first: the query twin of the
+    /// `taskUpdated` subscription (same items, same cursors), for clients
+    /// that poll.
+    async fn task_updates(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
+        after: Option<String>,
+    ) -> Result<Conn<TaskUpdate>> {
+        let f = twin_filter(ctx, &project_id, TASK_EVENTS.to_vec(), None)?;
+        twin_page(ctx, f, first, after, TaskUpdate).await
+    }
+
+    /// Artifacts stored in a project, oldest first: the query twin of the
+    /// `artifactCreated` subscription.
+    async fn artifact_updates(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
+        after: Option<String>,
+    ) -> Result<Conn<ArtifactUpdate>> {
+        let f = twin_filter(ctx, &project_id, vec![EventType::ArtifactCreated], None)?;
+        twin_page(ctx, f, first, after, ArtifactUpdate).await
+    }
+
+    /// Agent status changes in a project, oldest first, optionally of one
+    /// persona: the query twin of the `agentStatusChanged` subscription.
+    async fn agent_status_updates(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Only this persona (global id or key).")] persona_id: Option<ID>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
+        after: Option<String>,
+    ) -> Result<Conn<AgentStatusUpdate>> {
+        let persona = match persona_id {
+            Some(p) => Some(services(ctx).find_persona(principal(ctx), &p).await?.id),
+            None => None,
+        };
+        let f = twin_filter(
+            ctx,
+            &project_id,
+            vec![EventType::AgentStatusChanged],
+            persona,
+        )?;
+        twin_page(ctx, f, first, after, AgentStatusUpdate).await
+    }
+
+    /// HITL requests opened in a project, oldest first: the query twin of
+    /// the `hitlRequested` subscription.
+    async fn hitl_request_updates(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
+        after: Option<String>,
+    ) -> Result<Conn<HitlRequestUpdate>> {
+        let f = twin_filter(ctx, &project_id, vec![EventType::HitlRequested], None)?;
+        twin_page(ctx, f, first, after, HitlRequestUpdate).await
+    }
+}
+
+fn twin_filter(
+    ctx: &Context<'_>,
+    project_id: &ID,
+    types: Vec<EventType>,
+    persona_id: Option<uuid::Uuid>,
+) -> Result<EventFilter> {
+    Ok(EventFilter {
+        tenant_id: principal(ctx).tenant_id,
+        project_id: Some(ids::decode(Kind::Project, project_id)?),
+        task_id: None,
+        types,
+        persona_id,
+    })
+}
+
+/// One page of a subscription's query twin: the same filter, the same
+/// items and the same cursors as the stream.
+async fn twin_page<T: async_graphql::OutputType>(
+    ctx: &Context<'_>,
+    f: EventFilter,
+    first: Option<i32>,
+    after: Option<String>,
+    wrap: fn(std::sync::Arc<crate::entity::event::Model>) -> T,
+) -> Result<Conn<T>> {
+    let limit = page_size(first)?;
+    let after = seq_cursor(after)?;
+    let db = services(ctx).db();
+    let rows = f.page(db, after.unwrap_or(0), limit + 1).await?;
+    let total = f.count(db).await?;
+    Ok(connection(
+        rows,
+        limit,
+        after.is_some(),
+        TotalCount::Known(total),
+        |m| m.seq.to_string(),
+        |m| wrap(m.into()),
+    ))
 }
 
 /// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both

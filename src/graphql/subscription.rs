@@ -19,6 +19,19 @@ use crate::ids::{self, Kind};
 /// The subscription root.
 pub struct Subscription;
 
+/// The event types of `taskUpdated` and its query twin `taskUpdates`.
+pub(crate) const TASK_EVENTS: [EventType; 9] = [
+    EventType::TaskCreated,
+    EventType::TaskStarted,
+    EventType::TaskProgress,
+    EventType::TaskWaitingForHitl,
+    EventType::TaskResumed,
+    EventType::TaskCompleted,
+    EventType::TaskFailed,
+    EventType::TaskCancelled,
+    EventType::TaskRetried,
+];
+
 fn parse_after(after: Option<String>) -> Result<Option<i64>, AppError> {
     match after.as_deref() {
         None | Some("HEAD") => Ok(None),
@@ -102,17 +115,7 @@ impl Subscription {
             String,
         >,
     ) -> Result<impl Stream<Item = Result<TaskUpdate>>> {
-        let types = vec![
-            EventType::TaskCreated,
-            EventType::TaskStarted,
-            EventType::TaskProgress,
-            EventType::TaskWaitingForHitl,
-            EventType::TaskResumed,
-            EventType::TaskCompleted,
-            EventType::TaskFailed,
-            EventType::TaskCancelled,
-            EventType::TaskRetried,
-        ];
+        let types = TASK_EVENTS.to_vec();
         let s = events_of(ctx, Some(project_id), types, after, None).await?;
         Ok(items(s, TaskUpdate))
     }

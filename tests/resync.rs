@@ -1,0 +1,89 @@
+//! A subscriber further behind than the replay limit is told so
+//! (`RESYNC_REQUIRED` with the latest cursor) instead of being sent a
+//! partial history or nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn first_message(app: &support::TestApp, after: &str) -> Value {
+    let mut req = format!("{}/graphql", app.base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
+    ws.send(Message::text(
+        json!({ "type": "connection_init" }).to_string(),
+    ))
+    .await
+    .expect("init");
+    ws.send(Message::text(
+        json!({ "id": "r", "type": "subscribe", "payload": { "query": format!("subscription {{ events(after: \"{after}\") {{ cursor }} }}") } }).to_string(),
+    ))
+    .await
+    .expect("subscribe");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["id"] == "r" {
+                    return v;
+                }
+            }
+        }
+        panic!("socket ended");
+    })
+    .await
+    .expect("an answer in time")
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_replay_limit_gets_resync_required_with_the_latest_cursor() {
+    let app = support::spawn_with(|c| c.max_replay_events = 5).await;
+    let mut last = String::new();
+    for i in 0..8 {
+        let d = app
+            .ok(
+                "mutation($n: String!) { createProject(input: {name: $n}) { event { cursor } } }",
+                json!({ "n": format!("p{i}") }),
+            )
+            .await;
+        last = d["createProject"]["event"]["cursor"]
+            .as_str()
+            .expect("cursor")
+            .to_string();
+    }
+    let m = first_message(&app, "0").await;
+    assert_eq!(m["type"], "error", "{m}");
+    let e = &m["payload"][0];
+    assert_eq!(e["extensions"]["code"], "RESYNC_REQUIRED", "{m}");
+    assert_eq!(e["extensions"]["latestCursor"], last.as_str());
+    assert!(e["extensions"]["reason"].as_str().is_some());
+
+    // Within the limit, the replay is served as usual.
+    let near: i64 = last.parse::<i64>().expect("number") - 3;
+    let m = first_message(&app, &near.to_string()).await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(
+        m["payload"]["data"]["events"]["cursor"],
+        (near + 1).to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_ahead_of_the_log_is_refused() {
+    let app = support::spawn().await;
+    let m = first_message(&app, "999999").await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+}
