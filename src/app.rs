@@ -86,7 +86,6 @@ impl App {
                 ping_interval: (config.ws_ping_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.ws_ping_interval_seconds)),
                 max_message_bytes: config.ws_max_message_bytes,
-                write_buffer_bytes: config.ws_write_buffer_bytes,
             }),
             ws_gauges: ws_gauges.clone(),
             shutdown: shutdown.clone(),

@@ -253,15 +253,6 @@ pub struct Config {
         global = true
     )]
     pub ws_max_message_bytes: usize,
-    /// Bytes a WebSocket may hold queued for a client that does not read
-    /// before the server stops producing for it (per connection).
-    #[arg(
-        long,
-        env = "CEREBRAL_WS_WRITE_BUFFER_BYTES",
-        default_value_t = 64 * 1024,
-        global = true
-    )]
-    pub ws_write_buffer_bytes: usize,
     /// Log format.
     #[arg(
         long,

@@ -53,8 +53,6 @@ pub struct WsSettings {
     pub ping_interval: Option<Duration>,
     /// Largest message a client may send, in bytes.
     pub max_message_bytes: usize,
-    /// Bytes queued for a client before sending waits for it to read.
-    pub write_buffer_bytes: usize,
 }
 
 /// Live WebSocket figures of this process, exported on `/metrics`.
@@ -103,14 +101,16 @@ enum Protocol {
 
 /// Accepts the upgrade with deliberately small buffers: an idle socket
 /// should cost a few kilobytes, not the 128 KiB read buffer tungstenite
-/// allocates by default.
+/// allocates by default. Nothing is queued for a client beyond the message
+/// being written: each send waits until the socket takes it (write buffer
+/// 0), so a client that stops reading stops its streams — which then cost
+/// nothing and catch up from the log later — instead of growing a queue.
 pub fn upgrade(app: AppState, upgrade: WebSocketUpgrade, principal: Principal) -> HttpResponse {
     let s = app.ws.clone();
     upgrade
         .protocols(PROTOCOLS)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(s.write_buffer_bytes.max(s.max_message_bytes) * 2)
         .max_message_size(s.max_message_bytes)
         .max_frame_size(s.max_message_bytes)
         .on_upgrade(move |socket| {
