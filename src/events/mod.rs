@@ -399,7 +399,8 @@ pub fn stream(
                 yield Err(resync(&bus, cursor, max_replay));
                 return;
             }
-            match filter.page_between(&db, cursor, upto, PAGE).await {
+            // Boxed: an idle stream should not carry the query's state inline.
+            match Box::pin(filter.page_between(&db, cursor, upto, PAGE)).await {
                 Ok(page) => {
                     pause = RETRY_MIN;
                     let full = page.len() as u64 == PAGE;
@@ -440,7 +441,7 @@ pub fn stream(
                     return;
                 }
                 while cursor < upto {
-                    match filter.page_between(&db, cursor, upto, PAGE).await {
+                    match Box::pin(filter.page_between(&db, cursor, upto, PAGE)).await {
                         Ok(page) => {
                             pause = RETRY_MIN;
                             let full = page.len() as u64 == PAGE;

@@ -49,9 +49,40 @@ pub fn request_data(
     principal: Principal,
     loader_delay: Duration,
 ) -> async_graphql::Request {
-    let loaders = loaders::Loaders::new(services.db(), principal.tenant_id, loader_delay)
-        .with_services(services, principal.tenant_id, loader_delay);
+    let loaders = LazyLoaders::new(services, principal.tenant_id, loader_delay);
     req.data(principal).data(loaders)
+}
+
+/// The DataLoaders of one request or one WebSocket connection, built on
+/// first use: there are some thirty of them, and an idle subscription whose
+/// items never touch a relation should not pay for them.
+pub struct LazyLoaders {
+    cell: std::sync::OnceLock<loaders::Loaders>,
+    services: Services,
+    tenant: uuid::Uuid,
+    delay: Duration,
+}
+
+impl LazyLoaders {
+    /// Loaders for `tenant` with batching window `delay`, not built yet.
+    pub fn new(services: &Services, tenant: uuid::Uuid, delay: Duration) -> Self {
+        LazyLoaders {
+            cell: std::sync::OnceLock::new(),
+            services: services.clone(),
+            tenant,
+            delay,
+        }
+    }
+
+    fn get(&self) -> &loaders::Loaders {
+        self.cell.get_or_init(|| {
+            loaders::Loaders::new(self.services.db(), self.tenant, self.delay).with_services(
+                &self.services,
+                self.tenant,
+                self.delay,
+            )
+        })
+    }
 }
 
 /// The caller of this request.
@@ -66,5 +97,5 @@ pub fn services<'a>(ctx: &Context<'a>) -> &'a Services {
 
 /// The loaders of this request.
 pub fn loaders<'a>(ctx: &Context<'a>) -> &'a loaders::Loaders {
-    ctx.data_unchecked::<loaders::Loaders>()
+    ctx.data_unchecked::<LazyLoaders>().get()
 }

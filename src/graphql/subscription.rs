@@ -65,7 +65,9 @@ async fn events_of(
     if let Some(c) = after
         && c > s.bus().head()
     {
-        let head = EventBus::read_head(s.db()).await?;
+        // Boxed, like every await of a subscription's set-up: the stream keeps
+        // its set-up future's space for as long as it lives.
+        let head = Box::pin(EventBus::read_head(s.db())).await?;
         if c > head {
             return Err(AppError::bad_input(format!(
                 "cursor {c} is ahead of the event log (latest is {head})"
@@ -151,7 +153,11 @@ impl Subscription {
         >,
     ) -> Result<impl Stream<Item = Result<AgentStatusUpdate>>> {
         let persona = match persona_id {
-            Some(p) => Some(services(ctx).find_persona(principal(ctx), &p).await?.id),
+            Some(p) => Some(
+                Box::pin(services(ctx).find_persona(principal(ctx), &p))
+                    .await?
+                    .id,
+            ),
             None => None,
         };
         let s = events_of(

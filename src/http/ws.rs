@@ -109,7 +109,7 @@ pub fn upgrade(app: AppState, upgrade: WebSocketUpgrade, principal: Principal) -
     let s = app.ws.clone();
     upgrade
         .protocols(PROTOCOLS)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(s.max_message_bytes)
         .max_frame_size(s.max_message_bytes)
@@ -248,12 +248,12 @@ impl Connection {
                         tracing::debug!("dropping a WebSocket peer that stopped answering pings");
                         break Stop::Drop;
                     }
-                    if !self.send(Message::Ping(Default::default())).await {
+                    if !Box::pin(self.send(Message::Ping(Default::default()))).await {
                         break Stop::Drop;
                     }
                     if self.protocol == Protocol::Legacy
                         && self.session.is_some()
-                        && !self.send_json(json!({ "type": "ka" })).await
+                        && !Box::pin(self.send_json(json!({ "type": "ka" }))).await
                     {
                         break Stop::Drop;
                     }
@@ -261,12 +261,13 @@ impl Connection {
                 msg = self.source.next() => {
                     let Some(Ok(msg)) = msg else { break Stop::Drop };
                     self.last_heard = Instant::now();
-                    if let Some(stop) = self.on_message(msg).await {
+                    // Boxed: the connection future stays small while idle.
+                    if let Some(stop) = Box::pin(self.on_message(msg)).await {
                         break stop;
                     }
                 }
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
-                    if !self.on_item(id, item).await {
+                    if !Box::pin(self.on_item(id, item)).await {
                         break Stop::Drop;
                     }
                 }
@@ -414,20 +415,19 @@ impl Connection {
         };
         let app = &self.app;
         let mut data = Data::default();
-        data.insert(
-            crate::graphql::loaders::Loaders::new(
-                app.services.db(),
-                principal.tenant_id,
-                app.loader_delay,
-            )
-            .with_services(&app.services, principal.tenant_id, app.loader_delay),
-        );
+        data.insert(crate::graphql::LazyLoaders::new(
+            &app.services,
+            principal.tenant_id,
+            app.loader_delay,
+        ));
         data.insert(principal);
         self.session = Some(Arc::new(data));
         if !self.send_json(json!({ "type": "connection_ack" })).await {
             return Some(Stop::Drop);
         }
-        if self.protocol == Protocol::Legacy && !self.send_json(json!({ "type": "ka" })).await {
+        if self.protocol == Protocol::Legacy
+            && !Box::pin(self.send_json(json!({ "type": "ka" }))).await
+        {
             return Some(Stop::Drop);
         }
         None
