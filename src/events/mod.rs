@@ -60,6 +60,10 @@ struct Inner {
     /// Largest number of log events one stream replays before it answers
     /// `RESYNC_REQUIRED` instead (0: no limit).
     max_replay: i64,
+    /// Times a stream fell behind the ring and read the gap from the log:
+    /// steadily rising means `CEREBRAL_EVENT_BUFFER` is too small for the
+    /// burst size (or a subscriber is slow).
+    gap_reads: std::sync::atomic::AtomicU64,
 }
 
 impl EventBus {
@@ -76,6 +80,7 @@ impl EventBus {
                 delivered,
                 feed,
                 max_replay: i64::try_from(max_replay).unwrap_or(i64::MAX),
+                gap_reads: Default::default(),
             }),
         }
     }
@@ -115,6 +120,13 @@ impl EventBus {
     /// The highest sequence number the fan-out has put on the ring.
     pub fn delivered(&self) -> i64 {
         *self.inner.delivered.borrow()
+    }
+
+    /// Times a stream fell behind the ring and read the gap from the log.
+    pub fn gap_reads(&self) -> u64 {
+        self.inner
+            .gap_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Streams currently joined to the ring.
@@ -435,6 +447,9 @@ pub fn stream(
                 continue;
             }
             if e.seq > cursor + 1 {
+                bus.inner
+                    .gap_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let upto = e.seq - 1;
                 if max_replay > 0 && upto - cursor > max_replay {
                     yield Err(resync(&bus, cursor, max_replay));

@@ -169,12 +169,13 @@ async fn readyz(State(app): State<AppState>) -> Response {
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let body = format!(
-        "# HELP cerebral_db_statements_total SQL statements executed.\n# TYPE cerebral_db_statements_total counter\ncerebral_db_statements_total {}\n# HELP cerebral_event_head Highest committed event sequence number known to this process.\n# TYPE cerebral_event_head gauge\ncerebral_event_head {}\n# HELP cerebral_ws_connections_active Open WebSocket connections.\n# TYPE cerebral_ws_connections_active gauge\ncerebral_ws_connections_active {}\n# HELP cerebral_ws_subscriptions_active Active operations over all WebSocket connections.\n# TYPE cerebral_ws_subscriptions_active gauge\ncerebral_ws_subscriptions_active {}\n# HELP cerebral_event_listeners Event streams joined to this process's live ring.\n# TYPE cerebral_event_listeners gauge\ncerebral_event_listeners {}\n",
+        "# HELP cerebral_db_statements_total SQL statements executed.\n# TYPE cerebral_db_statements_total counter\ncerebral_db_statements_total {}\n# HELP cerebral_event_head Highest committed event sequence number known to this process.\n# TYPE cerebral_event_head gauge\ncerebral_event_head {}\n# HELP cerebral_ws_connections_active Open WebSocket connections.\n# TYPE cerebral_ws_connections_active gauge\ncerebral_ws_connections_active {}\n# HELP cerebral_ws_subscriptions_active Active operations over all WebSocket connections.\n# TYPE cerebral_ws_subscriptions_active gauge\ncerebral_ws_subscriptions_active {}\n# HELP cerebral_event_listeners Event streams joined to this process's live ring.\n# TYPE cerebral_event_listeners gauge\ncerebral_event_listeners {}\n# HELP cerebral_event_gap_reads_total Times a stream fell behind the live ring and read the gap from the event log.\n# TYPE cerebral_event_gap_reads_total counter\ncerebral_event_gap_reads_total {}\n",
         app.statements.get(),
         app.services.bus().head(),
         app.ws_gauges.connections(),
         app.ws_gauges.subscriptions(),
         app.services.bus().listeners(),
+        app.services.bus().gap_reads(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
