@@ -25,6 +25,7 @@ pub struct App {
     statements: Arc<StatementCounter>,
     shutdown: CancellationToken,
     ws_gauges: Arc<WsGauges>,
+    drain_timeout: Duration,
 }
 
 impl App {
@@ -37,7 +38,13 @@ impl App {
         let head = EventBus::read_head(&conn)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let bus = EventBus::new(head, config.event_buffer, config.max_replay_events);
+        // Half the pool for streams catching up; requests keep the rest.
+        let bus = EventBus::new(
+            head,
+            config.event_buffer,
+            config.max_replay_events,
+            (config.db_max_connections as usize / 2).max(1),
+        );
         bus.spawn_fanout(db::uncounted(&conn));
         // Also on SQLite: another process (`cerebral import`) may append to
         // the same file, and only polling notices that.
@@ -100,6 +107,7 @@ impl App {
             statements,
             shutdown,
             ws_gauges,
+            drain_timeout: Duration::from_secs(config.shutdown_timeout_seconds),
         })
     }
 
@@ -139,14 +147,30 @@ impl App {
         // shutdown does not wait for them — and must not: they would never
         // end by themselves. They are closed once the HTTP side has drained.
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            signal.await;
-            let _ = signalled_tx.send(());
-        });
-        let result = served.await.context("server error");
-        if signalled_rx.await.is_ok() {
-            tracing::info!("HTTP drained; closing WebSockets");
-        }
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                let _ = signalled_tx.send(());
+            })
+            .into_future();
+        // A request that never finishes (a stalled download) must not keep
+        // the WebSockets from their 1001 until the orchestrator kills us.
+        let drain_timeout = self.drain_timeout;
+        let drain_limit = async move {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = served => r.context("server error"),
+            _ = drain_limit => {
+                tracing::warn!(seconds = drain_timeout.as_secs(), "in-flight requests outlived the shutdown timeout; stopping anyway");
+                Ok(())
+            }
+        };
+        tracing::info!("HTTP stopped; closing WebSockets");
         token.cancel();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while gauges.connections() > 0 && tokio::time::Instant::now() < deadline {

@@ -205,7 +205,7 @@ pub struct Config {
         global = true
     )]
     pub event_buffer: usize,
-    /// Largest number of log events one subscription replays to catch up
+    /// Largest number of its own events one subscription replays to catch up
     /// (after a late cursor or after falling behind); further behind, it
     /// gets `RESYNC_REQUIRED` with the latest cursor instead and ends, so one
     /// stale dashboard cannot make the server stream its whole history.
@@ -217,6 +217,16 @@ pub struct Config {
         global = true
     )]
     pub max_replay_events: u64,
+    /// On SIGTERM/SIGINT, how long in-flight HTTP requests may take to
+    /// finish, in seconds; then WebSockets are closed (1001) and the process
+    /// exits whatever is still running.
+    #[arg(
+        long,
+        env = "CEREBRAL_SHUTDOWN_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_timeout_seconds: u64,
     /// How long a WebSocket may stay open without `connection_init`, in
     /// milliseconds; then it is closed with 4408 (graphql-transport-ws).
     #[arg(

@@ -12,6 +12,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 async fn first_message(app: &support::TestApp, after: &str) -> Value {
+    first_message_of(app, &format!("events(after: \"{after}\") {{ cursor }}")).await
+}
+
+async fn first_message_of(app: &support::TestApp, field: &str) -> Value {
     let mut req = format!("{}/graphql", app.base.replace("http://", "ws://"))
         .into_client_request()
         .expect("request");
@@ -28,7 +32,7 @@ async fn first_message(app: &support::TestApp, after: &str) -> Value {
     .await
     .expect("init");
     ws.send(Message::text(
-        json!({ "id": "r", "type": "subscribe", "payload": { "query": format!("subscription {{ events(after: \"{after}\") {{ cursor }} }}") } }).to_string(),
+        json!({ "id": "r", "type": "subscribe", "payload": { "query": format!("subscription {{ {field} }}") } }).to_string(),
     ))
     .await
     .expect("subscribe");
@@ -78,6 +82,35 @@ async fn a_cursor_older_than_the_replay_limit_gets_resync_required_with_the_late
         m["payload"]["data"]["events"]["cursor"],
         (near + 1).to_string()
     );
+}
+
+#[tokio::test]
+async fn the_replay_limit_counts_the_subscribers_own_events_not_the_whole_log() {
+    let app = support::spawn_with(|c| c.max_replay_events = 5).await;
+    for i in 0..8 {
+        app.ok(
+            "mutation($n: String!) { createProject(input: {name: $n}) { event { cursor } } }",
+            json!({ "n": format!("p{i}") }),
+        )
+        .await;
+    }
+    let p = app
+        .ok(
+            "mutation { createProject(input: {name: \"quiet\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Nine events in the log, one of them in this project: within the limit.
+    let m = first_message_of(
+        &app,
+        &format!("events(after: \"0\", projectId: \"{p}\") {{ cursor type }}"),
+    )
+    .await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(m["payload"]["data"]["events"]["type"], "PROJECT_CREATED");
 }
 
 #[tokio::test]

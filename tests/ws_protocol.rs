@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{RawWs, ServerProcess};
 use tokio_tungstenite::tungstenite::Message;
@@ -536,4 +536,37 @@ async fn sigterm_closes_subscriptions_with_1001_and_exits_zero() {
         .await
         .expect("the server exits within 15 s of SIGTERM");
     assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let app = support::spawn().await;
+    let mut ws = support::RawWs::connect_and_init(&app.base).await;
+    let inner = ws.inner();
+    inner
+        .send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .expect("close sent");
+    // A clean closing handshake: the server's close frame comes back, then
+    // the stream ends. Without it tungstenite reports a reset.
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match inner.next().await {
+                Some(Ok(Message::Close(_))) | None => return true,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => return false,
+            }
+        }
+    })
+    .await
+    .expect("an answer in time");
+    assert!(
+        answer,
+        "the server dropped the socket without answering the close"
+    );
 }

@@ -64,13 +64,21 @@ struct Inner {
     /// steadily rising means `CEREBRAL_EVENT_BUFFER` is too small for the
     /// burst size (or a subscriber is slow).
     gap_reads: std::sync::atomic::AtomicU64,
+    /// Log reads streams may run at once (replays and gap reads). After a
+    /// burst larger than the ring, or when a replica's subscribers all
+    /// reconnect elsewhere, every stream wants the log at the same moment;
+    /// they take turns instead of taking every pooled connection from the
+    /// requests.
+    reads: tokio::sync::Semaphore,
 }
 
 impl EventBus {
     /// A bus whose head starts at `head` (the committed maximum at start-up)
     /// with a ring of `capacity` events; a stream that would replay more
     /// than `max_replay` events (0: no limit) is told to resync instead.
-    pub fn new(head: i64, capacity: usize, max_replay: u64) -> Self {
+    ///
+    /// At most `concurrent_reads` streams read the log at once.
+    pub fn new(head: i64, capacity: usize, max_replay: u64, concurrent_reads: usize) -> Self {
         let (head_tx, _) = watch::channel(head);
         let (delivered, _) = watch::channel(head);
         let (feed, _) = broadcast::channel(capacity.max(1));
@@ -81,6 +89,7 @@ impl EventBus {
                 feed,
                 max_replay: i64::try_from(max_replay).unwrap_or(i64::MAX),
                 gap_reads: Default::default(),
+                reads: tokio::sync::Semaphore::new(concurrent_reads.max(1)),
             }),
         }
     }
@@ -169,15 +178,23 @@ impl EventBus {
                         }
                     };
                     let full = rows.len() as u64 == FANOUT_PAGE;
+                    let batch_end = match (full, rows.last()) {
+                        (true, Some(last)) => last.seq,
+                        _ => target,
+                    };
+                    // Announce the batch *before* putting it on the ring. A
+                    // stream that joins the ring and then reads `delivered`
+                    // either sees the new value (and replays these rows from
+                    // the log, where they already are) or joined before the
+                    // sends below (and receives them). Announcing after the
+                    // sends would let a stream join just after them, read
+                    // the old value, and wait for the next commit.
+                    bus.inner.delivered.send_replace(batch_end);
                     for row in rows {
-                        done = row.seq;
                         // No receiver is fine: nobody is listening.
                         let _ = bus.inner.feed.send(Arc::new(row));
                     }
-                    if !full {
-                        done = target;
-                    }
-                    bus.inner.delivered.send_replace(done);
+                    done = batch_end;
                 }
                 if head.changed().await.is_err() {
                     break;
@@ -349,7 +366,31 @@ impl EventFilter {
             .await?)
     }
 
-    /// Number of matching events in the log (payload filters aside).
+    /// Whether more than `n` matching events lie in `(after, upto]` (one
+    /// indexed probe at offset `n`, not a count).
+    pub async fn beyond(
+        &self,
+        db: &DatabaseConnection,
+        after: i64,
+        upto: i64,
+        n: u64,
+    ) -> AppResult<bool> {
+        Ok(self
+            .query(db.get_database_backend())
+            .select_only()
+            .column(event::Column::Seq)
+            .filter(event::Column::Seq.gt(after))
+            .filter(event::Column::Seq.lte(upto))
+            .order_by_asc(event::Column::Seq)
+            .offset(n)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(db)
+            .await?
+            .is_some())
+    }
+
+    /// Number of matching events in the log.
     pub async fn count(&self, db: &DatabaseConnection) -> AppResult<u64> {
         use sea_orm::PaginatorTrait;
         Ok(self.query(db.get_database_backend()).count(db).await?)
@@ -392,47 +433,28 @@ pub fn stream(
         // between can fall through.
         let mut feed = bus.inner.feed.subscribe();
         let mut cursor = after.unwrap_or_else(|| bus.head());
-        let max_replay = bus.inner.max_replay;
+        // Measured against the committed head: the ring may not have caught
+        // up yet, and its jumps alone would not show the distance.
+        if Box::pin(too_far(&db, &bus, &filter, cursor, bus.head())).await {
+            yield Err(resync(&bus, cursor));
+            return;
+        }
         // Replay from the log up to what the ring has already passed; the
         // ring holds the rest (or the jump check below notices it does not).
         let mut upto = bus.delivered();
-        // Measured against the committed head: the ring may not have
-        // caught up yet, and its jumps alone would not show the distance.
-        if max_replay > 0 && bus.head() - cursor > max_replay {
-            yield Err(resync(&bus, cursor, max_replay));
-            return;
-        }
-        let mut pause = RETRY_MIN;
-        loop {
-            if cursor >= upto {
-                break;
-            }
-            if max_replay > 0 && upto - cursor > max_replay {
-                yield Err(resync(&bus, cursor, max_replay));
-                return;
-            }
+        while cursor < upto {
             // Boxed: an idle stream should not carry the query's state inline.
-            match Box::pin(filter.page_between(&db, cursor, upto, PAGE)).await {
-                Ok(page) => {
-                    pause = RETRY_MIN;
-                    let full = page.len() as u64 == PAGE;
-                    for e in page {
-                        cursor = e.seq;
-                        if filter.matches_payload(&e) {
-                            yield Ok(Arc::new(e));
-                        }
-                    }
-                    if !full {
-                        cursor = upto;
-                        // The ring may have moved on while we replayed.
-                        upto = bus.delivered();
-                    }
+            let (page, full) = Box::pin(read_page(&db, &bus, &filter, cursor, upto)).await;
+            for e in page {
+                cursor = e.seq;
+                if filter.matches_payload(&e) {
+                    yield Ok(Arc::new(e));
                 }
-                Err(e) => {
-                    tracing::warn!(error = ?e, cursor, "event stream read failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_MAX);
-                }
+            }
+            if !full {
+                cursor = upto;
+                // The ring may have moved on while we replayed.
+                upto = bus.delivered();
             }
         }
         loop {
@@ -451,30 +473,20 @@ pub fn stream(
                     .gap_reads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let upto = e.seq - 1;
-                if max_replay > 0 && upto - cursor > max_replay {
-                    yield Err(resync(&bus, cursor, max_replay));
+                if Box::pin(too_far(&db, &bus, &filter, cursor, upto)).await {
+                    yield Err(resync(&bus, cursor));
                     return;
                 }
                 while cursor < upto {
-                    match Box::pin(filter.page_between(&db, cursor, upto, PAGE)).await {
-                        Ok(page) => {
-                            pause = RETRY_MIN;
-                            let full = page.len() as u64 == PAGE;
-                            for m in page {
-                                cursor = m.seq;
-                                if filter.matches_payload(&m) {
-                                    yield Ok(Arc::new(m));
-                                }
-                            }
-                            if !full {
-                                cursor = upto;
-                            }
+                    let (page, full) = Box::pin(read_page(&db, &bus, &filter, cursor, upto)).await;
+                    for m in page {
+                        cursor = m.seq;
+                        if filter.matches_payload(&m) {
+                            yield Ok(Arc::new(m));
                         }
-                        Err(err) => {
-                            tracing::warn!(error = ?err, cursor, "event stream read failed; retrying");
-                            tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(RETRY_MAX);
-                        }
+                    }
+                    if !full {
+                        cursor = upto;
                     }
                 }
             }
@@ -486,7 +498,60 @@ pub fn stream(
     }
 }
 
-fn resync(bus: &EventBus, cursor: i64, max_replay: i64) -> AppError {
+/// One page of matching events in `(after, upto]` and whether it was full,
+/// read under one of the bus's read permits. A failing read is retried
+/// with a growing pause (0.1 s up to 5 s): a delay, never a gap.
+async fn read_page(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    filter: &EventFilter,
+    after: i64,
+    upto: i64,
+) -> (Vec<event::Model>, bool) {
+    let mut pause = RETRY_MIN;
+    loop {
+        let read = {
+            let _permit = bus.inner.reads.acquire().await;
+            filter.page_between(db, after, upto, PAGE).await
+        };
+        match read {
+            Ok(page) => {
+                let full = page.len() as u64 == PAGE;
+                return (page, full);
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, after, "event stream read failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Whether more than the replay limit of this stream's events lie in
+/// `(after, upto]`. Counted in the stream's own events, so a quiet tenant is
+/// not sent away because another one was busy. A failed check lets the
+/// replay go ahead: the limit protects the server, it never hides events.
+async fn too_far(
+    db: &DatabaseConnection,
+    bus: &EventBus,
+    filter: &EventFilter,
+    after: i64,
+    upto: i64,
+) -> bool {
+    let limit = bus.inner.max_replay;
+    if limit <= 0 || upto - after <= limit {
+        return false;
+    }
+    let _permit = bus.inner.reads.acquire().await;
+    filter
+        .beyond(db, after, upto, limit as u64)
+        .await
+        .unwrap_or(false)
+}
+
+fn resync(bus: &EventBus, cursor: i64) -> AppError {
+    let max_replay = bus.inner.max_replay;
     AppError::ResyncRequired {
         latest_cursor: bus.head(),
         reason: format!(

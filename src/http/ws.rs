@@ -175,6 +175,8 @@ enum Stop {
     Close(u16, String),
     /// The peer is gone or unresponsive: just drop the socket.
     Drop,
+    /// The client sent a close frame: answer it and end.
+    ClientClosed,
 }
 
 fn close(code: u16, reason: impl Into<String>) -> Stop {
@@ -204,6 +206,10 @@ struct Connection {
     /// `connection_init` so an uninitialised socket holds none of it.
     session: Option<Arc<Data>>,
     operations: StreamMap<String, Operation>,
+    /// Legacy `start` messages that arrived before `connection_init`:
+    /// Apollo's subscriptions-transport-ws client sends them while it still
+    /// awaits its `connectionParams`, and its old servers accepted that.
+    early: Vec<(String, Value)>,
     init_received: bool,
     last_heard: Instant,
     _held: Held,
@@ -222,6 +228,7 @@ impl Connection {
             principal,
             session: None,
             operations: StreamMap::new(),
+            early: Vec::new(),
             init_received: false,
             last_heard: Instant::now(),
             _held: held,
@@ -232,7 +239,17 @@ impl Connection {
         let settings = self.app.ws.clone();
         let init_deadline = tokio::time::sleep(settings.init_timeout);
         tokio::pin!(init_deadline);
-        let period = settings.ping_interval.unwrap_or(Duration::from_secs(3600));
+        // Legacy clients (subscriptions-transport-ws) close the socket when
+        // no `ka` arrives within their timeout (30 s by default), whatever
+        // the ping setting: they get one at least every 10 s.
+        const KEEP_ALIVE: Duration = Duration::from_secs(10);
+        let period = match (self.protocol, settings.ping_interval) {
+            (Protocol::Legacy, Some(p)) => p.min(KEEP_ALIVE),
+            (Protocol::Legacy, None) => KEEP_ALIVE,
+            (Protocol::TransportWs, Some(p)) => p,
+            (Protocol::TransportWs, None) => Duration::from_secs(3600),
+        };
+        let ticking = settings.ping_interval.is_some() || self.protocol == Protocol::Legacy;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.shutdown.clone();
@@ -243,13 +260,15 @@ impl Connection {
                 _ = &mut init_deadline, if !self.init_received => {
                     break close(4408, "Connection initialisation timeout");
                 }
-                _ = ping.tick(), if settings.ping_interval.is_some() => {
-                    if self.last_heard.elapsed() > period * 2 {
-                        tracing::debug!("dropping a WebSocket peer that stopped answering pings");
-                        break Stop::Drop;
-                    }
-                    if !Box::pin(self.send(Message::Ping(Default::default()))).await {
-                        break Stop::Drop;
+                _ = ping.tick(), if ticking => {
+                    if let Some(interval) = settings.ping_interval {
+                        if self.last_heard.elapsed() > interval * 2 {
+                            tracing::debug!("dropping a WebSocket peer that stopped answering pings");
+                            break Stop::Drop;
+                        }
+                        if !Box::pin(self.send(Message::Ping(Default::default()))).await {
+                            break Stop::Drop;
+                        }
                     }
                     if self.protocol == Protocol::Legacy
                         && self.session.is_some()
@@ -275,6 +294,17 @@ impl Connection {
         };
         // Streams end here, whatever the reason, before the close is sent.
         self.operations = StreamMap::new();
+        // A send cut short by shutdown still owes the client its 1001, so it
+        // reconnects elsewhere instead of seeing an abnormal closure.
+        let stop = match stop {
+            Stop::Drop if self.shutdown.is_cancelled() => close(1001, "server shutting down"),
+            other => other,
+        };
+        if let Stop::ClientClosed = stop {
+            // tungstenite queued the reply to the client's close frame; flush it
+            // so the client sees a clean close.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
+        }
         if let Stop::Close(code, reason) = stop {
             let frame = CloseFrame {
                 code,
@@ -332,7 +362,7 @@ impl Connection {
     async fn on_message(&mut self, msg: Message) -> Option<Stop> {
         let text = match msg {
             Message::Text(t) => t,
-            Message::Close(_) => return Some(Stop::Drop),
+            Message::Close(_) => return Some(Stop::ClientClosed),
             Message::Ping(_) | Message::Pong(_) => return None,
             Message::Binary(_) => return Some(close(4400, "Binary messages are not supported")),
         };
@@ -430,11 +460,24 @@ impl Connection {
         {
             return Some(Stop::Drop);
         }
+        for (id, payload) in std::mem::take(&mut self.early) {
+            if let Some(stop) = Box::pin(self.on_subscribe(id, Some(&payload))).await {
+                return Some(stop);
+            }
+        }
         None
     }
 
     async fn on_subscribe(&mut self, id: String, payload: Option<&Value>) -> Option<Stop> {
         let Some(session) = self.session.clone() else {
+            if self.protocol == Protocol::Legacy
+                && !self.init_received
+                && self.early.len() < self.app.ws.max_subscriptions
+            {
+                self.early
+                    .push((id, payload.cloned().unwrap_or(Value::Null)));
+                return None;
+            }
             return Some(close(4401, "Unauthorized"));
         };
         if self.operations.contains_key(&id) {
