@@ -38,12 +38,16 @@ impl App {
         let head = EventBus::read_head(&conn)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        // Half the pool for streams catching up; requests keep the rest.
+        // Streams catching up may use three quarters of the pool at once;
+        // requests always keep the rest. (Fewer permits made catch-up after
+        // a replica restart visibly slower in the chaos benchmark:
+        // docs/streams.md.)
+        let pool = config.db_max_connections as usize;
         let bus = EventBus::new(
             head,
             config.event_buffer,
             config.max_replay_events,
-            (config.db_max_connections as usize / 2).max(1),
+            (pool - pool / 4).max(1),
         );
         bus.spawn_fanout(db::uncounted(&conn));
         // Also on SQLite: another process (`cerebral import`) may append to
