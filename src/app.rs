@@ -32,6 +32,7 @@ impl App {
     /// Connects and migrates the database, loads the built-in catalog and
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
+        let auth = crate::auth::Authenticator::from_config(config)?;
         let (conn, statements) =
             db::connect(&config.database_url, config.db_max_connections).await?;
         db::migrate(&conn).await?;
@@ -100,6 +101,7 @@ impl App {
             }),
             ws_gauges: ws_gauges.clone(),
             shutdown: shutdown.clone(),
+            auth,
         };
         let listener = TcpListener::bind(config.listen)
             .await

@@ -263,6 +263,36 @@ pub struct Config {
         global = true
     )]
     pub ws_max_message_bytes: usize,
+    /// HS256 secret for bearer tokens. With it (or a public key) every
+    /// request needs `Authorization: Bearer <jwt>` and every WebSocket its
+    /// token in `connection_init`; without either, the server runs in
+    /// single-tenant development mode.
+    #[arg(
+        long,
+        env = "CEREBRAL_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// RS256 or ES256 public key for bearer tokens: PEM text or a path to a
+    /// PEM file.
+    #[arg(long, env = "CEREBRAL_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<String>,
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "CEREBRAL_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "CEREBRAL_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Refuse to start without a token key (no development mode by accident
+    /// in production).
+    #[arg(
+        long,
+        env = "CEREBRAL_REQUIRE_AUTH",
+        default_value_t = false,
+        global = true
+    )]
+    pub require_auth: bool,
     /// Log format.
     #[arg(
         long,

@@ -42,6 +42,8 @@ pub struct AppState {
     /// Cancelled when the server shuts down: every WebSocket then closes
     /// with 1001.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Verifies bearer tokens (or admits everyone in development mode).
+    pub auth: crate::auth::Authenticator,
 }
 
 /// The router of the whole server.
@@ -56,10 +58,25 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// The caller of an HTTP request. Authentication is not configured yet, so
-/// every caller is the single development tenant.
-pub(crate) fn principal_of(_headers: &HeaderMap) -> Principal {
-    Principal::development()
+/// The caller of an HTTP request, or the 401 answer (a GraphQL error with
+/// `UNAUTHENTICATED` and `WWW-Authenticate: Bearer`) when the token is
+/// missing or invalid; nothing executes then.
+pub(crate) fn principal_of(app: &AppState, headers: &HeaderMap) -> Option<Principal> {
+    app.auth.from_headers(headers).ok().map(|(p, _)| p)
+}
+
+/// The answer to a request without a valid token.
+pub(crate) fn unauthenticated() -> Response {
+    let body = json!({ "errors": [{
+        "message": "authentication required: send Authorization: Bearer <token>",
+        "extensions": { "code": "UNAUTHENTICATED" }
+    }] });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(body),
+    )
+        .into_response()
 }
 
 async fn graphql_post(
@@ -71,7 +88,10 @@ async fn graphql_post(
         Ok(r) => r,
         Err(e) => return bad_request(&e),
     };
-    let principal = principal_of(&headers);
+    let principal = match principal_of(&app, &headers) {
+        Some(p) => p,
+        None => return unauthenticated(),
+    };
     let batch = req.into_inner();
     let batch = match batch {
         async_graphql::BatchRequest::Single(r) => async_graphql::BatchRequest::Single(
@@ -141,7 +161,11 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    let gql = request_data(gql, &app.services, principal_of(&headers), app.loader_delay);
+    let principal = match principal_of(&app, &headers) {
+        Some(p) => p,
+        None => return unauthenticated(),
+    };
+    let gql = request_data(gql, &app.services, principal, app.loader_delay);
     GraphQLResponse::from(app.schema.execute(gql).await).into_response()
 }
 
@@ -151,8 +175,10 @@ async fn websocket(app: AppState, req: Request) -> Response {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    let principal = principal_of(&parts.headers);
-    ws::upgrade(app, upgrade, principal)
+    // Browsers cannot set headers on a WebSocket, so the token normally
+    // comes in `connection_init`; a valid header is used when it does not.
+    let from_header = app.auth.from_headers(&parts.headers).ok();
+    ws::upgrade(app, upgrade, from_header)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

@@ -35,8 +35,6 @@ use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use crate::auth::Principal;
-use crate::error::AppError;
 
 /// The subprotocols this endpoint speaks, preferred first.
 pub const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
@@ -105,7 +103,11 @@ enum Protocol {
 /// being written: each send waits until the socket takes it (write buffer
 /// 0), so a client that stops reading stops its streams — which then cost
 /// nothing and catch up from the log later — instead of growing a queue.
-pub fn upgrade(app: AppState, upgrade: WebSocketUpgrade, principal: Principal) -> HttpResponse {
+pub fn upgrade(
+    app: AppState,
+    upgrade: WebSocketUpgrade,
+    from_header: Option<crate::auth::Verified>,
+) -> HttpResponse {
     let s = app.ws.clone();
     upgrade
         .protocols(PROTOCOLS)
@@ -119,7 +121,7 @@ pub fn upgrade(app: AppState, upgrade: WebSocketUpgrade, principal: Principal) -
                 // No subprotocol asked for: the current protocol.
                 _ => Protocol::TransportWs,
             };
-            Connection::new(socket, protocol, app, principal).run()
+            Connection::new(socket, protocol, app, from_header).run()
         })
 }
 
@@ -200,7 +202,10 @@ struct Connection {
     source: futures::stream::SplitStream<WebSocket>,
     protocol: Protocol,
     app: AppState,
-    principal: Principal,
+    /// The caller as established by the upgrade request's header, if any.
+    from_header: Option<crate::auth::Verified>,
+    /// When the socket's token expires; the socket is closed (4403) then.
+    expires_at: Option<Instant>,
     shutdown: CancellationToken,
     /// Per-connection request data (principal, loaders), made at
     /// `connection_init` so an uninitialised socket holds none of it.
@@ -216,7 +221,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(socket: WebSocket, protocol: Protocol, app: AppState, principal: Principal) -> Self {
+    fn new(
+        socket: WebSocket,
+        protocol: Protocol,
+        app: AppState,
+        from_header: Option<crate::auth::Verified>,
+    ) -> Self {
         let (sink, source) = socket.split();
         let held = Held::new(app.ws_gauges.clone(), |g| &g.connections);
         Connection {
@@ -225,7 +235,8 @@ impl Connection {
             protocol,
             shutdown: app.shutdown.clone(),
             app,
-            principal,
+            from_header,
+            expires_at: None,
             session: None,
             operations: StreamMap::new(),
             early: Vec::new(),
@@ -253,10 +264,19 @@ impl Connection {
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.shutdown.clone();
+        // Armed at `connection_init` when the token has an expiry.
+        let expiry = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+        tokio::pin!(expiry);
+        let mut armed = false;
         let stop = loop {
+            if !armed && let Some(at) = self.expires_at {
+                expiry.as_mut().reset(at);
+                armed = true;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break close(1001, "server shutting down"),
+                _ = &mut expiry, if armed => break close(4403, "Forbidden: token expired"),
                 _ = &mut init_deadline, if !self.init_received => {
                     break close(4408, "Connection initialisation timeout");
                 }
@@ -432,8 +452,17 @@ impl Connection {
                 ));
             }
         };
-        let principal = match authenticate(&self.principal, &payload) {
-            Ok(p) => p,
+        let principal = match self.app.auth.from_init(&payload, self.from_header.as_ref()) {
+            Ok((p, exp)) => {
+                self.expires_at = exp.map(|exp| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+                });
+                p
+            }
             Err(e) => {
                 if self.protocol == Protocol::Legacy {
                     let _ = self
@@ -535,14 +564,6 @@ impl Connection {
         self.operations.insert(id, op);
         None
     }
-}
-
-/// Who the socket acts for, from the `connection_init` payload. Tokens are
-/// not configured yet, so every socket is the principal of its upgrade
-/// request; this is where a bearer token in the payload will be checked
-/// (and an invalid one closes the socket with 4403).
-fn authenticate(upgrade_principal: &Principal, _payload: &Value) -> Result<Principal, AppError> {
-    Ok(upgrade_principal.clone())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
-use super::{AppState, principal_of};
+use super::{AppState, principal_of, unauthenticated};
 use crate::error::AppError;
 use crate::ids::{self, Kind};
 
@@ -21,7 +21,10 @@ pub async fn artifacts_zip(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let p = principal_of(&headers);
+    let p = match principal_of(&app, &headers) {
+        Some(p) => p,
+        None => return unauthenticated(),
+    };
     let project = match ids::decode(Kind::Project, &id) {
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),

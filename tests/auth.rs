@@ -1,0 +1,172 @@
+//! Bearer-token authentication: with a key configured, nothing runs without
+//! a valid token, the tenant comes from the token alone, and a WebSocket's
+//! token is checked at `connection_init` and again when it expires.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+const TENANT_A: &str = "0190a3c4-0000-7000-8000-00000000000a";
+const TENANT_B: &str = "0190a3c4-0000-7000-8000-00000000000b";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn token_with(claims: Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("token")
+}
+
+fn token(tenant: &str, ttl: i64) -> String {
+    token_with(
+        json!({ "sub": "alice", "tenant_id": tenant, "roles": ["admin", "operator", "agent", "viewer"], "exp": (now() as i64 + ttl) }),
+        SECRET,
+    )
+}
+
+async fn post(app: &support::TestApp, bearer: Option<&str>, query: &str) -> (u16, Value) {
+    let mut req = app
+        .http()
+        .post(app.graphql_url())
+        .json(&json!({ "query": query }));
+    if let Some(t) = bearer {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.expect("sent");
+    let status = resp.status().as_u16();
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let body: Value = resp.json().await.expect("json");
+    if status == 401 {
+        assert_eq!(www.as_deref(), Some("Bearer"));
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    (status, body)
+}
+
+const CREATE: &str =
+    "mutation { createProject(input: {name: \"secret plan\"}) { project { id } } }";
+const COUNT: &str = "{ projects { totalCount } }";
+
+#[tokio::test]
+async fn without_a_valid_token_nothing_executes() {
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let alg_none = {
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.",
+            b64(json!({ "alg": "none", "typ": "JWT" })),
+            b64(
+                json!({ "sub": "mallory", "tenant_id": TENANT_A, "roles": ["admin"], "exp": now() + 600 })
+            )
+        )
+    };
+    let bad = [
+        None,
+        Some("not-a-jwt".to_string()),
+        Some(alg_none),
+        Some(token_with(
+            json!({ "sub": "mallory", "tenant_id": TENANT_A, "roles": ["admin"], "exp": now() + 600 }),
+            "another-secret-that-is-also-long-enough!!",
+        )),
+        Some(token(TENANT_A, -3600)),
+        Some(token_with(
+            json!({ "sub": "x", "roles": ["admin"], "exp": now() + 600 }),
+            SECRET,
+        )),
+        Some(token_with(
+            json!({ "sub": "x", "tenant_id": "acme", "exp": now() + 600 }),
+            SECRET,
+        )),
+        Some(token_with(
+            json!({ "sub": "x", "tenant_id": "00000000-0000-0000-0000-000000000000", "exp": now() + 600 }),
+            SECRET,
+        )),
+        Some(token_with(
+            json!({ "sub": "x", "tenant_id": TENANT_A }),
+            SECRET,
+        )),
+    ];
+    for (i, t) in bad.iter().enumerate() {
+        let (status, _) = post(&app, t.as_deref(), CREATE).await;
+        assert_eq!(status, 401, "case {i}");
+    }
+    // Nothing was created by any of them.
+    let (status, body) = post(&app, Some(&token(TENANT_A, 600)), COUNT).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["projects"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn the_tenant_comes_from_the_token() {
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let (status, body) = post(&app, Some(&token(TENANT_A, 600)), CREATE).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, a) = post(&app, Some(&token(TENANT_A, 600)), COUNT).await;
+    let (_, b) = post(&app, Some(&token(TENANT_B, 600)), COUNT).await;
+    assert_eq!(a["data"]["projects"]["totalCount"], 1);
+    assert_eq!(b["data"]["projects"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn a_websocket_needs_a_valid_token_in_connection_init_and_is_closed_when_it_expires() {
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    for payload in [
+        json!({}),
+        json!({ "authToken": "garbage" }),
+        json!({ "Authorization": format!("Bearer {}", token(TENANT_A, -3600)) }),
+    ] {
+        let mut ws = support::RawWs::connect(&app.base).await;
+        ws.send_json(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        assert_eq!(
+            ws.close_code(Duration::from_secs(10)).await,
+            Some(4403),
+            "{payload}"
+        );
+    }
+    for payload in [
+        json!({ "authToken": token(TENANT_A, 600) }),
+        json!({ "Authorization": format!("Bearer {}", token(TENANT_A, 600)) }),
+    ] {
+        let mut ws = support::RawWs::connect(&app.base).await;
+        ws.send_json(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        let ack = ws.next_json(Duration::from_secs(10)).await.expect("ack");
+        assert_eq!(ack["type"], "connection_ack");
+    }
+    // A token that expires in two seconds: accepted, then closed with 4403.
+    let mut ws = support::RawWs::connect(&app.base).await;
+    ws.send_json(
+        json!({ "type": "connection_init", "payload": { "authToken": token(TENANT_A, 2) } }),
+    )
+    .await;
+    let ack = ws.next_json(Duration::from_secs(10)).await.expect("ack");
+    assert_eq!(ack["type"], "connection_ack");
+    assert_eq!(ws.close_code(Duration::from_secs(15)).await, Some(4403));
+}
+
+#[tokio::test]
+async fn require_auth_without_a_key_refuses_to_start() {
+    let (url, _dir) = support::fresh_database().await;
+    let mut config = cerebral::config::Config::for_database(&url);
+    config.require_auth = true;
+    assert!(cerebral::app::App::build(&config).await.is_err());
+    config.jwt_secret = Some("short".into());
+    assert!(cerebral::app::App::build(&config).await.is_err());
+}
