@@ -139,6 +139,7 @@ impl Authenticator {
                     );
                 }
                 tracing::warn!(
+                    tenant = %DEFAULT_TENANT,
                     "NO AUTHENTICATION: no CEREBRAL_JWT_SECRET or CEREBRAL_JWT_PUBLIC_KEY is set, so every caller is the single development tenant with every role; never expose this server"
                 );
                 return Ok(Authenticator::default());

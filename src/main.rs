@@ -8,7 +8,7 @@ use migration::MigratorTrait;
 use tracing_subscriber::EnvFilter;
 
 use cerebral::app::App;
-use cerebral::auth::{DEFAULT_TENANT, Principal};
+use cerebral::auth::Principal;
 use cerebral::config::{Cli, Command, Config, LogFormat, MigrateAction};
 
 #[tokio::main]
@@ -29,10 +29,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = App::build(&config).await?;
-            tracing::warn!(
-                tenant = %DEFAULT_TENANT,
-                "authentication is not configured: single-tenant development mode, every caller acts as user 'developer' of the default tenant"
-            );
             tracing::info!(
                 "Cerebral listening on http://{0}/graphql (GraphiQL in a browser, WebSocket subscriptions on the same path)",
                 app.local_addr()
