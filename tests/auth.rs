@@ -170,3 +170,53 @@ async fn require_auth_without_a_key_refuses_to_start() {
     config.jwt_secret = Some("short".into());
     assert!(cerebral::app::App::build(&config).await.is_err());
 }
+
+#[tokio::test]
+async fn a_post_that_is_not_json_is_refused_with_415_and_not_executed() {
+    let app = support::spawn().await;
+    let body = json!({ "query": CREATE }).to_string();
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut req = app.http().post(app.graphql_url()).body(body.clone());
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 415, "{ct:?}");
+        let v: Value = resp.json().await.expect("json");
+        assert_eq!(
+            v["errors"][0]["extensions"]["code"],
+            "UNSUPPORTED_MEDIA_TYPE"
+        );
+    }
+    // JSON with a charset parameter is JSON.
+    let resp = app
+        .http()
+        .post(app.graphql_url())
+        .header("content-type", "application/json; charset=utf-8")
+        .body(json!({ "query": COUNT }).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(
+        v["data"]["projects"]["totalCount"], 0,
+        "nothing was created"
+    );
+    // Other methods are not GraphQL over HTTP.
+    for m in ["PUT", "DELETE", "PATCH"] {
+        let resp = app
+            .http()
+            .request(m.parse().expect("method"), app.graphql_url())
+            .json(&json!({ "query": CREATE }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 405, "{m}");
+    }
+}

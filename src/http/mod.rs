@@ -84,6 +84,13 @@ async fn graphql_post(
     headers: HeaderMap,
     req: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
+    // GraphQL over HTTP: only JSON bodies. A browser sends text/plain,
+    // form-urlencoded and multipart cross-site without a preflight, so
+    // accepting them would let any web page run mutations with a visitor's
+    // cookies or network position (CSRF).
+    if !is_json(&headers) {
+        return unsupported_media_type();
+    }
     let req = match req {
         Ok(r) => r,
         Err(e) => return bad_request(&e),
@@ -204,6 +211,21 @@ async fn metrics(State(app): State<AppState>) -> Response {
         app.services.bus().gap_reads(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn is_json(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn unsupported_media_type() -> Response {
+    let body = json!({ "errors": [{
+        "message": "POST bodies must be application/json (GraphQL over HTTP)",
+        "extensions": { "code": "UNSUPPORTED_MEDIA_TYPE" }
+    }] });
+    (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(body)).into_response()
 }
 
 fn is_websocket(h: &HeaderMap) -> bool {
