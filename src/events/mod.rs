@@ -442,22 +442,35 @@ pub fn stream(
         // Replay from the log up to what the ring has already passed; the
         // ring holds the rest (or the jump check below notices it does not).
         let mut upto = bus.delivered();
-        while cursor < upto {
-            // Boxed: an idle stream should not carry the query's state inline.
-            let (page, full) = Box::pin(read_page(&db, &bus, &filter, cursor, upto)).await;
-            for e in page {
-                cursor = e.seq;
-                if filter.matches_payload(&e) {
-                    yield Ok(Arc::new(e));
+        // A ring event that showed a jump, sent once the gap before it is.
+        let mut held: Option<Arc<event::Model>> = None;
+        loop {
+            while cursor < upto {
+                // Boxed: an idle stream should not carry the query's state inline.
+                let (page, full) = Box::pin(read_page(&db, &bus, &filter, cursor, upto)).await;
+                for e in page {
+                    cursor = e.seq;
+                    if filter.matches_payload(&e) {
+                        yield Ok(Arc::new(e));
+                    }
+                }
+                if !full {
+                    cursor = upto;
+                    // Replaying (no ring event waiting): the ring may have
+                    // moved on meanwhile. Filling a gap reads just the gap.
+                    if held.is_none() {
+                        upto = upto.max(bus.delivered());
+                    }
                 }
             }
-            if !full {
-                cursor = upto;
-                // The ring may have moved on while we replayed.
-                upto = bus.delivered();
+            if let Some(e) = held.take()
+                && e.seq > cursor
+            {
+                cursor = e.seq;
+                if filter.matches(&e) {
+                    yield Ok(e);
+                }
             }
-        }
-        loop {
             let e = match feed.recv().await {
                 Ok(e) => e,
                 // Fell behind the ring: the next event received shows the
@@ -472,28 +485,13 @@ pub fn stream(
                 bus.inner
                     .gap_reads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let upto = e.seq - 1;
+                upto = e.seq - 1;
                 if Box::pin(too_far(&db, &bus, &filter, cursor, upto)).await {
                     yield Err(resync(&bus, cursor));
                     return;
                 }
-                while cursor < upto {
-                    let (page, full) = Box::pin(read_page(&db, &bus, &filter, cursor, upto)).await;
-                    for m in page {
-                        cursor = m.seq;
-                        if filter.matches_payload(&m) {
-                            yield Ok(Arc::new(m));
-                        }
-                    }
-                    if !full {
-                        cursor = upto;
-                    }
-                }
             }
-            cursor = e.seq;
-            if filter.matches(&e) {
-                yield Ok(e);
-            }
+            held = Some(e);
         }
     }
 }

@@ -611,8 +611,6 @@ impl EventQuery {
     ) -> Result<Conn<Event>> {
         let p = principal(ctx);
         let f = filter.unwrap_or_default();
-        let limit = page_size(first)?;
-        let after = seq_cursor(after)?;
         let ef = EventFilter {
             tenant_id: p.tenant_id,
             project_id: f
@@ -623,17 +621,7 @@ impl EventQuery {
             types: f.types.unwrap_or_default(),
             persona_id: None,
         };
-        let db = services(ctx).db();
-        let rows = ef.page(db, after.unwrap_or(0), limit + 1).await?;
-        let total = ef.count(db).await?;
-        Ok(connection(
-            rows,
-            limit,
-            after.is_some(),
-            TotalCount::Known(total),
-            |m| m.seq.to_string(),
-            Event::from,
-        ))
+        event_page(ctx, ef, first, after, Event).await
     }
 
     /// Task changes of a project, oldest first: the query twin of the
@@ -648,7 +636,7 @@ impl EventQuery {
         after: Option<String>,
     ) -> Result<Conn<TaskUpdate>> {
         let f = twin_filter(ctx, &project_id, TASK_EVENTS.to_vec(), None)?;
-        twin_page(ctx, f, first, after, TaskUpdate).await
+        event_page(ctx, f, first, after, TaskUpdate).await
     }
 
     /// Artifacts stored in a project, oldest first: the query twin of the
@@ -662,7 +650,7 @@ impl EventQuery {
         after: Option<String>,
     ) -> Result<Conn<ArtifactUpdate>> {
         let f = twin_filter(ctx, &project_id, vec![EventType::ArtifactCreated], None)?;
-        twin_page(ctx, f, first, after, ArtifactUpdate).await
+        event_page(ctx, f, first, after, ArtifactUpdate).await
     }
 
     /// Agent status changes in a project, oldest first, optionally of one
@@ -686,7 +674,7 @@ impl EventQuery {
             vec![EventType::AgentStatusChanged],
             persona,
         )?;
-        twin_page(ctx, f, first, after, AgentStatusUpdate).await
+        event_page(ctx, f, first, after, AgentStatusUpdate).await
     }
 
     /// HITL requests opened in a project, oldest first: the query twin of
@@ -700,7 +688,7 @@ impl EventQuery {
         after: Option<String>,
     ) -> Result<Conn<HitlRequestUpdate>> {
         let f = twin_filter(ctx, &project_id, vec![EventType::HitlRequested], None)?;
-        twin_page(ctx, f, first, after, HitlRequestUpdate).await
+        event_page(ctx, f, first, after, HitlRequestUpdate).await
     }
 }
 
@@ -719,9 +707,10 @@ fn twin_filter(
     })
 }
 
-/// One page of a subscription's query twin: the same filter, the same
-/// items and the same cursors as the stream.
-async fn twin_page<T: async_graphql::OutputType>(
+/// One page of the log under a filter: the `events` query and every
+/// subscription's query twin (the same filter, items and cursors as the
+/// stream).
+async fn event_page<T: async_graphql::OutputType>(
     ctx: &Context<'_>,
     f: EventFilter,
     first: Option<i32>,

@@ -67,16 +67,21 @@ pub(crate) fn principal_of(app: &AppState, headers: &HeaderMap) -> Option<Princi
 
 /// The answer to a request without a valid token.
 pub(crate) fn unauthenticated() -> Response {
-    let body = json!({ "errors": [{
-        "message": "authentication required: send Authorization: Bearer <token>",
-        "extensions": { "code": "UNAUTHENTICATED" }
-    }] });
-    (
+    let mut resp = error_response(
         StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(body),
-    )
-        .into_response()
+        "authentication required: send Authorization: Bearer <token>",
+        "UNAUTHENTICATED",
+    );
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+/// A refusal before any GraphQL ran: a GraphQL error body with its stable
+/// code, and no `data` key.
+pub(crate) fn error_response(status: StatusCode, message: &str, code: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, Json(body)).into_response()
 }
 
 async fn graphql_post(
@@ -125,9 +130,7 @@ fn bad_request(e: &GraphQLRejection) -> Response {
         }
         _ => "the request could not be read as GraphQL over HTTP".to_string(),
     };
-    let body =
-        json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] });
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    error_response(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST")
 }
 
 async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
@@ -221,11 +224,11 @@ fn is_json(h: &HeaderMap) -> bool {
 }
 
 fn unsupported_media_type() -> Response {
-    let body = json!({ "errors": [{
-        "message": "POST bodies must be application/json (GraphQL over HTTP)",
-        "extensions": { "code": "UNSUPPORTED_MEDIA_TYPE" }
-    }] });
-    (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(body)).into_response()
+    error_response(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "POST bodies must be application/json (GraphQL over HTTP)",
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
 }
 
 fn is_websocket(h: &HeaderMap) -> bool {

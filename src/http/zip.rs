@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::io::ReaderStream;
 
-use super::{AppState, principal_of, unauthenticated};
+use super::{AppState, error_response, principal_of, unauthenticated};
 use crate::error::AppError;
 use crate::ids::{self, Kind};
 
@@ -96,9 +96,7 @@ fn safe_name(name: &str, fallback: &str) -> String {
 }
 
 fn error(status: StatusCode, e: &AppError) -> Response {
-    let body =
-        json!({ "errors": [{ "message": e.to_string(), "extensions": { "code": e.code() } }] });
-    (status, axum::Json(body)).into_response()
+    error_response(status, &e.to_string(), e.code())
 }
 
 #[cfg(test)]
