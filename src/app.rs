@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::events::EventBus;
-use crate::graphql::build_schema;
+use crate::graphql::build_schema_with;
 use crate::http::ws::{WsGauges, WsSettings};
 use crate::http::{AppState, router};
 use crate::service::{ServiceSettings, Services};
@@ -33,9 +33,24 @@ impl App {
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let auth = crate::auth::Authenticator::from_config(config)?;
-        let (conn, statements) =
-            db::connect(&config.database_url, config.db_max_connections).await?;
-        db::migrate(&conn).await?;
+        let (conn, statements) = db::connect_with(
+            &config.database_url,
+            config.db_max_connections,
+            // A second past the request's own limit: the request is
+            // answered by then, and this ends what it left running.
+            (config.request_timeout_seconds > 0)
+                .then(|| Duration::from_secs(config.request_timeout_seconds + 1)),
+        )
+        .await?;
+        if db::is_sqlite(&conn) {
+            db::migrate(&conn).await?;
+        } else {
+            // On a connection of its own: the serving pool's statement
+            // timeout would cut a long migration short.
+            let (migrator, _) = db::connect(&config.database_url, 1).await?;
+            db::migrate(&migrator).await?;
+            migrator.close().await?;
+        }
         let head = EventBus::read_head(&conn)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -88,7 +103,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {
-            schema: build_schema(services.clone()),
+            schema: build_schema_with(services.clone(), &config.limits()),
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),
             statements: statements.clone(),
@@ -101,6 +116,16 @@ impl App {
             }),
             ws_gauges: ws_gauges.clone(),
             shutdown: shutdown.clone(),
+            limits: Arc::new(config.limits()),
+            limiter: {
+                let l = crate::http::rate::RateLimiter::new(
+                    config.rate_limit_per_second,
+                    config.rate_limit_burst,
+                    auth.enabled(),
+                );
+                l.spawn_cleanup(Duration::from_secs(60));
+                l
+            },
             auth,
         };
         let listener = TcpListener::bind(config.listen)
@@ -153,12 +178,16 @@ impl App {
         // shutdown does not wait for them — and must not: they would never
         // end by themselves. They are closed once the HTTP side has drained.
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                let _ = signalled_tx.send(());
-            })
-            .into_future();
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            let _ = signalled_tx.send(());
+        })
+        .into_future();
         // A request that never finishes (a stalled download) must not keep
         // the WebSockets from their 1001 until the orchestrator kills us.
         let drain_timeout = self.drain_timeout;

@@ -5,7 +5,15 @@
 //! principal from a verified token instead; nothing below the HTTP layer
 //! changes.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::error::AppError;
 
 /// The tenant that owns the built-in catalog, visible to every tenant.
 pub const SYSTEM_TENANT: Uuid = Uuid::nil();
@@ -24,6 +32,24 @@ pub enum Role {
     Operator,
     /// May import catalogs and force changes.
     Admin,
+}
+
+impl Role {
+    /// The role's name as tokens carry it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Role> {
+        [Role::Viewer, Role::Agent, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
 }
 
 /// The caller of a request, as established by the HTTP layer.
@@ -47,13 +73,21 @@ impl Principal {
         }
     }
 
-    /// Refuses with `FORBIDDEN` unless the principal holds `role`; `what`
-    /// names the action in the message.
-    pub fn require(&self, role: Role, what: &str) -> Result<(), crate::error::AppError> {
-        if self.roles.contains(&role) {
+    /// Whether the principal may run an action open to `allowed`. Admins
+    /// may run everything.
+    pub fn may(&self, allowed: &[Role]) -> bool {
+        self.roles
+            .iter()
+            .any(|r| *r == Role::Admin || allowed.contains(r))
+    }
+
+    /// Refuses with `FORBIDDEN` unless the principal holds `role` (or is an
+    /// admin); `what` names the action in the message.
+    pub fn require(&self, role: Role, what: &str) -> Result<(), AppError> {
+        if self.may(&[role]) {
             Ok(())
         } else {
-            Err(crate::error::AppError::Forbidden(format!(
+            Err(AppError::Forbidden(format!(
                 "only the {role:?} role may {what}"
             )))
         }
@@ -73,12 +107,116 @@ impl Principal {
 /// no key configured — lets every caller in as [`Principal::development`].
 #[derive(Clone, Default)]
 pub struct Authenticator {
-    verifier: Option<std::sync::Arc<Verifier>>,
+    verifier: Option<Arc<Verifier>>,
 }
 
 struct Verifier {
-    key: jsonwebtoken::DecodingKey,
-    validation: jsonwebtoken::Validation,
+    keys: Keys,
+    /// `iss`, `aud`, leeway and required claims; the algorithm is set per key.
+    validation: Validation,
+}
+
+enum Keys {
+    /// One configured key (secret or PEM) and its one algorithm.
+    Static(DecodingKey, Algorithm),
+    /// Keys of a JWKS document, by `kid`.
+    Jwks(Jwks),
+}
+
+/// A JSON Web Key Set fetched over HTTP and cached.
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    keys: std::sync::RwLock<Arc<HashMap<String, (DecodingKey, Algorithm)>>>,
+    /// When the set was last fetched (successfully or not): serialises
+    /// fetches and keeps a flood of tokens with made-up `kid`s from turning
+    /// into a flood of requests to the identity provider.
+    fetched: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Least time between two fetches caused by unknown `kid`s.
+const JWKS_MIN_REFETCH: Duration = Duration::from_secs(5);
+/// Age after which the set is fetched again, so a revoked key stops working.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+
+impl Jwks {
+    async fn key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        let stale = self
+            .fetched
+            .lock()
+            .await
+            .is_none_or(|t| t.elapsed() >= JWKS_MAX_AGE);
+        if stale {
+            self.refresh(JWKS_MAX_AGE).await;
+        }
+        if let Some(k) = self.cached(kid) {
+            return Some(k);
+        }
+        // A key rotated in since the last fetch.
+        self.refresh(JWKS_MIN_REFETCH).await;
+        self.cached(kid)
+    }
+
+    fn cached(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        let keys = self.keys.read().map(|k| k.clone()).ok()?;
+        keys.get(kid).cloned()
+    }
+
+    /// Fetches the set unless another fetch happened within `min_age`.
+    async fn refresh(&self, min_age: Duration) {
+        let mut fetched = self.fetched.lock().await;
+        if fetched.is_some_and(|t| t.elapsed() < min_age) {
+            return;
+        }
+        *fetched = Some(Instant::now());
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
+                if let Ok(mut k) = self.keys.write() {
+                    *k = Arc::new(keys);
+                }
+            }
+            // The keys fetched before stay in use.
+            Err(e) => tracing::warn!(url = %self.url, error = %e, "cannot fetch JWKS"),
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<HashMap<String, (DecodingKey, Algorithm)>> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+        let set: JwkSet = self
+            .client
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = &jwk.common.key_id else {
+                continue;
+            };
+            // The algorithm a key may verify comes from the key set, never
+            // from the token; keys without `alg` get their family's
+            // standard one. Symmetric keys have no place in a public set.
+            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (AlgorithmParameters::OctetKey(_), _) => continue,
+                (_, Some(a)) => match Algorithm::try_from(a) {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+                (AlgorithmParameters::RSA(_), None) => Algorithm::RS256,
+                (AlgorithmParameters::EllipticCurve(p), None) if p.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                _ => continue,
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid.clone(), (key, alg));
+            }
+        }
+        Ok(keys)
+    }
 }
 
 /// The claims Cerebral reads. `exp`, `sub` and `tenant_id` are required.
@@ -96,35 +234,50 @@ struct Claims {
 pub type Verified = (Principal, Option<u64>);
 
 impl Authenticator {
-    /// Reads the key settings. Both a secret and a public key is an error,
-    /// as is neither with `require_auth`; neither without it is development
-    /// mode, logged loudly.
+    /// Reads the key settings. More than one of secret, public key and JWKS
+    /// URL is an error, as is none with `require_auth`; none without it is
+    /// development mode, logged loudly.
     pub fn from_config(c: &crate::config::Config) -> anyhow::Result<Self> {
-        use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-        let (key, alg) = match (&c.jwt_secret, &c.jwt_public_key) {
-            (Some(_), Some(_)) => {
-                anyhow::bail!("set CEREBRAL_JWT_SECRET or CEREBRAL_JWT_PUBLIC_KEY, not both")
+        let configured = [
+            c.jwt_secret.is_some(),
+            c.jwt_public_key.is_some(),
+            c.jwks_url.is_some(),
+        ];
+        let keys = match configured {
+            [false, false, false] => {
+                if c.require_auth {
+                    anyhow::bail!(
+                        "CEREBRAL_REQUIRE_AUTH is set but none of CEREBRAL_JWT_SECRET, CEREBRAL_JWT_PUBLIC_KEY and CEREBRAL_JWKS_URL is"
+                    );
+                }
+                tracing::warn!(
+                    tenant = %DEFAULT_TENANT,
+                    "NO AUTHENTICATION: none of CEREBRAL_JWT_SECRET, CEREBRAL_JWT_PUBLIC_KEY and CEREBRAL_JWKS_URL is set, so every caller is the single development tenant with every role; never expose this server"
+                );
+                return Ok(Authenticator::default());
             }
-            (Some(secret), None) => {
+            [true, false, false] => {
+                let secret = c.jwt_secret.as_deref().unwrap_or_default();
                 if secret.len() < 32 {
                     anyhow::bail!("CEREBRAL_JWT_SECRET must be at least 32 bytes");
                 }
-                (
+                Keys::Static(
                     DecodingKey::from_secret(secret.as_bytes()),
                     Algorithm::HS256,
                 )
             }
-            (None, Some(pem)) => {
+            [false, true, false] => {
+                let pem = c.jwt_public_key.as_deref().unwrap_or_default();
                 let text = if pem.trim_start().starts_with("-----BEGIN") {
-                    pem.clone()
+                    pem.to_string()
                 } else {
                     std::fs::read_to_string(pem).map_err(|e| {
                         anyhow::anyhow!("cannot read CEREBRAL_JWT_PUBLIC_KEY {pem}: {e}")
                     })?
                 };
                 match DecodingKey::from_rsa_pem(text.as_bytes()) {
-                    Ok(k) => (k, Algorithm::RS256),
-                    Err(_) => (
+                    Ok(k) => Keys::Static(k, Algorithm::RS256),
+                    Err(_) => Keys::Static(
                         DecodingKey::from_ec_pem(text.as_bytes()).map_err(|e| {
                             anyhow::anyhow!("CEREBRAL_JWT_PUBLIC_KEY is neither an RSA nor an EC public key: {e}")
                         })?,
@@ -132,21 +285,25 @@ impl Authenticator {
                     ),
                 }
             }
-            (None, None) => {
-                if c.require_auth {
-                    anyhow::bail!(
-                        "CEREBRAL_REQUIRE_AUTH is set but no CEREBRAL_JWT_SECRET or CEREBRAL_JWT_PUBLIC_KEY is"
-                    );
+            [false, false, true] => {
+                let url = c.jwks_url.clone().unwrap_or_default();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    anyhow::bail!("CEREBRAL_JWKS_URL must be an http(s) URL, not {url}");
                 }
-                tracing::warn!(
-                    tenant = %DEFAULT_TENANT,
-                    "NO AUTHENTICATION: no CEREBRAL_JWT_SECRET or CEREBRAL_JWT_PUBLIC_KEY is set, so every caller is the single development tenant with every role; never expose this server"
-                );
-                return Ok(Authenticator::default());
+                Keys::Jwks(Jwks {
+                    url,
+                    client: reqwest::Client::builder()
+                        .timeout(Duration::from_secs(5))
+                        .build()?,
+                    keys: Default::default(),
+                    fetched: Default::default(),
+                })
             }
+            _ => anyhow::bail!(
+                "set only one of CEREBRAL_JWT_SECRET, CEREBRAL_JWT_PUBLIC_KEY and CEREBRAL_JWKS_URL"
+            ),
         };
-        // One algorithm only: `alg: none` and algorithm swaps are refused.
-        let mut validation = Validation::new(alg);
+        let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 30;
         if let Some(iss) = &c.jwt_issuer {
@@ -157,7 +314,7 @@ impl Authenticator {
             None => validation.validate_aud = false,
         }
         Ok(Authenticator {
-            verifier: Some(std::sync::Arc::new(Verifier { key, validation })),
+            verifier: Some(Arc::new(Verifier { keys, validation })),
         })
     }
 
@@ -166,39 +323,57 @@ impl Authenticator {
         self.verifier.is_some()
     }
 
-    /// Verifies one token. Every failure is the same `UNAUTHENTICATED` to
-    /// the caller (the reason is logged at debug level only).
-    pub fn verify(&self, token: &str) -> Result<Verified, crate::error::AppError> {
+    /// Verifies one token. Every failure of the token itself is the same
+    /// `UNAUTHENTICATED` to the caller (the reason is logged at debug level
+    /// only); a valid token granting no role is `FORBIDDEN`.
+    pub async fn verify(&self, token: &str) -> Result<Verified, AppError> {
         let Some(v) = &self.verifier else {
             return Ok((Principal::development(), None));
         };
-        let data =
-            jsonwebtoken::decode::<Claims>(token.trim(), &v.key, &v.validation).map_err(|e| {
-                tracing::debug!(error = %e, "bearer token refused");
-                crate::error::AppError::Unauthenticated
-            })?;
-        let c = data.claims;
+        let token = token.trim();
+        let refused = |e: jsonwebtoken::errors::Error| {
+            tracing::debug!(error = %e, "bearer token refused");
+            AppError::Unauthenticated
+        };
+        let (key, alg) = match &v.keys {
+            Keys::Static(k, a) => (k.clone(), *a),
+            Keys::Jwks(set) => {
+                let kid = jsonwebtoken::decode_header(token)
+                    .map_err(refused)?
+                    .kid
+                    .ok_or(AppError::Unauthenticated)?;
+                set.key(&kid).await.ok_or(AppError::Unauthenticated)?
+            }
+        };
+        // One algorithm per key: `alg: none` and algorithm swaps (an RSA
+        // public key used as an HMAC secret) are refused.
+        let mut validation = v.validation.clone();
+        validation.algorithms = vec![alg];
+        let c = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(refused)?
+            .claims;
         let tenant_id = Uuid::parse_str(&c.tenant_id)
             .ok()
             // The nil tenant is the system's (built-in catalog).
             .filter(|t| *t != SYSTEM_TENANT)
-            .ok_or(crate::error::AppError::Unauthenticated)?;
+            .ok_or(AppError::Unauthenticated)?;
         if c.sub.is_empty() {
-            return Err(crate::error::AppError::Unauthenticated);
+            return Err(AppError::Unauthenticated);
         }
         let roles = c
             .roles
             .iter()
-            .filter_map(|r| match r.as_str() {
-                "viewer" => Some(Role::Viewer),
-                "agent" => Some(Role::Agent),
-                "operator" => Some(Role::Operator),
-                "admin" => Some(Role::Admin),
-                // Unknown roles grant nothing; tokens may carry other
-                // systems' roles too.
-                _ => None,
-            })
-            .collect();
+            // Unknown roles grant nothing; tokens may carry other systems'
+            // roles too.
+            .filter_map(|r| Role::parse(r))
+            .collect::<Vec<_>>();
+        if roles.is_empty() {
+            // Authenticated but entitled to nothing, not even reading: the
+            // token was minted for some other system or by mistake.
+            return Err(AppError::Forbidden(
+                "the token grants no Cerebral role (viewer, agent, operator or admin)".into(),
+            ));
+        }
         Ok((
             Principal {
                 tenant_id,
@@ -210,28 +385,29 @@ impl Authenticator {
     }
 
     /// The caller of an HTTP request: `Authorization: Bearer <jwt>`.
-    pub fn from_headers(
+    pub async fn from_headers(
         &self,
         headers: &axum::http::HeaderMap,
-    ) -> Result<Verified, crate::error::AppError> {
+    ) -> Result<Verified, AppError> {
         if !self.enabled() {
             return Ok((Principal::development(), None));
         }
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or(crate::error::AppError::Unauthenticated)?;
-        self.verify(bearer(value).ok_or(crate::error::AppError::Unauthenticated)?)
+            .ok_or(AppError::Unauthenticated)?;
+        self.verify(bearer(value).ok_or(AppError::Unauthenticated)?)
+            .await
     }
 
     /// The caller of a WebSocket, from the `connection_init` payload
     /// (`{"Authorization": "Bearer …"}` or `{"authToken": "…"}`), else from
     /// the upgrade request's header.
-    pub fn from_init(
+    pub async fn from_init(
         &self,
         payload: &serde_json::Value,
         upgrade: Option<&Verified>,
-    ) -> Result<Verified, crate::error::AppError> {
+    ) -> Result<Verified, AppError> {
         if !self.enabled() {
             return Ok((Principal::development(), None));
         }
@@ -241,9 +417,9 @@ impl Authenticator {
             .and_then(bearer)
             .or_else(|| field("authToken"));
         match (token, upgrade) {
-            (Some(t), _) => self.verify(t),
+            (Some(t), _) => self.verify(t).await,
             (None, Some(v)) => Ok(v.clone()),
-            (None, None) => Err(crate::error::AppError::Unauthenticated),
+            (None, None) => Err(AppError::Unauthenticated),
         }
     }
 }

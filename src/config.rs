@@ -278,6 +278,12 @@ pub struct Config {
     /// PEM file.
     #[arg(long, env = "CEREBRAL_JWT_PUBLIC_KEY", global = true)]
     pub jwt_public_key: Option<String>,
+    /// URL of a JSON Web Key Set (RS256/ES256 keys chosen by the token's
+    /// `kid`), e.g. an identity provider's `/.well-known/jwks.json`. Fetched
+    /// on first use, again when a token names an unknown `kid` (at most
+    /// every 5 s) and every 10 minutes.
+    #[arg(long, env = "CEREBRAL_JWKS_URL", global = true)]
+    pub jwks_url: Option<String>,
     /// Required `iss` claim, when set.
     #[arg(long, env = "CEREBRAL_JWT_ISSUER", global = true)]
     pub jwt_issuer: Option<String>,
@@ -293,6 +299,113 @@ pub struct Config {
         global = true
     )]
     pub require_auth: bool,
+    /// Largest HTTP request body in bytes; more is 413 `PAYLOAD_TOO_LARGE`, with or without a Content-Length.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_BODY_BYTES",
+        default_value_t = 1024 * 1024,
+        global = true
+    )]
+    pub max_body_bytes: usize,
+    /// Largest GraphQL document in bytes (`DOCUMENT_TOO_LARGE`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_DOCUMENT_BYTES",
+        default_value_t = 32 * 1024,
+        global = true
+    )]
+    pub max_document_bytes: usize,
+    /// Most lexical tokens in a GraphQL document (`DOCUMENT_TOO_LARGE`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_TOKENS",
+        default_value_t = 15_000,
+        global = true
+    )]
+    pub max_tokens: usize,
+    /// Deepest field nesting of an operation, introspection fields excluded (`MAX_DEPTH_EXCEEDED`).
+    #[arg(long, env = "CEREBRAL_MAX_DEPTH", default_value_t = 10, global = true)]
+    pub max_depth: usize,
+    /// Highest cost of an operation: a field costs 1, a page `first` × what each item selects (`MAX_COMPLEXITY_EXCEEDED`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_COMPLEXITY",
+        default_value_t = 50_000,
+        global = true
+    )]
+    pub max_complexity: usize,
+    /// Most aliased fields in a document (`MAX_ALIASES_EXCEEDED`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_ALIASES",
+        default_value_t = 30,
+        global = true
+    )]
+    pub max_aliases: usize,
+    /// Most root fields in one operation (`MAX_ROOT_FIELDS_EXCEEDED`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub max_root_fields: usize,
+    /// Most directives on one field (`MAX_DIRECTIVES_EXCEEDED`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_DIRECTIVES",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_directives: usize,
+    /// Most operations in one batched POST (`BATCH_TOO_LARGE`).
+    #[arg(long, env = "CEREBRAL_MAX_BATCH", default_value_t = 10, global = true)]
+    pub max_batch: usize,
+    /// Most errors in one response; the rest are summed up in a last `TOO_MANY_ERRORS` error.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_ERRORS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_errors: usize,
+    /// Longest an HTTP GraphQL request may run, in seconds; then it is cancelled (`TIMEOUT`, HTTP 504), and on PostgreSQL so is its running statement (`statement_timeout`). 0: no limit.
+    #[arg(
+        long,
+        env = "CEREBRAL_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub request_timeout_seconds: u64,
+    /// Requests a second each tenant may send (each client address, without
+    /// authentication), sustained; more is 429 `RATE_LIMITED` with
+    /// `Retry-After`. 0 turns rate limiting off.
+    #[arg(
+        long,
+        env = "CEREBRAL_RATE_LIMIT_PER_SECOND",
+        default_value_t = 50,
+        global = true
+    )]
+    pub rate_limit_per_second: u32,
+    /// Requests a tenant (or address) may send at once above the sustained
+    /// rate, after a quiet spell.
+    #[arg(
+        long,
+        env = "CEREBRAL_RATE_LIMIT_BURST",
+        default_value_t = 100,
+        global = true
+    )]
+    pub rate_limit_burst: u32,
+    /// Serve introspection and "did you mean" suggestions. `false` hides
+    /// the schema from callers (GraphiQL then cannot explore it).
+    #[arg(
+        long,
+        env = "CEREBRAL_INTROSPECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub introspection: bool,
     /// Log format.
     #[arg(
         long,
@@ -305,6 +418,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// The operation limits these settings describe.
+    pub fn limits(&self) -> crate::graphql::limits::Limits {
+        crate::graphql::limits::Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_document_bytes: self.max_document_bytes,
+            max_tokens: self.max_tokens,
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            max_aliases: self.max_aliases,
+            max_root_fields: self.max_root_fields,
+            max_directives: self.max_directives,
+            max_batch: self.max_batch,
+            max_errors: self.max_errors,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
+            introspection: self.introspection,
+        }
+    }
+
     /// Settings for tests and embedding: the defaults with the given database
     /// and port 0.
     pub fn for_database(database_url: impl Into<String>) -> Self {

@@ -30,6 +30,18 @@ pub async fn connect(
     url: &str,
     max_connections: u32,
 ) -> anyhow::Result<(DatabaseConnection, Arc<StatementCounter>)> {
+    connect_with(url, max_connections, None).await
+}
+
+/// Like [`connect`]; on PostgreSQL every statement of the pool is also
+/// cancelled by the server after `statement_timeout`, so a request that
+/// timed out does not leave its query running (or waiting on a lock) after
+/// the request has been answered. Migrations must not run on such a pool.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<Duration>,
+) -> anyhow::Result<(DatabaseConnection, Arc<StatementCounter>)> {
     let mut opts = ConnectOptions::new(url.to_string());
     opts.max_connections(max_connections)
         .min_connections(1)
@@ -44,6 +56,12 @@ pub async fn connect(
                 .busy_timeout(Duration::from_secs(10))
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
         });
+    }
+    if let Some(t) = statement_timeout
+        && url.starts_with("postgres")
+    {
+        let ms = t.as_millis().to_string();
+        opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
     }
     let mut db = Database::connect(opts)
         .await

@@ -73,6 +73,10 @@ pub enum AppError {
         /// Why the server stopped replaying.
         reason: String,
     },
+    /// PostgreSQL cancelled a statement that ran past `statement_timeout`
+    /// (`TIMEOUT`); nothing of the change was kept.
+    #[error("the database statement ran too long and was cancelled")]
+    Timeout,
     /// A fault of the server; logged in full, shown to the client as a code only.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
@@ -92,6 +96,7 @@ impl AppError {
             AppError::Unauthenticated => "UNAUTHENTICATED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::ResyncRequired { .. } => "RESYNC_REQUIRED",
+            AppError::Timeout => "TIMEOUT",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -156,6 +161,10 @@ impl From<DbErr> for AppError {
             }
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
                 AppError::BadInput("a referenced object does not exist".into())
+            }
+            // SQLSTATE 57014: query_canceled (statement_timeout).
+            _ if e.to_string().contains("57014") || e.to_string().contains("statement timeout") => {
+                AppError::Timeout
             }
             _ => AppError::Internal(e.into()),
         }

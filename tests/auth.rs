@@ -220,3 +220,97 @@ async fn a_post_that_is_not_json_is_refused_with_415_and_not_executed() {
         assert_eq!(resp.status().as_u16(), 405, "{m}");
     }
 }
+
+fn key_file(name: &str) -> String {
+    format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn signed(
+    alg: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(
+        &header,
+        &json!({ "sub": "bob", "tenant_id": TENANT_A, "roles": ["viewer"], "exp": now() + 600 }),
+        key,
+    )
+    .expect("token")
+}
+
+fn rsa(name: &str) -> jsonwebtoken::EncodingKey {
+    let pem = std::fs::read(key_file(name)).expect("key");
+    jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("rsa key")
+}
+
+#[tokio::test]
+async fn tokens_are_verified_against_a_jwks_url_and_a_rotated_key_is_picked_up() {
+    use jsonwebtoken::Algorithm::RS256;
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    let jwk = |name: &str, kid: &str| {
+        let mut k = Jwk::from_encoding_key(&rsa(name), RS256).expect("jwk");
+        k.common.key_id = Some(kid.to_string());
+        k
+    };
+    let set = std::sync::Arc::new(std::sync::Mutex::new(JwkSet {
+        keys: vec![jwk("rsa-1.pem", "one")],
+    }));
+    let served = set.clone();
+    let router = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let set = served.lock().expect("lock").clone();
+            async move { axum::Json(set) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let app = support::spawn_with(|c| c.jwks_url = Some(url)).await;
+    let good = signed(RS256, Some("one"), &rsa("rsa-1.pem"));
+    let (status, body) = post(&app, Some(&good), COUNT).await;
+    assert_eq!(status, 200, "{body}");
+    // Signed by a key the set does not hold, under a known or unknown kid,
+    // or with no kid at all.
+    for t in [
+        signed(RS256, Some("one"), &rsa("rsa-2.pem")),
+        signed(RS256, Some("two"), &rsa("rsa-2.pem")),
+        signed(RS256, None, &rsa("rsa-1.pem")),
+    ] {
+        assert_eq!(post(&app, Some(&t), COUNT).await.0, 401);
+    }
+    // The provider rotates in a second key: once the refetch pause has
+    // passed, a token naming it is accepted without a restart.
+    set.lock().expect("lock").keys.push(jwk("rsa-2.pem", "two"));
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let rotated = signed(RS256, Some("two"), &rsa("rsa-2.pem"));
+    let (status, body) = post(&app, Some(&rotated), COUNT).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_public_key_accepts_its_own_signatures_and_refuses_an_algorithm_swap() {
+    let public = key_file("ec.pub.pem");
+    let app = support::spawn_with(|c| c.jwt_public_key = Some(public.clone())).await;
+    let ec =
+        jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(key_file("ec.pem")).expect("key"))
+            .expect("ec key");
+    let good = signed(jsonwebtoken::Algorithm::ES256, None, &ec);
+    assert_eq!(post(&app, Some(&good), COUNT).await.0, 200);
+    // The classic confusion attack: HS256 "signed" with the public key's
+    // text as the secret.
+    let pem = std::fs::read(&public).expect("pem");
+    let swapped = signed(
+        jsonwebtoken::Algorithm::HS256,
+        None,
+        &jsonwebtoken::EncodingKey::from_secret(&pem),
+    );
+    assert_eq!(post(&app, Some(&swapped), COUNT).await.0, 401);
+    let other = signed(jsonwebtoken::Algorithm::RS256, None, &rsa("rsa-1.pem"));
+    assert_eq!(post(&app, Some(&other), COUNT).await.0, 401);
+}

@@ -2,6 +2,7 @@
 //! merged into one schema.
 
 pub mod codes;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -12,23 +13,45 @@ use std::time::Duration;
 
 use async_graphql::{Context, Schema};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::service::Services;
 
 /// The schema type served at `/graphql`.
 pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
-/// Builds the schema over the services. Per-request data (the principal and
-/// the loaders) is added by the HTTP layer.
+/// Builds the schema over the services with the default limits.
 pub fn build_schema(services: Services) -> AppSchema {
-    Schema::build(
+    build_schema_with(services, &limits::Limits::default())
+}
+
+/// Builds the schema over the services with `limits`. Per-request data (the
+/// principal and the loaders) is added by the HTTP layer.
+pub fn build_schema_with(services: Services, limits: &limits::Limits) -> AppSchema {
+    let mut builder = Schema::build(
         query::Query::default(),
         mutation::Mutation::default(),
         subscription::Subscription,
     )
     .extension(codes::ErrorCodes)
-    .data(services)
-    .finish()
+    .extension(limits::LimitsExtension(std::sync::Arc::new(limits.clone())))
+    .limit_complexity(limits.max_complexity)
+    .data(services);
+    if !limits.introspection {
+        // Suggestions ("did you mean …") would leak the schema piecemeal.
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The cost of a page for the complexity limit: its size (`first`, default
+/// 20, at most 100) times the cost of what each item selects, so nested
+/// pages multiply — a three-level `first: 100` fan-out costs over a million.
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    use crate::service::query::{DEFAULT_PAGE, MAX_PAGE};
+    let size = first.map_or(DEFAULT_PAGE as usize, |n| {
+        n.clamp(1, MAX_PAGE as i32) as usize
+    });
+    size.saturating_mul(child_complexity).saturating_add(1)
 }
 
 /// The schema without data, for printing the SDL.
@@ -82,6 +105,44 @@ impl LazyLoaders {
                 self.delay,
             )
         })
+    }
+}
+
+/// A field guard: the caller must hold one of these roles; admins pass
+/// every guard. A refusal is `FORBIDDEN`, raised before the resolver runs,
+/// so nothing is read or changed — and a foreign id gets the same answer as
+/// one of the caller's own. Which verb needs which role is the table
+/// "Roles" in README.md.
+pub struct Needs(pub &'static [Role]);
+
+/// Reports of the work itself: status, progress, artifacts, checkpoints,
+/// questions to humans.
+pub const AGENT: Needs = Needs(&[Role::Agent]);
+/// Decisions people take: project lifecycle, cancelling and retrying
+/// tasks, answering HITL requests, rewinding to checkpoints.
+pub const OPERATOR: Needs = Needs(&[Role::Operator]);
+/// Work both agents and the people steering them do: sessions, persona
+/// contexts, drafting tasks.
+pub const AGENT_OR_OPERATOR: Needs = Needs(&[Role::Agent, Role::Operator]);
+/// Catalog imports and forced changes.
+pub const ADMIN: Needs = Needs(&[Role::Admin]);
+
+impl async_graphql::Guard for Needs {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        if principal(ctx).may(self.0) {
+            return Ok(());
+        }
+        let names = self
+            .0
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        Err(crate::error::AppError::Forbidden(format!(
+            "{} needs the {names} role",
+            ctx.item.node.name.node
+        ))
+        .into())
     }
 }
 

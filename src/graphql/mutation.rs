@@ -7,7 +7,7 @@ use async_graphql::{Context, ID, InputObject, Json, MergedObject, Object, Result
 use serde_json::Value;
 
 use super::types::*;
-use super::{principal, services};
+use super::{ADMIN, AGENT, AGENT_OR_OPERATOR, OPERATOR, principal, services};
 use crate::domain::{
     AgentState, ArtifactKind, CheckpointStatus, HitlDecision, HitlExpiryPolicy, ProjectStatus,
     SessionStatus,
@@ -192,6 +192,7 @@ pub struct ProjectMutation;
 impl ProjectMutation {
     /// Creates an ACTIVE project; with `workflowId`, also its tasks.
     /// Errors: `BAD_USER_INPUT` (name), `NOT_FOUND` (workflow).
+    #[graphql(guard = "OPERATOR")]
     async fn create_project(
         &self,
         ctx: &Context<'_>,
@@ -230,6 +231,7 @@ impl ProjectMutation {
     }
 
     /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    #[graphql(guard = "OPERATOR")]
     async fn complete_project(
         &self,
         ctx: &Context<'_>,
@@ -241,6 +243,7 @@ impl ProjectMutation {
     /// ACTIVE → COMPLETED even with required tasks open (they are
     /// cancelled). Admins only (`FORBIDDEN` otherwise); the event records
     /// `forced: true` and the server logs it.
+    #[graphql(guard = "ADMIN")]
     async fn force_complete_project(
         &self,
         ctx: &Context<'_>,
@@ -250,6 +253,7 @@ impl ProjectMutation {
     }
 
     /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    #[graphql(guard = "OPERATOR")]
     async fn fail_project(
         &self,
         ctx: &Context<'_>,
@@ -259,6 +263,7 @@ impl ProjectMutation {
     }
 
     /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    #[graphql(guard = "OPERATOR")]
     async fn cancel_project(
         &self,
         ctx: &Context<'_>,
@@ -432,6 +437,7 @@ pub struct TaskMutation;
 #[Object]
 impl TaskMutation {
     /// Adds a task to an ACTIVE project. Errors: `BAD_USER_INPUT`, `NOT_FOUND`.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn create_task(
         &self,
         ctx: &Context<'_>,
@@ -486,6 +492,7 @@ impl TaskMutation {
 
     /// PENDING → WORKING. Refused with `INVALID_TRANSITION` while a
     /// dependency is not COMPLETED or CANCELLED.
+    #[graphql(guard = "AGENT")]
     async fn start_task(
         &self,
         ctx: &Context<'_>,
@@ -507,6 +514,7 @@ impl TaskMutation {
 
     /// Reports progress of a WORKING task. Errors: `BAD_USER_INPUT`
     /// (progress outside 0–100), `INVALID_TRANSITION` (not WORKING).
+    #[graphql(guard = "AGENT")]
     async fn report_task_progress(
         &self,
         ctx: &Context<'_>,
@@ -529,6 +537,7 @@ impl TaskMutation {
     }
 
     /// WORKING → COMPLETED with its output; progress becomes 100.
+    #[graphql(guard = "AGENT")]
     async fn complete_task(
         &self,
         ctx: &Context<'_>,
@@ -549,6 +558,7 @@ impl TaskMutation {
     }
 
     /// WORKING / WAITING_FOR_HITL → FAILED with the error.
+    #[graphql(guard = "AGENT")]
     async fn fail_task(
         &self,
         ctx: &Context<'_>,
@@ -569,6 +579,7 @@ impl TaskMutation {
 
     /// PENDING / WORKING / WAITING_FOR_HITL → CANCELLED. A cancelled
     /// dependency counts as skipped: it no longer blocks its dependants.
+    #[graphql(guard = "OPERATOR")]
     async fn cancel_task(
         &self,
         ctx: &Context<'_>,
@@ -588,6 +599,7 @@ impl TaskMutation {
     }
 
     /// FAILED → PENDING for another attempt (`attempt` + 1, error cleared).
+    #[graphql(guard = "OPERATOR")]
     async fn retry_task(
         &self,
         ctx: &Context<'_>,
@@ -864,6 +876,7 @@ pub struct HitlMutation;
 #[Object]
 impl HitlMutation {
     /// Asks a human about a task and pauses it (WAITING_FOR_HITL).
+    #[graphql(guard = "AGENT")]
     async fn request_hitl(
         &self,
         ctx: &Context<'_>,
@@ -911,6 +924,7 @@ impl HitlMutation {
     /// Answers a PENDING request: APPROVE or AMEND resume the task, REJECT
     /// fails it. Errors: `NOT_FOUND`, `INVALID_TRANSITION` (already answered),
     /// `CONFLICT` (answered at the same time by someone else).
+    #[graphql(guard = "OPERATOR")]
     async fn resolve_hitl_request(
         &self,
         ctx: &Context<'_>,
@@ -956,6 +970,7 @@ impl HitlMutation {
     /// answered, and the per-item result says so.) Each answer is its own transaction with its own
     /// result: one failing (already answered, expired, unknown) does not undo
     /// or block the others.
+    #[graphql(guard = "OPERATOR")]
     async fn resolve_hitl_requests(
         &self,
         ctx: &Context<'_>,
@@ -1004,6 +1019,7 @@ impl HitlMutation {
 
     /// Saves the next version of a task's state at a step. Errors:
     /// `CONFLICT` (stale `expectedVersion` or a racing writer).
+    #[graphql(guard = "AGENT")]
     async fn create_checkpoint(
         &self,
         ctx: &Context<'_>,
@@ -1044,6 +1060,7 @@ impl HitlMutation {
     /// Branches from a checkpoint: a new version of its step whose parent is
     /// the source and whose state is the source's state with the patch
     /// applied. Nothing earlier changes.
+    #[graphql(guard = "OPERATOR")]
     async fn fork_from_checkpoint(
         &self,
         ctx: &Context<'_>,
@@ -1075,6 +1092,7 @@ impl HitlMutation {
     }
 
     /// Moves a checkpoint along its lifecycle.
+    #[graphql(guard = "AGENT")]
     async fn update_checkpoint_status(
         &self,
         ctx: &Context<'_>,
@@ -1107,6 +1125,7 @@ impl HitlMutation {
 
     /// Goes back to a checkpoint: later versions of its step become
     /// REVERTED (kept for history, never deleted).
+    #[graphql(guard = "OPERATOR")]
     async fn revert_to_checkpoint(
         &self,
         ctx: &Context<'_>,
@@ -1167,6 +1186,7 @@ impl HitlMutation {
     }
 
     /// Pins a checkpoint so retention keeps it, or unpins it.
+    #[graphql(guard = "OPERATOR")]
     async fn pin_checkpoint(
         &self,
         ctx: &Context<'_>,
@@ -1198,6 +1218,7 @@ impl HitlMutation {
     }
 
     /// Stores an artifact (a new row per version; artifacts never change).
+    #[graphql(guard = "AGENT")]
     async fn create_artifact(
         &self,
         ctx: &Context<'_>,
@@ -1325,6 +1346,7 @@ impl AgentMutation {
     /// `CEREBRAL_AGENT_STALE_SECONDS` (default 60), or it is reported STALE.
     /// Appends no event unless the agent was unknown or STALE (it then
     /// appears as IDLE).
+    #[graphql(guard = "AGENT")]
     async fn heartbeat(&self, ctx: &Context<'_>, input: AgentInput) -> Result<HeartbeatPayload> {
         let s = services(ctx);
         let p = principal(ctx);
@@ -1343,6 +1365,7 @@ impl AgentMutation {
 
     /// Puts an agent back to IDLE with no current task, e.g. after an
     /// operator restarted it.
+    #[graphql(guard = "OPERATOR")]
     async fn reset_agent_status(
         &self,
         ctx: &Context<'_>,
@@ -1383,6 +1406,7 @@ impl AgentMutation {
     }
 
     /// Records what an agent is doing; the previous state goes to history.
+    #[graphql(guard = "AGENT")]
     async fn update_agent_status(
         &self,
         ctx: &Context<'_>,
@@ -1595,6 +1619,7 @@ pub struct SessionMutation;
 #[Object]
 impl SessionMutation {
     /// Starts an ACTIVE session for the caller.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn start_session(
         &self,
         ctx: &Context<'_>,
@@ -1626,6 +1651,7 @@ impl SessionMutation {
     /// Records activity in an ACTIVE session: its inactivity deadline moves
     /// to now + `CEREBRAL_SESSION_TIMEOUT_MINUTES`. Heartbeats append no
     /// event; the expiry they prevent does.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn touch_session(
         &self,
         ctx: &Context<'_>,
@@ -1641,6 +1667,7 @@ impl SessionMutation {
     /// Expires the caller's tenant's sessions that are past their
     /// inactivity deadline now, without waiting for the background sweeper
     /// (`CEREBRAL_SWEEP_INTERVAL_SECONDS`). One `SESSION_EXPIRED` event each.
+    #[graphql(guard = "OPERATOR")]
     async fn cleanup_expired_sessions(
         &self,
         ctx: &Context<'_>,
@@ -1657,6 +1684,7 @@ impl SessionMutation {
 
     /// Exports a context (state, history, tool, workflow, persona key) as a
     /// portable snapshot with a SHA-256 checksum. Changes nothing.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn export_persona_context(
         &self,
         ctx: &Context<'_>,
@@ -1679,6 +1707,7 @@ impl SessionMutation {
     /// Imports a snapshot into a session, creating or replacing that
     /// persona's context there. A snapshot whose checksum does not match
     /// (corrupted or tampered) is refused with `BAD_USER_INPUT`.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn import_persona_context(
         &self,
         ctx: &Context<'_>,
@@ -1710,6 +1739,7 @@ impl SessionMutation {
     }
 
     /// ACTIVE → SUSPENDED; contexts are kept.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn suspend_session(
         &self,
         ctx: &Context<'_>,
@@ -1718,6 +1748,7 @@ impl SessionMutation {
         session_transition(ctx, input, SessionStatus::Suspended).await
     }
     /// SUSPENDED → ACTIVE; the inactivity timer restarts.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn resume_session(
         &self,
         ctx: &Context<'_>,
@@ -1726,6 +1757,7 @@ impl SessionMutation {
         session_transition(ctx, input, SessionStatus::Active).await
     }
     /// ACTIVE / SUSPENDED → TERMINATED.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn terminate_session(
         &self,
         ctx: &Context<'_>,
@@ -1734,6 +1766,7 @@ impl SessionMutation {
         session_transition(ctx, input, SessionStatus::Terminated).await
     }
     /// Makes a persona current in a session, creating its context on first use.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn switch_persona(
         &self,
         ctx: &Context<'_>,
@@ -1790,6 +1823,7 @@ impl SessionMutation {
         .await
     }
     /// Merges a patch into a context's state.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn update_persona_context(
         &self,
         ctx: &Context<'_>,
@@ -1820,6 +1854,7 @@ impl SessionMutation {
     }
     /// Appends to a context's conversation history (bounded; the oldest
     /// entries are dropped beyond `CEREBRAL_MAX_CONTEXT_HISTORY`).
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn append_persona_context_history(
         &self,
         ctx: &Context<'_>,
@@ -1930,6 +1965,7 @@ impl CatalogMutation {
     /// idempotency key) into the caller's tenant (insert or update by key). A malformed
     /// file is reported in `errors` and contributes nothing; the others
     /// still import.
+    #[graphql(guard = "ADMIN")]
     async fn import_catalog(
         &self,
         ctx: &Context<'_>,

@@ -204,6 +204,7 @@ impl ProjectQuery {
     }
 
     /// Projects, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn projects(
         &self,
         ctx: &Context<'_>,
@@ -241,6 +242,7 @@ impl ProjectQuery {
     }
 
     /// Tasks, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -296,6 +298,7 @@ impl ProjectQuery {
     }
 
     /// HITL requests, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn hitl_requests(
         &self,
         ctx: &Context<'_>,
@@ -331,6 +334,7 @@ impl ProjectQuery {
     }
 
     /// Artifacts, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn artifacts(
         &self,
         ctx: &Context<'_>,
@@ -362,6 +366,7 @@ impl ProjectQuery {
 
     /// What every agent of a project is doing: one entry per persona that
     /// has reported, in order of first report.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn agent_statuses(
         &self,
         ctx: &Context<'_>,
@@ -401,6 +406,7 @@ impl CatalogQuery {
     /// Every persona the caller can use: built-ins and the tenant's own.
     /// Ordered by key; the cursor is the key. A tenant's own entry hides a
     /// built-in one with the same key.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn personas(
         &self,
         ctx: &Context<'_>,
@@ -443,6 +449,7 @@ impl CatalogQuery {
     /// Every team the caller can use.
     /// Ordered by key; the cursor is the key. A tenant's own entry hides a
     /// built-in one with the same key.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn teams(
         &self,
         ctx: &Context<'_>,
@@ -472,6 +479,7 @@ impl CatalogQuery {
     /// Every workflow the caller can use.
     /// Ordered by key; the cursor is the key. A tenant's own entry hides a
     /// built-in one with the same key.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn workflows(
         &self,
         ctx: &Context<'_>,
@@ -528,6 +536,7 @@ impl SessionQuery {
     }
 
     /// Sessions, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn sessions(
         &self,
         ctx: &Context<'_>,
@@ -599,6 +608,7 @@ pub struct EventQuery;
 impl EventQuery {
     /// Events in sequence order: the query twin of the `events`
     /// subscription, with the same cursors, for clients that poll.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -627,6 +637,7 @@ impl EventQuery {
     /// Task changes of a project, oldest first: the query twin of the
     /// `taskUpdated` subscription (same items, same cursors), for clients
     /// that poll.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn task_updates(
         &self,
         ctx: &Context<'_>,
@@ -641,6 +652,7 @@ impl EventQuery {
 
     /// Artifacts stored in a project, oldest first: the query twin of the
     /// `artifactCreated` subscription.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn artifact_updates(
         &self,
         ctx: &Context<'_>,
@@ -655,6 +667,7 @@ impl EventQuery {
 
     /// Agent status changes in a project, oldest first, optionally of one
     /// persona: the query twin of the `agentStatusChanged` subscription.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn agent_status_updates(
         &self,
         ctx: &Context<'_>,
@@ -679,6 +692,7 @@ impl EventQuery {
 
     /// HITL requests opened in a project, oldest first: the query twin of
     /// the `hitlRequested` subscription.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn hitl_request_updates(
         &self,
         ctx: &Context<'_>,

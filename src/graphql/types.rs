@@ -285,6 +285,7 @@ impl Project {
         ))
     }
     /// Tasks in creation order (which, for a workflow, is step order).
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -303,6 +304,7 @@ impl Project {
         .await
     }
     /// Artifacts, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn artifacts(
         &self,
         ctx: &Context<'_>,
@@ -321,6 +323,7 @@ impl Project {
         .await
     }
     /// HITL requests, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn hitl_requests(
         &self,
         ctx: &Context<'_>,
@@ -339,6 +342,7 @@ impl Project {
         .await
     }
     /// The project's event log, in sequence order.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -358,6 +362,7 @@ impl Project {
         .await
     }
     /// The agents working on this project and what they are doing.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn agent_statuses(
         &self,
         ctx: &Context<'_>,
@@ -562,6 +567,7 @@ impl Task {
             .collect())
     }
     /// Checkpoints, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn checkpoints(
         &self,
         ctx: &Context<'_>,
@@ -595,6 +601,7 @@ impl Task {
             .map(TaskCheckpoint))
     }
     /// HITL requests of this task still waiting for a human, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn pending_hitl(
         &self,
         ctx: &Context<'_>,
@@ -613,6 +620,7 @@ impl Task {
         .await
     }
     /// HITL requests about this task, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn hitl_requests(
         &self,
         ctx: &Context<'_>,
@@ -631,6 +639,7 @@ impl Task {
         .await
     }
     /// Artifacts this task produced, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn artifacts(
         &self,
         ctx: &Context<'_>,
@@ -919,6 +928,7 @@ impl Session {
     /// answer, oldest first. Requests have no assignee, so this is every
     /// PENDING request of the tenant; `totalCount` is the badge a dashboard
     /// shows.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn pending_hitl(
         &self,
         ctx: &Context<'_>,
@@ -946,6 +956,7 @@ impl Session {
         ))
     }
     /// Every persona context of this session, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn contexts(
         &self,
         ctx: &Context<'_>,
@@ -1298,6 +1309,7 @@ impl AgentStatus {
         self.0.last_activity_at
     }
     /// Every report so far, newest first (the current one included).
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn history(
         &self,
         ctx: &Context<'_>,

@@ -1,17 +1,17 @@
 //! HTTP: GraphQL over HTTP (POST and GET), GraphiQL, WebSocket
 //! subscriptions on the same path, health probes and the artifacts ZIP.
 
+pub mod rate;
 pub mod ws;
 pub mod zip;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::ServerError;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
+use async_graphql_axum::GraphQLRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -44,6 +44,10 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Verifies bearer tokens (or admits everyone in development mode).
     pub auth: crate::auth::Authenticator,
+    /// Operation limits.
+    pub limits: Arc<crate::graphql::limits::Limits>,
+    /// Request rates per tenant and per address.
+    pub limiter: Arc<crate::http::rate::RateLimiter>,
 }
 
 /// The router of the whole server.
@@ -58,15 +62,25 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// The caller of an HTTP request, or the 401 answer (a GraphQL error with
-/// `UNAUTHENTICATED` and `WWW-Authenticate: Bearer`) when the token is
-/// missing or invalid; nothing executes then.
-pub(crate) fn principal_of(app: &AppState, headers: &HeaderMap) -> Option<Principal> {
-    app.auth.from_headers(headers).ok().map(|(p, _)| p)
+/// The caller of an HTTP request, or the answer when there is none: 401
+/// (`UNAUTHENTICATED`, with `WWW-Authenticate: Bearer`) when the token is
+/// missing or invalid, 403 (`FORBIDDEN`) when it grants no role. Nothing
+/// executes then.
+pub(crate) async fn principal_of(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, Response> {
+    match app.auth.from_headers(headers).await {
+        Ok((p, _)) => Ok(p),
+        Err(crate::error::AppError::Forbidden(m)) => {
+            Err(error_response(StatusCode::FORBIDDEN, &m, "FORBIDDEN"))
+        }
+        Err(_) => Err(unauthenticated()),
+    }
 }
 
 /// The answer to a request without a valid token.
-pub(crate) fn unauthenticated() -> Response {
+fn unauthenticated() -> Response {
     let mut resp = error_response(
         StatusCode::UNAUTHORIZED,
         "authentication required: send Authorization: Bearer <token>",
@@ -84,11 +98,168 @@ pub(crate) fn error_response(status: StatusCode, message: &str, code: &str) -> R
     (status, Json(body)).into_response()
 }
 
-async fn graphql_post(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    req: Result<GraphQLBatchRequest, GraphQLRejection>,
+/// What a client asked to receive (GraphQL over HTTP, "Accept").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    /// `application/json`: the legacy type every client understands; 200
+    /// for every well-formed request, whatever its errors.
+    Json,
+    /// `application/graphql-response+json`: the status tells whether the
+    /// operation ran (400 when it was refused before execution).
+    GraphqlResponse,
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// The media type to answer with, or `None` when the client accepts none
+/// we can send (406). No `Accept`, `*/*` and `application/*` get JSON.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(MediaType::Json);
+    };
+    let mut json = false;
+    for item in accept.split(',') {
+        let mut params = item.split(';');
+        let media = params
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        // `q=0` means "not acceptable".
+        let refused = params.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if refused {
+            continue;
+        }
+        match media.as_str() {
+            GRAPHQL_RESPONSE => return Some(MediaType::GraphqlResponse),
+            "application/json" | "application/*" | "*/*" => json = true,
+            _ => {}
+        }
+    }
+    json.then_some(MediaType::Json)
+}
+
+/// Set by the limits extension when an operation reached execution: a
+/// response without it was refused before (parse, validation, limits) and
+/// carries no `data` key.
+#[derive(Default)]
+pub struct Executed(std::sync::atomic::AtomicBool);
+
+impl Executed {
+    /// Records that execution began.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Runs GraphQL requests for one HTTP request: the caller, the loaders,
+/// the execution marks and the time limit.
+async fn run(
+    app: &AppState,
+    principal: Principal,
+    requests: Vec<async_graphql::Request>,
+    media: MediaType,
+    batched: bool,
 ) -> Response {
+    let marks: Vec<Arc<Executed>> = requests.iter().map(|_| Arc::default()).collect();
+    let requests: Vec<_> = requests
+        .into_iter()
+        .zip(&marks)
+        .map(|(r, m)| {
+            request_data(r, &app.services, principal.clone(), app.loader_delay).data(m.clone())
+        })
+        .collect();
+    let batch = if batched {
+        async_graphql::BatchRequest::Batch(requests)
+    } else {
+        match requests.into_iter().next() {
+            Some(r) => async_graphql::BatchRequest::Single(r),
+            None => async_graphql::BatchRequest::Batch(Vec::new()),
+        }
+    };
+    // Dropping the execution cancels it at its next await; a statement
+    // already running on PostgreSQL is ended by `statement_timeout`.
+    // A zero timeout means none.
+    let limit = match app.limits.request_timeout {
+        t if t.is_zero() => Duration::MAX,
+        t => t,
+    };
+    let responses = match tokio::time::timeout(limit, app.schema.execute_batch(batch)).await {
+        Ok(async_graphql::BatchResponse::Single(r)) => vec![r],
+        Ok(async_graphql::BatchResponse::Batch(rs)) => rs,
+        Err(_) => {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "the request ran longer than {} s and was cancelled",
+                    app.limits.request_timeout.as_secs_f32()
+                ),
+                "TIMEOUT",
+            );
+        }
+    };
+    let mut executed_any = false;
+    let mut headers = HeaderMap::new();
+    let bodies: Vec<serde_json::Value> = responses
+        .into_iter()
+        .zip(&marks)
+        .map(|(mut r, m)| {
+            headers.extend(std::mem::take(&mut r.http_headers));
+            let executed = m.get();
+            executed_any |= executed;
+            let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+            // GraphQL spec, "Response": no `data` entry when an error
+            // stopped the request before execution began.
+            if !executed && let Some(o) = v.as_object_mut() {
+                o.remove("data");
+            }
+            v
+        })
+        .collect();
+    let body = if batched {
+        serde_json::Value::Array(bodies)
+    } else {
+        bodies.into_iter().next().unwrap_or_else(|| json!({}))
+    };
+    let status = if media == MediaType::GraphqlResponse && !executed_any {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut().extend(headers);
+    set_media_type(&mut resp, media);
+    resp
+}
+
+fn set_media_type(resp: &mut Response, media: MediaType) {
+    let value = match media {
+        MediaType::Json => HeaderValue::from_static("application/json"),
+        MediaType::GraphqlResponse => HeaderValue::from_static(GRAPHQL_RESPONSE),
+    };
+    resp.headers_mut().insert(header::CONTENT_TYPE, value);
+}
+
+fn not_acceptable() -> Response {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        "send Accept: application/graphql-response+json or application/json",
+        "NOT_ACCEPTABLE",
+    )
+}
+
+async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     // GraphQL over HTTP: only JSON bodies. A browser sends text/plain,
     // form-urlencoded and multipart cross-site without a preflight, so
     // accepting them would let any web page run mutations with a visitor's
@@ -96,26 +267,67 @@ async fn graphql_post(
     if !is_json(&headers) {
         return unsupported_media_type();
     }
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return bad_request(&e),
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
     };
-    let principal = match principal_of(&app, &headers) {
-        Some(p) => p,
-        None => return unauthenticated(),
+    // Read at most the limit, whether or not a Content-Length says so
+    // (a chunked body has none).
+    let bytes = match axum::body::to_bytes(body, app.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "the request body is larger than {} bytes",
+                        app.limits.max_body_bytes
+                    ),
+                    "PAYLOAD_TOO_LARGE",
+                )
+            } else {
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                    "BAD_REQUEST",
+                )
+            };
+        }
     };
-    let batch = req.into_inner();
-    let batch = match batch {
-        async_graphql::BatchRequest::Single(r) => async_graphql::BatchRequest::Single(
-            request_data(r, &app.services, principal, app.loader_delay),
-        ),
-        async_graphql::BatchRequest::Batch(rs) => async_graphql::BatchRequest::Batch(
-            rs.into_iter()
-                .map(|r| request_data(r, &app.services, principal.clone(), app.loader_delay))
-                .collect(),
-        ),
+    let batch: async_graphql::BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request: {e}"),
+                "BAD_REQUEST",
+            );
+        }
     };
-    GraphQLResponse::from(app.schema.execute_batch(batch).await).into_response()
+    let (requests, batched) = match batch {
+        async_graphql::BatchRequest::Single(r) => (vec![r], false),
+        async_graphql::BatchRequest::Batch(rs) => (rs, true),
+    };
+    if requests.len() > app.limits.max_batch {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the batch holds {} operations; at most {} are accepted",
+                requests.len(),
+                app.limits.max_batch
+            ),
+            "BATCH_TOO_LARGE",
+        );
+    }
+    let principal = match principal_of(&app, &headers).await {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
+    };
+    if let Some(refusal) = app.limiter.refusal(&principal, &parts.extensions) {
+        return refusal;
+    }
+    run(&app, principal, requests, media, batched).await
 }
 
 /// A request that is not a GraphQL request at all (malformed JSON, wrong
@@ -124,9 +336,6 @@ fn bad_request(e: &GraphQLRejection) -> Response {
     let message = match &e.0 {
         async_graphql::ParseRequestError::InvalidRequest(inner) => {
             format!("the body is not a GraphQL request: {inner}")
-        }
-        async_graphql::ParseRequestError::PayloadTooLarge => {
-            "the request body is too large".to_string()
         }
         _ => "the request could not be read as GraphQL over HTTP".to_string(),
     };
@@ -148,6 +357,10 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         )
         .into_response();
     }
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let extensions = req.extensions().clone();
     let gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &app).await {
         Ok(r) => r.into_inner(),
         Err(e) => return bad_request(&e),
@@ -156,27 +369,23 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
     if let Some(op) = operation_type(&gql)
         && op != OperationType::Query
     {
-        let mut resp = GraphQLResponse::from(async_graphql::Response::from_errors(vec![
-            crate::graphql::codes::with_code(
-                ServerError::new(
-                    "only queries may be sent with GET; send mutations and subscriptions with POST or WebSocket",
-                    None,
-                ),
-                "METHOD_NOT_ALLOWED",
-            ),
-        ]))
-        .into_response();
-        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only queries may be sent with GET; send mutations and subscriptions with POST or WebSocket",
+            "METHOD_NOT_ALLOWED",
+        );
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    let principal = match principal_of(&app, &headers) {
-        Some(p) => p,
-        None => return unauthenticated(),
+    let principal = match principal_of(&app, &headers).await {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
     };
-    let gql = request_data(gql, &app.services, principal, app.loader_delay);
-    GraphQLResponse::from(app.schema.execute(gql).await).into_response()
+    if let Some(refusal) = app.limiter.refusal(&principal, &extensions) {
+        return refusal;
+    }
+    run(&app, principal, vec![gql], media, false).await
 }
 
 async fn websocket(app: AppState, req: Request) -> Response {
@@ -187,8 +396,12 @@ async fn websocket(app: AppState, req: Request) -> Response {
     };
     // Browsers cannot set headers on a WebSocket, so the token normally
     // comes in `connection_init`; a valid header is used when it does not.
-    let from_header = app.auth.from_headers(&parts.headers).ok();
-    ws::upgrade(app, upgrade, from_header)
+    let from_header = app.auth.from_headers(&parts.headers).await.ok();
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    ws::upgrade(app, upgrade, from_header, address)
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {

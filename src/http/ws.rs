@@ -107,6 +107,7 @@ pub fn upgrade(
     app: AppState,
     upgrade: WebSocketUpgrade,
     from_header: Option<crate::auth::Verified>,
+    address: Option<std::net::IpAddr>,
 ) -> HttpResponse {
     let s = app.ws.clone();
     upgrade
@@ -121,7 +122,7 @@ pub fn upgrade(
                 // No subprotocol asked for: the current protocol.
                 _ => Protocol::TransportWs,
             };
-            Connection::new(socket, protocol, app, from_header).run()
+            Connection::new(socket, protocol, app, from_header, address).run()
         })
 }
 
@@ -206,6 +207,10 @@ struct Connection {
     from_header: Option<crate::auth::Verified>,
     /// When the socket's token expires; the socket is closed (4403) then.
     expires_at: Option<Instant>,
+    /// The client's address, for rate limits without authentication.
+    address: Option<std::net::IpAddr>,
+    /// The rate-limit bucket each operation draws from, set at init.
+    rate_key: Option<crate::http::rate::Key>,
     shutdown: CancellationToken,
     /// Per-connection request data (principal, loaders), made at
     /// `connection_init` so an uninitialised socket holds none of it.
@@ -226,6 +231,7 @@ impl Connection {
         protocol: Protocol,
         app: AppState,
         from_header: Option<crate::auth::Verified>,
+        address: Option<std::net::IpAddr>,
     ) -> Self {
         let (sink, source) = socket.split();
         let held = Held::new(app.ws_gauges.clone(), |g| &g.connections);
@@ -237,6 +243,8 @@ impl Connection {
             app,
             from_header,
             expires_at: None,
+            address,
+            rate_key: None,
             session: None,
             operations: StreamMap::new(),
             early: Vec::new(),
@@ -452,7 +460,12 @@ impl Connection {
                 ));
             }
         };
-        let principal = match self.app.auth.from_init(&payload, self.from_header.as_ref()) {
+        let principal = match self
+            .app
+            .auth
+            .from_init(&payload, self.from_header.as_ref())
+            .await
+        {
             Ok((p, exp)) => {
                 self.expires_at = exp.map(|exp| {
                     let now = std::time::SystemTime::now()
@@ -479,6 +492,7 @@ impl Connection {
             principal.tenant_id,
             app.loader_delay,
         ));
+        self.rate_key = Some(app.limiter.key(&principal, self.address));
         data.insert(principal);
         self.session = Some(Arc::new(data));
         if !self.send_json(json!({ "type": "connection_ack" })).await {
@@ -541,6 +555,30 @@ impl Connection {
                     None,
                 ),
                 "TOO_MANY_SUBSCRIPTIONS",
+            );
+            return if self
+                .send_json(json!({ "id": id, "type": "error", "payload": [err] }))
+                .await
+            {
+                None
+            } else {
+                Some(Stop::Drop)
+            };
+        }
+        // Each operation is one request against the caller's rate; a
+        // refused one gets `error` and the socket stays open.
+        if let Some(wait) = self
+            .rate_key
+            .as_ref()
+            .and_then(|k| self.app.limiter.wait(k))
+        {
+            let secs = crate::http::rate::retry_after(wait);
+            let err = crate::graphql::codes::with_code(
+                async_graphql::ServerError::new(
+                    format!("too many requests; retry in {secs} s"),
+                    None,
+                ),
+                "RATE_LIMITED",
             );
             return if self
                 .send_json(json!({ "id": id, "type": "error", "payload": [err] }))

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio_util::io::ReaderStream;
 
-use super::{AppState, error_response, principal_of, unauthenticated};
+use super::{AppState, error_response, principal_of};
 use crate::error::AppError;
 use crate::ids::{self, Kind};
 
@@ -20,11 +20,15 @@ pub async fn artifacts_zip(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Response {
-    let p = match principal_of(&app, &headers) {
-        Some(p) => p,
-        None => return unauthenticated(),
+    let p = match principal_of(&app, &headers).await {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
     };
+    if let Some(refusal) = app.limiter.refusal(&p, &extensions) {
+        return refusal;
+    }
     let project = match ids::decode(Kind::Project, &id) {
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),

@@ -81,6 +81,8 @@ pub async fn spawn_on(
     // Background sweepers would race the tests that call them by hand.
     config.sweep_interval_seconds = 0;
     config.agent_stale_seconds = 0;
+    // Every test client comes from 127.0.0.1; tests/limits.rs turns it on.
+    config.rate_limit_per_second = 0;
     tweak(&mut config);
     let app = App::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
@@ -673,6 +675,7 @@ impl ServerProcess {
             .env("CEREBRAL_EVENT_POLL_MS", "0")
             .env("CEREBRAL_SWEEP_INTERVAL_SECONDS", "0")
             .env("CEREBRAL_AGENT_STALE_SECONDS", "0")
+            .env("CEREBRAL_RATE_LIMIT_PER_SECOND", "0")
             .env("CEREBRAL_LOG_FORMAT", "text")
             .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
             .env("NO_COLOR", "1");
