@@ -323,7 +323,7 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
     let schema = post(
         &app,
         &["viewer"],
-        "{ __type(name: \"Mutation\") { fields { name } } }",
+        "{ __type(name: \"Mutation\") { fields { name description } } }",
         json!({}),
     )
     .await;
@@ -338,6 +338,22 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
         in_schema, in_table,
         "a mutation is missing from the roles table"
     );
+    // Each mutation's description names its roles, as the guard enforces
+    // them.
+    for f in schema["data"]["__type"]["fields"]
+        .as_array()
+        .expect("fields")
+    {
+        let name = f["name"].as_str().expect("name");
+        let allowed = table.iter().find(|m| m.0 == name).expect("in table").3;
+        let mut roles: Vec<&str> = allowed.to_vec();
+        roles.push("admin");
+        let line = format!("Roles: {}.", roles.join(", "));
+        assert!(
+            f["description"].as_str().is_some_and(|d| d.contains(&line)),
+            "{name}: description lacks `{line}`"
+        );
+    }
 
     let before = event_count(&app).await;
     let mut refused = 0;

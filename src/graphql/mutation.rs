@@ -192,6 +192,8 @@ pub struct ProjectMutation;
 impl ProjectMutation {
     /// Creates an ACTIVE project; with `workflowId`, also its tasks.
     /// Errors: `BAD_USER_INPUT` (name), `NOT_FOUND` (workflow).
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn create_project(
         &self,
@@ -231,6 +233,8 @@ impl ProjectMutation {
     }
 
     /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn complete_project(
         &self,
@@ -243,6 +247,8 @@ impl ProjectMutation {
     /// ACTIVE → COMPLETED even with required tasks open (they are
     /// cancelled). Admins only (`FORBIDDEN` otherwise); the event records
     /// `forced: true` and the server logs it.
+    ///
+    /// Roles: admin.
     #[graphql(guard = "ADMIN")]
     async fn force_complete_project(
         &self,
@@ -253,6 +259,8 @@ impl ProjectMutation {
     }
 
     /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn fail_project(
         &self,
@@ -263,6 +271,8 @@ impl ProjectMutation {
     }
 
     /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn cancel_project(
         &self,
@@ -437,6 +447,8 @@ pub struct TaskMutation;
 #[Object]
 impl TaskMutation {
     /// Adds a task to an ACTIVE project. Errors: `BAD_USER_INPUT`, `NOT_FOUND`.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn create_task(
         &self,
@@ -492,6 +504,8 @@ impl TaskMutation {
 
     /// PENDING → WORKING. Refused with `INVALID_TRANSITION` while a
     /// dependency is not COMPLETED or CANCELLED.
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn start_task(
         &self,
@@ -514,6 +528,8 @@ impl TaskMutation {
 
     /// Reports progress of a WORKING task. Errors: `BAD_USER_INPUT`
     /// (progress outside 0–100), `INVALID_TRANSITION` (not WORKING).
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn report_task_progress(
         &self,
@@ -537,6 +553,8 @@ impl TaskMutation {
     }
 
     /// WORKING → COMPLETED with its output; progress becomes 100.
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn complete_task(
         &self,
@@ -558,6 +576,8 @@ impl TaskMutation {
     }
 
     /// WORKING / WAITING_FOR_HITL → FAILED with the error.
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn fail_task(
         &self,
@@ -579,6 +599,8 @@ impl TaskMutation {
 
     /// PENDING / WORKING / WAITING_FOR_HITL → CANCELLED. A cancelled
     /// dependency counts as skipped: it no longer blocks its dependants.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn cancel_task(
         &self,
@@ -599,6 +621,8 @@ impl TaskMutation {
     }
 
     /// FAILED → PENDING for another attempt (`attempt` + 1, error cleared).
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn retry_task(
         &self,
@@ -876,6 +900,8 @@ pub struct HitlMutation;
 #[Object]
 impl HitlMutation {
     /// Asks a human about a task and pauses it (WAITING_FOR_HITL).
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn request_hitl(
         &self,
@@ -924,6 +950,8 @@ impl HitlMutation {
     /// Answers a PENDING request: APPROVE or AMEND resume the task, REJECT
     /// fails it. Errors: `NOT_FOUND`, `INVALID_TRANSITION` (already answered),
     /// `CONFLICT` (answered at the same time by someone else).
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn resolve_hitl_request(
         &self,
@@ -970,6 +998,8 @@ impl HitlMutation {
     /// answered, and the per-item result says so.) Each answer is its own transaction with its own
     /// result: one failing (already answered, expired, unknown) does not undo
     /// or block the others.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn resolve_hitl_requests(
         &self,
@@ -1019,6 +1049,8 @@ impl HitlMutation {
 
     /// Saves the next version of a task's state at a step. Errors:
     /// `CONFLICT` (stale `expectedVersion` or a racing writer).
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn create_checkpoint(
         &self,
@@ -1060,6 +1092,8 @@ impl HitlMutation {
     /// Branches from a checkpoint: a new version of its step whose parent is
     /// the source and whose state is the source's state with the patch
     /// applied. Nothing earlier changes.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn fork_from_checkpoint(
         &self,
@@ -1092,6 +1126,8 @@ impl HitlMutation {
     }
 
     /// Moves a checkpoint along its lifecycle.
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn update_checkpoint_status(
         &self,
@@ -1125,6 +1161,8 @@ impl HitlMutation {
 
     /// Goes back to a checkpoint: later versions of its step become
     /// REVERTED (kept for history, never deleted).
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn revert_to_checkpoint(
         &self,
@@ -1186,6 +1224,8 @@ impl HitlMutation {
     }
 
     /// Pins a checkpoint so retention keeps it, or unpins it.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn pin_checkpoint(
         &self,
@@ -1218,6 +1258,8 @@ impl HitlMutation {
     }
 
     /// Stores an artifact (a new row per version; artifacts never change).
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn create_artifact(
         &self,
@@ -1346,6 +1388,8 @@ impl AgentMutation {
     /// `CEREBRAL_AGENT_STALE_SECONDS` (default 60), or it is reported STALE.
     /// Appends no event unless the agent was unknown or STALE (it then
     /// appears as IDLE).
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn heartbeat(&self, ctx: &Context<'_>, input: AgentInput) -> Result<HeartbeatPayload> {
         let s = services(ctx);
@@ -1365,6 +1409,8 @@ impl AgentMutation {
 
     /// Puts an agent back to IDLE with no current task, e.g. after an
     /// operator restarted it.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn reset_agent_status(
         &self,
@@ -1406,6 +1452,8 @@ impl AgentMutation {
     }
 
     /// Records what an agent is doing; the previous state goes to history.
+    ///
+    /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
     async fn update_agent_status(
         &self,
@@ -1619,6 +1667,8 @@ pub struct SessionMutation;
 #[Object]
 impl SessionMutation {
     /// Starts an ACTIVE session for the caller.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn start_session(
         &self,
@@ -1651,6 +1701,8 @@ impl SessionMutation {
     /// Records activity in an ACTIVE session: its inactivity deadline moves
     /// to now + `CEREBRAL_SESSION_TIMEOUT_MINUTES`. Heartbeats append no
     /// event; the expiry they prevent does.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn touch_session(
         &self,
@@ -1667,6 +1719,8 @@ impl SessionMutation {
     /// Expires the caller's tenant's sessions that are past their
     /// inactivity deadline now, without waiting for the background sweeper
     /// (`CEREBRAL_SWEEP_INTERVAL_SECONDS`). One `SESSION_EXPIRED` event each.
+    ///
+    /// Roles: operator, admin.
     #[graphql(guard = "OPERATOR")]
     async fn cleanup_expired_sessions(
         &self,
@@ -1684,6 +1738,8 @@ impl SessionMutation {
 
     /// Exports a context (state, history, tool, workflow, persona key) as a
     /// portable snapshot with a SHA-256 checksum. Changes nothing.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn export_persona_context(
         &self,
@@ -1707,6 +1763,8 @@ impl SessionMutation {
     /// Imports a snapshot into a session, creating or replacing that
     /// persona's context there. A snapshot whose checksum does not match
     /// (corrupted or tampered) is refused with `BAD_USER_INPUT`.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn import_persona_context(
         &self,
@@ -1739,6 +1797,8 @@ impl SessionMutation {
     }
 
     /// ACTIVE → SUSPENDED; contexts are kept.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn suspend_session(
         &self,
@@ -1748,6 +1808,8 @@ impl SessionMutation {
         session_transition(ctx, input, SessionStatus::Suspended).await
     }
     /// SUSPENDED → ACTIVE; the inactivity timer restarts.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn resume_session(
         &self,
@@ -1757,6 +1819,8 @@ impl SessionMutation {
         session_transition(ctx, input, SessionStatus::Active).await
     }
     /// ACTIVE / SUSPENDED → TERMINATED.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn terminate_session(
         &self,
@@ -1766,6 +1830,8 @@ impl SessionMutation {
         session_transition(ctx, input, SessionStatus::Terminated).await
     }
     /// Makes a persona current in a session, creating its context on first use.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn switch_persona(
         &self,
@@ -1823,6 +1889,8 @@ impl SessionMutation {
         .await
     }
     /// Merges a patch into a context's state.
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn update_persona_context(
         &self,
@@ -1854,6 +1922,8 @@ impl SessionMutation {
     }
     /// Appends to a context's conversation history (bounded; the oldest
     /// entries are dropped beyond `CEREBRAL_MAX_CONTEXT_HISTORY`).
+    ///
+    /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
     async fn append_persona_context_history(
         &self,
@@ -1965,6 +2035,8 @@ impl CatalogMutation {
     /// idempotency key) into the caller's tenant (insert or update by key). A malformed
     /// file is reported in `errors` and contributes nothing; the others
     /// still import.
+    ///
+    /// Roles: admin.
     #[graphql(guard = "ADMIN")]
     async fn import_catalog(
         &self,
