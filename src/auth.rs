@@ -424,6 +424,42 @@ impl Authenticator {
     }
 }
 
+/// Signs an HS256 token with `secret` for `tenant`, valid for `ttl_seconds`
+/// (`cerebral token`). Refuses what the server would refuse: a short
+/// secret, the nil tenant, unknown roles.
+pub fn mint(
+    secret: &str,
+    tenant: Uuid,
+    sub: &str,
+    roles: &[String],
+    ttl_seconds: u64,
+) -> anyhow::Result<String> {
+    if secret.len() < 32 {
+        anyhow::bail!("CEREBRAL_JWT_SECRET must be at least 32 bytes");
+    }
+    if tenant == SYSTEM_TENANT {
+        anyhow::bail!("the nil tenant belongs to the system");
+    }
+    if let Some(r) = roles.iter().find(|r| Role::parse(r).is_none()) {
+        anyhow::bail!("unknown role {r:?}: use viewer, agent, operator or admin");
+    }
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + ttl_seconds;
+    let claims = serde_json::json!({
+        "sub": sub,
+        "tenant_id": tenant.to_string(),
+        "roles": roles,
+        "exp": exp,
+    });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
 /// The token of an `Authorization: Bearer <token>` value.
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;

@@ -52,6 +52,23 @@ pub enum Command {
         #[arg(long, default_value = "greenfield-service")]
         workflow: String,
     },
+    /// Print a bearer token signed with `CEREBRAL_JWT_SECRET`, for
+    /// development and scripts (production tokens come from your identity
+    /// provider).
+    Token {
+        /// The tenant (a UUID other than the nil one).
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// The user or agent id (`sub`).
+        #[arg(long, default_value = "developer")]
+        sub: String,
+        /// Roles, comma-separated: viewer, agent, operator, admin.
+        #[arg(long, value_delimiter = ',', default_value = "viewer")]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Exit 0 when the server answers on /healthz, 1 otherwise (for container
     /// health checks; needs no shell tools).
     Healthcheck {

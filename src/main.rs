@@ -48,6 +48,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::PrintSchema => print!("{}", cerebral::graphql::sdl()),
+        Command::Token {
+            tenant,
+            sub,
+            roles,
+            ttl,
+        } => {
+            let secret = config
+                .jwt_secret
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("set CEREBRAL_JWT_SECRET to mint tokens"))?;
+            println!(
+                "{}",
+                cerebral::auth::mint(secret, tenant, &sub, &roles, ttl)?
+            );
+        }
         Command::Import { dir } => {
             let report = cerebral::catalog::parse_dir(&dir)?;
             for e in &report.errors {

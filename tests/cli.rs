@@ -1,5 +1,7 @@
 //! The binary's commands, run as a user would.
 
+mod support;
+
 use std::process::Command;
 
 #[test]
@@ -88,4 +90,71 @@ fn print_schema_prints_the_sdl() {
         .output()
         .expect("runs");
     assert!(String::from_utf8_lossy(&out.stdout).contains("type Query"));
+}
+
+#[tokio::test]
+async fn token_mints_a_token_the_server_accepts_with_its_tenant_and_roles() {
+    const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+    let tenant = "0190a3c4-0000-7000-8000-0000000000cc";
+    let mint = |roles: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cerebral"))
+            .args([
+                "token", "--tenant", tenant, "--sub", "ci", "--roles", roles, "--ttl", "60",
+            ])
+            .env("CEREBRAL_JWT_SECRET", SECRET)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let call = |token: String| {
+        app.http()
+            .post(app.graphql_url())
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "query": "mutation { createProject(input: {name: \"p\"}) { project { id } } }" }))
+            .send()
+    };
+    let body: serde_json::Value = call(mint("operator"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        body["data"]["createProject"]["project"]["id"].is_string(),
+        "{body}"
+    );
+    let body: serde_json::Value = call(mint("viewer,agent"))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    // What the server would refuse is refused at minting.
+    for args in [
+        vec!["token", "--tenant", "00000000-0000-0000-0000-000000000000"],
+        vec!["token", "--tenant", tenant, "--roles", "root"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cerebral"))
+            .args(&args)
+            .env("CEREBRAL_JWT_SECRET", SECRET)
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cerebral"))
+        .args(["token", "--tenant", tenant])
+        .env_remove("CEREBRAL_JWT_SECRET")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
 }
