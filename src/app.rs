@@ -51,6 +51,7 @@ impl App {
             db::migrate(&migrator).await?;
             migrator.close().await?;
         }
+        let metrics = crate::metrics::Metrics::new();
         let head = EventBus::read_head(&conn)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -65,6 +66,7 @@ impl App {
             config.max_replay_events,
             (pool - pool / 4).max(1),
         );
+        bus.set_metrics(metrics.clone());
         bus.spawn_fanout(db::uncounted(&conn));
         // Also on SQLite: another process (`cerebral import`) may append to
         // the same file, and only polling notices that.
@@ -103,7 +105,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {
-            schema: build_schema_with(services.clone(), &config.limits()),
+            schema: build_schema_with(services.clone(), &config.limits(), Some(metrics.clone())),
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),
             statements: statements.clone(),
@@ -127,6 +129,8 @@ impl App {
                 l
             },
             auth,
+            metrics,
+            migrated: Default::default(),
         };
         let listener = TcpListener::bind(config.listen)
             .await

@@ -87,9 +87,100 @@ pub fn uncounted(db: &DatabaseConnection) -> DatabaseConnection {
     }
 }
 
-/// Applies every pending migration.
+/// The advisory lock key replicas take around start-up migrations
+/// (`cerebral` in ASCII): one migrates, the others wait, then find
+/// nothing left to do.
+const MIGRATION_LOCK: i64 = 0x6365_7265_6272_616c;
+
+/// Applies every pending migration. On PostgreSQL `db` must be a pool of
+/// one connection: the session-level advisory lock taken here is held by
+/// that connection while the migrator runs on it, so several replicas
+/// starting at once migrate one after the other instead of racing on the
+/// same `CREATE TABLE`s.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None).await.context("migrations failed")
+    if is_sqlite(db) {
+        // SQLite serialises writers on the file itself.
+        return Migrator::up(db, None).await.context("migrations failed");
+    }
+    db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await
+        .context("cannot take the migration lock")?;
+    let result = Migrator::up(db, None).await.context("migrations failed");
+    // Released with the session anyway; unlocking now lets the next
+    // replica go without waiting for the pool to close.
+    let _ = db
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await;
+    result
+}
+
+/// The migrations this binary knows that the database has not applied,
+/// by name. Reads `seaql_migrations` only: unlike the migrator's own
+/// status call it never creates that table, so a role without DDL rights
+/// can ask.
+pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await?;
+    let applied: std::collections::HashSet<String> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "version").ok())
+        .collect();
+    Ok(Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_string())
+        .filter(|n| !applied.contains(n))
+        .collect())
+}
+
+/// The pool's open connections and how many of them are idle.
+pub fn pool_stats(db: &DatabaseConnection) -> (u64, u64) {
+    if is_sqlite(db) {
+        let p = db.get_sqlite_connection_pool();
+        (u64::from(p.size()), p.num_idle() as u64)
+    } else {
+        let p = db.get_postgres_connection_pool();
+        (u64::from(p.size()), p.num_idle() as u64)
+    }
+}
+
+/// Tasks by status and pending HITL requests over all tenants, for
+/// `/metrics` (each `None` when its count failed): two aggregate reads
+/// per scrape.
+pub async fn work_counts(
+    db: &DatabaseConnection,
+) -> (Option<Vec<(String, u64)>>, Option<u64>) {
+    let backend = db.get_database_backend();
+    let tasks = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT status, COUNT(*) AS n FROM tasks GROUP BY status",
+        ))
+        .await
+        .ok()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| {
+                    let status: String = r.try_get("", "status").ok()?;
+                    let n: i64 = r.try_get("", "n").ok()?;
+                    Some((status, n.max(0) as u64))
+                })
+                .collect()
+        });
+    let hitl = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM hitl_requests WHERE status = 'PENDING'",
+        ))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .map(|n| n.max(0) as u64);
+    (tasks, hitl)
 }
 
 /// Whether the database answers a trivial query.

@@ -36,9 +36,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped().await?;
         }
         Command::Migrate { action } => {
-            let (db, _) = cerebral::db::connect(&config.database_url, 2).await?;
+            // One connection: `migrate` holds its advisory lock on it.
+            let (db, _) = cerebral::db::connect(&config.database_url, 1).await?;
             match action {
-                MigrateAction::Up => migration::Migrator::up(&db, None).await?,
+                MigrateAction::Up => cerebral::db::migrate(&db).await?,
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
                 MigrateAction::Status => {
                     for m in migration::Migrator::get_migration_with_status(&db).await? {

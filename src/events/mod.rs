@@ -70,6 +70,11 @@ struct Inner {
     /// they take turns instead of taking every pooled connection from the
     /// requests.
     reads: tokio::sync::Semaphore,
+    /// Where published and delivered events are counted (set once by the
+    /// server; a bare bus counts nothing).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    /// On PostgreSQL: whether the `LISTEN` connection is up (readiness).
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl EventBus {
@@ -90,7 +95,37 @@ impl EventBus {
                 max_replay: i64::try_from(max_replay).unwrap_or(i64::MAX),
                 gap_reads: Default::default(),
                 reads: tokio::sync::Semaphore::new(concurrent_reads.max(1)),
+                metrics: std::sync::OnceLock::new(),
+                listening: std::sync::atomic::AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// Counts this bus's published and delivered events, and subscriber
+    /// lag, in `metrics` (the first call wins).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Whether the PostgreSQL `LISTEN` connection is up: without it this
+    /// replica hears of other replicas' events only by polling.
+    pub fn listening(&self) -> bool {
+        self.inner
+            .listening
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_listening(&self, up: bool) {
+        self.inner
+            .listening
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records that `e` is being handed to a subscriber.
+    fn delivering(&self, e: &event::Model) {
+        if let Some(m) = self.inner.metrics.get() {
+            m.events_delivered.increment(1);
+            m.subscriber_lag.record((self.head() - e.seq).max(0) as f64);
         }
     }
 
@@ -190,6 +225,9 @@ impl EventBus {
                     // sends would let a stream join just after them, read
                     // the old value, and wait for the next commit.
                     bus.inner.delivered.send_replace(batch_end);
+                    if let Some(m) = bus.inner.metrics.get() {
+                        m.events_published.increment(rows.len() as u64);
+                    }
                     for row in rows {
                         // No receiver is fine: nobody is listening.
                         let _ = bus.inner.feed.send(Arc::new(row));
@@ -257,6 +295,7 @@ impl EventBus {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
+                bus.set_listening(true);
                 // Whatever was committed before LISTEN took effect.
                 if let Some(h) = head(&pool).await {
                     bus.published(h);
@@ -269,15 +308,16 @@ impl EventBus {
                             }
                         }
                         Ok(None) => {
-                            // Connection lost; sqlx reconnects on the next
-                            // call. Catch up on what we may have missed.
-                            tracing::warn!("event listener reconnecting");
-                            if let Some(h) = head(&pool).await {
-                                bus.published(h);
-                            }
+                            // Connection lost. Reconnect and LISTEN again;
+                            // the head read after that catches up on what
+                            // was missed meanwhile.
+                            tracing::warn!("event listener lost its connection; reconnecting");
+                            bus.set_listening(false);
+                            break;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "event listener failed; reconnecting");
+                            bus.set_listening(false);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             break;
                         }
@@ -451,6 +491,7 @@ pub fn stream(
                 for e in page {
                     cursor = e.seq;
                     if filter.matches_payload(&e) {
+                        bus.delivering(&e);
                         yield Ok(Arc::new(e));
                     }
                 }
@@ -468,6 +509,7 @@ pub fn stream(
             {
                 cursor = e.seq;
                 if filter.matches(&e) {
+                    bus.delivering(&e);
                     yield Ok(e);
                 }
             }

@@ -5,6 +5,7 @@ pub mod codes;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod observe;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -21,12 +22,17 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subs
 
 /// Builds the schema over the services with the default limits.
 pub fn build_schema(services: Services) -> AppSchema {
-    build_schema_with(services, &limits::Limits::default())
+    build_schema_with(services, &limits::Limits::default(), None)
 }
 
-/// Builds the schema over the services with `limits`. Per-request data (the
-/// principal and the loaders) is added by the HTTP layer.
-pub fn build_schema_with(services: Services, limits: &limits::Limits) -> AppSchema {
+/// Builds the schema over the services with `limits`, counting operations
+/// in `metrics` when given. Per-request data (the principal and the
+/// loaders) is added by the HTTP layer.
+pub fn build_schema_with(
+    services: Services,
+    limits: &limits::Limits,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+) -> AppSchema {
     let mut builder = Schema::build(
         query::Query::default(),
         mutation::Mutation::default(),
@@ -36,6 +42,9 @@ pub fn build_schema_with(services: Services, limits: &limits::Limits) -> AppSche
     .extension(limits::LimitsExtension(std::sync::Arc::new(limits.clone())))
     .limit_complexity(limits.max_complexity)
     .data(services);
+    if let Some(m) = metrics {
+        builder = builder.extension(observe::Observe(m));
+    }
     if !limits.introspection {
         // Suggestions ("did you mean …") would leak the schema piecemeal.
         builder = builder.disable_introspection().disable_suggestions();

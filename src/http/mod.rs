@@ -48,6 +48,11 @@ pub struct AppState {
     pub limits: Arc<crate::graphql::limits::Limits>,
     /// Request rates per tenant and per address.
     pub limiter: Arc<crate::http::rate::RateLimiter>,
+    /// Prometheus metrics of this server.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set once `/readyz` has seen every migration applied (they are not
+    /// rolled back under a running server, so it is not checked again).
+    pub migrated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The router of the whole server.
@@ -58,8 +63,34 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/projects/{id}/artifacts.zip", get(zip::artifacts_zip))
+        // After routing, so the route template (not the raw path, which
+        // would make a series per project id) labels the request.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_request,
+        ))
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Counts and times each routed request for `/metrics`.
+async fn count_request(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    route: Option<axum::extract::MatchedPath>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+    metrics.http_request(
+        route,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
 }
 
 /// The caller of an HTTP request, or the answer when there is none: 401
@@ -404,29 +435,71 @@ async fn websocket(app: AppState, req: Request) -> Response {
     ws::upgrade(app, upgrade, from_header, address)
 }
 
+/// Ready when the database answers within 2 s, every migration this
+/// binary knows is applied, and (on PostgreSQL) the event listener is
+/// connected; otherwise 503 with the reason, so a load balancer takes the
+/// replica out until it recovers.
 async fn readyz(State(app): State<AppState>) -> Response {
-    if crate::db::ping(app.services.db()).await {
-        Json(json!({ "status": "ready" })).into_response()
-    } else {
+    let db = app.services.db();
+    let unavailable = |reason: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "reason": "database unreachable" })),
+            Json(json!({ "status": "unavailable", "reason": reason })),
         )
             .into_response()
+    };
+    let within = Duration::from_secs(2);
+    if !matches!(
+        tokio::time::timeout(within, crate::db::ping(db)).await,
+        Ok(true)
+    ) {
+        return unavailable("database unreachable within 2 s");
     }
+    if !app.migrated.load(std::sync::atomic::Ordering::Relaxed) {
+        match tokio::time::timeout(within, crate::db::pending_migrations(db)).await {
+            Ok(Ok(pending)) if pending.is_empty() => {
+                app.migrated
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Ok(pending)) => {
+                return unavailable(&format!("migrations not applied: {}", pending.join(", ")));
+            }
+            _ => return unavailable("cannot read the applied migrations"),
+        }
+    }
+    if !crate::db::is_sqlite(db) && !app.services.bus().listening() {
+        return unavailable("event listener not connected");
+    }
+    Json(json!({ "status": "ready" })).into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    let body = format!(
-        "# HELP cerebral_db_statements_total SQL statements executed.\n# TYPE cerebral_db_statements_total counter\ncerebral_db_statements_total {}\n# HELP cerebral_event_head Highest committed event sequence number known to this process.\n# TYPE cerebral_event_head gauge\ncerebral_event_head {}\n# HELP cerebral_ws_connections_active Open WebSocket connections.\n# TYPE cerebral_ws_connections_active gauge\ncerebral_ws_connections_active {}\n# HELP cerebral_ws_subscriptions_active Active operations over all WebSocket connections.\n# TYPE cerebral_ws_subscriptions_active gauge\ncerebral_ws_subscriptions_active {}\n# HELP cerebral_event_listeners Event streams joined to this process's live ring.\n# TYPE cerebral_event_listeners gauge\ncerebral_event_listeners {}\n# HELP cerebral_event_gap_reads_total Times a stream fell behind the live ring and read the gap from the event log.\n# TYPE cerebral_event_gap_reads_total counter\ncerebral_event_gap_reads_total {}\n",
-        app.statements.get(),
-        app.services.bus().head(),
-        app.ws_gauges.connections(),
-        app.ws_gauges.subscriptions(),
-        app.services.bus().listeners(),
-        app.services.bus().gap_reads(),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let db = app.services.db();
+    let (size, idle) = crate::db::pool_stats(db);
+    let within = Duration::from_secs(2);
+    let (tasks, hitl) = tokio::time::timeout(within, crate::db::work_counts(db))
+        .await
+        .ok()
+        .map_or((None, None), |(t, h)| (t, h));
+    let bus = app.services.bus();
+    let snapshot = crate::metrics::Snapshot {
+        db_statements: app.statements.get(),
+        db_connections_in_use: size.saturating_sub(idle),
+        db_connections_idle: idle,
+        event_head: bus.head(),
+        event_listeners: bus.listeners() as u64,
+        event_gap_reads: bus.gap_reads(),
+        ws_connections: app.ws_gauges.connections() as u64,
+        ws_subscriptions: app.ws_gauges.subscriptions() as u64,
+        event_listener_connected: (!crate::db::is_sqlite(db)).then(|| bus.listening()),
+        tasks_by_status: tasks,
+        hitl_pending: hitl,
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(&snapshot),
+    )
+        .into_response()
 }
 
 fn is_json(h: &HeaderMap) -> bool {
