@@ -34,7 +34,7 @@ async fn get(app: &support::TestApp, path: &str, accept: &str) -> reqwest::Respo
         .expect("get")
 }
 
-fn header<'a>(r: &'a reqwest::Response, name: reqwest::header::HeaderName) -> &'a str {
+fn header(r: &reqwest::Response, name: reqwest::header::HeaderName) -> &str {
     r.headers()
         .get(&name)
         .and_then(|v| v.to_str().ok())
