@@ -9,8 +9,8 @@
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 //
 // Every request that leaves 127.0.0.1 is aborted and fails the run: the
-// page must work behind a firewall. A Content-Security-Policy violation or
-// an uncaught page error fails it too. Exits non-zero with a message on
+// page must work behind a firewall. A Content-Security-Policy violation, a
+// console error (a failed load) or an uncaught page error fails it too. Exits non-zero with a message on
 // the first failed check.
 import { chromium } from 'playwright-core';
 import { strict as assert } from 'node:assert';
@@ -68,6 +68,11 @@ async function open(url) {
   page.on('console', (m) => {
     const text = m.text();
     if (/Content.Security.Policy|Refused to/i.test(text)) problems.push(`CSP: ${text}`);
+    // 401s are expected: the authenticated server refuses the page's
+    // requests until the token is in the headers editor.
+    else if (m.type() === 'error' && !/status of 401/.test(text)) {
+      problems.push(`console error: ${text}`);
+    }
   });
   page.setDefaultTimeout(TIMEOUT);
   await page.goto(url);
@@ -194,5 +199,5 @@ const step = (s) => console.log(`browser: ${s}`);
 
 await browser.close();
 assert.deepEqual(external, [], 'requests outside 127.0.0.1');
-assert.deepEqual(problems, [], 'CSP violations or page errors');
-step('no request left 127.0.0.1, no CSP violation, no page error');
+assert.deepEqual(problems, [], 'CSP violations, console or page errors');
+step('no request left 127.0.0.1, no CSP violation, no console or page error');
