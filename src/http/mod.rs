@@ -1,6 +1,7 @@
 //! HTTP: GraphQL over HTTP (POST and GET), GraphiQL, WebSocket
 //! subscriptions on the same path, health probes and the artifacts ZIP.
 
+pub mod graphiql;
 pub mod layers;
 pub mod rate;
 pub mod ws;
@@ -9,13 +10,12 @@ pub mod zip;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql_axum::GraphQLRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     }
     let routes = routes
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(graphiql::ASSETS_PATH, get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -411,14 +412,7 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         return websocket(app, req).await;
     }
     if wants_html(&headers) {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .title("Cerebral")
-                .finish(),
-        )
-        .into_response();
+        return graphiql::page(&headers);
     }
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
