@@ -892,6 +892,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
     assert_eq!(r["workflow"]["id"], m.a_ids["workflow"].as_str(), "{r}");
     // Lists and relations from A's own objects.
     m.clean_read("projects", RELATIONS, json!({}), true).await;
+    walk_relations(&m).await;
     for f in [
         "sessions",
         "teams",
@@ -1374,4 +1375,158 @@ async fn timing(m: &Matrix) {
             "{label}: B's id answers in {tb:?}, a missing id in {tm:?}: not the same timing class"
         );
     }
+}
+
+const INTROSPECT_TYPES: &str = "{ __schema { types { name kind fields { name args { name type { kind } } type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
+
+/// The kind and name at the bottom of a (list, non-null) type reference.
+fn base_type(t: &Value) -> (&str, &str) {
+    let mut t = t;
+    while matches!(t["kind"].as_str(), Some("NON_NULL" | "LIST")) {
+        t = &t["ofType"];
+    }
+    (
+        t["kind"].as_str().unwrap_or_default(),
+        t["name"].as_str().unwrap_or_default(),
+    )
+}
+
+/// Builds selection sets from introspection: every field of a type, every
+/// relation followed until `budget` object levels are used up (connections
+/// and edges are free, so `tasks { nodes { … } }` is one level).
+struct Walker {
+    fields: BTreeMap<String, Vec<Value>>,
+}
+
+impl Walker {
+    fn selection(&self, ty: &str, budget: usize) -> String {
+        let mut out = Vec::new();
+        for f in self.fields.get(ty).map(Vec::as_slice).unwrap_or_default() {
+            let name = f["name"].as_str().expect("field name");
+            let required = f["args"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["type"]["kind"] == "NON_NULL"));
+            if required || name == "edges" {
+                // No relation below the root takes a required argument;
+                // `edges` repeats `nodes`.
+                continue;
+            }
+            match base_type(&f["type"]) {
+                ("SCALAR" | "ENUM", _) => out.push(name.to_string()),
+                ("INTERFACE", _) => out.push(format!("{name} {{ id __typename }}")),
+                ("OBJECT", inner) => {
+                    let free = inner.ends_with("Connection") || inner.ends_with("Edge");
+                    let cost = usize::from(!free);
+                    if budget < cost {
+                        continue;
+                    }
+                    let sel = self.selection(inner, budget - cost);
+                    if !sel.is_empty() {
+                        out.push(format!("{name} {{ {sel} }}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.join(" ")
+    }
+}
+
+/// Every relation reachable from A's own objects, two levels deep,
+/// generated from the schema so a new relation is walked without editing
+/// this test: every root read with A's own ids, and `node` on each of A's
+/// ids. Nothing of B's may appear.
+async fn walk_relations(m: &Matrix) {
+    let started = Instant::now();
+    let mut bytes = 0;
+    let schema = m.a.ok(INTROSPECT_TYPES, json!({})).await;
+    let mut walker = Walker {
+        fields: BTreeMap::new(),
+    };
+    for t in schema["__schema"]["types"].as_array().expect("types") {
+        if let (Some(name), Some(fields)) = (t["name"].as_str(), t["fields"].as_array()) {
+            walker.fields.insert(name.to_string(), fields.clone());
+        }
+    }
+    let a = &m.a_ids;
+    // Root arguments: A's own ids.
+    let arg = |field: &str, arg: &str| -> Option<Value> {
+        let key = match (field, arg) {
+            (_, "projectId") | ("project", "id") => "project",
+            ("task", "id") => "task",
+            ("hitlRequest", "id") => "hitl",
+            ("session", "id") => "session",
+            ("persona", "id") => "persona",
+            ("workflow", "id") => "workflow",
+            ("checkpointDiff", "from") => "checkpoint",
+            ("checkpointDiff", "to") => "checkpoint2",
+            _ => return None,
+        };
+        Some(json!(a[key]))
+    };
+    let mut shown_a = 0;
+    let mut walked = 0;
+    for f in walker.fields["Query"].clone() {
+        let field = f["name"].as_str().expect("name");
+        if field == "node" {
+            continue;
+        }
+        let mut args = Vec::new();
+        let mut skip = false;
+        for x in f["args"].as_array().expect("args") {
+            let name = x["name"].as_str().expect("arg");
+            match arg(field, name) {
+                Some(v) => args.push(format!("{name}: {v}")),
+                None if x["type"]["kind"] == "NON_NULL" => skip = true,
+                None => {}
+            }
+        }
+        assert!(
+            !skip,
+            "Query.{field}: no id of A's for its required arguments"
+        );
+        let args = if args.is_empty() {
+            String::new()
+        } else {
+            format!("({})", args.join(", "))
+        };
+        let (kind, ty) = base_type(&f["type"]);
+        let sel = match kind {
+            "OBJECT" => format!("{{ {} }}", walker.selection(ty, 2)),
+            "INTERFACE" => "{ id }".to_string(),
+            _ => String::new(),
+        };
+        let r =
+            m.a.post(&format!("{{ {field}{args} {sel} }}"), json!({}))
+                .await;
+        assert!(
+            r.get("errors").is_none(),
+            "Query.{field} over A's own data: {r}"
+        );
+        let text = r.to_string();
+        bytes += text.len();
+        m.assert_clean(&format!("relations from Query.{field}"), &text);
+        shown_a += usize::from(text.contains(MARK_A));
+        walked += 1;
+    }
+    for id in a.values() {
+        let ty = id.split_once(':').expect("global id").0;
+        let q = format!(
+            "query($id: ID!) {{ node(id: $id) {{ ... on {ty} {{ {} }} }} }}",
+            walker.selection(ty, 2)
+        );
+        let r = m.a.post(&q, json!({ "id": id })).await;
+        assert!(r.get("errors").is_none(), "node({id}): {r}");
+        assert_eq!(r["data"]["node"]["id"], id.as_str(), "{r}");
+        m.assert_clean(&format!("relations from node({id})"), &r.to_string());
+        walked += 1;
+    }
+    assert!(
+        shown_a >= 10,
+        "the walk saw too little of A's data ({shown_a})"
+    );
+    eprintln!(
+        "relation walk: {walked} reads, {shown_a} with A's data, {bytes} bytes, {:?}",
+        started.elapsed()
+    );
 }
