@@ -533,6 +533,8 @@ fn id_queries(
     q
 }
 
+const PROJECT_BY_ID: &str = "query($id: ID!) { project(id: $id) { id name } }";
+
 /// Root lists and everything reachable from A's own objects.
 const RELATIONS: &str = r#"
 fragment T on Task {
@@ -860,6 +862,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
     subscriptions(&mut m, &b, &app.base).await;
 
     let before = dump_tenant(&app.database_url, TENANT_B).await;
+    let a_before = dump_tenant(&app.database_url, TENANT_A).await;
     for table in [
         "projects",
         "tasks",
@@ -954,6 +957,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
 
     // Mutations with B's id in each id field in turn.
     let mut refused = 0;
+    let mut codes = BTreeMap::new();
     for (field, input_type, input) in mutations(&m.a_ids) {
         let mut found = Vec::new();
         strings(&input, &mut found);
@@ -977,6 +981,12 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
             let is_refusal =
                 r.get("errors").is_some() || r["data"][field]["failedCount"].as_u64() == Some(1);
             assert!(is_refusal, "{field} with B's {key} was not refused: {r}");
+            let code = r["errors"][0]["extensions"]["code"]
+                .as_str()
+                .or(r["data"][field]["results"][0]["error"]["code"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            *codes.entry(code).or_insert(0) += 1;
             refused += 1;
         }
     }
@@ -1014,6 +1024,39 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         before.keys().collect::<Vec<_>>(),
         after.keys().collect::<Vec<_>>()
     );
+    // Controls: the dump does see changes (A wrote during the matrix)…
+    let a_after = dump_tenant(&app.database_url, TENANT_A).await;
+    assert_ne!(a_before, a_after, "the dump missed A's own writes");
+    // …no row of A's refers to any of B's ids (UUIDs are text on
+    // PostgreSQL, blobs that `quote()` shows as hex on SQLite)…
+    for id in m.b_ids.values() {
+        let u = Uuid::parse_str(uuid_of(id)).expect("uuid");
+        let forms = [
+            u.hyphenated().to_string(),
+            u.simple().to_string().to_uppercase(),
+        ];
+        for (table, rows) in &a_after {
+            for row in rows {
+                assert!(
+                    !forms.iter().any(|f| row.contains(f.as_str())),
+                    "A's row in `{table}` refers to B's {id}: {row}"
+                );
+            }
+        }
+    }
+    // …and the comparison does tell an existing id from a missing one: B
+    // looking up its own project answers differently.
+    let own = b
+        .post(PROJECT_BY_ID, json!({ "id": m.b_ids["project"] }))
+        .await;
+    let missing_project = missing_like(&m.b_ids["project"]);
+    let none = b
+        .post(PROJECT_BY_ID, json!({ "id": missing_project }))
+        .await;
+    assert_ne!(
+        blank(&own, &m.b_ids["project"]),
+        blank(&none, &missing_project)
+    );
 
     // Every root field of the schema has been run by the matrix.
     let schema = m
@@ -1039,7 +1082,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         missing.join(", ")
     );
     eprintln!(
-        "matrix ({}): {} comparisons, {} mutation refusals, {} root fields covered",
+        "matrix ({}): {} comparisons, {} mutation refusals {codes:?}, {} root fields covered",
         support::backend(),
         m.compared,
         refused,
