@@ -578,7 +578,10 @@ query {
 
 /// Every mutation with an input whose ids are A's own: (field, input
 /// type, input, selection).
-fn mutations(a: &BTreeMap<&'static str, String>) -> Vec<(&'static str, &'static str, Value)> {
+fn mutations(
+    a: &BTreeMap<&'static str, String>,
+    snapshot: &Value,
+) -> Vec<(&'static str, &'static str, Value)> {
     let p = &a["project"];
     let t = &a["task"];
     let h = &a["hitl"];
@@ -708,7 +711,7 @@ fn mutations(a: &BTreeMap<&'static str, String>) -> Vec<(&'static str, &'static 
         (
             "importPersonaContext",
             "ImportPersonaContextInput",
-            json!({"sessionId": s, "snapshot": {"data": "", "compressed": false, "checksum": "", "size": 0}}),
+            json!({"sessionId": s, "snapshot": snapshot}),
         ),
         (
             "suspendSession",
@@ -958,7 +961,17 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
     // Mutations with B's id in each id field in turn.
     let mut refused = 0;
     let mut codes = BTreeMap::new();
-    for (field, input_type, input) in mutations(&m.a_ids) {
+    // A valid snapshot of A's, so importPersonaContext gets as far as the
+    // session lookup.
+    let snapshot = m
+        .a
+        .ok(
+            "mutation($c: ID!) { exportPersonaContext(input: {contextId: $c}) { snapshot { data compressed checksum size } } }",
+            json!({ "c": m.a_ids["context"] }),
+        )
+        .await["exportPersonaContext"]["snapshot"]
+        .clone();
+    for (field, input_type, input) in mutations(&m.a_ids, &snapshot) {
         let mut found = Vec::new();
         strings(&input, &mut found);
         let keys: Vec<&'static str> = m
@@ -1464,8 +1477,13 @@ impl Walker {
                         continue;
                     }
                     let sel = self.selection(inner, budget - cost);
+                    // Short pages: every type is also walked from `node`.
+                    let page = f["args"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["name"] == "first"));
+                    let args = if page { "(first: 5)" } else { "" };
                     if !sel.is_empty() {
-                        out.push(format!("{name} {{ {sel} }}"));
+                        out.push(format!("{name}{args} {{ {sel} }}"));
                     }
                 }
                 _ => {}
