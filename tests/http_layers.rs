@@ -109,7 +109,11 @@ async fn responses_are_compressed_when_asked_except_archives_and_upgrades() {
     assert_eq!(zip.headers()["content-type"], "application/zip");
     assert!(zip.headers().get("content-encoding").is_none());
     let archive = zip.bytes().await.expect("zip body");
-    assert!(archive.len() > 512, "above the 256-byte threshold: {} bytes", archive.len());
+    assert!(
+        archive.len() > 512,
+        "above the 256-byte threshold: {} bytes",
+        archive.len()
+    );
 
     // A WebSocket upgrade asked with gzip still upgrades and works.
     let mut req = support::ws_url(&app.base)

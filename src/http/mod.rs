@@ -339,8 +339,10 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
     let bytes = match axum::body::to_bytes(body, app.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            // Anywhere in the chain: the body-limit layer wraps the body
+            // too, so the limit error may sit a level or two down.
+            let too_large = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+                .any(|s| s.is::<http_body_util::LengthLimitError>());
             return if too_large {
                 error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
