@@ -170,6 +170,55 @@ async fn every_tenant_table_forces_row_level_security() {
     assert_eq!(tables, expected);
 }
 
+/// Tables with row-level security on, and policies, in the current schema.
+async fn rls_state(owner: &DatabaseConnection) -> (i64, i64) {
+    let row = owner
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT (SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = current_schema() AND (c.relrowsecurity OR c.relforcerowsecurity)) AS tables, \
+                    (SELECT COUNT(*) FROM pg_policies WHERE schemaname = current_schema()) AS policies",
+        ))
+        .await
+        .expect("catalog")
+        .expect("a row");
+    (
+        row.try_get("", "tables").expect("tables"),
+        row.try_get("", "policies").expect("policies"),
+    )
+}
+
+#[tokio::test]
+async fn the_migration_comes_down_and_goes_up_again() {
+    if !postgres_only("the_migration_comes_down_and_goes_up_again") {
+        return;
+    }
+    use migration::MigratorTrait;
+    let app = spawn(4).await;
+    populate(&app, TENANT_A, "a").await;
+    let owner = connect(&app.database_url).await;
+    let n = TENANT_TABLES.len() as i64;
+    // One tenant and one all-tenants policy per table, six catalog reads,
+    // one expiry.
+    let up = (n, 2 * n + 6 + 1);
+    assert_eq!(rls_state(&owner).await, up);
+    migration::Migrator::down(&owner, Some(1))
+        .await
+        .expect("down");
+    assert_eq!(rls_state(&owner).await, (0, 0));
+    // The grants went with it: the serving role may no longer read.
+    let serving = connect(&app.serving_url).await;
+    let err = serving
+        .execute_unprepared("SELECT COUNT(*) FROM projects")
+        .await
+        .expect_err("privileges revoked");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(count(&owner, "projects").await, 1, "data untouched");
+    migration::Migrator::up(&owner, None).await.expect("up");
+    assert_eq!(rls_state(&owner).await, up);
+    assert_eq!(count(&serving, "projects").await, 0);
+}
+
 #[tokio::test]
 async fn outside_a_tenant_transaction_the_serving_role_sees_no_rows() {
     if !postgres_only("outside_a_tenant_transaction_the_serving_role_sees_no_rows") {
