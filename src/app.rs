@@ -93,12 +93,21 @@ impl App {
                 checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),
             },
         );
-        if services
-            .load_builtin_catalog()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        {
-            tracing::info!("built-in catalog loaded");
+        // Replicas starting together race to load it; the losers' writes
+        // conflict and roll back, and their retry finds it loaded.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match services.load_builtin_catalog().await {
+                Ok(true) => tracing::info!("built-in catalog loaded"),
+                Ok(false) => {}
+                Err(crate::error::AppError::Conflict(_)) if attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(anyhow::anyhow!("{e:?}")),
+            }
+            break;
         }
         if config.sweep_interval_seconds > 0 {
             services.spawn_sweeper(Duration::from_secs(config.sweep_interval_seconds));

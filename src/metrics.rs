@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Distinct GraphQL operation names reported as labels; later new names are
 /// reported as `other`.
@@ -102,23 +104,28 @@ impl Metrics {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let describe = |kind: Kind, name: &'static str, unit: Option<Unit>, help: &'static str| {
-            match kind {
+        let describe =
+            |kind: Kind, name: &'static str, unit: Option<Unit>, help: &'static str| match kind {
                 Kind::Counter => recorder.describe_counter(name.into(), unit, help.into()),
                 Kind::Gauge => recorder.describe_gauge(name.into(), unit, help.into()),
                 Kind::Histogram => recorder.describe_histogram(name.into(), unit, help.into()),
-            }
-        };
+            };
         for (kind, name, unit, help) in FAMILIES {
             describe(*kind, name, *unit, help);
         }
         let m = Metrics {
-            events_published: recorder
-                .register_counter(&Key::from_static_name("cerebral_events_published_total"), &METADATA),
-            events_delivered: recorder
-                .register_counter(&Key::from_static_name("cerebral_events_delivered_total"), &METADATA),
-            subscriber_lag: recorder
-                .register_histogram(&Key::from_static_name("cerebral_subscriber_lag_events"), &METADATA),
+            events_published: recorder.register_counter(
+                &Key::from_static_name("cerebral_events_published_total"),
+                &METADATA,
+            ),
+            events_delivered: recorder.register_counter(
+                &Key::from_static_name("cerebral_events_delivered_total"),
+                &METADATA,
+            ),
+            subscriber_lag: recorder.register_histogram(
+                &Key::from_static_name("cerebral_subscriber_lag_events"),
+                &METADATA,
+            ),
             recorder,
             handle,
             operation_names: Mutex::new(HashSet::new()),
@@ -191,8 +198,11 @@ impl Metrics {
             Label::new("outcome", outcome.to_string()),
         ];
         if let Some(took) = took {
-            self.histogram("cerebral_graphql_operation_duration_seconds", labels.clone())
-                .record(took.as_secs_f64());
+            self.histogram(
+                "cerebral_graphql_operation_duration_seconds",
+                labels.clone(),
+            )
+            .record(took.as_secs_f64());
         }
         self.counter("cerebral_graphql_operations_total", labels)
             .increment(1);
@@ -203,10 +213,8 @@ impl Metrics {
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return "anonymous".into();
         };
-        let valid = name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid =
+            name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return "other".into();
         }
@@ -243,7 +251,11 @@ impl Metrics {
         );
         set("cerebral_event_head", vec![], s.event_head as f64);
         set("cerebral_event_listeners", vec![], s.event_listeners as f64);
-        set("cerebral_ws_connections_active", vec![], s.ws_connections as f64);
+        set(
+            "cerebral_ws_connections_active",
+            vec![],
+            s.ws_connections as f64,
+        );
         set(
             "cerebral_ws_subscriptions_active",
             vec![],
@@ -266,7 +278,11 @@ impl Metrics {
                     .iter()
                     .find(|(st, _)| *st == status)
                     .map_or(0, |(_, n)| *n);
-                set("cerebral_tasks", vec![Label::new("status", status)], n as f64);
+                set(
+                    "cerebral_tasks",
+                    vec![Label::new("status", status)],
+                    n as f64,
+                );
             }
         }
         if let Some(n) = s.hitl_pending {

@@ -1,16 +1,16 @@
 //! Counts and times GraphQL operations for `/metrics`, over HTTP and
 //! WebSocket alike, by operation type, name and outcome.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
-    NextSubscribe,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextRequest, NextValidation,
 };
-use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Response, ServerResult, Variables};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 use crate::metrics::Metrics;
 
@@ -21,8 +21,9 @@ impl ExtensionFactory for Observe {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(PerRequest {
             metrics: self.0.clone(),
+            operation: Mutex::new(None),
             doc: Mutex::new(Vec::new()),
-            ran: Mutex::new(false),
+            counted: AtomicBool::new(false),
         })
     }
 }
@@ -30,13 +31,20 @@ impl ExtensionFactory for Observe {
 /// One instance per request (or WebSocket operation).
 struct PerRequest {
     metrics: Arc<Metrics>,
+    /// The operation name the client asked to run, if any.
+    operation: Mutex<Option<String>>,
     /// The operations of the parsed document: name and type.
     doc: Mutex<Vec<(Option<String>, OperationType)>>,
-    /// Whether execution began (else the request was refused before).
-    ran: Mutex<bool>,
+    /// Whether this request has been counted (each is, exactly once).
+    counted: AtomicBool,
 }
 
 impl PerRequest {
+    /// The operation name the client chose.
+    fn operation(&self) -> Option<String> {
+        self.operation.lock().ok().and_then(|o| o.clone())
+    }
+
     /// The type of the operation that runs (or would run) as `name`.
     fn kind(&self, name: Option<&str>) -> &'static str {
         let Ok(doc) = self.doc.lock() else {
@@ -56,20 +64,44 @@ impl PerRequest {
             None => "unknown",
         }
     }
+
+    /// Counts the request once: later calls do nothing.
+    fn count(&self, outcome: &str, took: Option<std::time::Duration>) {
+        if self.counted.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let name = self.operation().or_else(|| {
+            // Without a chosen name a valid document has one operation.
+            self.doc
+                .lock()
+                .ok()
+                .and_then(|d| d.first().and_then(|(n, _)| n.clone()))
+        });
+        self.metrics
+            .graphql_operation(self.kind(name.as_deref()), name.as_deref(), outcome, took);
+    }
 }
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for PerRequest {
-    /// Over HTTP only: counts requests refused before execution (parse,
-    /// validation, limits); executed ones are counted by `execute`.
+    /// Over HTTP only: counts what no later hook counted (a request
+    /// refused before parsing, e.g. a missing query).
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let resp = next.run(ctx).await;
-        let ran = self.ran.lock().map(|r| *r).unwrap_or(true);
-        if !ran {
-            self.metrics
-                .graphql_operation(self.kind(None), None, "refused", None);
-        }
+        self.count("refused", None);
         resp
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Ok(mut op) = self.operation.lock() {
+            op.clone_from(&request.operation_name);
+        }
+        next.run(ctx, request).await
     }
 
     async fn parse_query(
@@ -79,7 +111,13 @@ impl Extension for PerRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
+        let doc = match next.run(ctx, query, variables).await {
+            Ok(doc) => doc,
+            Err(e) => {
+                self.count("refused", None);
+                return Err(e);
+            }
+        };
         if let Ok(mut ops) = self.doc.lock() {
             *ops = doc
                 .operations
@@ -90,46 +128,39 @@ impl Extension for PerRequest {
         Ok(doc)
     }
 
+    /// Refusals by validation and the depth and complexity limits are
+    /// counted here; a subscription counts once, when it passes (the
+    /// `subscribe` hook runs before the document is even parsed).
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        match &result {
+            Err(_) => self.count("refused", None),
+            Ok(_) if self.kind(self.operation().as_deref()) == "subscription" => {
+                self.count("ok", None)
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        if let Ok(mut ran) = self.ran.lock() {
-            *ran = true;
-        }
         let started = Instant::now();
         let resp = next.run(ctx, operation_name).await;
-        let outcome = if resp.errors.is_empty() { "ok" } else { "error" };
-        self.metrics.graphql_operation(
-            self.kind(operation_name),
-            operation_name,
-            outcome,
-            Some(started.elapsed()),
-        );
+        let outcome = if resp.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        self.count(outcome, Some(started.elapsed()));
         resp
-    }
-
-    /// A subscription counts once, when it starts.
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        if let Ok(mut ran) = self.ran.lock() {
-            *ran = true;
-        }
-        // The hook is not told the operation name; a document that reaches
-        // it runs one subscription, so take that one's.
-        let name = self.doc.lock().ok().and_then(|doc| {
-            doc.iter()
-                .find(|(_, t)| *t == OperationType::Subscription)
-                .and_then(|(n, _)| n.clone())
-        });
-        self.metrics
-            .graphql_operation("subscription", name.as_deref(), "ok", None);
-        next.run(ctx, stream)
     }
 }

@@ -1,0 +1,509 @@
+//! What operators watch: `/metrics` moves with what the server does,
+//! `/readyz` says why a replica is not ready, and replicas that start at
+//! once on one PostgreSQL database migrate it once, without racing.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+/// A scrape of `/metrics`: each sample line as (name, labels) → value.
+struct Scrape {
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+    body: String,
+}
+
+impl Scrape {
+    async fn take(base: &str) -> Scrape {
+        let resp = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("/metrics answers");
+        assert_eq!(resp.status(), 200);
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ctype.starts_with("text/plain"), "content type {ctype}");
+        let body = resp.text().await.expect("body");
+        let samples = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| parse_sample(l).unwrap_or_else(|| panic!("not a sample line: {l}")))
+            .collect();
+        Scrape { samples, body }
+    }
+
+    /// The value of the series `name` whose labels include `labels`
+    /// (summed over the others), or None when there is no such series.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matching: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(n, ls, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| ls.get(*k).is_some_and(|x| x == v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        (!matching.is_empty()).then(|| matching.iter().sum())
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no series {name} {labels:?} in\n{}", self.body))
+    }
+
+    /// Like [`Scrape::value`], zero when the series does not exist yet.
+    fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
+    }
+}
+
+/// `name{k="v",…} value` or `name value`.
+fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value: f64 = value.parse().ok()?;
+    let Some((name, rest)) = series.split_once('{') else {
+        return Some((series.to_string(), BTreeMap::new(), value));
+    };
+    let mut labels = BTreeMap::new();
+    for pair in rest.strip_suffix('}')?.split("\",") {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once("=\"")?;
+        labels.insert(k.to_string(), v.trim_end_matches('"').to_string());
+    }
+    Some((name.to_string(), labels, value))
+}
+
+const GRAPHQL: (&str, &str) = ("route", "/graphql");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_requests_operations_events_and_work() {
+    let app = support::spawn().await;
+    let before = Scrape::take(&app.base).await;
+    // Every task status is a series from the start, zeros included.
+    for status in [
+        "PENDING",
+        "WORKING",
+        "WAITING_FOR_HITL",
+        "COMPLETED",
+        "FAILED",
+    ] {
+        assert_eq!(before.value("cerebral_tasks", &[("status", status)]), 0.0);
+    }
+    assert_eq!(before.value("cerebral_hitl_requests_pending", &[]), 0.0);
+    assert_eq!(before.value("cerebral_ws_connections_active", &[]), 0.0);
+    let posts_before = before.count(
+        "cerebral_http_requests_total",
+        &[GRAPHQL, ("method", "POST"), ("status", "200")],
+    );
+
+    // A dashboard follows events over WebSocket meanwhile.
+    let mut sub = app
+        .subscribe(
+            "subscription Follow { events(after: \"HEAD\") { cursor type } }",
+            json!({}),
+        )
+        .await;
+    let live = support::wait_metric(
+        &app.base,
+        "cerebral_ws_subscriptions_active",
+        Duration::from_secs(5),
+        |v| v == 1.0,
+    )
+    .await;
+    assert_eq!(live, Ok(1.0), "one subscription is counted while it runs");
+
+    let p = app
+        .ok(
+            "mutation CreateProject { createProject(input: {name: \"observed\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let mut tasks = Vec::new();
+    for title in ["a", "b", "c"] {
+        let t = app
+            .ok(
+                "mutation CreateTask($p: ID!, $title: String!) { createTask(input: {projectId: $p, title: $title}) { task { id } } }",
+                json!({ "p": p, "title": title }),
+            )
+            .await["createTask"]["task"]["id"]
+            .clone();
+        tasks.push(t);
+    }
+    app.ok(
+        "mutation StartTask($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+        json!({ "t": tasks[0] }),
+    )
+    .await;
+    app.ok(
+        "mutation StartTask($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+        json!({ "t": tasks[1] }),
+    )
+    .await;
+    app.ok(
+        "mutation Ask($t: ID!) { requestHitl(input: {taskId: $t, question: \"ship it?\"}) { hitlRequest { id } } }",
+        json!({ "t": tasks[1] }),
+    )
+    .await;
+    for _ in 0..2 {
+        app.ok(
+            "query ListProjects { projects(first: 5) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    }
+    // Ran, with an error: the task does not exist.
+    let missing = app
+        .post(
+            "query Missing($t: ID!) { task(id: $t) { id } }",
+            json!({ "t": format!("Task:{}", uuid::Uuid::now_v7()) }),
+        )
+        .await;
+    assert!(
+        missing["errors"].is_array() || missing["data"]["task"].is_null(),
+        "{missing}"
+    );
+    let invalid = app
+        .post(
+            "mutation Invalid($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            json!({ "t": tasks[1] }),
+        )
+        .await;
+    assert!(
+        invalid["errors"].is_array(),
+        "a waiting task cannot start: {invalid}"
+    );
+    // Refused before it ran: deeper than the depth limit.
+    let deep = app
+        .post(
+            "query TooDeep { projects { nodes { tasks { nodes { project { tasks { nodes { project { tasks { nodes { project { id } } } } } } } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(deep["errors"].is_array(), "{deep}");
+
+    // The subscriber received the events (project, three tasks, two
+    // starts, one HITL request).
+    let mut seen = 0;
+    while seen < 7 {
+        match sub.next(Duration::from_secs(5)).await {
+            Some(_) => seen += 1,
+            None => panic!("only {seen} events reached the subscriber"),
+        }
+    }
+
+    let after = Scrape::take(&app.base).await;
+    let op = |kind: &str, name: &str, outcome: &str| {
+        after.count(
+            "cerebral_graphql_operations_total",
+            &[("type", kind), ("name", name), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(op("mutation", "CreateProject", "ok"), 1.0);
+    assert_eq!(op("mutation", "CreateTask", "ok"), 3.0);
+    assert_eq!(op("mutation", "StartTask", "ok"), 2.0);
+    assert_eq!(op("query", "ListProjects", "ok"), 2.0);
+    assert_eq!(op("mutation", "Invalid", "error"), 1.0);
+    assert_eq!(
+        op("query", "Missing", "ok") + op("query", "Missing", "error"),
+        1.0
+    );
+    assert_eq!(op("query", "TooDeep", "refused"), 1.0);
+    assert_eq!(
+        op("subscription", "Follow", "ok"),
+        1.0,
+        "a started subscription counts"
+    );
+    assert_eq!(
+        after.value(
+            "cerebral_graphql_operation_duration_seconds_count",
+            &[
+                ("type", "query"),
+                ("name", "ListProjects"),
+                ("outcome", "ok")
+            ]
+        ),
+        2.0
+    );
+    assert!(
+        after.count(
+            "cerebral_http_requests_total",
+            &[GRAPHQL, ("method", "POST"), ("status", "200")]
+        ) - posts_before
+            >= 10.0,
+        "every GraphQL POST is counted by route and status"
+    );
+    assert!(
+        after.count(
+            "cerebral_http_request_duration_seconds_count",
+            &[GRAPHQL, ("method", "POST")]
+        ) >= 10.0
+    );
+
+    assert_eq!(after.value("cerebral_tasks", &[("status", "PENDING")]), 1.0);
+    assert_eq!(after.value("cerebral_tasks", &[("status", "WORKING")]), 1.0);
+    assert_eq!(
+        after.value("cerebral_tasks", &[("status", "WAITING_FOR_HITL")]),
+        1.0
+    );
+    assert_eq!(
+        after.value("cerebral_tasks", &[("status", "COMPLETED")]),
+        0.0
+    );
+    assert_eq!(after.value("cerebral_hitl_requests_pending", &[]), 1.0);
+
+    assert!(
+        after.value("cerebral_events_published_total", &[])
+            - before.count("cerebral_events_published_total", &[])
+            >= 7.0
+    );
+    assert!(after.value("cerebral_events_delivered_total", &[]) >= 7.0);
+    assert!(after.value("cerebral_subscriber_lag_events_count", &[]) >= 7.0);
+    assert_eq!(after.value("cerebral_ws_connections_active", &[]), 1.0);
+    assert_eq!(after.value("cerebral_ws_subscriptions_active", &[]), 1.0);
+    let pool = after.value("cerebral_db_connections", &[("state", "in_use")])
+        + after.value("cerebral_db_connections", &[("state", "idle")]);
+    assert!(pool >= 1.0, "the pool has connections: {pool}");
+    assert!(after.value("cerebral_db_statements_total", &[]) > 0.0);
+    assert!(
+        after.body.contains("# HELP cerebral_tasks "),
+        "families carry help texts"
+    );
+
+    drop(sub);
+    let gone = support::wait_metric(
+        &app.base,
+        "cerebral_ws_connections_active",
+        Duration::from_secs(5),
+        |v| v == 0.0,
+    )
+    .await;
+    assert_eq!(gone, Ok(0.0), "a closed WebSocket is no longer counted");
+}
+
+#[tokio::test]
+async fn operation_names_cannot_blow_up_the_label_set() {
+    let app = support::spawn().await;
+    for i in 0..210 {
+        app.ok(
+            &format!("query Q{i} {{ projects {{ totalCount }} }}"),
+            json!({}),
+        )
+        .await;
+    }
+    app.ok("{ projects { totalCount } }", json!({})).await;
+    let scrape = Scrape::take(&app.base).await;
+    let names: std::collections::BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|(n, _, _)| n == "cerebral_graphql_operations_total")
+        .filter_map(|(_, ls, _)| ls.get("name").map(String::as_str))
+        .collect();
+    assert!(names.len() <= 202, "{} names", names.len());
+    assert!(names.contains("other"), "names past the cap are `other`");
+    assert!(names.contains("anonymous"));
+    assert_eq!(
+        scrape.value(
+            "cerebral_graphql_operations_total",
+            &[("name", "other"), ("outcome", "ok")]
+        ),
+        10.0
+    );
+}
+
+async fn ready(base: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("/readyz answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn readyz_names_a_missing_migration_until_it_is_applied() {
+    let app = support::spawn().await;
+    let (db, _) = cerebral::db::connect(&app.database_url, 1)
+        .await
+        .expect("connect");
+    let last = {
+        use migration::MigratorTrait;
+        let all = migration::Migrator::migrations();
+        all.last().expect("migrations").name().to_string()
+    };
+    let backend = db.get_database_backend();
+    let stmt = |sql: String| sea_orm::Statement::from_string(backend, sql);
+    let row = db
+        .query_one_raw(stmt(format!(
+            "SELECT applied_at FROM seaql_migrations WHERE version = '{last}'"
+        )))
+        .await
+        .expect("read")
+        .expect("the migration is applied");
+    let applied_at: i64 = row.try_get("", "applied_at").expect("applied_at");
+    db.execute_raw(stmt(format!(
+        "DELETE FROM seaql_migrations WHERE version = '{last}'"
+    )))
+    .await
+    .expect("forget the migration");
+
+    let (status, body) = ready(&app.base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("migrations not applied") && reason.contains(&last),
+        "{reason}"
+    );
+    // Still alive: liveness is not readiness.
+    let alive = reqwest::get(format!("{}/healthz", app.base))
+        .await
+        .expect("healthz");
+    assert_eq!(alive.status(), 200);
+
+    db.execute_raw(stmt(format!(
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{last}', {applied_at})"
+    )))
+    .await
+    .expect("restore the migration row");
+    let (status, body) = ready(&app.base).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+}
+
+/// PostgreSQL only: the database refusing connections and the event
+/// listener losing its connection each make the replica unready, and it
+/// comes back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_database_and_the_listener() {
+    if support::backend() != "postgres" {
+        eprintln!("PostgreSQL only (the listener and a refusing server); skipped on SQLite");
+        return;
+    }
+    let app = support::spawn().await;
+    assert_eq!(ready(&app.base).await.0, 200);
+    let name = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("database name")
+        .to_string();
+    let admin_url = std::env::var("TEST_DATABASE_URL").expect("postgres");
+    let (admin, _) = cerebral::db::connect(&admin_url, 1).await.expect("admin");
+    let kick = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    );
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .expect("close the database");
+    admin.execute_unprepared(&kick).await.expect("kick");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut reasons = std::collections::BTreeSet::new();
+    loop {
+        let (status, body) = ready(&app.base).await;
+        if status == 503 {
+            reasons.insert(body["reason"].as_str().unwrap_or_default().to_string());
+        }
+        if reasons.iter().any(|r| r.contains("database unreachable")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never unready; reasons seen {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        support::metric(&app.base, "cerebral_event_listener_connected").await,
+        Some(0.0),
+        "the listener lost its connection"
+    );
+
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .expect("reopen the database");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = ready(&app.base).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready again after the database came back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        support::metric(&app.base, "cerebral_event_listener_connected").await,
+        Some(1.0)
+    );
+    // And events flow again through the reconnected listener.
+    let mut sub = app
+        .subscribe(
+            "subscription { events(after: \"HEAD\", types: [PROJECT_CREATED]) { type } }",
+            json!({}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.ok(
+        "mutation { createProject(input: {name: \"back\"}) { project { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(sub.next(Duration::from_secs(5)).await.is_some());
+}
+
+/// PostgreSQL only (SQLite is one process's embedded database): three
+/// replicas started together on an empty database each try to migrate it;
+/// the advisory lock lets one do it and the others find it done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once() {
+    if support::backend() != "postgres" {
+        eprintln!("PostgreSQL only; skipped on SQLite");
+        return;
+    }
+    let (url, _dir) = support::fresh_database().await;
+    let replicas =
+        futures::future::join_all((0..3).map(|_| support::ServerProcess::start(&url, &[]))).await;
+    for r in &replicas {
+        let (status, body) = ready(&r.base).await;
+        assert_eq!(status, 200, "{body}\n{}", r.log());
+        assert!(!r.log().contains("migrations failed"), "{}", r.log());
+    }
+    let (db, _) = cerebral::db::connect(&url, 1).await.expect("connect");
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await
+        .expect("read migrations");
+    assert_eq!(rows.len(), migration_count(), "each migration applied once");
+    assert!(
+        cerebral::db::pending_migrations(&db)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+}
+
+fn migration_count() -> usize {
+    use migration::MigratorTrait;
+    migration::Migrator::migrations().len()
+}
