@@ -34,6 +34,11 @@ impl App {
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let auth = crate::auth::Authenticator::from_config(config)?;
+        crate::http::layers::LayerSettings {
+            cors_origins: config.cors_origins.clone(),
+            ..Default::default()
+        }
+        .validate()?;
         let (conn, statements) = db::connect_with(
             &config.database_url,
             config.db_max_connections,
@@ -144,6 +149,8 @@ impl App {
             auth,
             metrics,
             migrated: Default::default(),
+            cors_origins: Arc::new(config.cors_origins.clone()),
+            test_routes: config.test_routes,
         };
         let listener = TcpListener::bind(config.listen)
             .await

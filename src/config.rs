@@ -430,6 +430,22 @@ pub struct Config {
         global = true
     )]
     pub introspection: bool,
+    /// Origins whose browser pages may call the API (CORS), comma-separated
+    /// (`https://app.example.com,https://ops.example.com`), or `*` for any.
+    /// Empty (the default): no CORS headers, so only pages served by this
+    /// server (GraphiQL) and non-browser clients can call it. Credentials
+    /// are never allowed: tokens travel in `Authorization`, not cookies.
+    #[arg(
+        long,
+        env = "CEREBRAL_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+    /// Test-only routes that panic or sleep, to exercise the catch-panic and
+    /// timeout layers; not settable from the command line or environment.
+    #[arg(skip)]
+    pub test_routes: bool,
     /// Log format.
     #[arg(
         long,

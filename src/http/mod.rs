@@ -1,6 +1,7 @@
 //! HTTP: GraphQL over HTTP (POST and GET), GraphiQL, WebSocket
 //! subscriptions on the same path, health probes and the artifacts ZIP.
 
+pub mod layers;
 pub mod rate;
 pub mod ws;
 pub mod zip;
@@ -53,11 +54,42 @@ pub struct AppState {
     /// Set once `/readyz` has seen every migration applied (they are not
     /// rolled back under a running server, so it is not checked again).
     pub migrated: Arc<std::sync::atomic::AtomicBool>,
+    /// Origins allowed by CORS (`CEREBRAL_CORS_ORIGINS`).
+    pub cors_origins: Arc<Vec<String>>,
+    /// Adds `/__test/panic` and `/__test/sleep/{ms}`, for the tests of
+    /// the catch-panic and timeout layers; never set from the command line.
+    pub test_routes: bool,
 }
 
 /// The router of the whole server.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let settings = layers::LayerSettings {
+        cors_origins: state.cors_origins.to_vec(),
+        max_body_bytes: state.limits.max_body_bytes,
+        request_timeout: state.limits.request_timeout,
+    };
+    let mut routes = Router::new();
+    if state.test_routes {
+        routes = routes
+            .route(
+                "/__test/panic",
+                get(|| async {
+                    if true {
+                        panic!("a handler panicked on purpose");
+                    }
+                }),
+            )
+            .route(
+                "/__test/sleep/{ms}",
+                get(
+                    |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        "slept"
+                    },
+                ),
+            );
+    }
+    let routes = routes
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -69,8 +101,8 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             count_request,
         ))
-        .with_state(state)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state);
+    layers::apply(routes, &settings)
 }
 
 /// Counts and times each routed request for `/metrics`.
