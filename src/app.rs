@@ -14,6 +14,7 @@ use crate::events::EventBus;
 use crate::graphql::build_schema_with;
 use crate::http::ws::{WsGauges, WsSettings};
 use crate::http::{AppState, router};
+use crate::rls::{Scope, Scoped};
 use crate::service::{ServiceSettings, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -50,11 +51,13 @@ impl App {
         if db::is_sqlite(&conn) {
             db::migrate(&conn).await?;
         } else {
-            // On a connection of its own: the serving pool's statement
-            // timeout would cut a long migration short.
-            let (migrator, _) = db::connect(&config.database_url, 1).await?;
+            // On a connection of its own, as the owner role when one is
+            // configured: the serving pool's statement timeout would cut a
+            // long migration short, and the serving role should own nothing.
+            let (migrator, _) = db::connect(config.migration_url(), 1).await?;
             db::migrate(&migrator).await?;
             migrator.close().await?;
+            warn_if_rls_is_bypassed(&conn).await;
         }
         let metrics = crate::metrics::Metrics::new();
         let head = EventBus::read_head(&conn)
@@ -72,7 +75,8 @@ impl App {
             (pool - pool / 4).max(1),
         );
         bus.set_metrics(metrics.clone());
-        bus.spawn_fanout(db::uncounted(&conn));
+        // The one reader of every tenant's new events: read-only, all tenants.
+        bus.spawn_fanout(Scoped::new(db::uncounted(&conn), Scope::AllTenants));
         // Also on SQLite: another process (`cerebral import`) may append to
         // the same file, and only polling notices that.
         if !db::is_sqlite(&conn) {
@@ -232,6 +236,30 @@ impl App {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         result
+    }
+}
+
+/// Row-level security binds only a role that is not a superuser, has no
+/// `BYPASSRLS` and owns no table. Development setups often serve as
+/// `postgres`, so this warns loudly instead of refusing to start.
+async fn warn_if_rls_is_bypassed(db: &sea_orm::DatabaseConnection) {
+    match crate::rls::check_role(db).await {
+        Ok(Some(check)) => {
+            let weak = check.weaknesses();
+            if !weak.is_empty() {
+                tracing::warn!(
+                    role = %check.role,
+                    "ROW-LEVEL SECURITY IS NOT ENFORCED for this server: its database role {}. \
+                     Serve as a role that owns nothing (DATABASE_URL) and migrate as the owner \
+                     (CEREBRAL_MIGRATION_DATABASE_URL); see README, \"Tenant isolation on PostgreSQL\".",
+                    weak.join("; ")
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the database role for row-level security")
+        }
     }
 }
 

@@ -124,6 +124,13 @@ pub struct Config {
         global = true
     )]
     pub database_url: String,
+    /// Database URL migrations run with (start-up and `cerebral migrate`);
+    /// defaults to `DATABASE_URL`. On PostgreSQL, point it at the role that
+    /// owns the tables and `DATABASE_URL` at a role that owns nothing, so
+    /// row-level security binds the server (README, "Tenant isolation on
+    /// PostgreSQL").
+    #[arg(long, env = "CEREBRAL_MIGRATION_DATABASE_URL", global = true)]
+    pub migration_database_url: Option<String>,
     /// Largest number of pooled database connections.
     #[arg(
         long,
@@ -451,6 +458,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The URL migrations run with: the migration URL if set, else the
+    /// serving one.
+    pub fn migration_url(&self) -> &str {
+        self.migration_database_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
+    }
+
     /// The operation limits these settings describe.
     pub fn limits(&self) -> crate::graphql::limits::Limits {
         crate::graphql::limits::Limits {

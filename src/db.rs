@@ -149,8 +149,9 @@ pub fn pool_stats(db: &DatabaseConnection) -> (u64, u64) {
 
 /// Tasks by status and pending HITL requests over all tenants, for
 /// `/metrics` (each `None` when its count failed): two aggregate reads
-/// per scrape.
-pub async fn work_counts(db: &DatabaseConnection) -> (Option<Vec<(String, u64)>>, Option<u64>) {
+/// per scrape. On PostgreSQL `db` must see every tenant
+/// ([`crate::rls::Scope::AllTenants`]).
+pub async fn work_counts(db: &impl ConnectionTrait) -> (Option<Vec<(String, u64)>>, Option<u64>) {
     let backend = db.get_database_backend();
     let tasks = db
         .query_all_raw(sea_orm::Statement::from_string(

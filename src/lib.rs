@@ -16,4 +16,5 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod rls;
 pub mod service;

@@ -37,7 +37,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate { action } => {
             // One connection: `migrate` holds its advisory lock on it.
-            let (db, _) = cerebral::db::connect(&config.database_url, 1).await?;
+            // As the owner role when one is configured.
+            let (db, _) = cerebral::db::connect(config.migration_url(), 1).await?;
             match action {
                 MigrateAction::Up => cerebral::db::migrate(&db).await?,
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,

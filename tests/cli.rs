@@ -78,7 +78,10 @@ fn import_reads_a_v4_folder_into_the_database() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(
         text.lines().filter(|l| l.ends_with("Applied")).count(),
-        5,
+        {
+            use migration::MigratorTrait;
+            migration::Migrator::migrations().len()
+        },
         "{text}"
     );
 }

@@ -95,7 +95,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
 
 async fn row(s: &Services, id: Uuid) -> task::Model {
     task::Entity::find_by_id(id)
-        .one(s.db())
+        .one(&s.all_tenants())
         .await
         .expect("query")
         .expect("task row")
@@ -106,7 +106,7 @@ async fn row(s: &Services, id: Uuid) -> task::Model {
 async fn tenant_events(s: &Services, tenant: Uuid) -> usize {
     event::Entity::find()
         .filter(event::Column::TenantId.eq(tenant))
-        .count(s.db())
+        .count(&s.all_tenants())
         .await
         .expect("count") as usize
 }
@@ -114,7 +114,7 @@ async fn tenant_events(s: &Services, tenant: Uuid) -> usize {
 async fn all_seqs(s: &Services) -> Vec<i64> {
     event::Entity::find()
         .order_by_asc(event::Column::Seq)
-        .all(s.db())
+        .all(&s.all_tenants())
         .await
         .expect("events")
         .into_iter()
@@ -156,7 +156,7 @@ proptest! {
                         let pending = hitl_request::Entity::find()
                             .filter(hitl_request::Column::TaskId.eq(tasks[i]))
                             .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
-                            .one(s.db()).await.expect("query");
+                            .one(&s.all_tenants()).await.expect("query");
                         match pending {
                             Some(r) => s.resolve_hitl(&a, r.id, d, None).await.map(|_| ()),
                             None => continue,
@@ -184,7 +184,7 @@ proptest! {
                                 .filter(event::Column::TaskId.eq(tasks[i]))
                                 .filter(event::Column::SubjectType.eq("Task"))
                                 .filter(event::Column::Seq.gt(head_before))
-                                .count(s.db()).await.expect("count");
+                                .count(&s.all_tenants()).await.expect("count");
                             prop_assert_eq!(task_events as i32, after.version - before.version, "one task event per task change on {:?}", c);
                         }
                     }
@@ -193,7 +193,7 @@ proptest! {
                 let pending = hitl_request::Entity::find()
                     .filter(hitl_request::Column::TaskId.eq(tasks[i]))
                     .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
-                    .count(s.db()).await.expect("count");
+                    .count(&s.all_tenants()).await.expect("count");
                 prop_assert_eq!(after.status == TaskStatus::WaitingForHitl, pending > 0, "task {:?} with {} pending", after.status, pending);
             }
             let b_after = row(s, bt.id).await;
@@ -235,14 +235,14 @@ proptest! {
             let personas: Vec<Uuid> = {
                 let mut v = vec![];
                 for key in ["pm", "dev"] {
-                    v.push(persona::Entity::find().filter(persona::Column::Key.eq(key)).one(s.db()).await.expect("q").expect("persona").id);
+                    v.push(persona::Entity::find().filter(persona::Column::Key.eq(key)).one(&s.all_tenants()).await.expect("q").expect("persona").id);
                 }
                 v
             };
             let (sess, _) = s.start_session(&a, None).await.expect("session");
             let mut last_patch: Option<i64> = None;
             for c in cmds {
-                let before = session::Entity::find_by_id(sess.id).one(s.db()).await.expect("q").expect("row");
+                let before = session::Entity::find_by_id(sess.id).one(&s.all_tenants()).await.expect("q").expect("row");
                 let events_before = tenant_events(s, a.tenant_id).await;
                 let result = match c.clone() {
                     SessionCmd::To(to) => s.transition_session(&a, sess.id, to).await.map(|_| ()),
@@ -252,7 +252,7 @@ proptest! {
                         None => continue,
                     },
                 };
-                let after = session::Entity::find_by_id(sess.id).one(s.db()).await.expect("q").expect("row");
+                let after = session::Entity::find_by_id(sess.id).one(&s.all_tenants()).await.expect("q").expect("row");
                 let seqs = all_seqs(s).await;
                 prop_assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
                 let events_after = tenant_events(s, a.tenant_id).await;
@@ -278,7 +278,7 @@ proptest! {
                 // The current context holds the last accepted patch, whatever
                 // suspensions and resumptions happened since.
                 if let (Some(cid), Some(n)) = (after.current_context_id, last_patch) {
-                    let ctx = persona_context::Entity::find_by_id(cid).one(s.db()).await.expect("q").expect("ctx");
+                    let ctx = persona_context::Entity::find_by_id(cid).one(&s.all_tenants()).await.expect("q").expect("ctx");
                     prop_assert_eq!(&ctx.state["n"], &serde_json::json!(n));
                 }
             }

@@ -14,6 +14,7 @@ mod m20261122_000002_create_projects_and_tasks;
 mod m20261122_000003_create_sessions;
 mod m20261122_000004_create_events;
 mod m20261122_000005_create_idempotency_keys;
+pub mod m20261122_000006_row_level_security;
 
 /// Runs every migration of this crate, in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_sessions::Migration),
             Box::new(m20261122_000004_create_events::Migration),
             Box::new(m20261122_000005_create_idempotency_keys::Migration),
+            Box::new(m20261122_000006_row_level_security::Migration),
         ]
     }
 }

@@ -34,6 +34,7 @@ use uuid::Uuid;
 use crate::domain::EventType;
 use crate::entity::event;
 use crate::error::{AppError, AppResult};
+use crate::rls::Scoped;
 
 /// The PostgreSQL NOTIFY channel that carries committed sequence numbers.
 pub const CHANNEL: &str = "cerebral_events";
@@ -179,12 +180,13 @@ impl EventBus {
     }
 
     /// Starts the fan-out: whenever the head moves, reads the new events
-    /// from the log and puts them on the ring, in order. `db` should not
-    /// count towards per-request statement figures (see
+    /// from the log and puts them on the ring, in order. `db` must read
+    /// every tenant's events ([`crate::rls::Scope::AllTenants`]) and should
+    /// not count towards per-request statement figures (see
     /// [`crate::db::uncounted`]). A failing read is retried with a growing
     /// pause; the ring then simply moves on later, and streams that see the
     /// jump read the range from the log themselves.
-    pub fn spawn_fanout(&self, db: DatabaseConnection) {
+    pub fn spawn_fanout(&self, db: Scoped) {
         let bus = self.clone();
         tokio::spawn(async move {
             let mut head = bus.inner.head.subscribe();
@@ -280,9 +282,15 @@ impl EventBus {
         }
         tokio::spawn(async move {
             let pool = db.get_postgres_connection_pool().clone();
+            // The LISTEN connection is held for as long as the process runs,
+            // so it comes from a pool of its own: taken from the serving
+            // pool, it would leave a pool of one with nothing for requests.
+            let listen_pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with((*pool.connect_options()).clone());
             loop {
                 let mut listener =
-                    match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+                    match sea_orm::sqlx::postgres::PgListener::connect_with(&listen_pool).await {
                         Ok(l) => l,
                         Err(e) => {
                             tracing::warn!(error = %e, "event listener cannot connect; retrying");
@@ -391,7 +399,7 @@ impl EventFilter {
     /// `limit` of them.
     pub async fn page_between(
         &self,
-        db: &DatabaseConnection,
+        db: &Scoped,
         after: i64,
         upto: i64,
         limit: u64,
@@ -408,13 +416,7 @@ impl EventFilter {
 
     /// Whether more than `n` matching events lie in `(after, upto]` (one
     /// indexed probe at offset `n`, not a count).
-    pub async fn beyond(
-        &self,
-        db: &DatabaseConnection,
-        after: i64,
-        upto: i64,
-        n: u64,
-    ) -> AppResult<bool> {
+    pub async fn beyond(&self, db: &Scoped, after: i64, upto: i64, n: u64) -> AppResult<bool> {
         Ok(self
             .query(db.get_database_backend())
             .select_only()
@@ -431,18 +433,13 @@ impl EventFilter {
     }
 
     /// Number of matching events in the log.
-    pub async fn count(&self, db: &DatabaseConnection) -> AppResult<u64> {
+    pub async fn count(&self, db: &Scoped) -> AppResult<u64> {
         use sea_orm::PaginatorTrait;
         Ok(self.query(db.get_database_backend()).count(db).await?)
     }
 
     /// One page of matching events with `seq > after`, oldest first.
-    pub async fn page(
-        &self,
-        db: &DatabaseConnection,
-        after: i64,
-        limit: u64,
-    ) -> AppResult<Vec<event::Model>> {
+    pub async fn page(&self, db: &Scoped, after: i64, limit: u64) -> AppResult<Vec<event::Model>> {
         let rows = self
             .query(db.get_database_backend())
             .filter(event::Column::Seq.gt(after))
@@ -463,7 +460,7 @@ impl EventFilter {
 /// stream ends early is `RESYNC_REQUIRED`, as its last item, when the
 /// subscriber is further behind than the configured replay limit.
 pub fn stream(
-    db: DatabaseConnection,
+    db: Scoped,
     bus: EventBus,
     filter: EventFilter,
     after: Option<i64>,
@@ -542,7 +539,7 @@ pub fn stream(
 /// read under one of the bus's read permits. A failing read is retried
 /// with a growing pause (0.1 s up to 5 s): a delay, never a gap.
 async fn read_page(
-    db: &DatabaseConnection,
+    db: &Scoped,
     bus: &EventBus,
     filter: &EventFilter,
     after: i64,
@@ -572,13 +569,7 @@ async fn read_page(
 /// `(after, upto]`. Counted in the stream's own events, so a quiet tenant is
 /// not sent away because another one was busy. A failed check lets the
 /// replay go ahead: the limit protects the server, it never hides events.
-async fn too_far(
-    db: &DatabaseConnection,
-    bus: &EventBus,
-    filter: &EventFilter,
-    after: i64,
-    upto: i64,
-) -> bool {
+async fn too_far(db: &Scoped, bus: &EventBus, filter: &EventFilter, after: i64, upto: i64) -> bool {
     let limit = bus.inner.max_replay;
     if limit <= 0 || upto - after <= limit {
         return false;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_graphql::dataloader::{DataLoader, Loader};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    QueryFilter, Statement, Value,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    Value,
 };
 use uuid::Uuid;
 
@@ -25,6 +25,7 @@ use crate::entity::{
     persona_context, project, task, task_checkpoint, task_checkpoint_state, task_dependency,
     team_member, team_workflow, workflow, workflow_step,
 };
+use crate::rls::Scoped;
 
 /// Errors of loaders are shared between every field waiting on the batch.
 pub type LoadError = Arc<sea_orm::DbErr>;
@@ -32,7 +33,7 @@ pub type LoadError = Arc<sea_orm::DbErr>;
 /// Loads rows of one table by primary key, scoped to a tenant (and, for the
 /// catalog, to the built-in tenant as well).
 pub struct ById<E> {
-    db: DatabaseConnection,
+    db: Scoped,
     tenants: Vec<Uuid>,
     _e: PhantomData<E>,
 }
@@ -71,7 +72,7 @@ by_id!(
 
 /// A catalog row by key, the tenant's own before the built-in one.
 pub struct ByKey<E> {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
     _e: PhantomData<E>,
 }
@@ -189,7 +190,7 @@ pub enum Cursor {
 /// distinct (limit, after): `ROW_NUMBER() OVER (PARTITION BY parent ORDER BY
 /// key)` keeps the first `limit` of every parent.
 pub struct Children<E> {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
     rel: Rel,
     _e: PhantomData<E>,
@@ -303,7 +304,7 @@ children!(
 
 /// Counts children per parent for `totalCount`, one grouped query per relation.
 pub struct ChildCounts {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
 }
 
@@ -351,7 +352,7 @@ impl Loader<(Rel, Uuid)> for ChildCounts {
 
 /// The tasks each task depends on (ids), from the dependency edges.
 pub struct Dependencies {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
 }
 
@@ -375,7 +376,7 @@ impl Loader<Uuid> for Dependencies {
 
 /// Steps of each workflow, in order (bounded by the definition itself).
 pub struct Steps {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
 }
 
@@ -402,7 +403,7 @@ impl Loader<Uuid> for Steps {
 
 /// Persona and workflow keys of each team, in team order.
 pub struct TeamKeys {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
 }
 
@@ -442,7 +443,7 @@ impl Loader<Uuid> for TeamKeys {
 /// Checkpoint states and artifact contents, loaded only when a client asks
 /// for them.
 pub struct Bodies<E> {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
     _e: PhantomData<E>,
 }
@@ -501,7 +502,7 @@ impl Loader<Uuid> for HumanWait {
 /// The `TASK_FAILED` events of tasks (their earlier attempts), oldest first,
 /// at most 100 per task.
 pub struct FailedAttempts {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
 }
 
@@ -533,7 +534,7 @@ impl Loader<Uuid> for FailedAttempts {
 
 /// Completion summaries of projects, one grouped query per batch.
 pub struct Completions {
-    db: DatabaseConnection,
+    db: Scoped,
     tenant: Uuid,
 }
 
@@ -641,7 +642,7 @@ impl Loaders {
     }
 
     /// Builds the loaders of one request for `tenant`.
-    pub fn new(db: &DatabaseConnection, tenant: Uuid, delay: Duration) -> Self {
+    pub fn new(db: &Scoped, tenant: Uuid, delay: Duration) -> Self {
         fn dl<T: Send + Sync + 'static>(t: T, delay: Duration) -> DataLoader<T> {
             DataLoader::new(t, tokio::spawn).delay(delay)
         }

@@ -108,11 +108,8 @@ impl LazyLoaders {
 
     fn get(&self) -> &loaders::Loaders {
         self.cell.get_or_init(|| {
-            loaders::Loaders::new(self.services.db(), self.tenant, self.delay).with_services(
-                &self.services,
-                self.tenant,
-                self.delay,
-            )
+            loaders::Loaders::new(&self.services.reader(self.tenant), self.tenant, self.delay)
+                .with_services(&self.services, self.tenant, self.delay)
         })
     }
 }

@@ -80,7 +80,7 @@ async fn find_team(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Team>> {
     let p = principal(ctx);
     Ok(team::Entity::find_by_id(id)
         .filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
-        .one(services(ctx).db())
+        .one(&services(ctx).reader(p.tenant_id))
         .await
         .map_err(AppError::from)?
         .map(Team))
@@ -90,7 +90,7 @@ async fn find_session(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Sessio
     let p = principal(ctx);
     Ok(session::Entity::find_by_id(id)
         .filter(session::Column::TenantId.eq(p.tenant_id))
-        .one(services(ctx).db())
+        .one(&services(ctx).reader(p.tenant_id))
         .await
         .map_err(AppError::from)?
         .map(Session))
@@ -100,7 +100,7 @@ async fn find_hitl(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<HitlReque
     let p = principal(ctx);
     Ok(hitl_request::Entity::find_by_id(id)
         .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
-        .one(services(ctx).db())
+        .one(&services(ctx).reader(p.tenant_id))
         .await
         .map_err(AppError::from)?
         .map(HitlRequest))
@@ -110,7 +110,7 @@ async fn find_artifact(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Artif
     let p = principal(ctx);
     Ok(artifact::Entity::find_by_id(id)
         .filter(artifact::Column::TenantId.eq(p.tenant_id))
-        .one(services(ctx).db())
+        .one(&services(ctx).reader(p.tenant_id))
         .await
         .map_err(AppError::from)?
         .map(Artifact))
@@ -120,7 +120,7 @@ async fn find_agent(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<AgentSta
     let p = principal(ctx);
     Ok(agent_status::Entity::find_by_id(id)
         .filter(agent_status::Column::TenantId.eq(p.tenant_id))
-        .one(services(ctx).db())
+        .one(&services(ctx).reader(p.tenant_id))
         .await
         .map_err(AppError::from)?
         .map(AgentStatus))
@@ -222,7 +222,14 @@ impl ProjectQuery {
             q = q.filter(name_contains(n));
         }
         let after = id_cursor(after)?;
-        let pg = page(services(ctx).db(), q, project::Column::Id, first, after).await?;
+        let pg = page(
+            &services(ctx).reader(p.tenant_id),
+            q,
+            project::Column::Id,
+            first,
+            after,
+        )
+        .await?;
         Ok(page_connection(
             pg,
             after.is_some(),
@@ -264,7 +271,7 @@ impl ProjectQuery {
             q = q.filter(task::Column::PersonaId.eq(s.find_persona(p, &per).await?.id));
         }
         let after = id_cursor(after)?;
-        let pg = page(s.db(), q, task::Column::Id, first, after).await?;
+        let pg = page(&s.reader(p.tenant_id), q, task::Column::Id, first, after).await?;
         Ok(page_connection(
             pg,
             after.is_some(),
@@ -318,7 +325,7 @@ impl ProjectQuery {
         }
         let after = id_cursor(after)?;
         let pg = page(
-            services(ctx).db(),
+            &services(ctx).reader(p.tenant_id),
             q,
             hitl_request::Column::Id,
             first,
@@ -355,7 +362,14 @@ impl ProjectQuery {
             q = q.filter(artifact::Column::Kind.eq(k));
         }
         let after = id_cursor(after)?;
-        let pg = page(services(ctx).db(), q, artifact::Column::Id, first, after).await?;
+        let pg = page(
+            &services(ctx).reader(p.tenant_id),
+            q,
+            artifact::Column::Id,
+            first,
+            after,
+        )
+        .await?;
         Ok(page_connection(
             pg,
             after.is_some(),
@@ -381,7 +395,7 @@ impl ProjectQuery {
             .filter(agent_status::Column::ProjectId.eq(pid));
         let after = id_cursor(after)?;
         let pg = page(
-            services(ctx).db(),
+            &services(ctx).reader(p.tenant_id),
             q,
             agent_status::Column::Id,
             first,
@@ -417,7 +431,7 @@ impl CatalogQuery {
         let base = persona::Entity::find()
             .filter(persona::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
         let pg = catalog_page(
-            services(ctx).db(),
+            &services(ctx).reader(p.tenant_id),
             base,
             persona::Column::Key,
             first,
@@ -460,7 +474,7 @@ impl CatalogQuery {
         let base =
             team::Entity::find().filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
         let pg = catalog_page(
-            services(ctx).db(),
+            &services(ctx).reader(p.tenant_id),
             base,
             team::Column::Key,
             first,
@@ -490,7 +504,7 @@ impl CatalogQuery {
         let base = workflow::Entity::find()
             .filter(workflow::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
         let pg = catalog_page(
-            services(ctx).db(),
+            &services(ctx).reader(p.tenant_id),
             base,
             workflow::Column::Key,
             first,
@@ -554,7 +568,14 @@ impl SessionQuery {
             q = q.filter(session::Column::UserId.eq(u));
         }
         let after = id_cursor(after)?;
-        let pg = page(services(ctx).db(), q, session::Column::Id, first, after).await?;
+        let pg = page(
+            &services(ctx).reader(p.tenant_id),
+            q,
+            session::Column::Id,
+            first,
+            after,
+        )
+        .await?;
         Ok(page_connection(
             pg,
             after.is_some(),
@@ -733,7 +754,7 @@ async fn event_page<T: async_graphql::OutputType>(
 ) -> Result<Conn<T>> {
     let limit = page_size(first)?;
     let after = seq_cursor(after)?;
-    let db = services(ctx).db();
+    let db = &services(ctx).reader(f.tenant_id);
     let rows = f.page(db, after.unwrap_or(0), limit + 1).await?;
     let total = f.count(db).await?;
     Ok(connection(

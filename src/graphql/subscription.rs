@@ -67,7 +67,7 @@ async fn events_of(
     {
         // Boxed, like every await of a subscription's set-up: the stream keeps
         // its set-up future's space for as long as it lives.
-        let head = Box::pin(EventBus::read_head(s.db())).await?;
+        let head = Box::pin(EventBus::read_head(s.unscoped())).await?;
         if c > head {
             return Err(AppError::bad_input(format!(
                 "cursor {c} is ahead of the event log (latest is {head})"
@@ -75,7 +75,12 @@ async fn events_of(
             .into());
         }
     }
-    Ok(stream(s.db().clone(), s.bus().clone(), filter, after))
+    Ok(stream(
+        s.reader(p.tenant_id),
+        s.bus().clone(),
+        filter,
+        after,
+    ))
 }
 
 /// Wraps each event of a stream in its GraphQL item type.

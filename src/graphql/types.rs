@@ -941,7 +941,7 @@ impl Session {
             .filter(hitl_request::Column::Status.eq(HitlStatus::Pending));
         let after = id_cursor(after)?;
         let pg = crate::service::query::page(
-            super::services(ctx).db(),
+            &super::services(ctx).reader(self.0.tenant_id),
             q,
             hitl_request::Column::Id,
             first,

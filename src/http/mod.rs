@@ -468,7 +468,8 @@ async fn websocket(app: AppState, req: Request) -> Response {
 /// connected; otherwise 503 with the reason, so a load balancer takes the
 /// replica out until it recovers.
 async fn readyz(State(app): State<AppState>) -> Response {
-    let db = app.services.db();
+    // Neither the ping nor the migration table touches tenant rows.
+    let db = app.services.unscoped();
     let unavailable = |reason: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -502,13 +503,15 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    let db = app.services.db();
+    let db = app.services.unscoped();
     let (size, idle) = crate::db::pool_stats(db);
     let within = Duration::from_secs(2);
-    let (tasks, hitl) = tokio::time::timeout(within, crate::db::work_counts(db))
-        .await
-        .ok()
-        .map_or((None, None), |(t, h)| (t, h));
+    // Counts over every tenant: a read-only all-tenants scope.
+    let (tasks, hitl) =
+        tokio::time::timeout(within, crate::db::work_counts(&app.services.all_tenants()))
+            .await
+            .ok()
+            .map_or((None, None), |(t, h)| (t, h));
     let bus = app.services.bus();
     let snapshot = crate::metrics::Snapshot {
         db_statements: app.statements.get(),

@@ -215,7 +215,7 @@ impl Services {
             )
             .filter(agent_status::Column::LastActivityAt.lt(cutoff))
             .limit(limit)
-            .all(self.db())
+            .all(&self.all_tenants())
             .await?;
         let mut n = 0;
         for a in due {

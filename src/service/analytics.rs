@@ -70,7 +70,7 @@ impl Services {
         p: &Principal,
         project: Option<Uuid>,
     ) -> AppResult<Vec<PersonaStats>> {
-        let b = self.db().get_database_backend();
+        let b = self.unscoped().get_database_backend();
         let dur = seconds_between(b, "started_at", "ended_at");
         let mut values: Vec<Value> = vec![p.tenant_id.into()];
         let project_sql = match project {
@@ -108,14 +108,14 @@ impl Services {
         );
         Ok(
             PersonaStats::find_by_statement(Statement::from_sql_and_values(b, sql, values))
-                .all(self.db())
+                .all(&self.reader(p.tenant_id))
                 .await?,
         )
     }
 
     /// Per workflow: projects started and completed, mean time to complete.
     pub async fn workflow_stats(&self, p: &Principal) -> AppResult<Vec<WorkflowStats>> {
-        let b = self.db().get_database_backend();
+        let b = self.unscoped().get_database_backend();
         let dur = seconds_between(b, "created_at", "ended_at");
         let sql = format!(
             "SELECT workflow_id,
@@ -132,7 +132,7 @@ impl Services {
                 sql,
                 [p.tenant_id.into()],
             ))
-            .all(self.db())
+            .all(&self.reader(p.tenant_id))
             .await?,
         )
     }
@@ -148,7 +148,7 @@ impl Services {
         if projects.is_empty() {
             return Ok(Default::default());
         }
-        let b = self.db().get_database_backend();
+        let b = self.unscoped().get_database_backend();
         let now = match b {
             DbBackend::Postgres => "now()".to_string(),
             _ => "strftime('%Y-%m-%d %H:%M:%f', 'now')".to_string(),
@@ -170,7 +170,7 @@ impl Services {
             phs.join(", ")
         );
         let rows = Wait::find_by_statement(Statement::from_sql_and_values(b, sql, values))
-            .all(self.db())
+            .all(&self.reader(tenant))
             .await?;
         Ok(rows
             .into_iter()

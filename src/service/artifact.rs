@@ -124,7 +124,7 @@ impl Services {
         use crate::entity::project;
         project::Entity::find_by_id(project_id)
             .filter(project::Column::TenantId.eq(p.tenant_id))
-            .one(self.db())
+            .one(&self.reader(p.tenant_id))
             .await?
             .ok_or_else(|| {
                 AppError::not_found(
@@ -137,7 +137,7 @@ impl Services {
             .filter(artifact::Column::ProjectId.eq(project_id))
             .order_by_asc(artifact::Column::Name)
             .order_by_desc(artifact::Column::Version)
-            .all(self.db())
+            .all(&self.reader(p.tenant_id))
             .await?;
         let mut latest: Vec<artifact::Model> = Vec::new();
         for a in rows {
@@ -152,7 +152,7 @@ impl Services {
     pub async fn artifact_content(&self, p: &Principal, id: Uuid) -> AppResult<Json> {
         Ok(artifact_content::Entity::find_by_id(id)
             .filter(artifact_content::Column::TenantId.eq(p.tenant_id))
-            .one(self.db())
+            .one(&self.reader(p.tenant_id))
             .await?
             .map(|c| c.content)
             .unwrap_or(Json::Null))

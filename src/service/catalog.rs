@@ -51,7 +51,7 @@ impl Services {
             .filter(event::Column::TenantId.eq(SYSTEM_TENANT))
             .filter(event::Column::EventType.eq(EventType::CatalogImported))
             .order_by_desc(event::Column::Seq)
-            .one(self.db())
+            .one(&self.reader(SYSTEM_TENANT))
             .await?;
         if last
             .as_ref()
@@ -108,10 +108,12 @@ impl Services {
         let q = persona::Entity::find().filter(visible(p.tenant_id));
         let found = if id_or_key.contains(':') {
             let id = ids::decode(Kind::Persona, id_or_key)?;
-            q.filter(persona::Column::Id.eq(id)).one(self.db()).await?
+            q.filter(persona::Column::Id.eq(id))
+                .one(&self.reader(p.tenant_id))
+                .await?
         } else {
             q.filter(persona::Column::Key.eq(id_or_key))
-                .all(self.db())
+                .all(&self.reader(p.tenant_id))
                 .await?
                 .into_iter()
                 .min_by_key(|m| m.tenant_id == SYSTEM_TENANT)
@@ -125,7 +127,7 @@ impl Services {
         p: &Principal,
         id_or_key: &str,
     ) -> AppResult<workflow::Model> {
-        find_workflow_in(self.db(), p, id_or_key).await
+        find_workflow_in(&self.reader(p.tenant_id), p, id_or_key).await
     }
 }
 
@@ -378,7 +380,7 @@ impl Services {
             .filter(team::Column::TenantId.eq(p.tenant_id))
             .filter(team::Column::Key.is_in(keys))
             .order_by_asc(team::Column::Key)
-            .all(self.db())
+            .all(&self.reader(p.tenant_id))
             .await?)
     }
 }

@@ -356,8 +356,8 @@ impl Services {
 
     /// The RFC 6902 JSON Patch that turns checkpoint `a`'s state into `b`'s.
     pub async fn checkpoint_diff(&self, p: &Principal, a: Uuid, b: Uuid) -> AppResult<Json> {
-        let from = state_of(self.db(), p, a).await?;
-        let to = state_of(self.db(), p, b).await?;
+        let from = state_of(&self.reader(p.tenant_id), p, a).await?;
+        let to = state_of(&self.reader(p.tenant_id), p, b).await?;
         serde_json::to_value(json_patch::diff(&from, &to)).map_err(|e| AppError::Internal(e.into()))
     }
 }
@@ -382,7 +382,7 @@ impl Services {
         limit: u64,
     ) -> AppResult<usize> {
         use sea_orm::{DbBackend, FromQueryResult, Statement};
-        let b = self.db().get_database_backend();
+        let b = self.unscoped().get_database_backend();
         let cutoff = now() - max_age;
         let (p1, p2, p3) = match b {
             DbBackend::Postgres => ("$1", "$2", "$3"),
@@ -406,7 +406,7 @@ impl Services {
             sql,
             [(keep as i64).into(), cutoff.into(), (limit as i64).into()],
         ))
-        .all(self.db())
+        .all(&self.all_tenants())
         .await?;
         let mut by_task: std::collections::BTreeMap<Uuid, Vec<Prunable>> = Default::default();
         for r in rows {

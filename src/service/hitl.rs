@@ -296,7 +296,7 @@ impl Services {
             .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
             .filter(hitl_request::Column::ExpiresAt.lte(now()))
             .limit(limit)
-            .all(self.db())
+            .all(&self.all_tenants())
             .await?;
         let mut n = 0;
         for req in due {

@@ -70,7 +70,7 @@ impl Services {
             format!("{:x}", sha2::Sha256::digest(&bytes))
         };
         let found = idempotency_key::Entity::find_by_id((p.tenant_id, key.to_string()))
-            .one(self.db())
+            .one(&self.reader(p.tenant_id))
             .await?;
         let Some(found) = found else {
             return Ok(Lookup::New(Claim {
@@ -90,7 +90,7 @@ impl Services {
             .filter(event::Column::TenantId.eq(p.tenant_id))
             .filter(event::Column::Seq.is_in(seqs))
             .order_by_asc(event::Column::Seq)
-            .all(self.db())
+            .all(&self.reader(p.tenant_id))
             .await?;
         Ok(Lookup::Replay(events))
     }
@@ -99,7 +99,7 @@ impl Services {
     pub async fn prune_idempotency_keys(&self) -> AppResult<u64> {
         let res = idempotency_key::Entity::delete_many()
             .filter(idempotency_key::Column::CreatedAt.lt(super::now() - KEEP))
-            .exec(self.db())
+            .exec(&self.all_tenants())
             .await?;
         Ok(res.rows_affected)
     }

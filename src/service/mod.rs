@@ -48,6 +48,7 @@ use crate::domain::EventType;
 use crate::entity::event;
 use crate::error::{AppError, AppResult};
 use crate::events::EventBus;
+use crate::rls::{Scope, Scoped};
 
 /// Settings the services need.
 #[derive(Debug, Clone)]
@@ -250,8 +251,24 @@ impl Services {
         }
     }
 
-    /// The connection pool, for reads.
-    pub fn db(&self) -> &DatabaseConnection {
+    /// Reads on behalf of `tenant`: on PostgreSQL each statement runs in a
+    /// transaction scoped to that tenant, so row-level security shows no
+    /// other tenant's rows whatever the query says (see [`crate::rls`]).
+    pub fn reader(&self, tenant: Uuid) -> Scoped {
+        Scoped::new(self.inner.db.clone(), Scope::Tenant(tenant))
+    }
+
+    /// Reads across every tenant, for the few jobs that need them (the
+    /// sweeper's scans, idempotency-key expiry, metrics). Read-only under
+    /// row-level security; changes go through [`Services::begin`].
+    pub fn all_tenants(&self) -> Scoped {
+        Scoped::new(self.inner.db.clone(), Scope::AllTenants)
+    }
+
+    /// The pool itself, for statements that touch no tenant rows (health
+    /// pings, the event head, the migration table). On PostgreSQL tenant
+    /// tables look empty through it.
+    pub fn unscoped(&self) -> &DatabaseConnection {
         &self.inner.db
     }
 
@@ -286,6 +303,9 @@ impl Services {
                 ..Default::default()
             })
             .await?;
+        // First statement of the transaction: row-level security sees this
+        // tenant until it ends, and no longer.
+        crate::rls::set_scope(&txn, Scope::Tenant(principal.tenant_id)).await?;
         Ok(Tx {
             txn,
             _writer: writer,

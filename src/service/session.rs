@@ -111,10 +111,14 @@ impl Services {
         if let Some(t) = tenant {
             q = q.filter(session::Column::TenantId.eq(t));
         }
+        let db = match tenant {
+            Some(t) => self.reader(t),
+            None => self.all_tenants(),
+        };
         let due = q
             .order_by_asc(session::Column::ExpiresAt)
             .limit(limit)
-            .all(self.db())
+            .all(&db)
             .await?;
         let mut out = vec![];
         for s in due {
@@ -512,13 +516,13 @@ impl Services {
         use std::io::Write;
         let ctx = persona_context::Entity::find_by_id(id)
             .filter(persona_context::Column::TenantId.eq(p.tenant_id))
-            .one(self.db())
+            .one(&self.reader(p.tenant_id))
             .await?
             .ok_or_else(|| {
                 AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0)
             })?;
         let persona = crate::entity::persona::Entity::find_by_id(ctx.persona_id)
-            .one(self.db())
+            .one(&self.reader(p.tenant_id))
             .await?
             .map(|m| m.key)
             .unwrap_or_default();

@@ -20,8 +20,11 @@ pub struct TestApp {
     pub base: String,
     /// SQL statements executed by the server.
     pub statements: Arc<StatementCounter>,
-    /// The database URL the server uses.
+    /// The database URL the server migrated with (on PostgreSQL the owner
+    /// of the tables; see [`APP_ROLE`]).
     pub database_url: String,
+    /// The database URL the server serves with.
+    pub serving_url: String,
     /// The server's service layer, for driving the schema as another
     /// principal in-process.
     pub services: cerebral::service::Services,
@@ -77,6 +80,12 @@ pub async fn spawn_on(
     tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
     let mut config = Config::for_database(&url);
+    if backend() == "postgres" {
+        // Migrate as the owner, serve as a role row-level security binds:
+        // every PostgreSQL test then runs behind the second wall too.
+        config.migration_database_url = Some(url.clone());
+        config.database_url = serving_url(&url).await;
+    }
     config.event_poll_ms = 0;
     // Background sweepers would race the tests that call them by hand.
     config.sweep_interval_seconds = 0;
@@ -84,6 +93,7 @@ pub async fn spawn_on(
     // Every test client comes from 127.0.0.1; tests/limits.rs turns it on.
     config.rate_limit_per_second = 0;
     tweak(&mut config);
+    let serving_url = config.database_url.clone();
     let app = App::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let statements = app.statements();
@@ -93,10 +103,40 @@ pub async fn spawn_on(
         base,
         statements,
         database_url: url,
+        serving_url,
         services,
         http: reqwest::Client::new(),
         _dir: dir,
     }
+}
+
+/// The login role in-process test servers use on PostgreSQL: not a
+/// superuser, no `BYPASSRLS`, owns nothing (the tables belong to the
+/// `TEST_DATABASE_URL` role, which migrates).
+pub const APP_ROLE: &str = "cerebral_test_app";
+
+/// `owner_url` with [`APP_ROLE`] as its user, creating the role (once per
+/// cluster; parallel test binaries may race on it) when missing.
+pub async fn serving_url(owner_url: &str) -> String {
+    static ROLE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ROLE.get_or_init(|| async {
+        let (db, _) = cerebral::db::connect(owner_url, 1)
+            .await
+            .expect("connect as the owner");
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared(&format!(
+            "DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ))
+        .await
+        .expect("create the serving role");
+        let _ = db.close().await;
+    })
+    .await;
+    let mut u = reqwest::Url::parse(owner_url).expect("database URL");
+    u.set_username(APP_ROLE).expect("URL takes a user");
+    u.set_password(None).expect("URL takes no password");
+    u.to_string()
 }
 
 /// Starts the server with the default test config.

@@ -1,0 +1,227 @@
+//! Row-level security on PostgreSQL: which tenant a transaction acts for.
+//!
+//! The application filters every query by the caller's tenant; PostgreSQL
+//! enforces the same boundary a second time (migration
+//! `m20261122_000006_row_level_security`). Its policies compare each row's
+//! `tenant_id` with the transaction-local setting `cerebral.tenant_id`, set
+//! here with `set_config(…, true)` at the start of every transaction, so a
+//! pooled connection never carries one request's tenant into the next: the
+//! setting ends with the transaction, whether it commits, rolls back or
+//! fails half-way.
+//!
+//! Writes already run in one transaction each ([`crate::service::Services::begin`]
+//! sets the tenant first). Reads go through a [`Scoped`] handle, which runs
+//! each statement in a short transaction of its own that first sets the
+//! scope. Three scopes exist:
+//! - [`Scope::Tenant`]: the normal case, every request path;
+//! - [`Scope::AllTenants`]: read-only work across tenants that the server
+//!   legitimately does (the event fan-out, the sweeper's scans, metrics);
+//!   the policies let it read, never write (except expiring idempotency
+//!   keys);
+//! - [`Scope::Unscoped`]: statements on tables without tenant rows
+//!   (health pings, the event head, the migration table).
+//!
+//! On SQLite there is no row-level security; every scope runs statements
+//! straight on the pool, as before.
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, Statement, TransactionTrait,
+};
+use uuid::Uuid;
+
+/// Whose rows a transaction may see and change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One tenant's rows (and the built-in catalog, read-only).
+    Tenant(Uuid),
+    /// Every tenant's rows, read-only.
+    AllTenants,
+    /// No setting at all: tenant tables look empty.
+    Unscoped,
+}
+
+/// Sets `scope` for the rest of the transaction `txn` (PostgreSQL only; a
+/// no-op elsewhere). Must be the first statement of the transaction.
+pub async fn set_scope(txn: &impl ConnectionTrait, scope: Scope) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let (name, value) = match scope {
+        Scope::Tenant(t) => ("cerebral.tenant_id", t.to_string()),
+        Scope::AllTenants => ("cerebral.all_tenants", "on".to_string()),
+        Scope::Unscoped => return Ok(()),
+    };
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config($1, $2, true)",
+        [name.into(), value.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A handle on the pool whose statements run under one [`Scope`]. Cheap to
+/// clone; use it wherever a `&DatabaseConnection` was used for reads.
+///
+/// On PostgreSQL each statement (other than in [`Scope::Unscoped`]) runs in
+/// a transaction of its own: `BEGIN`, `set_config`, the statement,
+/// `COMMIT`. That costs round trips, not correctness: a statement that
+/// fails rolls its transaction back and takes the setting with it.
+#[derive(Clone)]
+pub struct Scoped {
+    db: DatabaseConnection,
+    scope: Scope,
+}
+
+impl std::fmt::Debug for Scoped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl Scoped {
+    /// Statements on `db` under `scope`.
+    pub fn new(db: DatabaseConnection, scope: Scope) -> Self {
+        Scoped { db, scope }
+    }
+
+    /// The scope statements run under.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// Begins a transaction with the scope set, or `None` when statements
+    /// can go straight to the pool (SQLite, or nothing to set).
+    async fn scoped_txn(&self) -> Result<Option<DatabaseTransaction>, DbErr> {
+        if self.db.get_database_backend() != DbBackend::Postgres || self.scope == Scope::Unscoped {
+            return Ok(None);
+        }
+        let txn = self.db.begin().await?;
+        set_scope(&txn, self.scope).await?;
+        Ok(Some(txn))
+    }
+}
+
+#[sea_orm::prelude::async_trait::async_trait]
+impl ConnectionTrait for Scoped {
+    fn get_database_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self.scoped_txn().await? {
+            None => self.db.execute_raw(stmt).await,
+            Some(txn) => {
+                let r = txn.execute_raw(stmt).await?;
+                txn.commit().await?;
+                Ok(r)
+            }
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self.scoped_txn().await? {
+            None => self.db.execute_unprepared(sql).await,
+            Some(txn) => {
+                let r = txn.execute_unprepared(sql).await?;
+                txn.commit().await?;
+                Ok(r)
+            }
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self.scoped_txn().await? {
+            None => self.db.query_one_raw(stmt).await,
+            Some(txn) => {
+                let r = txn.query_one_raw(stmt).await?;
+                txn.commit().await?;
+                Ok(r)
+            }
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self.scoped_txn().await? {
+            None => self.db.query_all_raw(stmt).await,
+            Some(txn) => {
+                let r = txn.query_all_raw(stmt).await?;
+                txn.commit().await?;
+                Ok(r)
+            }
+        }
+    }
+
+    fn support_returning(&self) -> bool {
+        self.db.support_returning()
+    }
+}
+
+/// What start-up found out about the serving role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCheck {
+    /// The role the server's pool logs in as.
+    pub role: String,
+    /// Superusers pass every policy.
+    pub superuser: bool,
+    /// So do roles with `BYPASSRLS`.
+    pub bypass_rls: bool,
+    /// Tenant tables the role owns (owners pass unless `FORCE` is on; an
+    /// owner can also turn the policies off).
+    pub owned_tables: Vec<String>,
+}
+
+impl RoleCheck {
+    /// Why row-level security does not hold for this role, if it does not.
+    pub fn weaknesses(&self) -> Vec<String> {
+        let mut out = vec![];
+        if self.superuser {
+            out.push("is a superuser (superusers bypass row-level security)".to_string());
+        }
+        if self.bypass_rls {
+            out.push("has BYPASSRLS".to_string());
+        }
+        if !self.owned_tables.is_empty() {
+            out.push(format!(
+                "owns {} (an owner can disable the policies)",
+                self.owned_tables.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// Checks the role `db` logs in as (PostgreSQL only; `None` on SQLite).
+pub async fn check_role(db: &DatabaseConnection) -> Result<Option<RoleCheck>, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(None);
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_user::text AS role, rolsuper, rolbypassrls \
+               FROM pg_roles WHERE rolname = current_user",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the current role is not in pg_roles".into()))?;
+    let owned = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT tablename::text AS t FROM pg_tables \
+              WHERE schemaname = current_schema() AND tableowner = current_user \
+              ORDER BY tablename",
+        ))
+        .await?;
+    Ok(Some(RoleCheck {
+        role: row.try_get("", "role")?,
+        superuser: row.try_get("", "rolsuper")?,
+        bypass_rls: row.try_get("", "rolbypassrls")?,
+        owned_tables: owned
+            .iter()
+            .filter_map(|r| r.try_get::<String>("", "t").ok())
+            .collect(),
+    }))
+}

@@ -1,0 +1,532 @@
+//! PostgreSQL row-level security, the second wall behind the application's
+//! own tenant filters. The server migrates as the owner of the tables and
+//! serves as a role that owns nothing, is not a superuser and has no
+//! `BYPASSRLS` (`support::APP_ROLE`); each transaction names its tenant with
+//! a transaction-local setting. On SQLite these tests print why they skip.
+
+mod support;
+
+use std::time::Duration;
+
+use cerebral::auth::{Principal, Role};
+use migration::m20261122_000006_row_level_security::TENANT_TABLES;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const SECRET: &str = "row-level-security-test-secret-0123456789";
+const TENANT_A: Uuid = Uuid::from_u128(0xA);
+const TENANT_B: Uuid = Uuid::from_u128(0xB);
+
+fn postgres_only(test: &str) -> bool {
+    if support::backend() == "postgres" {
+        return true;
+    }
+    eprintln!("{test}: skipped, row-level security is PostgreSQL only (set TEST_DATABASE_URL)");
+    false
+}
+
+fn token(tenant: Uuid) -> String {
+    let roles: Vec<String> = ["viewer", "agent", "operator", "admin"]
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    cerebral::auth::mint(SECRET, tenant, "rls-test", &roles, 3600).expect("token")
+}
+
+fn principal(tenant: Uuid) -> Principal {
+    Principal {
+        tenant_id: tenant,
+        user_id: "rls-test".into(),
+        roles: vec![Role::Viewer, Role::Agent, Role::Operator, Role::Admin],
+    }
+}
+
+async fn spawn(pool: u32) -> support::TestApp {
+    support::spawn_with(|c| {
+        c.jwt_secret = Some(SECRET.into());
+        c.db_max_connections = pool;
+    })
+    .await
+}
+
+async fn gql(app: &support::TestApp, tenant: Uuid, query: &str, variables: Value) -> Value {
+    app.http()
+        .post(app.graphql_url())
+        .bearer_auth(token(tenant))
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
+const CREATE: &str = "mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { project { id tasks(first: 1) { nodes { id } } } } }";
+
+/// Gives a tenant a project with tasks, a started task, a question to a
+/// human, an artifact, a checkpoint, an agent status and a session with a
+/// persona context: a row in nearly every tenant table.
+async fn populate(app: &support::TestApp, tenant: Uuid, name: &str) {
+    let p = gql(app, tenant, CREATE, json!({ "n": name })).await;
+    assert!(p.get("errors").is_none(), "{p}");
+    let pid = p["data"]["createProject"]["project"]["id"].clone();
+    let tid = p["data"]["createProject"]["project"]["tasks"]["nodes"][0]["id"].clone();
+    for (q, v) in [
+        (
+            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            json!({ "t": tid }),
+        ),
+        (
+            "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"q\"}) { hitlRequest { id } } }",
+            json!({ "t": tid }),
+        ),
+        (
+            "mutation($p: ID!, $t: ID!) { createArtifact(input: {projectId: $p, taskId: $t, kind: SPEC, name: \"brief\", content: {}}) { artifact { id } } }",
+            json!({ "p": pid, "t": tid }),
+        ),
+        (
+            "mutation($t: ID!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {}}) { checkpoint { id } } }",
+            json!({ "t": tid }),
+        ),
+        (
+            "mutation($p: ID!) { updateAgentStatus(input: {personaId: \"analyst\", projectId: $p, status: WORKING}) { agentStatus { id } } }",
+            json!({ "p": pid }),
+        ),
+    ] {
+        let r = gql(app, tenant, q, v).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let s = gql(
+        app,
+        tenant,
+        "mutation { startSession { session { id } } }",
+        json!({}),
+    )
+    .await;
+    let sid = s["data"]["startSession"]["session"]["id"].clone();
+    let r = gql(
+        app,
+        tenant,
+        "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }",
+        json!({ "s": sid }),
+    )
+    .await;
+    assert!(r.get("errors").is_none(), "{r}");
+}
+
+async fn count(db: &impl ConnectionTrait, table: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT COUNT(*) AS n FROM {table}"),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("count {table}: {e}"))
+    .expect("a row")
+    .try_get("", "n")
+    .expect("n")
+}
+
+async fn connect(url: &str) -> DatabaseConnection {
+    cerebral::db::connect(url, 1).await.expect("connect").0
+}
+
+#[tokio::test]
+async fn every_tenant_table_forces_row_level_security() {
+    if !postgres_only("every_tenant_table_forces_row_level_security") {
+        return;
+    }
+    let app = spawn(4).await;
+    let owner = connect(&app.database_url).await;
+    // Every table with a tenant_id column, found in the catalog rather than
+    // in the migration's list, so a new table without a policy fails here.
+    let rows = owner
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT c.relname::text AS t, c.relrowsecurity AS on, c.relforcerowsecurity AS forced, \
+                    (SELECT COUNT(*) FROM pg_policies p WHERE p.tablename = c.relname AND p.policyname = 'tenant_isolation') AS policies \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = current_schema() AND c.relkind = 'r' \
+                AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id') \
+              ORDER BY 1",
+        ))
+        .await
+        .expect("catalog");
+    let mut tables = vec![];
+    for r in rows {
+        let t: String = r.try_get("", "t").expect("t");
+        let on: bool = r.try_get("", "on").expect("on");
+        let forced: bool = r.try_get("", "forced").expect("forced");
+        let policies: i64 = r.try_get("", "policies").expect("policies");
+        assert!(
+            on && forced && policies == 1,
+            "{t}: enabled {on}, forced {forced}, tenant policies {policies}"
+        );
+        tables.push(t);
+    }
+    let mut expected: Vec<String> = TENANT_TABLES.iter().map(|t| t.to_string()).collect();
+    expected.sort();
+    assert_eq!(tables, expected);
+}
+
+/// Tables with row-level security on, and policies, in the current schema.
+async fn rls_state(owner: &DatabaseConnection) -> (i64, i64) {
+    let row = owner
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT (SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = current_schema() AND (c.relrowsecurity OR c.relforcerowsecurity)) AS tables, \
+                    (SELECT COUNT(*) FROM pg_policies WHERE schemaname = current_schema()) AS policies",
+        ))
+        .await
+        .expect("catalog")
+        .expect("a row");
+    (
+        row.try_get("", "tables").expect("tables"),
+        row.try_get("", "policies").expect("policies"),
+    )
+}
+
+#[tokio::test]
+async fn the_migration_comes_down_and_goes_up_again() {
+    if !postgres_only("the_migration_comes_down_and_goes_up_again") {
+        return;
+    }
+    use migration::MigratorTrait;
+    let app = spawn(4).await;
+    populate(&app, TENANT_A, "a").await;
+    let owner = connect(&app.database_url).await;
+    let n = TENANT_TABLES.len() as i64;
+    // One tenant and one all-tenants policy per table, six catalog reads,
+    // one expiry.
+    let up = (n, 2 * n + 6 + 1);
+    assert_eq!(rls_state(&owner).await, up);
+    migration::Migrator::down(&owner, Some(1))
+        .await
+        .expect("down");
+    assert_eq!(rls_state(&owner).await, (0, 0));
+    // The grants went with it: the serving role may no longer read.
+    let serving = connect(&app.serving_url).await;
+    let err = serving
+        .execute_unprepared("SELECT COUNT(*) FROM projects")
+        .await
+        .expect_err("privileges revoked");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(count(&owner, "projects").await, 1, "data untouched");
+    migration::Migrator::up(&owner, None).await.expect("up");
+    assert_eq!(rls_state(&owner).await, up);
+    assert_eq!(count(&serving, "projects").await, 0);
+}
+
+#[tokio::test]
+async fn outside_a_tenant_transaction_the_serving_role_sees_no_rows() {
+    if !postgres_only("outside_a_tenant_transaction_the_serving_role_sees_no_rows") {
+        return;
+    }
+    let app = spawn(4).await;
+    populate(&app, TENANT_A, "a").await;
+    populate(&app, TENANT_B, "b").await;
+    let owner = connect(&app.database_url).await;
+    let serving = connect(&app.serving_url).await;
+    let mut populated = 0;
+    for t in TENANT_TABLES {
+        let rows = count(&owner, t).await;
+        if rows > 0 {
+            populated += 1;
+        }
+        assert_eq!(
+            count(&serving, t).await,
+            0,
+            "{t}: {rows} rows, some visible without a tenant"
+        );
+    }
+    // The zeros above mean something only if the rows exist.
+    assert!(populated >= 15, "only {populated} tenant tables have rows");
+    // An empty setting (what a finished transaction leaves behind on a
+    // pooled connection) fails closed too, instead of erroring.
+    let txn = serving.begin().await.expect("begin");
+    txn.execute_unprepared("SELECT set_config('cerebral.tenant_id', '', true)")
+        .await
+        .expect("set");
+    assert_eq!(count(&txn, "projects").await, 0);
+    txn.commit().await.expect("commit");
+    // After a tenant transaction ends, its setting is gone from the connection.
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
+        .await
+        .expect("scope");
+    assert_eq!(count(&txn, "projects").await, 1);
+    txn.commit().await.expect("commit");
+    assert_eq!(count(&serving, "projects").await, 0);
+    // The built-in catalog (the nil tenant) is readable by every tenant,
+    // and by nobody outside one.
+    let catalog = count(&owner, "personas").await;
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_B))
+        .await
+        .expect("scope");
+    assert_eq!(count(&txn, "personas").await, catalog);
+    txn.commit().await.expect("commit");
+    assert_eq!(count(&serving, "personas").await, 0);
+}
+
+#[tokio::test]
+async fn a_row_for_another_tenant_is_refused_by_with_check() {
+    if !postgres_only("a_row_for_another_tenant_is_refused_by_with_check") {
+        return;
+    }
+    let app = spawn(4).await;
+    populate(&app, TENANT_B, "b").await;
+    let serving = connect(&app.serving_url).await;
+    let insert = |tenant: Uuid, key: &str| {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO idempotency_keys (tenant_id, key, operation, request_hash, event_seqs, created_at) \
+             VALUES ($1, $2, 'op', 'hash', '[]'::jsonb, now())",
+            [tenant.into(), key.into()],
+        )
+    };
+    // As tenant A: its own row goes in (the statement itself is sound) ...
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
+        .await
+        .expect("scope");
+    txn.execute_raw(insert(TENANT_A, "own"))
+        .await
+        .expect("own row");
+    // ... one for tenant B does not.
+    let err = txn
+        .execute_raw(insert(TENANT_B, "foreign"))
+        .await
+        .expect_err("a foreign row must be refused");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(txn);
+    // Nor can a tenant move its row to another tenant, or touch B's rows.
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
+        .await
+        .expect("scope");
+    txn.execute_raw(insert(TENANT_A, "mine"))
+        .await
+        .expect("own row");
+    let err = txn
+        .execute_unprepared(&format!(
+            "UPDATE idempotency_keys SET tenant_id = '{TENANT_B}' WHERE key = 'mine'"
+        ))
+        .await
+        .expect_err("moving a row to another tenant must be refused");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(txn);
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
+        .await
+        .expect("scope");
+    let gone = txn
+        .execute_unprepared("DELETE FROM projects")
+        .await
+        .expect("delete");
+    assert_eq!(
+        gone.rows_affected(),
+        0,
+        "tenant A deleted tenant B's project"
+    );
+    drop(txn);
+    // Reading every tenant is read-only: no insert, update or delete.
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::AllTenants)
+        .await
+        .expect("scope");
+    assert_eq!(count(&txn, "projects").await, 1);
+    let err = txn
+        .execute_raw(insert(TENANT_B, "everyone"))
+        .await
+        .expect_err("the all-tenants scope must not write");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(txn);
+    let txn = serving.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::AllTenants)
+        .await
+        .expect("scope");
+    let changed = txn
+        .execute_unprepared("UPDATE projects SET name = 'hijacked'")
+        .await
+        .expect("update");
+    assert_eq!(changed.rows_affected(), 0);
+    drop(txn);
+}
+
+#[tokio::test]
+async fn the_serving_role_is_bound_by_row_level_security() {
+    if !postgres_only("the_serving_role_is_bound_by_row_level_security") {
+        return;
+    }
+    let app = spawn(4).await;
+    let serving = connect(&app.serving_url).await;
+    let check = cerebral::rls::check_role(&serving)
+        .await
+        .expect("check")
+        .expect("PostgreSQL");
+    assert_eq!(check.role, support::APP_ROLE);
+    assert!(!check.superuser, "{check:?}");
+    assert!(!check.bypass_rls, "{check:?}");
+    assert!(check.owned_tables.is_empty(), "{check:?}");
+    assert!(check.weaknesses().is_empty());
+    // The check can fail: the owner the tests migrate as is a superuser
+    // that owns every table.
+    let owner = connect(&app.database_url).await;
+    let check = cerebral::rls::check_role(&owner)
+        .await
+        .expect("check")
+        .expect("PostgreSQL");
+    assert!(
+        check.superuser && check.owned_tables.len() > TENANT_TABLES.len(),
+        "{check:?}"
+    );
+    assert!(!check.weaknesses().is_empty());
+}
+
+const READ: &str = "{ projects(first: 30) { totalCount nodes { name tasks(first: 3) { nodes { project { name } } } } } events(first: 30) { nodes { project { name } } } hitlRequests { totalCount } artifacts { totalCount } sessions { totalCount } }";
+
+/// Every project name a response shows, wherever it appears.
+fn names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "name"
+                    && let Some(s) = x.as_str()
+                {
+                    out.push(s.to_string());
+                }
+                names(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| names(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_foreign_row() {
+    if !postgres_only(
+        "a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_foreign_row",
+    ) {
+        return;
+    }
+    // One pooled connection: every request, the event fan-out included,
+    // reuses the connection the previous tenant's transaction ran on.
+    let app = spawn(1).await;
+    populate(&app, TENANT_A, "a-0").await;
+    populate(&app, TENANT_B, "b-0").await;
+    // A subscriber of tenant A replaying the log and then following it live:
+    // its reads share the one connection too.
+    let mut ws = support::RawWs::connect(&app.base).await;
+    ws.send_json(json!({
+        "type": "connection_init",
+        "payload": { "Authorization": format!("Bearer {}", token(TENANT_A)) },
+    }))
+    .await;
+    let ack = ws.next_json(Duration::from_secs(10)).await.expect("ack");
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws.subscribe(
+        "1",
+        "subscription { events(after: \"0\", types: [PROJECT_CREATED]) { project { name } } }",
+        json!({}),
+    )
+    .await;
+    // Read all along (a socket left unread would miss its pings and close).
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(data) = ws.next_data("1", Duration::from_secs(600)).await {
+            if seen_tx.send(data).is_err() {
+                break;
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut created = [1usize, 1usize];
+    for i in 0..1000 {
+        let (tenant, prefix, slot) = if i % 2 == 0 {
+            (TENANT_A, "a-", 0)
+        } else {
+            (TENANT_B, "b-", 1)
+        };
+        match i % 50 {
+            // A write now and then, so both tenants' data keeps changing.
+            7 | 8 => {
+                let r = gql(&app, tenant, CREATE, json!({ "n": format!("{prefix}{i}") })).await;
+                assert!(r.get("errors").is_none(), "{r}");
+                created[slot] += 1;
+            }
+            // A transaction that fails after it wrote, on the one
+            // connection: it rolls back, and the next request (the other
+            // tenant) must not inherit anything from it.
+            13 => {
+                let p = principal(tenant);
+                let tx = app.services.begin(&p).await.expect("begin");
+                tx.execute_unprepared(&format!(
+                    "UPDATE projects SET name = 'leak-{i}' WHERE tenant_id = '{tenant}'"
+                ))
+                .await
+                .expect("write");
+                let err = tx
+                    .execute_unprepared("SELECT 1 / 0")
+                    .await
+                    .expect_err("division by zero");
+                assert!(err.to_string().contains("division by zero"), "{err}");
+                drop(tx);
+                // And one over HTTP that fails inside its transaction (the
+                // workflow is looked up after the tenant is set).
+                let r = gql(&app, tenant, "mutation { createProject(input: {name: \"bad\", workflowId: \"no-such-workflow\"}) { project { id } } }", json!({})).await;
+                assert!(r.get("errors").is_some(), "{r}");
+            }
+            _ => {}
+        }
+        let r = gql(&app, tenant, READ, json!({})).await;
+        assert!(r.get("errors").is_none(), "request {i}: {r}");
+        let mut seen = vec![];
+        names(&r["data"], &mut seen);
+        assert!(!seen.is_empty(), "request {i} saw nothing: {r}");
+        for n in &seen {
+            assert!(
+                n.starts_with(prefix),
+                "request {i} as {prefix} saw {n}: {r}"
+            );
+        }
+        assert_eq!(
+            r["data"]["projects"]["totalCount"],
+            json!(created[slot]),
+            "request {i}"
+        );
+        assert_eq!(
+            r["data"]["hitlRequests"]["totalCount"],
+            json!(1),
+            "request {i}"
+        );
+        assert_eq!(
+            r["data"]["artifacts"]["totalCount"],
+            json!(1),
+            "request {i}"
+        );
+        assert_eq!(r["data"]["sessions"]["totalCount"], json!(1), "request {i}");
+    }
+    eprintln!("1000 alternating requests in {:?}", started.elapsed());
+    // The subscriber heard of every project of its tenant (the fan-out
+    // reads all tenants' events, read-only) and of no other.
+    for n in 0..created[0] {
+        let data = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("subscriber stalled after {n} events"));
+        let name = data["events"]["project"]["name"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(name.starts_with("a-"), "tenant A's subscriber saw {data}");
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(300), seen_rx.recv()).await;
+    assert!(
+        extra.is_err(),
+        "tenant A's subscriber saw more projects than tenant A has: {extra:?}"
+    );
+}
