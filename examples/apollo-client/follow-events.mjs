@@ -41,6 +41,10 @@ import { getMainDefinition } from '@apollo/client/utilities';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
+// Apollo's GraphQLWsLink looks for a global WebSocket when it sorts out a
+// closed socket; Node 20 has none (Node 22 does), so lend it `ws`.
+globalThis.WebSocket ??= WebSocket;
+
 const { values: opts } = parseArgs({
   options: {
     url: { type: 'string', default: process.env.CEREBRAL_URL ?? 'http://127.0.0.1:8000/graphql' },
@@ -154,14 +158,16 @@ function follow() {
     // a transport error is worth a retry from the last cursor.
     const failed = (error) => {
       const code = error?.errors?.[0]?.extensions?.code ?? error?.extensions?.code;
-      if (code || retries >= 5) {
+      if (code || retries >= 10) {
         clearTimeout(timer);
         reject(error);
         return;
       }
       retries += 1;
       console.error(`stream interrupted (${error.message}); resuming after ${cursor}`);
-      setTimeout(subscribe, 500 * retries);
+      // 0.5 s, 1 s, 2 s, 4 s, then every 5 s: about 40 s in all, time
+      // for a replica (or the load balancer's view of it) to come back.
+      setTimeout(subscribe, Math.min(250 * 2 ** retries, 5000));
     };
 
     const subscribe = () => {
