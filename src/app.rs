@@ -89,11 +89,20 @@ impl App {
                 checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),
             },
         );
-        if services
-            .load_builtin_catalog()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        {
+        // Replicas started together on a fresh database race to load the
+        // built-in catalog: one commits it and the others' inserts collide
+        // with its rows (`Conflict`); looking again finds it loaded.
+        let mut attempts = 0;
+        let loaded = loop {
+            match services.load_builtin_catalog().await {
+                Err(crate::error::AppError::Conflict(_)) if attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+                }
+                other => break other.map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            }
+        };
+        if loaded {
             tracing::info!("built-in catalog loaded");
         }
         if config.sweep_interval_seconds > 0 {
