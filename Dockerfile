@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: dependencies are cooked in their own layer (cargo-chef),
-# the runtime image is distroless, non-root, with no shell.
+# so a change to the sources rebuilds only the workspace's own crates; the
+# runtime image is distroless, non-root (65532, "nonroot"), with no shell.
+# Checked by hadolint in CI (.ci/packaging).
 
 FROM rust:1.95-slim-bookworm AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
@@ -25,7 +27,8 @@ ENV CEREBRAL_LISTEN=0.0.0.0:8000 \
     DATABASE_URL=sqlite:///data/cerebral.db?mode=rwc
 EXPOSE 8000
 VOLUME ["/data"]
-USER nonroot
+# Numeric, so that Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
 # No shell or curl in the image: the binary checks itself.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/cerebral", "healthcheck"]

@@ -98,21 +98,21 @@ impl App {
                 checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),
             },
         );
-        // Replicas starting together race to load it; the losers' writes
-        // conflict and roll back, and their retry finds it loaded.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        // Replicas started together on a fresh database race to load the
+        // built-in catalog: one commits it and the others' inserts collide
+        // with its rows (`Conflict`); looking again finds it loaded.
+        let mut attempts = 0;
+        let loaded = loop {
             match services.load_builtin_catalog().await {
-                Ok(true) => tracing::info!("built-in catalog loaded"),
-                Ok(false) => {}
-                Err(crate::error::AppError::Conflict(_)) if attempt < 5 => {
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                    continue;
+                Err(crate::error::AppError::Conflict(_)) if attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
                 }
-                Err(e) => return Err(anyhow::anyhow!("{e:?}")),
+                other => break other.map_err(|e| anyhow::anyhow!("{e:?}"))?,
             }
-            break;
+        };
+        if loaded {
+            tracing::info!("built-in catalog loaded");
         }
         if config.sweep_interval_seconds > 0 {
             services.spawn_sweeper(Duration::from_secs(config.sweep_interval_seconds));

@@ -198,6 +198,7 @@ impl ProjectMutation {
     async fn create_project(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CreateProjectInput`.")]
         input: CreateProjectInput,
     ) -> Result<CreateProjectPayload> {
         let key = input.idempotency_key.clone();
@@ -239,6 +240,7 @@ impl ProjectMutation {
     async fn complete_project(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
         project_transition(ctx, input, ProjectStatus::Completed, false).await
@@ -253,6 +255,7 @@ impl ProjectMutation {
     async fn force_complete_project(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
         project_transition(ctx, input, ProjectStatus::Completed, true).await
@@ -265,6 +268,7 @@ impl ProjectMutation {
     async fn fail_project(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
         project_transition(ctx, input, ProjectStatus::Failed, false).await
@@ -277,6 +281,7 @@ impl ProjectMutation {
     async fn cancel_project(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
         project_transition(ctx, input, ProjectStatus::Cancelled, false).await
@@ -453,6 +458,7 @@ impl TaskMutation {
     async fn create_task(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CreateTaskInput`.")]
         input: CreateTaskInput,
     ) -> Result<CreateTaskPayload> {
         let key = input.idempotency_key.clone();
@@ -510,7 +516,7 @@ impl TaskMutation {
     async fn start_task(
         &self,
         ctx: &Context<'_>,
-        input: StartTaskInput,
+        #[graphql(desc = "What to do, field by field on `StartTaskInput`.")] input: StartTaskInput,
     ) -> Result<TaskTransitionPayload> {
         task_verb(
             ctx,
@@ -534,6 +540,7 @@ impl TaskMutation {
     async fn report_task_progress(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ReportTaskProgressInput`.")]
         input: ReportTaskProgressInput,
     ) -> Result<TaskTransitionPayload> {
         let change = TaskChange {
@@ -559,6 +566,7 @@ impl TaskMutation {
     async fn complete_task(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CompleteTaskInput`.")]
         input: CompleteTaskInput,
     ) -> Result<TaskTransitionPayload> {
         let change = TaskChange {
@@ -582,7 +590,7 @@ impl TaskMutation {
     async fn fail_task(
         &self,
         ctx: &Context<'_>,
-        input: FailTaskInput,
+        #[graphql(desc = "What to do, field by field on `FailTaskInput`.")] input: FailTaskInput,
     ) -> Result<TaskTransitionPayload> {
         task_verb(
             ctx,
@@ -605,6 +613,7 @@ impl TaskMutation {
     async fn cancel_task(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CancelTaskInput`.")]
         input: CancelTaskInput,
     ) -> Result<TaskTransitionPayload> {
         task_verb(
@@ -627,7 +636,7 @@ impl TaskMutation {
     async fn retry_task(
         &self,
         ctx: &Context<'_>,
-        input: RetryTaskInput,
+        #[graphql(desc = "What to do, field by field on `RetryTaskInput`.")] input: RetryTaskInput,
     ) -> Result<TaskTransitionPayload> {
         task_verb(
             ctx,
@@ -906,6 +915,7 @@ impl HitlMutation {
     async fn request_hitl(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `RequestHitlInput`.")]
         input: RequestHitlInput,
     ) -> Result<RequestHitlPayload> {
         let key = input.idempotency_key.clone();
@@ -956,6 +966,7 @@ impl HitlMutation {
     async fn resolve_hitl_request(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ResolveHitlRequestInput`.")]
         input: ResolveHitlRequestInput,
     ) -> Result<ResolveHitlRequestPayload> {
         let key = input.idempotency_key.clone();
@@ -1004,6 +1015,7 @@ impl HitlMutation {
     async fn resolve_hitl_requests(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ResolveHitlRequestsInput`.")]
         input: ResolveHitlRequestsInput,
     ) -> Result<ResolveHitlRequestsPayload> {
         if input.items.len() > 100 {
@@ -1055,6 +1067,7 @@ impl HitlMutation {
     async fn create_checkpoint(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CreateCheckpointInput`.")]
         input: CreateCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
         let key = input.idempotency_key.clone();
@@ -1098,6 +1111,7 @@ impl HitlMutation {
     async fn fork_from_checkpoint(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ForkFromCheckpointInput`.")]
         input: ForkFromCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
         let key = input.idempotency_key.clone();
@@ -1132,6 +1146,7 @@ impl HitlMutation {
     async fn update_checkpoint_status(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `UpdateCheckpointStatusInput`.")]
         input: UpdateCheckpointStatusInput,
     ) -> Result<CreateCheckpointPayload> {
         let key = input.idempotency_key.clone();
@@ -1167,6 +1182,7 @@ impl HitlMutation {
     async fn revert_to_checkpoint(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `RevertToCheckpointInput`.")]
         input: RevertToCheckpointInput,
     ) -> Result<RevertToCheckpointPayload> {
         let key = input.idempotency_key.clone();
@@ -1230,6 +1246,7 @@ impl HitlMutation {
     async fn pin_checkpoint(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `PinCheckpointInput`.")]
         input: PinCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
         let key = input.idempotency_key.clone();
@@ -1264,6 +1281,7 @@ impl HitlMutation {
     async fn create_artifact(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CreateArtifactInput`.")]
         input: CreateArtifactInput,
     ) -> Result<CreateArtifactPayload> {
         let key = input.idempotency_key.clone();
@@ -1391,7 +1409,11 @@ impl AgentMutation {
     ///
     /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
-    async fn heartbeat(&self, ctx: &Context<'_>, input: AgentInput) -> Result<HeartbeatPayload> {
+    async fn heartbeat(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `AgentInput`.")] input: AgentInput,
+    ) -> Result<HeartbeatPayload> {
         let s = services(ctx);
         let p = principal(ctx);
         let persona = s.find_persona(p, &input.persona_id).await?;
@@ -1415,6 +1437,7 @@ impl AgentMutation {
     async fn reset_agent_status(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ResetAgentStatusInput`.")]
         input: ResetAgentStatusInput,
     ) -> Result<UpdateAgentStatusPayload> {
         let key = input.idempotency_key.clone();
@@ -1458,6 +1481,7 @@ impl AgentMutation {
     async fn update_agent_status(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `UpdateAgentStatusInput`.")]
         input: UpdateAgentStatusInput,
     ) -> Result<UpdateAgentStatusPayload> {
         let key = input.idempotency_key.clone();
@@ -1673,6 +1697,7 @@ impl SessionMutation {
     async fn start_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `StartSessionInput`; optional.")]
         input: Option<StartSessionInput>,
     ) -> Result<SessionPayload> {
         let key = input.as_ref().and_then(|i| i.idempotency_key.clone());
@@ -1707,6 +1732,7 @@ impl SessionMutation {
     async fn touch_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `TouchSessionInput`.")]
         input: TouchSessionInput,
     ) -> Result<TouchSessionPayload> {
         let id = ids::decode(Kind::Session, &input.session_id)?;
@@ -1744,6 +1770,7 @@ impl SessionMutation {
     async fn export_persona_context(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ExportPersonaContextInput`.")]
         input: ExportPersonaContextInput,
     ) -> Result<ExportPersonaContextPayload> {
         let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
@@ -1769,6 +1796,7 @@ impl SessionMutation {
     async fn import_persona_context(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ImportPersonaContextInput`.")]
         input: ImportPersonaContextInput,
     ) -> Result<PersonaContextPayload> {
         let key = input.idempotency_key.clone();
@@ -1803,6 +1831,7 @@ impl SessionMutation {
     async fn suspend_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
         input: SessionTransitionInput,
     ) -> Result<SessionPayload> {
         session_transition(ctx, input, SessionStatus::Suspended).await
@@ -1814,6 +1843,7 @@ impl SessionMutation {
     async fn resume_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
         input: SessionTransitionInput,
     ) -> Result<SessionPayload> {
         session_transition(ctx, input, SessionStatus::Active).await
@@ -1825,6 +1855,7 @@ impl SessionMutation {
     async fn terminate_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
         input: SessionTransitionInput,
     ) -> Result<SessionPayload> {
         session_transition(ctx, input, SessionStatus::Terminated).await
@@ -1836,6 +1867,7 @@ impl SessionMutation {
     async fn switch_persona(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SwitchPersonaInput`.")]
         input: SwitchPersonaInput,
     ) -> Result<SwitchPersonaPayload> {
         let key = input.idempotency_key.clone();
@@ -1895,6 +1927,7 @@ impl SessionMutation {
     async fn update_persona_context(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `UpdatePersonaContextInput`.")]
         input: UpdatePersonaContextInput,
     ) -> Result<PersonaContextPayload> {
         let key = input.idempotency_key.clone();
@@ -1928,6 +1961,7 @@ impl SessionMutation {
     async fn append_persona_context_history(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `AppendPersonaContextHistoryInput`.")]
         input: AppendPersonaContextHistoryInput,
     ) -> Result<PersonaContextPayload> {
         let key = input.idempotency_key.clone();
@@ -2041,6 +2075,7 @@ impl CatalogMutation {
     async fn import_catalog(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ImportCatalogInput`.")]
         input: ImportCatalogInput,
     ) -> Result<ImportCatalogPayload> {
         if input.files.len() > 500 {

@@ -16,7 +16,9 @@ use crate::error::AppError;
 use crate::events::{EventBus, EventFilter, stream};
 use crate::ids::{self, Kind};
 
-/// The subscription root.
+/// The subscription root: live streams of the tenant's events that resume
+/// from a cursor without a gap.
+#[derive(async_graphql::Description)]
 pub struct Subscription;
 
 /// The event types of `taskUpdated` and its query twin `taskUpdates`.
@@ -91,7 +93,7 @@ fn items<T>(
     s.map(move |r| r.map(wrap).map_err(async_graphql::Error::from))
 }
 
-#[SubscriptionDerive]
+#[SubscriptionDerive(use_type_description)]
 impl Subscription {
     /// Every event of the caller's tenant, optionally narrowed, in sequence
     /// order. `after` is the cursor of the last event already seen (`"0"`

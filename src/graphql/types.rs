@@ -203,9 +203,10 @@ pub enum Node {
 }
 
 /// One product being built, with its tasks, artifacts and event history.
+#[derive(async_graphql::Description)]
 pub struct Project(pub project::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Project {
     /// Global id.
     async fn id(&self) -> ID {
@@ -383,9 +384,10 @@ impl Project {
 }
 
 /// Progress of a project, counted over its tasks.
+#[derive(async_graphql::Description)]
 pub struct Completion(pub CompletionData);
 
-#[Object]
+#[Object(use_type_description)]
 impl Completion {
     /// Every task of the project.
     async fn total_tasks(&self) -> i64 {
@@ -412,9 +414,10 @@ impl Completion {
 }
 
 /// One unit of work for one persona, inside a project.
+#[derive(async_graphql::Description)]
 pub struct Task(pub task::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Task {
     /// Global id.
     async fn id(&self) -> ID {
@@ -660,9 +663,10 @@ impl Task {
 }
 
 /// An agent role: built in (visible to every tenant) or the tenant's own.
+#[derive(async_graphql::Description)]
 pub struct Persona(pub persona::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Persona {
     /// Global id.
     async fn id(&self) -> ID {
@@ -707,9 +711,10 @@ impl Persona {
 }
 
 /// A named bundle of personas and workflows.
+#[derive(async_graphql::Description)]
 pub struct Team(pub team::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Team {
     /// Global id.
     async fn id(&self) -> ID {
@@ -776,9 +781,10 @@ impl Team {
 }
 
 /// A workflow definition: ordered steps, each a persona producing artifacts.
+#[derive(async_graphql::Description)]
 pub struct Workflow(pub workflow::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Workflow {
     /// Global id.
     async fn id(&self) -> ID {
@@ -823,9 +829,10 @@ impl Workflow {
 }
 
 /// One step of a workflow.
+#[derive(async_graphql::Description)]
 pub struct WorkflowStep(pub workflow_step::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl WorkflowStep {
     /// Global id.
     async fn id(&self) -> ID {
@@ -893,9 +900,10 @@ impl WorkflowStep {
 }
 
 /// A user's working session with the agents.
+#[derive(async_graphql::Description)]
 pub struct Session(pub session::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Session {
     /// Global id.
     async fn id(&self) -> ID {
@@ -993,9 +1001,10 @@ impl Session {
 }
 
 /// One persona's context inside one session.
+#[derive(async_graphql::Description)]
 pub struct PersonaContext(pub persona_context::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl PersonaContext {
     /// Global id.
     async fn id(&self) -> ID {
@@ -1054,9 +1063,10 @@ impl PersonaContext {
 }
 
 /// A versioned snapshot of a task's state at a workflow step.
+#[derive(async_graphql::Description)]
 pub struct TaskCheckpoint(pub task_checkpoint::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl TaskCheckpoint {
     /// Global id.
     async fn id(&self) -> ID {
@@ -1119,9 +1129,10 @@ impl TaskCheckpoint {
 }
 
 /// A question from an agent to a human about one task.
+#[derive(async_graphql::Description)]
 pub struct HitlRequest(pub hitl_request::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl HitlRequest {
     /// Global id.
     async fn id(&self) -> ID {
@@ -1195,9 +1206,10 @@ impl HitlRequest {
 }
 
 /// An immutable output kept in the context store.
+#[derive(async_graphql::Description)]
 pub struct Artifact(pub artifact::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl Artifact {
     /// Global id.
     async fn id(&self) -> ID {
@@ -1269,9 +1281,10 @@ impl Artifact {
 }
 
 /// The live state of one persona's agent in one project.
+#[derive(async_graphql::Description)]
 pub struct AgentStatus(pub agent_status::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl AgentStatus {
     /// Global id.
     async fn id(&self) -> ID {
@@ -1331,6 +1344,7 @@ impl AgentStatus {
 
 /// An immutable record of one change. `cursor` orders all events of a
 /// tenant; pass it back as `after` to resume.
+#[derive(async_graphql::Description)]
 pub struct Event(pub std::sync::Arc<event::Model>);
 
 impl From<event::Model> for Event {
@@ -1339,7 +1353,7 @@ impl From<event::Model> for Event {
     }
 }
 
-#[Object]
+#[Object(use_type_description)]
 impl Event {
     /// Global id.
     async fn id(&self) -> ID {
@@ -1415,9 +1429,10 @@ pub fn recorded<T: serde::de::DeserializeOwned>(e: &event::Model) -> Option<T> {
 
 /// An item of `taskUpdated`: the event and the task as it was right after
 /// the change.
+#[derive(async_graphql::Description)]
 pub struct TaskUpdate(pub std::sync::Arc<event::Model>);
 
-#[Object]
+#[Object(use_type_description)]
 impl TaskUpdate {
     /// Stream cursor; pass it as `after` to resume.
     async fn cursor(&self) -> String {
@@ -1446,9 +1461,10 @@ impl TaskUpdate {
 
 /// An item of `agentStatusChanged`: the event and the agent status it
 /// recorded.
+#[derive(async_graphql::Description)]
 pub struct AgentStatusUpdate(pub std::sync::Arc<event::Model>);
 
-#[Object]
+#[Object(use_type_description)]
 impl AgentStatusUpdate {
     /// Stream cursor; pass it as `after` to resume.
     async fn cursor(&self) -> String {
@@ -1471,9 +1487,10 @@ impl AgentStatusUpdate {
 
 /// An item of `artifactCreated`: the event and the new artifact (its
 /// content is loaded only when selected).
+#[derive(async_graphql::Description)]
 pub struct ArtifactUpdate(pub std::sync::Arc<event::Model>);
 
-#[Object]
+#[Object(use_type_description)]
 impl ArtifactUpdate {
     /// Stream cursor; pass it as `after` to resume.
     async fn cursor(&self) -> String {
@@ -1492,9 +1509,10 @@ impl ArtifactUpdate {
 }
 
 /// An item of `hitlRequested`: the event and the request as it was opened.
+#[derive(async_graphql::Description)]
 pub struct HitlRequestUpdate(pub std::sync::Arc<event::Model>);
 
-#[Object]
+#[Object(use_type_description)]
 impl HitlRequestUpdate {
     /// Stream cursor; pass it as `after` to resume.
     async fn cursor(&self) -> String {
@@ -1516,9 +1534,10 @@ impl HitlRequestUpdate {
 }
 
 /// One past report of an agent.
+#[derive(async_graphql::Description)]
 pub struct AgentStatusHistoryEntry(pub agent_status_history::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl AgentStatusHistoryEntry {
     /// What the agent was doing.
     async fn status(&self) -> AgentState {
@@ -1542,9 +1561,10 @@ impl AgentStatusHistoryEntry {
 }
 
 /// How one persona's tasks went.
+#[derive(async_graphql::Description)]
 pub struct PersonaAnalytics(pub crate::service::analytics::PersonaStats);
 
-#[Object]
+#[Object(use_type_description)]
 impl PersonaAnalytics {
     /// The persona.
     async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
@@ -1560,7 +1580,8 @@ impl PersonaAnalytics {
     async fn tasks_failed(&self) -> i64 {
         self.0.failed
     }
-    /// completed / (completed + failed), 0–1; null before any finished.
+    /// Share of finished tasks that completed: completed / (completed +
+    /// failed), 0–1; null before any finished.
     async fn success_rate(&self) -> Option<f64> {
         let done = self.0.completed + self.0.failed;
         (done > 0).then(|| self.0.completed as f64 / done as f64)
@@ -1576,9 +1597,10 @@ impl PersonaAnalytics {
 }
 
 /// How one workflow's projects went.
+#[derive(async_graphql::Description)]
 pub struct WorkflowAnalytics(pub crate::service::analytics::WorkflowStats);
 
-#[Object]
+#[Object(use_type_description)]
 impl WorkflowAnalytics {
     /// The workflow.
     async fn workflow(&self, ctx: &Context<'_>) -> Result<Option<Workflow>> {
@@ -1601,9 +1623,10 @@ impl WorkflowAnalytics {
 }
 
 /// One failed attempt of a task, as its `TASK_FAILED` event recorded it.
+#[derive(async_graphql::Description)]
 pub struct TaskAttempt(pub event::Model);
 
-#[Object]
+#[Object(use_type_description)]
 impl TaskAttempt {
     /// The attempt number (1 for the first run).
     async fn attempt(&self) -> i64 {
