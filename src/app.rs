@@ -120,10 +120,17 @@ impl App {
         if config.agent_stale_seconds > 0 {
             services.spawn_stale_agent_check(Duration::from_secs(config.agent_stale_seconds));
         }
+        let persisted = (config.apq_cache_size > 0)
+            .then(|| crate::graphql::persisted::PersistedQueries::new(config.apq_cache_size));
         let shutdown = CancellationToken::new();
         let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {
-            schema: build_schema_with(services.clone(), &config.limits(), Some(metrics.clone())),
+            schema: build_schema_with(
+                services.clone(),
+                &config.limits(),
+                Some(metrics.clone()),
+                persisted.clone(),
+            ),
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),
             statements: statements.clone(),
@@ -151,6 +158,7 @@ impl App {
             migrated: Default::default(),
             cors_origins: Arc::new(config.cors_origins.clone()),
             test_routes: config.test_routes,
+            persisted,
         };
         let listener = TcpListener::bind(config.listen)
             .await

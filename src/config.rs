@@ -442,6 +442,16 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<String>,
+    /// How many documents automatic persisted queries (Apollo APQ)
+    /// remember, least recently used dropped first; 0 turns APQ off. Each
+    /// is at most the document size limit, so this bounds the memory.
+    #[arg(
+        long,
+        env = "CEREBRAL_APQ_CACHE_SIZE",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub apq_cache_size: usize,
     /// Test-only routes that panic or sleep, to exercise the catch-panic and
     /// timeout layers; not settable from the command line or environment.
     #[arg(skip)]

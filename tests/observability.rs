@@ -507,3 +507,70 @@ fn migration_count() -> usize {
     use migration::MigratorTrait;
     migration::Migrator::migrations().len()
 }
+
+/// JSON logs carry the request id of the HTTP request and the GraphQL
+/// spans down to the resolver (async-graphql's Tracing extension), so one
+/// client report finds the failing field's log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_tie_a_resolver_error_to_its_request_id() {
+    let (url, _dir) = support::fresh_database().await;
+    let server = support::ServerProcess::start(
+        &url,
+        &[
+            ("CEREBRAL_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,sqlx=warn,sea_orm=warn"),
+        ],
+    )
+    .await;
+    let id = format!("trace-{}", uuid::Uuid::now_v7().simple());
+    let body: Value = reqwest::Client::new()
+        .post(format!("{}/graphql", server.base))
+        .header("x-request-id", &id)
+        .json(&json!({
+            "query": "mutation Start($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            "variables": { "t": format!("Task:{}", uuid::Uuid::now_v7()) },
+        }))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{body}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let found = server
+            .log()
+            .lines()
+            .filter(|l| l.contains(&id))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| {
+                v["spans"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["name"] == "field"))
+            });
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no JSON log line with request id {id} inside a resolver span:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let spans = line["spans"].as_array().expect("spans");
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(spans[0]["request_id"], id.as_str(), "{line}");
+    assert_eq!(spans[0]["path"], "/graphql", "{line}");
+    assert!(names.contains(&"execute"), "{names:?}");
+    let field = spans
+        .iter()
+        .find(|s| s["name"] == "field")
+        .expect("field span");
+    assert_eq!(field["path"], "startTask", "{line}");
+    assert_eq!(field["parent_type"], "Mutation", "{line}");
+}

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod observe;
+pub mod persisted;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -22,7 +23,12 @@ pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subs
 
 /// Builds the schema over the services with the default limits.
 pub fn build_schema(services: Services) -> AppSchema {
-    build_schema_with(services, &limits::Limits::default(), None)
+    build_schema_with(
+        services,
+        &limits::Limits::default(),
+        None,
+        Some(persisted::PersistedQueries::new(100)),
+    )
 }
 
 /// Builds the schema over the services with `limits`, counting operations
@@ -32,18 +38,25 @@ pub fn build_schema_with(
     services: Services,
     limits: &limits::Limits,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    persisted: Option<persisted::PersistedQueries>,
 ) -> AppSchema {
     let mut builder = Schema::build(
         query::Query::default(),
         mutation::Mutation::default(),
         subscription::Subscription,
     )
+    // Spans for the request, parse, validation, execution and each
+    // resolver, children of the HTTP request's span (with its request id).
+    .extension(async_graphql::extensions::Tracing)
     .extension(codes::ErrorCodes)
     .extension(limits::LimitsExtension(std::sync::Arc::new(limits.clone())))
     .limit_complexity(limits.max_complexity)
     .data(services);
     if let Some(m) = metrics {
         builder = builder.extension(observe::Observe(m));
+    }
+    if let Some(store) = persisted {
+        builder = builder.extension(persisted::Apq(store));
     }
     if !limits.introspection {
         // Suggestions ("did you mean …") would leak the schema piecemeal.

@@ -59,6 +59,9 @@ pub struct AppState {
     /// Adds `/__test/panic` and `/__test/sleep/{ms}`, for the tests of
     /// the catch-panic and timeout layers; never set from the command line.
     pub test_routes: bool,
+    /// The automatic persisted queries store (None when APQ is off): GET
+    /// looks a hash up before it checks the operation type.
+    pub persisted: Option<crate::graphql::persisted::PersistedQueries>,
 }
 
 /// The router of the whole server.
@@ -420,10 +423,15 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         return not_acceptable();
     };
     let extensions = req.extensions().clone();
-    let gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &app).await {
+    let mut gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &app).await {
         Ok(r) => r.into_inner(),
         Err(e) => return bad_request(&e),
     };
+    // A hash-only GET (APQ) names its document by hash: put the document
+    // in first, or a remembered mutation would slip past the rule below.
+    if let Some(store) = &app.persisted {
+        store.fill_known(&mut gql);
+    }
     // GraphQL over HTTP: GET may only run queries, never change anything.
     if let Some(op) = operation_type(&gql)
         && op != OperationType::Query
