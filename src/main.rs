@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use migration::MigratorTrait;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 
 use cerebral::app::App;
@@ -14,14 +15,23 @@ use cerebral::config::{Cli, Command, Config, LogFormat, MigrateAction};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.config);
-    match run(cli).await {
+    let telemetry = init_tracing(&cli.config);
+    let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // Export the spans still queued (the last requests before a SIGTERM)
+    // before the process ends; blocking, so off the async threads.
+    if let Some(provider) = telemetry {
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(e)) = flushed {
+            eprintln!("warning: OpenTelemetry flush failed: {e}");
+        }
     }
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -122,15 +132,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing(config: &Config) {
+/// Logs to stderr (text or JSON) and, when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set, exports the same spans over OTLP/HTTP (protobuf) to a
+/// collector. The provider is returned so `main` can flush it on exit.
+fn init_tracing(config: &Config) -> Option<SdkTracerProvider> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let fmt = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+    };
+    let provider = otlp_provider();
+    let otel = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(p.tracer("cerebral"))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    provider
+}
+
+/// The OTLP span exporter, configured by the standard `OTEL_*` variables
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_SERVICE_NAME`, `OTEL_BSP_*` …); None when no endpoint is set or
+/// the exporter cannot be built (said on stderr: logging is not up yet).
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return None;
     }
+    // The blocking HTTP client must not be built or dropped on an async
+    // thread; the batch processor then exports from a thread of its own.
+    let built = std::thread::spawn(|| {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+    })
+    .join();
+    let exporter = match built {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => {
+            eprintln!("warning: OpenTelemetry export is off: {e}");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if !set("OTEL_SERVICE_NAME") {
+        resource = resource.with_service_name("cerebral");
+    }
+    Some(
+        SdkTracerProvider::builder()
+            .with_resource(resource.build())
+            .with_batch_exporter(exporter)
+            .build(),
+    )
 }
