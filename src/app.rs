@@ -128,8 +128,11 @@ impl App {
             schema: build_schema_with(
                 services.clone(),
                 &config.limits(),
-                Some(metrics.clone()),
-                persisted.clone(),
+                crate::graphql::SchemaExtras {
+                    metrics: Some(metrics.clone()),
+                    persisted: persisted.clone(),
+                    panic_probe: config.test_routes,
+                },
             ),
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),

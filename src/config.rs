@@ -452,7 +452,8 @@ pub struct Config {
         global = true
     )]
     pub apq_cache_size: usize,
-    /// Test-only routes that panic or sleep, to exercise the catch-panic and
+    /// Test-only routes that panic or sleep, and a resolver that panics
+    /// when selected as `panicProbe`, to exercise the catch-panic and
     /// timeout layers; not settable from the command line or environment.
     #[arg(skip)]
     pub test_routes: bool,

@@ -240,6 +240,40 @@ async fn a_panicking_handler_gets_a_500_and_the_server_keeps_serving() {
     }
     let list = app.ok("{ projects { totalCount } }", json!({})).await;
     assert_eq!(list["projects"]["totalCount"], 0);
+
+    // A resolver that panics, over HTTP: the same 500.
+    let resp = post_raw(
+        &app.base,
+        r#"{"query":"{ panicProbe: projects { totalCount } }"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "INTERNAL_SERVER_ERROR"
+    );
+    // Over WebSocket the panic ends that connection only.
+    let mut ws = support::RawWs::connect_and_init(&app.base).await;
+    ws.subscribe("1", "{ panicProbe: projects { totalCount } }", json!({}))
+        .await;
+    assert!(
+        ws.ended_within(Duration::from_secs(5)).await
+            || ws.next_for("1", Duration::from_secs(1)).await.is_some(),
+        "the connection either closed or answered"
+    );
+    let mut other = support::RawWs::connect_and_init(&app.base).await;
+    other
+        .subscribe("1", "{ projects { totalCount } }", json!({}))
+        .await;
+    let data = other
+        .next_data("1", Duration::from_secs(5))
+        .await
+        .expect("a new connection is served");
+    assert_eq!(data["projects"]["totalCount"], 0, "{data}");
+    let list = app.ok("{ projects { totalCount } }", json!({})).await;
+    assert_eq!(list["projects"]["totalCount"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,9 +26,48 @@ pub fn build_schema(services: Services) -> AppSchema {
     build_schema_with(
         services,
         &limits::Limits::default(),
-        None,
-        Some(persisted::PersistedQueries::new(100)),
+        SchemaExtras {
+            persisted: Some(persisted::PersistedQueries::new(100)),
+            ..Default::default()
+        },
     )
+}
+
+/// The optional parts of the schema the server wires in; tests and tools
+/// that only need the types build it with the defaults.
+#[derive(Clone, Default)]
+pub struct SchemaExtras {
+    /// Counts operations for `/metrics`.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// Automatic persisted queries (None: APQ off).
+    pub persisted: Option<persisted::PersistedQueries>,
+    /// Test-only: a field selected under the alias `panicProbe` panics in
+    /// its resolver, to prove a resolver panic is answered and survived.
+    pub panic_probe: bool,
+}
+
+/// See [`SchemaExtras::panic_probe`].
+struct PanicProbe;
+
+impl async_graphql::extensions::ExtensionFactory for PanicProbe {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(PanicProbe)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl async_graphql::extensions::Extension for PanicProbe {
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        info: async_graphql::extensions::ResolveInfo<'_>,
+        next: async_graphql::extensions::NextResolve<'_>,
+    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        if info.alias == Some("panicProbe") {
+            panic!("a resolver panicked on purpose (panicProbe)");
+        }
+        next.run(ctx, info).await
+    }
 }
 
 /// Builds the schema over the services with `limits`, counting operations
@@ -37,9 +76,13 @@ pub fn build_schema(services: Services) -> AppSchema {
 pub fn build_schema_with(
     services: Services,
     limits: &limits::Limits,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
-    persisted: Option<persisted::PersistedQueries>,
+    extras: SchemaExtras,
 ) -> AppSchema {
+    let SchemaExtras {
+        metrics,
+        persisted,
+        panic_probe,
+    } = extras;
     let mut builder = Schema::build(
         query::Query::default(),
         mutation::Mutation::default(),
@@ -57,6 +100,9 @@ pub fn build_schema_with(
     }
     if let Some(store) = persisted {
         builder = builder.extension(persisted::Apq(store));
+    }
+    if panic_probe {
+        builder = builder.extension(PanicProbe);
     }
     if !limits.introspection {
         // Suggestions ("did you mean …") would leak the schema piecemeal.
