@@ -161,3 +161,69 @@ async fn token_mints_a_token_the_server_accepts_with_its_tenant_and_roles() {
         .expect("runs");
     assert!(!out.status.success());
 }
+
+/// `--help` lists every setting with its environment variable, and the
+/// README configuration table and `--help` name the same settings, so
+/// neither can drift from the code.
+#[test]
+fn help_lists_every_setting_with_its_variable_and_readme_documents_them() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cerebral"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    // Each option block: the `--flag` line up to the next blank-line gap.
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("--") {
+            let flag = rest
+                .split([' ', '<'])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            flags.push((flag, None));
+        } else if let Some(env) = t.strip_prefix("[env: ") {
+            let var = env.split(['=', ']']).next().unwrap_or_default().to_string();
+            if let Some(last) = flags.last_mut() {
+                last.1 = Some(var);
+            }
+        }
+    }
+    let settings: Vec<(String, String)> = flags
+        .into_iter()
+        .filter(|(f, _)| f != "help" && f != "version")
+        .map(|(f, env)| {
+            let env = env.unwrap_or_else(|| panic!("--{f} has no environment variable in --help"));
+            (f, env)
+        })
+        .collect();
+    assert!(settings.len() >= 40, "{} settings", settings.len());
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let table: Vec<&str> = readme
+        .split("## Configuration")
+        .nth(1)
+        .expect("a Configuration section")
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| `--"))
+        .collect();
+    for (flag, env) in &settings {
+        let row = table
+            .iter()
+            .find(|r| r.starts_with(&format!("| `--{flag}` |")))
+            .unwrap_or_else(|| panic!("README's configuration table has no row for --{flag}"));
+        assert!(
+            row.contains(&format!("`{env}`")),
+            "README row for --{flag} names another variable: {row}"
+        );
+    }
+    assert_eq!(
+        table.len(),
+        settings.len(),
+        "README documents a setting --help does not have"
+    );
+}
