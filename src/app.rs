@@ -71,6 +71,7 @@ impl App {
         let bus = EventBus::new(
             head,
             config.event_buffer,
+            config.event_buffer_bytes,
             config.max_replay_events,
             (pool - pool / 4).max(1),
         );
@@ -96,6 +97,8 @@ impl App {
                 max_sessions_per_user: config.max_sessions_per_user,
                 max_checkpoints_per_task: config.max_checkpoints_per_task,
                 checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),
+                max_json_bytes: config.max_json_bytes,
+                max_content_bytes: config.max_content_bytes,
             },
         );
         // Replicas started together on a fresh database race to load the
@@ -120,8 +123,12 @@ impl App {
         if config.agent_stale_seconds > 0 {
             services.spawn_stale_agent_check(Duration::from_secs(config.agent_stale_seconds));
         }
-        let persisted = (config.apq_cache_size > 0)
-            .then(|| crate::graphql::persisted::PersistedQueries::new(config.apq_cache_size));
+        let persisted = (config.apq_cache_size > 0).then(|| {
+            crate::graphql::persisted::PersistedQueries::with_max_bytes(
+                config.apq_cache_size,
+                config.apq_cache_bytes,
+            )
+        });
         let shutdown = CancellationToken::new();
         let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {

@@ -229,6 +229,17 @@ pub struct Config {
         global = true
     )]
     pub event_buffer: usize,
+    /// Most memory, in bytes, the events held whole in that buffer may take
+    /// (their payloads as parsed JSON); past it an event goes on the buffer
+    /// as a stub and the subscribers that want it read it from the event
+    /// table. Bounds the buffer whatever the payloads' sizes.
+    #[arg(
+        long,
+        env = "CEREBRAL_EVENT_BUFFER_BYTES",
+        default_value_t = 64 * 1024 * 1024,
+        global = true
+    )]
+    pub event_buffer_bytes: usize,
     /// Largest number of its own events one subscription replays to catch up
     /// (after a late cursor or after falling behind); further behind, it
     /// gets `RESYNC_REQUIRED` with the latest cursor instead and ends, so one
@@ -350,7 +361,23 @@ pub struct Config {
     /// Deepest field nesting of an operation, introspection fields excluded (`MAX_DEPTH_EXCEEDED`).
     #[arg(long, env = "CEREBRAL_MAX_DEPTH", default_value_t = 10, global = true)]
     pub max_depth: usize,
-    /// Highest cost of an operation: a field costs 1, a page `first` × what each item selects (`MAX_COMPLEXITY_EXCEEDED`).
+    /// Deepest nesting inside `__schema` / `__type`, counting them as 1 (`MAX_DEPTH_EXCEEDED`). The default is what the standard introspection query of graphql-js and GraphiQL needs, and no more.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_INTROSPECTION_DEPTH",
+        default_value_t = crate::graphql::limits::STANDARD_INTROSPECTION_DEPTH,
+        global = true
+    )]
+    pub max_introspection_depth: usize,
+    /// Most fields, fragment spreads and inline fragments in a document with every fragment spread expanded where it is spread (`MAX_FIELDS_EXCEEDED`).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_FIELDS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub max_fields: usize,
+    /// Highest cost of an operation, and of all operations of a batch together: a field costs 1, a page `first` × what each item selects, an introspection list the schema's size of it × what each item selects (`MAX_COMPLEXITY_EXCEEDED`).
     #[arg(
         long,
         env = "CEREBRAL_MAX_COMPLEXITY",
@@ -374,7 +401,7 @@ pub struct Config {
         global = true
     )]
     pub max_root_fields: usize,
-    /// Most directives on one field (`MAX_DIRECTIVES_EXCEEDED`).
+    /// Most directives on one field, fragment or operation (`MAX_DIRECTIVES_EXCEEDED`).
     #[arg(
         long,
         env = "CEREBRAL_MAX_DIRECTIVES",
@@ -393,7 +420,39 @@ pub struct Config {
         global = true
     )]
     pub max_errors: usize,
-    /// Longest an HTTP GraphQL request may run, in seconds; then it is cancelled (`TIMEOUT`, HTTP 504), and on PostgreSQL so is its running statement (`statement_timeout`). 0: no limit.
+    /// Largest small JSON input, in bytes of JSON text: task output, HITL responses and response schemas, persona-context state patches and history entries — the JSON that travels in events (`BAD_USER_INPUT` naming the field).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_JSON_BYTES",
+        default_value_t = 64 * 1024,
+        global = true
+    )]
+    pub max_json_bytes: usize,
+    /// Largest JSON content, in bytes of JSON text: artifact content, checkpoint state, a persona context's state (after a patch too) — content fetched by id, never carried in events (`BAD_USER_INPUT` naming the field).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_CONTENT_BYTES",
+        default_value_t = 512 * 1024,
+        global = true
+    )]
+    pub max_content_bytes: usize,
+    /// Most JSON values (numbers, strings, array items, object members…) in one request body or WebSocket message, counted before it is parsed: parsed JSON takes many times the memory of its text (`BAD_REQUEST`, HTTP 400).
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_JSON_VALUES",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub max_json_values: usize,
+    /// Largest answer to one operation, in bytes of JSON, counted as it is built; past it the operation stops and is answered with `RESPONSE_TOO_LARGE` and no data. 0: no limit.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_RESPONSE_BYTES",
+        default_value_t = 8 * 1024 * 1024,
+        global = true
+    )]
+    pub max_response_bytes: usize,
+    /// Longest a GraphQL request may run, in seconds; then it is cancelled (`TIMEOUT`: HTTP 504; over WebSocket an `error` for a query or mutation), and on PostgreSQL so is its running statement (`statement_timeout`). 0: no limit.
     #[arg(
         long,
         env = "CEREBRAL_REQUEST_TIMEOUT_SECONDS",
@@ -443,8 +502,8 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
     /// How many documents automatic persisted queries (Apollo APQ)
-    /// remember, least recently used dropped first; 0 turns APQ off. Each
-    /// is at most the document size limit, so this bounds the memory.
+    /// remember, least recently used dropped first; 0 turns APQ off. Only
+    /// documents the limits admitted are kept.
     #[arg(
         long,
         env = "CEREBRAL_APQ_CACHE_SIZE",
@@ -452,6 +511,15 @@ pub struct Config {
         global = true
     )]
     pub apq_cache_size: usize,
+    /// Most bytes of document text automatic persisted queries keep, all
+    /// tenants together; least recently used documents go first.
+    #[arg(
+        long,
+        env = "CEREBRAL_APQ_CACHE_BYTES",
+        default_value_t = 4 * 1024 * 1024,
+        global = true
+    )]
+    pub apq_cache_bytes: usize,
     /// Test-only routes that panic or sleep, and a resolver that panics
     /// when selected as `panicProbe`, to exercise the catch-panic and
     /// timeout layers; not settable from the command line or environment.
@@ -481,15 +549,19 @@ impl Config {
     pub fn limits(&self) -> crate::graphql::limits::Limits {
         crate::graphql::limits::Limits {
             max_body_bytes: self.max_body_bytes,
+            max_json_values: self.max_json_values,
             max_document_bytes: self.max_document_bytes,
             max_tokens: self.max_tokens,
             max_depth: self.max_depth,
+            max_introspection_depth: self.max_introspection_depth,
+            max_fields: self.max_fields,
             max_complexity: self.max_complexity,
             max_aliases: self.max_aliases,
             max_root_fields: self.max_root_fields,
             max_directives: self.max_directives,
             max_batch: self.max_batch,
             max_errors: self.max_errors,
+            max_response_bytes: self.max_response_bytes,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
             introspection: self.introspection,
         }

@@ -19,6 +19,14 @@
 //!   on — and it reads exactly the missing range from the log before going
 //!   on. A slow subscriber therefore costs no memory while it is slow and
 //!   never skips an event; it only reads more rows when it reads again.
+//!
+//! The ring is bounded by bytes as well as by count
+//! ([`Config::event_buffer_bytes`](crate::config::Config)): an event whose
+//! payload would take the ring past its byte budget goes on it as a stub
+//! (its sequence number and what filters look at, no payload), and a
+//! stream whose filter may want it reads that one row from the log. So a
+//! burst of large payloads costs the process at most the byte budget, not
+//! the ring's count times the largest payload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +65,12 @@ struct Inner {
     /// Highest sequence number already put on `feed`.
     delivered: watch::Sender<i64>,
     /// The recent events of every tenant, in sequence order.
-    feed: broadcast::Sender<Arc<event::Model>>,
+    feed: broadcast::Sender<Ring>,
+    /// Most bytes the events held whole on the ring may take (estimated
+    /// memory of their payloads).
+    ring_bytes: usize,
+    /// Items the ring holds.
+    ring_capacity: usize,
     /// Largest number of log events one stream replays before it answers
     /// `RESYNC_REQUIRED` instead (0: no limit).
     max_replay: i64,
@@ -84,7 +97,16 @@ impl EventBus {
     /// than `max_replay` events (0: no limit) is told to resync instead.
     ///
     /// At most `concurrent_reads` streams read the log at once.
-    pub fn new(head: i64, capacity: usize, max_replay: u64, concurrent_reads: usize) -> Self {
+    ///
+    /// Events whole on the ring take at most `ring_bytes` (see the module
+    /// documentation).
+    pub fn new(
+        head: i64,
+        capacity: usize,
+        ring_bytes: usize,
+        max_replay: u64,
+        concurrent_reads: usize,
+    ) -> Self {
         let (head_tx, _) = watch::channel(head);
         let (delivered, _) = watch::channel(head);
         let (feed, _) = broadcast::channel(capacity.max(1));
@@ -93,6 +115,8 @@ impl EventBus {
                 head: head_tx,
                 delivered,
                 feed,
+                ring_bytes,
+                ring_capacity: capacity.max(1),
                 max_replay: i64::try_from(max_replay).unwrap_or(i64::MAX),
                 gap_reads: Default::default(),
                 reads: tokio::sync::Semaphore::new(concurrent_reads.max(1)),
@@ -191,6 +215,7 @@ impl EventBus {
         tokio::spawn(async move {
             let mut head = bus.inner.head.subscribe();
             let mut pause = RETRY_MIN;
+            let mut budget = RingBudget::new(bus.inner.ring_capacity, bus.inner.ring_bytes);
             loop {
                 let target = *head.borrow_and_update();
                 let mut done = bus.delivered();
@@ -231,8 +256,13 @@ impl EventBus {
                         m.events_published.increment(rows.len() as u64);
                     }
                     for row in rows {
+                        let item = if budget.admit(payload_bytes(&row)) {
+                            Ring::Whole(Arc::new(row))
+                        } else {
+                            Ring::Stub(Stub::of(&row))
+                        };
                         // No receiver is fine: nobody is listening.
-                        let _ = bus.inner.feed.send(Arc::new(row));
+                        let _ = bus.inner.feed.send(item);
                     }
                     done = batch_end;
                 }
@@ -386,6 +416,15 @@ impl EventFilter {
         }
     }
 
+    /// Whether an event of which only its stub is on the ring may match:
+    /// everything but the payload is checked.
+    fn may_match(&self, s: &Stub) -> bool {
+        s.tenant_id == self.tenant_id
+            && self.project_id.is_none_or(|p| s.project_id == Some(p))
+            && self.task_id.is_none_or(|t| s.task_id == Some(t))
+            && (self.types.is_empty() || self.types.contains(&s.event_type))
+    }
+
     /// Checks an event received from the ring against every filter.
     pub fn matches(&self, e: &event::Model) -> bool {
         e.tenant_id == self.tenant_id
@@ -480,7 +519,7 @@ pub fn stream(
         // ring holds the rest (or the jump check below notices it does not).
         let mut upto = bus.delivered();
         // A ring event that showed a jump, sent once the gap before it is.
-        let mut held: Option<Arc<event::Model>> = None;
+        let mut held: Option<Ring> = None;
         loop {
             while cursor < upto {
                 // Boxed: an idle stream should not carry the query's state inline.
@@ -501,13 +540,24 @@ pub fn stream(
                     }
                 }
             }
-            if let Some(e) = held.take()
-                && e.seq > cursor
+            if let Some(item) = held.take()
+                && item.seq() > cursor
             {
-                cursor = e.seq;
-                if filter.matches(&e) {
-                    bus.delivering(&e);
-                    yield Ok(e);
+                match item {
+                    Ring::Whole(e) => {
+                        cursor = e.seq;
+                        if filter.matches(&e) {
+                            bus.delivering(&e);
+                            yield Ok(e);
+                        }
+                    }
+                    // Its payload is only in the log: read that one row
+                    // (the filter in SQL drops it if it is not wanted).
+                    Ring::Stub(s) if filter.may_match(&s) => {
+                        upto = s.seq;
+                        continue;
+                    }
+                    Ring::Stub(s) => cursor = s.seq,
                 }
             }
             let e = match feed.recv().await {
@@ -517,14 +567,14 @@ pub fn stream(
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            if e.seq <= cursor {
+            if e.seq() <= cursor {
                 continue;
             }
-            if e.seq > cursor + 1 {
+            if e.seq() > cursor + 1 {
                 bus.inner
                     .gap_reads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                upto = e.seq - 1;
+                upto = e.seq() - 1;
                 if Box::pin(too_far(&db, &bus, &filter, cursor, upto)).await {
                     yield Err(resync(&bus, cursor));
                     return;
@@ -591,5 +641,118 @@ fn resync(bus: &EventBus, cursor: i64) -> AppError {
     }
 }
 
+/// One item of the ring: an event, or the stub of one too large for the
+/// ring's byte budget.
+#[derive(Clone)]
+enum Ring {
+    Whole(Arc<event::Model>),
+    Stub(Stub),
+}
+
+impl Ring {
+    fn seq(&self) -> i64 {
+        match self {
+            Ring::Whole(e) => e.seq,
+            Ring::Stub(s) => s.seq,
+        }
+    }
+}
+
+/// What a stream's filter looks at, without the payload.
+#[derive(Clone, Copy)]
+struct Stub {
+    seq: i64,
+    tenant_id: Uuid,
+    project_id: Option<Uuid>,
+    task_id: Option<Uuid>,
+    event_type: EventType,
+}
+
+impl Stub {
+    fn of(e: &event::Model) -> Self {
+        Stub {
+            seq: e.seq,
+            tenant_id: e.tenant_id,
+            project_id: e.project_id,
+            task_id: e.task_id,
+            event_type: e.event_type,
+        }
+    }
+}
+
+/// The bytes of the events held whole in the ring's last `slots` items.
+struct RingBudget {
+    sizes: std::collections::VecDeque<usize>,
+    slots: usize,
+    total: usize,
+    max: usize,
+}
+
+impl RingBudget {
+    fn new(capacity: usize, max: usize) -> Self {
+        // A broadcast channel rounds its capacity up to a power of two,
+        // and holds that many items.
+        let slots = capacity.next_power_of_two();
+        RingBudget {
+            sizes: std::collections::VecDeque::with_capacity(slots),
+            slots,
+            total: 0,
+            max,
+        }
+    }
+
+    /// Whether an event of `size` bytes goes on the ring whole; either way
+    /// it takes a slot, and the oldest item leaves.
+    fn admit(&mut self, size: usize) -> bool {
+        if self.sizes.len() == self.slots
+            && let Some(old) = self.sizes.pop_front()
+        {
+            self.total -= old;
+        }
+        let whole = self.total + size <= self.max;
+        let kept = if whole { size } else { 0 };
+        self.sizes.push_back(kept);
+        self.total += kept;
+        whole
+    }
+}
+
+/// About the memory an event takes on the heap: its payload as parsed JSON
+/// (a value is 32 bytes, an object member a map entry and its key) and the
+/// row's own fields.
+fn payload_bytes(e: &event::Model) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(a) => a.iter().map(|v| 32 + value(v)).sum(),
+            serde_json::Value::Object(o) => o.iter().map(|(k, v)| 72 + k.len() + value(v)).sum(),
+            _ => 0,
+        }
+    }
+    256 + value(&e.payload)
+}
+
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::RingBudget;
+
+    #[test]
+    fn the_ring_keeps_events_whole_only_within_its_bytes() {
+        // Four slots, 100 bytes.
+        let mut b = RingBudget::new(4, 100);
+        assert!(b.admit(60));
+        assert!(!b.admit(60), "60 + 60 is past 100: a stub");
+        assert!(b.admit(40));
+        assert!(!b.admit(1), "full: 100 bytes held");
+        // A fifth item pushes the first (60 bytes) out of the ring.
+        assert!(b.admit(50));
+        assert_eq!(b.total, 90);
+        // An event larger than the whole budget is always a stub.
+        assert!(!RingBudget::new(4, 100).admit(101));
+        // The ring rounds its slots up to a power of two, as tokio does.
+        assert_eq!(RingBudget::new(1000, 1).slots, 1024);
+    }
+}

@@ -83,6 +83,7 @@ pub fn build_schema_with(
         persisted,
         panic_probe,
     } = extras;
+    let sizes = std::sync::Arc::new(std::sync::OnceLock::new());
     let mut builder = Schema::build(
         query::Query::default(),
         mutation::Mutation::default(),
@@ -91,16 +92,23 @@ pub fn build_schema_with(
     // Spans for the request, parse, validation, execution and each
     // resolver, children of the HTTP request's span (with its request id).
     .extension(async_graphql::extensions::Tracing)
-    .extension(codes::ErrorCodes)
-    .extension(limits::LimitsExtension(std::sync::Arc::new(limits.clone())))
-    .limit_complexity(limits.max_complexity)
-    .data(services);
+    .extension(codes::ErrorCodes);
+    // Before the limits: it names and counts operations they refuse.
     if let Some(m) = metrics {
         builder = builder.extension(observe::Observe(m));
     }
+    // Before the limits: a persisted query's document is filled in first,
+    // and remembered only once the limits admitted it.
     if let Some(store) = persisted {
         builder = builder.extension(persisted::Apq(store));
     }
+    builder = builder
+        .extension(limits::LimitsExtension {
+            limits: std::sync::Arc::new(limits.clone()),
+            sizes: sizes.clone(),
+        })
+        .limit_complexity(limits.max_complexity)
+        .data(services);
     if panic_probe {
         builder = builder.extension(PanicProbe);
     }
@@ -108,7 +116,10 @@ pub fn build_schema_with(
         // Suggestions ("did you mean …") would leak the schema piecemeal.
         builder = builder.disable_introspection().disable_suggestions();
     }
-    builder.finish()
+    let schema = builder.finish();
+    // The introspection cost multiplies by this schema's own list sizes.
+    let _ = sizes.set(limits::IntrospectionSizes::of_sdl(&schema.sdl()));
+    schema
 }
 
 /// The cost of a page for the complexity limit: its size (`first`, default

@@ -10,6 +10,8 @@ use async_graphql::extensions::{
     NextRequest, NextValidation,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
+
+use super::limits::SeenOperations;
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 use crate::metrics::Metrics;
@@ -22,7 +24,7 @@ impl ExtensionFactory for Observe {
         Arc::new(PerRequest {
             metrics: self.0.clone(),
             operation: Mutex::new(None),
-            doc: Mutex::new(Vec::new()),
+            doc: Arc::new(SeenOperations::default()),
             counted: AtomicBool::new(false),
         })
     }
@@ -33,8 +35,10 @@ struct PerRequest {
     metrics: Arc<Metrics>,
     /// The operation name the client asked to run, if any.
     operation: Mutex<Option<String>>,
-    /// The operations of the parsed document: name and type.
-    doc: Mutex<Vec<(Option<String>, OperationType)>>,
+    /// The operations of the parsed document: name and type, filled in by
+    /// the limits' front door (which parses the document, and may refuse
+    /// it before the library's parse hook runs).
+    doc: Arc<SeenOperations>,
     /// Whether this request has been counted (each is, exactly once).
     counted: AtomicBool,
 }
@@ -47,7 +51,7 @@ impl PerRequest {
 
     /// The type of the operation that runs (or would run) as `name`.
     fn kind(&self, name: Option<&str>) -> &'static str {
-        let Ok(doc) = self.doc.lock() else {
+        let Ok(doc) = self.doc.0.lock() else {
             return "unknown";
         };
         let ty = match name {
@@ -73,6 +77,7 @@ impl PerRequest {
         let name = self.operation().or_else(|| {
             // Without a chosen name a valid document has one operation.
             self.doc
+                .0
                 .lock()
                 .ok()
                 .and_then(|d| d.first().and_then(|(n, _)| n.clone()))
@@ -95,12 +100,13 @@ impl Extension for PerRequest {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        request: Request,
+        mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if let Ok(mut op) = self.operation.lock() {
             op.clone_from(&request.operation_name);
         }
+        request.data.insert(self.doc.clone());
         next.run(ctx, request).await
     }
 
@@ -111,21 +117,13 @@ impl Extension for PerRequest {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let doc = match next.run(ctx, query, variables).await {
-            Ok(doc) => doc,
+        match next.run(ctx, query, variables).await {
+            Ok(doc) => Ok(doc),
             Err(e) => {
                 self.count("refused", None);
-                return Err(e);
+                Err(e)
             }
-        };
-        if let Ok(mut ops) = self.doc.lock() {
-            *ops = doc
-                .operations
-                .iter()
-                .map(|(name, op)| (name.map(|n| n.to_string()), op.node.ty))
-                .collect();
         }
-        Ok(doc)
     }
 
     /// Refusals by validation and the depth and complexity limits are

@@ -32,20 +32,76 @@ pub const INVALID: &str = "PERSISTED_QUERY_INVALID";
 /// Documents by SHA-256 (lower-case hex), least recently used dropped
 /// first. Shared by every tenant: a document is not data, and a document
 /// is only stored under its own hash, so no one can plant another's text.
+/// A document is stored only after the limits admitted it (so never one
+/// larger than the document limit), and the store is bounded by bytes as
+/// well as by count.
 #[derive(Clone)]
 pub struct PersistedQueries {
-    cache: Arc<Mutex<lru::LruCache<String, Arc<str>>>>,
+    cache: Arc<Mutex<Store>>,
 }
 
+struct Store {
+    entries: lru::LruCache<String, Arc<str>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// The most bytes of documents the store keeps by default: 100 documents
+/// of 32 KiB, the default document limit, would be 3.2 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 impl PersistedQueries {
-    /// A store of at most `capacity` documents (at least 1). Each is at
-    /// most the document size limit, so memory is bounded by their
-    /// product.
+    /// A store of at most `capacity` documents (at least 1) and at most
+    /// [`DEFAULT_MAX_BYTES`] of their text.
     pub fn new(capacity: usize) -> Self {
+        Self::with_max_bytes(capacity, DEFAULT_MAX_BYTES)
+    }
+
+    /// A store of at most `capacity` documents and `max_bytes` of text.
+    pub fn with_max_bytes(capacity: usize, max_bytes: usize) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         PersistedQueries {
-            cache: Arc::new(Mutex::new(lru::LruCache::new(cap))),
+            cache: Arc::new(Mutex::new(Store {
+                entries: lru::LruCache::new(cap),
+                bytes: 0,
+                max_bytes,
+            })),
         }
+    }
+
+    fn lookup(&self, hash: &str) -> Option<Arc<str>> {
+        self.cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.entries.get(hash).cloned())
+    }
+
+    /// Remembers `text` under `hash` (its SHA-256, checked by
+    /// [`PersistedQueries::resolve`]), dropping the least recently used
+    /// documents until the text fits. A document larger than the whole
+    /// store is not kept.
+    pub fn remember(&self, hash: String, text: &str) {
+        let Ok(mut c) = self.cache.lock() else {
+            return;
+        };
+        if text.len() > c.max_bytes || c.entries.contains(&hash) {
+            return;
+        }
+        while c.bytes + text.len() > c.max_bytes {
+            match c.entries.pop_lru() {
+                Some((_, old)) => c.bytes -= old.len(),
+                None => break,
+            }
+        }
+        c.bytes += text.len();
+        if let Some((_, old)) = c.entries.push(hash, Arc::from(text)) {
+            c.bytes -= old.len();
+        }
+    }
+
+    /// Bytes of documents held (for tests and metrics).
+    pub fn bytes(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.bytes)
     }
 
     /// Fills in the remembered document of a hash-only request and leaves
@@ -68,11 +124,7 @@ impl PersistedQueries {
                 _ => None,
             });
         if let Some(hash) = hash
-            && let Some(text) = self
-                .cache
-                .lock()
-                .ok()
-                .and_then(|mut c| c.get(&hash).cloned())
+            && let Some(text) = self.lookup(&hash)
         {
             request.query = text.to_string();
         }
@@ -80,12 +132,13 @@ impl PersistedQueries {
 
     /// Applies the protocol to `request`: with a hash and no document,
     /// fills in the remembered document (or fails with
-    /// `PERSISTED_QUERY_NOT_FOUND`); with both, checks the hash and
-    /// remembers the document. Requests without the extension pass as they
-    /// are.
-    pub fn resolve(&self, request: &mut Request) -> ServerResult<()> {
+    /// `PERSISTED_QUERY_NOT_FOUND`); with both, checks the hash and returns
+    /// it, for the caller to [`PersistedQueries::remember`] the document
+    /// once the limits admitted it. Requests without the extension pass as
+    /// they are.
+    pub fn resolve(&self, request: &mut Request) -> ServerResult<Option<String>> {
         let Some(value) = request.extensions.remove("persistedQuery") else {
-            return Ok(());
+            return Ok(None);
         };
         let invalid = |m: &str| with_code(ServerError::new(m, None), INVALID);
         let json = value
@@ -103,15 +156,10 @@ impl PersistedQueries {
             .ok_or_else(|| invalid("persistedQuery.sha256Hash must be 64 hex digits"))?
             .to_ascii_lowercase();
         if request.query.is_empty() {
-            let found = self
-                .cache
-                .lock()
-                .ok()
-                .and_then(|mut c| c.get(&hash).cloned());
-            return match found {
+            return match self.lookup(&hash) {
                 Some(text) => {
                     request.query = text.to_string();
-                    Ok(())
+                    Ok(None)
                 }
                 None => Err(with_code(
                     ServerError::new("PersistedQueryNotFound", None),
@@ -125,15 +173,14 @@ impl PersistedQueries {
                 "persistedQuery.sha256Hash is not the SHA-256 of the query",
             ));
         }
-        if let Ok(mut c) = self.cache.lock() {
-            c.put(hash, Arc::from(request.query.as_str()));
-        }
-        Ok(())
+        Ok(Some(hash))
     }
 }
 
 /// The schema extension: resolves persisted queries over HTTP and
-/// WebSocket alike, before parsing, so every limit still applies.
+/// WebSocket alike, before the limits' front door, so every limit still
+/// applies; a new document is remembered only after the front door
+/// admitted it (a refused one would otherwise pin its bytes).
 pub struct Apq(pub PersistedQueries);
 
 impl ExtensionFactory for Apq {
@@ -150,7 +197,11 @@ impl Extension for Apq {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        self.0.resolve(&mut request)?;
-        next.run(ctx, request).await
+        let remember = self.0.resolve(&mut request)?;
+        let request = next.run(ctx, request).await?;
+        if let Some(hash) = remember {
+            self.0.remember(hash, &request.query);
+        }
+        Ok(request)
     }
 }

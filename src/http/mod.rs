@@ -238,11 +238,15 @@ async fn run(
     batched: bool,
 ) -> Response {
     let marks: Vec<Arc<Executed>> = requests.iter().map(|_| Arc::default()).collect();
+    // Every operation of a batch draws on one complexity budget.
+    let budget = Arc::new(crate::graphql::limits::BatchBudget::default());
     let requests: Vec<_> = requests
         .into_iter()
         .zip(&marks)
         .map(|(r, m)| {
-            request_data(r, &app.services, principal.clone(), app.loader_delay).data(m.clone())
+            request_data(r, &app.services, principal.clone(), app.loader_delay)
+                .data(m.clone())
+                .data(budget.clone())
         })
         .collect();
     let batch = if batched {
@@ -364,6 +368,9 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
             };
         }
     };
+    if let Some(refusal) = too_many_values(&bytes, &app.limits) {
+        return refusal;
+    }
     let batch: async_graphql::BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
         Err(e) => {
@@ -393,10 +400,27 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(refusal) => return refusal,
     };
-    if let Some(refusal) = app.limiter.refusal(&principal, &parts.extensions) {
+    // Each operation of a batch is a request against the caller's rate.
+    if let Some(refusal) = app
+        .limiter
+        .refusal(&principal, &parts.extensions, requests.len())
+    {
         return refusal;
     }
     run(&app, principal, requests, media, batched).await
+}
+
+/// The 400 for a body (or query string) with more JSON values than the
+/// limit allows, before any of it is parsed.
+fn too_many_values(text: &[u8], limits: &crate::graphql::limits::Limits) -> Option<Response> {
+    let max = limits.max_json_values;
+    (crate::graphql::limits::json_values(text, max) > max).then(|| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("the request holds more than {max} JSON values (CEREBRAL_MAX_JSON_VALUES)"),
+            "BAD_REQUEST",
+        )
+    })
 }
 
 /// A request that is not a GraphQL request at all (malformed JSON, wrong
@@ -423,6 +447,10 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         return not_acceptable();
     };
     let extensions = req.extensions().clone();
+    let query_string = req.uri().query().unwrap_or_default().as_bytes();
+    if let Some(refusal) = too_many_values(query_string, &app.limits) {
+        return refusal;
+    }
     let mut gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &app).await {
         Ok(r) => r.into_inner(),
         Err(e) => return bad_request(&e),
@@ -433,7 +461,7 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         store.fill_known(&mut gql);
     }
     // GraphQL over HTTP: GET may only run queries, never change anything.
-    if let Some(op) = operation_type(&gql)
+    if let Some(op) = operation_type(&gql, &app.limits)
         && op != OperationType::Query
     {
         let mut resp = error_response(
@@ -449,7 +477,7 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(refusal) => return refusal,
     };
-    if let Some(refusal) = app.limiter.refusal(&principal, &extensions) {
+    if let Some(refusal) = app.limiter.refusal(&principal, &extensions, 1) {
         return refusal;
     }
     run(&app, principal, vec![gql], media, false).await
@@ -569,7 +597,15 @@ fn wants_html(h: &HeaderMap) -> bool {
 }
 
 /// The type of the operation a request would run, when it can be told.
-fn operation_type(req: &async_graphql::Request) -> Option<OperationType> {
+/// A document over the size limit is not parsed here: the limits refuse it
+/// before anything runs, and the parser should never see it.
+fn operation_type(
+    req: &async_graphql::Request,
+    limits: &crate::graphql::limits::Limits,
+) -> Option<OperationType> {
+    if !crate::graphql::limits::may_parse(&req.query, limits) {
+        return None;
+    }
     let doc = async_graphql::parser::parse_query(&req.query).ok()?;
     match &req.operation_name {
         Some(name) => doc

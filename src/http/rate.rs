@@ -89,19 +89,34 @@ impl RateLimiter {
             .map(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Takes one HTTP request from the caller's bucket: `None` admits it,
-    /// else the 429 answer.
-    pub fn refusal(&self, principal: &Principal, extensions: &Extensions) -> Option<Response> {
+    /// Takes `n` requests (the operations of one HTTP request) from the
+    /// caller's bucket: `None` admits them, else the 429 answer. A batch
+    /// larger than the burst can never pass, and is told so.
+    pub fn refusal(
+        &self,
+        principal: &Principal,
+        extensions: &Extensions,
+        n: usize,
+    ) -> Option<Response> {
+        let buckets = self.buckets.as_ref()?;
         let address = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let wait = self.wait(&self.key(principal, address))?;
-        let secs = retry_after(wait);
-        let mut resp = super::error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("too many requests; retry in {secs} s"),
-            "RATE_LIMITED",
-        );
+        let key = self.key(principal, address);
+        let n = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        let (secs, message) = match buckets.check_key_n(&key, n) {
+            Ok(Ok(())) => return None,
+            Ok(Err(not_until)) => {
+                let secs = retry_after(not_until.wait_time_from(self.clock.now()));
+                (secs, format!("too many requests; retry in {secs} s"))
+            }
+            Err(_) => (
+                60,
+                format!("the batch holds {n} operations, more than the rate limit's burst"),
+            ),
+        };
+        let mut resp =
+            super::error_response(StatusCode::TOO_MANY_REQUESTS, &message, "RATE_LIMITED");
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         Some(resp)

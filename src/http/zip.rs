@@ -26,7 +26,7 @@ pub async fn artifacts_zip(
         Ok(p) => p,
         Err(refusal) => return refusal,
     };
-    if let Some(refusal) = app.limiter.refusal(&p, &extensions) {
+    if let Some(refusal) = app.limiter.refusal(&p, &extensions, 1) {
         return refusal;
     }
     let project = match ids::decode(Kind::Project, &id) {

@@ -41,6 +41,7 @@ impl Services {
         if name.is_empty() || name.chars().count() > 300 {
             return Err(AppError::bad_input("name must be 1–300 characters"));
         }
+        self.json_within("content", &input.content, super::JsonLimit::Content)?;
         let mut tx = self.begin(p).await?;
         // Exclusive: versions are counted per project and name, and the
         // project must stay ACTIVE until this commits.

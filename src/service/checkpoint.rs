@@ -146,6 +146,7 @@ impl Services {
         if step_key.is_empty() || step_key.len() > 200 {
             return Err(AppError::bad_input("stepId must be 1–200 characters"));
         }
+        self.json_within("state", &state, super::JsonLimit::Content)?;
         if status == CheckpointStatus::Reverted {
             return Err(AppError::bad_input(
                 "a new checkpoint cannot start REVERTED",
@@ -198,6 +199,9 @@ impl Services {
         source_id: Uuid,
         patch: Option<Json>,
     ) -> AppResult<(task_checkpoint::Model, event::Model)> {
+        if let Some(patch) = &patch {
+            self.json_within("statePatch", patch, super::JsonLimit::Content)?;
+        }
         let mut tx = self.begin(p).await?;
         let task_id = task_checkpoint::Entity::find_by_id(source_id)
             .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
@@ -212,6 +216,8 @@ impl Services {
         let mut state = state_of(&*tx, p, source.id).await?;
         if let Some(patch) = &patch {
             json_patch::merge(&mut state, patch);
+            // The patch is bounded, but so must be what it grows the state to.
+            self.json_within("the patched state", &state, super::JsonLimit::Content)?;
         }
         let (model, ev) = write_version(
             &mut tx,

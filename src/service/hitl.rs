@@ -77,6 +77,7 @@ impl Services {
             response_schema,
         } = input;
         if let Some(schema) = &response_schema {
+            self.json_within("responseSchema", schema, super::JsonLimit::Small)?;
             jsonschema::validator_for(schema).map_err(|e| {
                 AppError::bad_input(format!("responseSchema is not a valid JSON Schema: {e}"))
             })?;
@@ -162,6 +163,9 @@ impl Services {
         decision: HitlDecision,
         response: Option<Json>,
     ) -> AppResult<(hitl_request::Model, task::Model, event::Model)> {
+        if let Some(r) = &response {
+            self.json_within("response", r, super::JsonLimit::Small)?;
+        }
         let mut tx = self.begin(p).await?;
         let not_found = || AppError::not_found("HitlRequest", encode(Kind::HitlRequest, id).0);
         let req = hitl_request::Entity::find_by_id(id)

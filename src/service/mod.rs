@@ -64,6 +64,46 @@ pub struct ServiceSettings {
     pub max_checkpoints_per_task: u64,
     /// Age beyond which other checkpoints are dropped.
     pub checkpoint_retention: chrono::Duration,
+    /// Largest small JSON input, as JSON text in bytes: task output, HITL
+    /// responses and schemas, persona-context patches and history entries
+    /// (they travel in events, so they must stay small).
+    pub max_json_bytes: usize,
+    /// Largest JSON content, as JSON text in bytes: artifact content,
+    /// checkpoint state and persona-context state (fetched by id, never
+    /// carried in events).
+    pub max_content_bytes: usize,
+}
+
+/// Which byte limit a JSON input falls under (see [`ServiceSettings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonLimit {
+    /// [`ServiceSettings::max_json_bytes`].
+    Small,
+    /// [`ServiceSettings::max_content_bytes`].
+    Content,
+}
+
+/// Whether `value` as JSON text is longer than `max` bytes, found out
+/// without writing more than `max + 1` bytes anywhere.
+pub fn json_longer_than(value: &Json, max: usize) -> bool {
+    struct Count {
+        n: usize,
+        max: usize,
+    }
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.max {
+                // Stops the serialiser: the answer is known.
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Count { n: 0, max }, value).is_err()
 }
 
 /// The service layer: the database, the event bus and the write lock.
@@ -280,6 +320,29 @@ impl Services {
     /// The settings.
     pub fn settings(&self) -> &ServiceSettings {
         &self.inner.settings
+    }
+
+    /// Refuses `value` (the input field `field`) with `BAD_USER_INPUT`,
+    /// naming the field and the limit, when its JSON text is longer than
+    /// `limit` allows. Every JSON a caller sends passes through here
+    /// before anything is written.
+    pub fn json_within(&self, field: &str, value: &Json, limit: JsonLimit) -> AppResult<()> {
+        let (max, setting) = match limit {
+            JsonLimit::Small => (
+                self.inner.settings.max_json_bytes,
+                "CEREBRAL_MAX_JSON_BYTES",
+            ),
+            JsonLimit::Content => (
+                self.inner.settings.max_content_bytes,
+                "CEREBRAL_MAX_CONTENT_BYTES",
+            ),
+        };
+        if json_longer_than(value, max) {
+            return Err(AppError::bad_input(format!(
+                "{field} is longer than {max} bytes of JSON ({setting})"
+            )));
+        }
+        Ok(())
     }
 
     /// Begins a write transaction on behalf of `principal`.

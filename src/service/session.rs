@@ -204,6 +204,9 @@ impl Services {
         {
             return Err(AppError::bad_input("initialState must be a JSON object"));
         }
+        if let Some(s) = &initial_state {
+            self.json_within("initialState", s, super::JsonLimit::Content)?;
+        }
         let mut tx = self.begin(p).await?;
         let session = load_session(&tx, p, session_id).await?;
         if session.status != SessionStatus::Active {
@@ -289,10 +292,13 @@ impl Services {
                 "statePatch must be a JSON object (RFC 7386 merge patch)",
             ));
         }
+        // The patch travels in the event; the state it grows is fetched by id.
+        self.json_within("statePatch", &patch, super::JsonLimit::Small)?;
         let mut tx = self.begin(p).await?;
         let ctx = lock_active_context(&tx, p, id).await?;
         let mut state = ctx.state.clone();
         json_patch::merge(&mut state, &patch);
+        self.json_within("the patched state", &state, super::JsonLimit::Content)?;
         let t = now();
         let mut am = ctx.into_active_model();
         am.state = Set(state);
@@ -316,6 +322,7 @@ impl Services {
         id: Uuid,
         entry: Json,
     ) -> AppResult<(persona_context::Model, event::Model)> {
+        self.json_within("entry", &entry, super::JsonLimit::Small)?;
         let mut tx = self.begin(p).await?;
         let ctx = lock_active_context(&tx, p, id).await?;
         let mut history = ctx.history.as_array().cloned().unwrap_or_default();

@@ -334,6 +334,9 @@ impl Services {
         {
             return Err(AppError::bad_input("progress must be between 0 and 100"));
         }
+        if let Some(output) = &change.output {
+            self.json_within("output", output, super::JsonLimit::Small)?;
+        }
         let mut tx = self.begin(p).await?;
         // Read the task once without a lock to learn its project, then lock
         // in the fixed order: project (shared), task.

@@ -16,3 +16,5 @@ mod watch;
 
 // One module per area of the attack surface.
 mod body;
+mod front_door;
+mod json_inputs;

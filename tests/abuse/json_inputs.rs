@@ -1,0 +1,187 @@
+//! JSON a caller sends: parsed size, stored size, and what its events
+//! cost the live fan-out.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::RawWs;
+use crate::watch::{server, watch};
+
+/// Counting values is one pass over at most 1 MiB of body.
+const REFUSE_WITHIN: Duration = Duration::from_secs(3);
+/// Eight refused 0.9 MB bodies in flight: eight bodies and buffers. Before
+/// the fix one such body cost 110–184 MB at its peak.
+const VALUES_MEMORY: u64 = 48 * 1024 * 1024;
+
+async fn post(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
+    let resp = client
+        .post(format!("{base}/graphql"))
+        .json(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+fn code(body: &Value) -> String {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A session and a persona context to write to.
+async fn context(client: &reqwest::Client, base: &str) -> String {
+    let (_, s) = post(
+        client,
+        base,
+        &json!({ "query": "mutation { startSession(input: {name: \"a\"}) { session { id } } }" }),
+    )
+    .await;
+    let sid = s["data"]["startSession"]["session"]["id"]
+        .as_str()
+        .expect("session")
+        .to_string();
+    let (_, c) = post(
+        client,
+        base,
+        &json!({ "query": "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }", "variables": { "s": sid } }),
+    )
+    .await;
+    c["data"]["switchPersona"]["context"]["id"]
+        .as_str()
+        .expect("context")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_body_of_half_a_million_numbers_is_refused_before_it_is_parsed() {
+    let target = server(&[]).await;
+    let client = reqwest::Client::new();
+    // 0.9 MB: under the body limit, 450,000 values once parsed.
+    let numbers = vec![1; 450_000];
+    let body = json!({ "query": "query($x: JSON) { __typename }", "variables": { "x": numbers } });
+    let (answers, cost) = watch(&target, async {
+        let all = (0..8).map(|_| post(&client, &target.base, &body));
+        futures::future::join_all(all).await
+    })
+    .await;
+    for (status, body) in answers {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(code(&body), "BAD_REQUEST", "{body}");
+    }
+    cost.assert_within(
+        "eight 0.9 MB number arrays",
+        REFUSE_WITHIN * 2,
+        VALUES_MEMORY,
+    );
+}
+
+#[tokio::test]
+async fn json_inputs_over_their_byte_limit_are_refused_naming_the_field() {
+    let target = server(&[]).await;
+    let client = reqwest::Client::new();
+    let ctx = context(&client, &target.base).await;
+    // 0.9 MB of JSON text in a state patch (a single string, so the value
+    // count is no obstacle): past the 64 KiB limit of small JSON.
+    let patch = json!({ "blob": "x".repeat(900_000) });
+    let (status, body) = post(
+        &client,
+        &target.base,
+        &json!({
+            "query": "mutation($c: ID!, $p: JSON!) { updatePersonaContext(input: {contextId: $c, statePatch: $p}) { context { id } } }",
+            "variables": { "c": ctx, "p": patch }
+        }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("statePatch") && message.contains("65536"),
+        "{message}"
+    );
+    // Nothing was written: the state is still empty.
+    let (_, state) = post(
+        &client,
+        &target.base,
+        &json!({ "query": "query($c: ID!) { node(id: $c) { ... on PersonaContext { state } } }", "variables": { "c": ctx } }),
+    )
+    .await;
+    assert_eq!(state["data"]["node"]["state"], json!({}), "{state}");
+}
+
+/// A subscriber that never reads while its own tenant writes large state
+/// patches: before the fix 60 × 0.9 MB patches left 1.05 GB resident. Now
+/// each patch is at most 64 KiB of text, and the ring keeps at most
+/// `CEREBRAL_EVENT_BUFFER_BYTES` of payloads whole; the rest go as stubs
+/// that the subscriber reads from the log, so it still gets every event.
+#[tokio::test]
+async fn a_stalled_subscriber_and_large_patches_keep_the_ring_within_its_bytes() {
+    /// The ring's byte budget in this test.
+    const RING: u64 = 4 * 1024 * 1024;
+    /// Patches sent, four at a time.
+    const PATCHES: usize = 80;
+    /// The ring's budget, its estimate's slack, four requests in flight
+    /// (each parses its 60 KB of numbers into a few MB) and what the
+    /// allocator keeps; without the byte bound the 160 patches (about 1 MB
+    /// each as parsed JSON) would sit in the ring whole.
+    const RING_MEMORY: u64 = RING + 76 * 1024 * 1024;
+    // (The ring's bookkeeping itself is checked exactly by the unit tests
+    // of `RingBudget`; this is the process-level guard.)
+    let target = server(&[("CEREBRAL_EVENT_BUFFER_BYTES", &RING.to_string())]).await;
+    let client = reqwest::Client::new();
+    let ctx = context(&client, &target.base).await;
+    let mut ws = RawWs::connect_and_init(&target.base).await;
+    ws.subscribe(
+        "1",
+        "subscription { events(after: \"HEAD\") { cursor payload } }",
+        json!({}),
+    )
+    .await;
+    // 60 KB of small numbers: the costliest shape for parsed JSON.
+    let numbers: Vec<u8> = vec![7; 30_000];
+    let query = "mutation($c: ID!, $p: JSON!) { updatePersonaContext(input: {contextId: $c, statePatch: $p}) { context { id } } }";
+    let (_, cost) = watch(&target, async {
+        for round in 0..PATCHES / 4 {
+            let sends = (0..4).map(|i| {
+                let body = json!({ "query": query, "variables": { "c": ctx, "p": { format!("k{i}"): numbers, "round": round } } });
+                let client = client.clone();
+                let base = target.base.clone();
+                async move { post(&client, &base, &body).await }
+            });
+            for (_, body) in futures::future::join_all(sends).await {
+                assert!(body["errors"].is_null(), "{body}");
+            }
+        }
+    })
+    .await;
+    cost.assert_within(
+        "80 large patches, stalled subscriber",
+        Duration::from_secs(120),
+        RING_MEMORY,
+    );
+    // And the stalled subscriber still gets every event, in order, when it
+    // reads at last (the stubs are read from the log).
+    let mut last = 0i64;
+    for _ in 0..PATCHES {
+        let msg = ws
+            .next_for("1", Duration::from_secs(30))
+            .await
+            .expect("an event");
+        let item = &msg["payload"]["data"];
+        let cursor: i64 = item["events"]["cursor"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no cursor in {msg}"));
+        assert!(cursor > last, "{cursor} after {last}");
+        assert!(
+            item["events"]["payload"]["statePatch"].is_object(),
+            "{item}"
+        );
+        last = cursor;
+    }
+}
