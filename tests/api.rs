@@ -334,11 +334,20 @@ async fn the_builtin_catalog_holds_the_ten_personas_four_teams_and_six_workflows
 
 #[tokio::test]
 async fn import_catalog_takes_a_v4_pack_and_reports_bad_files_without_half_importing() {
+    import_catalog_checks(&support::bmad::own_pack()).await;
+}
+
+#[tokio::test]
+async fn import_catalog_takes_the_real_bmad_v4_files() {
+    if let Some(dir) = support::bmad::real_files("import_catalog_takes_the_real_bmad_v4_files") {
+        import_catalog_checks(&dir).await;
+    }
+}
+
+/// Imports the pack in `root` (10 personas, 4 teams, 6 workflows, the keys
+/// of the built-in catalog) plus two broken files through `importCatalog`.
+async fn import_catalog_checks(root: &std::path::Path) {
     let app = support::spawn().await;
-    let root = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/bmad-core-v4"
-    ));
     let mut files = vec![];
     for dir in ["agents", "agent-teams", "workflows"] {
         let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))

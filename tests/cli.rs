@@ -6,16 +6,24 @@ use std::process::Command;
 
 #[test]
 fn import_reads_a_v4_folder_into_the_database() {
+    import_folder_checks(&support::bmad::own_pack());
+}
+
+#[test]
+fn import_reads_the_real_bmad_v4_files() {
+    if let Some(pack) = support::bmad::real_files("import_reads_the_real_bmad_v4_files") {
+        import_folder_checks(&pack);
+    }
+}
+
+/// Runs `cerebral import` on the pack in `pack` (10 personas with `po` named
+/// Sarah, 4 teams, 6 workflows) and reads back what it wrote.
+fn import_folder_checks(pack: &std::path::Path) {
     let dir = tempfile::tempdir().expect("tmp");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
     let out = Command::new(env!("CARGO_BIN_EXE_cerebral"))
-        .args([
-            "import",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/bmad-core-v4"
-            ),
-        ])
+        .arg("import")
+        .arg(pack)
         .env("DATABASE_URL", &url)
         .output()
         .expect("runs");

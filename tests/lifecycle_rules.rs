@@ -289,12 +289,23 @@ async fn a_suspended_session_refuses_persona_switches_and_context_changes() {
 
 #[tokio::test]
 async fn reimporting_a_workflow_keeps_running_tasks_on_their_steps() {
+    reimport_checks(&support::bmad::own_pack()).await;
+}
+
+#[tokio::test]
+async fn reimporting_the_real_bmad_workflow_keeps_running_tasks_on_their_steps() {
+    let test = "reimporting_the_real_bmad_workflow_keeps_running_tasks_on_their_steps";
+    if let Some(pack) = support::bmad::real_files(test) {
+        reimport_checks(&pack).await;
+    }
+}
+
+/// Imports `workflows/greenfield-service.yaml` of `pack` twice, with a
+/// project running on it in between.
+async fn reimport_checks(pack: &std::path::Path) {
     let app = support::spawn().await;
-    let file = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/bmad-core-v4/workflows/greenfield-service.yaml"
-    ))
-    .expect("fixture");
+    let file =
+        std::fs::read_to_string(pack.join("workflows/greenfield-service.yaml")).expect("fixture");
     let import = "mutation($c: String!) { importCatalog(input: {files: [{path: \"workflows/greenfield-service.yaml\", content: $c}]}) { workflows { id builtin } errors { reason } } }";
     let first = app.ok(import, json!({ "c": file })).await;
     assert_eq!(first["importCatalog"]["workflows"][0]["builtin"], false);

@@ -773,13 +773,20 @@ fn unique_key(base: &str, used: &mut HashSet<String>) -> String {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/bmad-core-v4"
-    );
+    use crate::catalog::test_packs;
 
-    fn fixtures() -> ImportReport {
-        parse_dir(Path::new(FIXTURES)).expect("fixture folder is readable")
+    // Each check on a whole pack runs twice: on the project's own pack
+    // (`own_pack_…`, always) and on the real V4 core files (`real_files_…`,
+    // skipped with a notice when they cannot be found).
+
+    /// The project's own V4 pack, `tests/fixtures/bmad-v4`.
+    fn own_pack() -> ImportReport {
+        parse_dir(&test_packs::own_pack()).expect("own pack is readable")
+    }
+
+    /// The real V4 core files, or `None` once the skip is reported.
+    fn real_files(test: &str) -> Option<ImportReport> {
+        test_packs::real_files(test).map(|dir| parse_dir(&dir).expect("fixture folder is readable"))
     }
 
     fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -821,8 +828,18 @@ mod tests {
     const GOOD_WORKFLOW: &str = "workflow:\n  id: trail-run\n  name: Trail Run\n  sequence:\n    - agent: scout\n      creates: map.md\n    - step: done\n";
 
     #[test]
-    fn fixtures_import_completely() {
-        let report = fixtures();
+    fn own_pack_imports_completely() {
+        check_imports_completely(&own_pack());
+    }
+
+    #[test]
+    fn real_files_imports_completely() {
+        if let Some(report) = real_files("real_files_imports_completely") {
+            check_imports_completely(&report);
+        }
+    }
+
+    fn check_imports_completely(report: &ImportReport) {
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(report.files_read, 20);
         assert_eq!(report.pack.personas.len(), 10);
@@ -831,8 +848,18 @@ mod tests {
     }
 
     #[test]
-    fn fixture_persona_po() {
-        let report = fixtures();
+    fn own_pack_persona_po() {
+        check_persona_po(&own_pack());
+    }
+
+    #[test]
+    fn real_files_persona_po() {
+        if let Some(report) = real_files("real_files_persona_po") {
+            check_persona_po(&report);
+        }
+    }
+
+    fn check_persona_po(report: &ImportReport) {
         let po = persona(&report.pack, "po");
         assert_eq!(po.name, "Sarah");
         assert_eq!(po.title, "Product Owner");
@@ -862,8 +889,18 @@ mod tests {
     }
 
     #[test]
-    fn fixture_command_shapes() {
-        let report = fixtures();
+    fn own_pack_command_shapes() {
+        check_command_shapes(&own_pack());
+    }
+
+    #[test]
+    fn real_files_command_shapes() {
+        if let Some(report) = real_files("real_files_command_shapes") {
+            check_command_shapes(&report);
+        }
+    }
+
+    fn check_command_shapes(report: &ImportReport) {
         // Commands written as a map rather than a list.
         let orchestrator = persona(&report.pack, "bmad-orchestrator");
         assert_eq!(
@@ -890,8 +927,18 @@ mod tests {
     }
 
     #[test]
-    fn fixture_greenfield_service_steps() {
-        let report = fixtures();
+    fn own_pack_greenfield_service_steps() {
+        check_greenfield_service_steps(&own_pack());
+    }
+
+    #[test]
+    fn real_files_greenfield_service_steps() {
+        if let Some(report) = real_files("real_files_greenfield_service_steps") {
+            check_greenfield_service_steps(&report);
+        }
+    }
+
+    fn check_greenfield_service_steps(report: &ImportReport) {
         let wf = workflow(&report.pack, "greenfield-service");
         assert_eq!(wf.name, "Greenfield Service/API Development");
         assert_eq!(wf.kind.as_deref(), Some("greenfield"));
@@ -949,8 +996,18 @@ mod tests {
     }
 
     #[test]
-    fn fixture_step_with_both_step_and_agent_is_work() {
-        let report = fixtures();
+    fn own_pack_step_with_both_step_and_agent_is_work() {
+        check_step_with_both_step_and_agent_is_work(&own_pack());
+    }
+
+    #[test]
+    fn real_files_step_with_both_step_and_agent_is_work() {
+        if let Some(report) = real_files("real_files_step_with_both_step_and_agent_is_work") {
+            check_step_with_both_step_and_agent_is_work(&report);
+        }
+    }
+
+    fn check_step_with_both_step_and_agent_is_work(report: &ImportReport) {
         let wf = workflow(&report.pack, "brownfield-fullstack");
         let classify = step(wf, "enhancement_classification");
         assert_eq!(classify.persona_key.as_deref(), Some("analyst"));
@@ -970,8 +1027,18 @@ mod tests {
     }
 
     #[test]
-    fn fixture_teams() {
-        let report = fixtures();
+    fn own_pack_teams() {
+        check_teams(&own_pack());
+    }
+
+    #[test]
+    fn real_files_teams() {
+        if let Some(report) = real_files("real_files_teams") {
+            check_teams(&report);
+        }
+    }
+
+    fn check_teams(report: &ImportReport) {
         let all = team(&report.pack, "team-all");
         assert_eq!(all.name, "Team All");
         assert_eq!(all.persona_keys.len(), 10);
@@ -1348,7 +1415,7 @@ workflow:
 
     #[test]
     fn parse_dir_errors_and_empty_folders() {
-        let missing = Path::new(FIXTURES).join("does-not-exist");
+        let missing = test_packs::own_pack().join("does-not-exist");
         assert!(matches!(parse_dir(&missing), Err(ImportError::Io { .. })));
 
         let empty = std::env::temp_dir().join(format!("catalog-v4-empty-{}", std::process::id()));

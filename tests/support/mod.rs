@@ -3,6 +3,8 @@
 //! set), a GraphQL over HTTP client and a graphql-transport-ws client.
 #![allow(dead_code)]
 
+pub mod bmad;
+
 use std::sync::Arc;
 use std::time::Duration;
 
