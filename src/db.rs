@@ -92,7 +92,8 @@ const SETTLE_MARGIN: Duration = Duration::from_secs(1);
 const SETTLE_WITHOUT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Readies a PostgreSQL connection that comes back to the pool, before
-/// sqlx's own check (a bare `Sync`) and before anyone else can use it.
+/// sqlx's own check (a bare `Sync` round trip) and before anyone else can
+/// use it.
 ///
 /// A request dropped half-way (its client left, or its timeout fired)
 /// returns its connection with answers still unread: the statement it
@@ -117,7 +118,10 @@ async fn settle(
     use sea_orm::sqlx::Connection;
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        match tokio::time::timeout_at(deadline, conn.ping()).await {
+        // `flush` sends what is queued and reads until every answer the
+        // connection still expects has come: no round trip when nothing is
+        // outstanding (the usual return), so the only one stays sqlx's.
+        match tokio::time::timeout_at(deadline, conn.flush()).await {
             Ok(Ok(())) => break,
             // An answer the cancelled request never read; the rest of the
             // backlog follows it.
