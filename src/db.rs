@@ -63,6 +63,15 @@ pub async fn connect_with(
         let ms = t.as_millis().to_string();
         opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
     }
+    if url.starts_with("postgres") {
+        // What a cancelled request left running ends by the statement
+        // timeout; the margin covers the round trips after it.
+        let within =
+            statement_timeout.map_or(SETTLE_WITHOUT_STATEMENT_TIMEOUT, |t| t + SETTLE_MARGIN);
+        opts.map_sqlx_postgres_pool_opts(move |o| {
+            o.after_release(move |conn, _| Box::pin(settle(conn, within)))
+        });
+    }
     let mut db = Database::connect(opts)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
@@ -72,6 +81,69 @@ pub async fn connect_with(
         c.0.fetch_add(1, Ordering::Relaxed);
     });
     Ok((db, counter))
+}
+
+/// How long past its statement timeout a returned connection may take to
+/// answer before it is closed instead of reused.
+const SETTLE_MARGIN: Duration = Duration::from_secs(1);
+
+/// The same bound on a pool without a statement timeout (the migrator's,
+/// the command line's, a server with no request timeout).
+const SETTLE_WITHOUT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Readies a PostgreSQL connection that comes back to the pool, before
+/// sqlx's own check (a bare `Sync` round trip) and before anyone else can
+/// use it.
+///
+/// A request dropped half-way (its client left, or its timeout fired)
+/// returns its connection with answers still unread: the statement it
+/// stopped waiting for, and the `ROLLBACK` its dropped transaction queued.
+/// sqlx's check reads them, but gives up on the first error in the backlog
+/// (the cancelled statement's `57014`) and then "hard closes" the
+/// connection: over TLS that close waits for the server to send something,
+/// which an idle server never does, so the connection stayed open, idle
+/// after its `ROLLBACK`, and its pool slot never came back (two such
+/// requests wedged a pool of two).
+///
+/// Here the backlog is read to its end, errors included, within `within`;
+/// the connection goes back only when everything is answered and sqlx counts
+/// no open transaction (so its queued `ROLLBACK` has run). Otherwise it is
+/// closed gracefully (`Terminate`, which the server answers by closing its
+/// end, so no TLS read waits forever) and the pool opens a replacement.
+/// Never an `Err`: sqlx's answer to that is the hard close above.
+async fn settle(
+    conn: &mut sea_orm::sqlx::postgres::PgConnection,
+    within: Duration,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Connection;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // `flush` sends what is queued and reads until every answer the
+        // connection still expects has come: no round trip when nothing is
+        // outstanding (the usual return), so the only one stays sqlx's.
+        match tokio::time::timeout_at(deadline, conn.flush()).await {
+            Ok(Ok(())) => break,
+            // An answer the cancelled request never read; the rest of the
+            // backlog follows it.
+            Ok(Err(sea_orm::sqlx::Error::Database(_))) => continue,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "a returned database connection is broken; closing it");
+                return Ok(false);
+            }
+            Err(_) => {
+                tracing::warn!(
+                    within_ms = within.as_millis() as u64,
+                    "a returned database connection did not answer in time; closing it"
+                );
+                return Ok(false);
+            }
+        }
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("a database connection came back inside a transaction; closing it");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Another handle on the same pool that does not count its statements:

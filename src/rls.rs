@@ -26,7 +26,7 @@
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, Statement, TransactionTrait,
+    QueryResult, Statement, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -59,6 +59,52 @@ pub async fn set_scope(txn: &impl ConnectionTrait, scope: Scope) -> Result<(), D
     ))
     .await?;
     Ok(())
+}
+
+/// Begins a transaction on `db` whose first statement sets `scope`.
+///
+/// On PostgreSQL the two run in a task of their own, so the caller being
+/// dropped half-way (its client left, its request timed out) cannot stop
+/// them between sending `BEGIN` and reading its answer. sqlx counts a
+/// transaction only once that answer is read, so a `BEGIN` cut off there
+/// left the server inside a transaction that nothing would roll back: the
+/// connection went back to the pool that way, and the next `BEGIN` on it
+/// found a transaction already open. Run to its end, the transaction is
+/// either handed to the caller or, when the caller is gone, dropped, and a
+/// dropped transaction queues its `ROLLBACK` (which the pool reads before
+/// reuse: [`crate::db`]).
+pub async fn begin(
+    db: &DatabaseConnection,
+    options: TransactionOptions,
+    scope: Scope,
+) -> Result<DatabaseTransaction, DbErr> {
+    async fn run(
+        db: DatabaseConnection,
+        options: TransactionOptions,
+        scope: Scope,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        let txn = db.begin_with_options(options).await?;
+        set_scope(&txn, scope).await?;
+        Ok(txn)
+    }
+    if db.get_database_backend() != DbBackend::Postgres {
+        return run(db.clone(), options, scope).await;
+    }
+    tokio::spawn(run(db.clone(), options, scope))
+        .await
+        .map_err(|e| DbErr::Custom(format!("beginning a transaction failed: {e}")))?
+}
+
+/// Commits `txn`; on PostgreSQL in a task of its own, so that a `COMMIT`
+/// once sent is also answered and the connection is handed back clean,
+/// whether or not the caller is still waiting (see [`begin`]).
+pub async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return txn.commit().await;
+    }
+    tokio::spawn(txn.commit())
+        .await
+        .map_err(|e| DbErr::Custom(format!("committing a transaction failed: {e}")))?
 }
 
 /// A handle on the pool whose statements run under one [`Scope`]. Cheap to
@@ -99,9 +145,9 @@ impl Scoped {
         if self.db.get_database_backend() != DbBackend::Postgres || self.scope == Scope::Unscoped {
             return Ok(None);
         }
-        let txn = self.db.begin().await?;
-        set_scope(&txn, self.scope).await?;
-        Ok(Some(txn))
+        begin(&self.db, TransactionOptions::default(), self.scope)
+            .await
+            .map(Some)
     }
 }
 
@@ -116,7 +162,7 @@ impl ConnectionTrait for Scoped {
             None => self.db.execute_raw(stmt).await,
             Some(txn) => {
                 let r = txn.execute_raw(stmt).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(r)
             }
         }
@@ -127,7 +173,7 @@ impl ConnectionTrait for Scoped {
             None => self.db.execute_unprepared(sql).await,
             Some(txn) => {
                 let r = txn.execute_unprepared(sql).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(r)
             }
         }
@@ -138,7 +184,7 @@ impl ConnectionTrait for Scoped {
             None => self.db.query_one_raw(stmt).await,
             Some(txn) => {
                 let r = txn.query_one_raw(stmt).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(r)
             }
         }
@@ -149,7 +195,7 @@ impl ConnectionTrait for Scoped {
             None => self.db.query_all_raw(stmt).await,
             Some(txn) => {
                 let r = txn.query_all_raw(stmt).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(r)
             }
         }

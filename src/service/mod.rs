@@ -35,10 +35,7 @@ pub mod task;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Statement,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Statement};
 use serde_json::Value as Json;
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
@@ -269,7 +266,7 @@ impl Tx<'_> {
                 other => other,
             })?;
         }
-        self.txn.commit().await?;
+        crate::rls::commit(self.txn).await?;
         if let Some(last) = events.last() {
             self.bus.published(last.seq);
         }
@@ -354,21 +351,22 @@ impl Services {
         // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction
         // never fails half-way upgrading from reader to writer when another
         // process (`cerebral import`) writes the same file.
-        let txn = self
-            .inner
-            .db
-            .begin_with_options(sea_orm::TransactionOptions {
+        // First statement of the transaction: row-level security sees this
+        // tenant until it ends, and no longer. Both run to their end even
+        // when this request is cancelled meanwhile (see `rls::begin`).
+        let txn = crate::rls::begin(
+            &self.inner.db,
+            sea_orm::TransactionOptions {
                 sqlite_transaction_mode: self
                     .inner
                     .sqlite_writer
                     .as_ref()
                     .map(|_| sea_orm::SqliteTransactionMode::Immediate),
                 ..Default::default()
-            })
-            .await?;
-        // First statement of the transaction: row-level security sees this
-        // tenant until it ends, and no longer.
-        crate::rls::set_scope(&txn, Scope::Tenant(principal.tenant_id)).await?;
+            },
+            Scope::Tenant(principal.tenant_id),
+        )
+        .await?;
         Ok(Tx {
             txn,
             _writer: writer,
