@@ -13,7 +13,7 @@ use crate::db::{self, StatementCounter};
 use crate::events::EventBus;
 use crate::graphql::build_schema_with;
 use crate::http::ws::{WsGauges, WsSettings};
-use crate::http::{AppState, router};
+use crate::http::{AppState, metrics_router, router};
 use crate::rls::{Scope, Scoped};
 use crate::service::{ServiceSettings, Services};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// The `/metrics` listener and its router, when `CEREBRAL_METRICS_LISTEN`
+    /// is set.
+    metrics: Option<(TcpListener, axum::Router)>,
     services: Services,
     statements: Arc<StatementCounter>,
     shutdown: CancellationToken,
@@ -158,6 +161,10 @@ impl App {
             },
             auth,
             metrics,
+            work_counts: Arc::new(crate::metrics::CountCache::new(Duration::from_secs(
+                config.metrics_counts_ttl_seconds,
+            ))),
+            metrics_on_main: config.metrics_listen.is_none(),
             migrated: Default::default(),
             cors_origins: Arc::new(config.cors_origins.clone()),
             test_routes: config.test_routes,
@@ -166,9 +173,19 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for /metrics"))?,
+                metrics_router(state.clone()),
+            )),
+            None => None,
+        };
         Ok(App {
             listener,
             router: router(state),
+            metrics,
             services,
             statements,
             shutdown,
@@ -182,6 +199,11 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The bound address of the `/metrics` listener, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The service layer (for tests and embedding).
@@ -209,6 +231,19 @@ impl App {
     ) -> anyhow::Result<()> {
         let token = self.shutdown.clone();
         let gauges = self.ws_gauges.clone();
+        // Scraped until the very end: it stops with the WebSockets, once
+        // the HTTP side has drained.
+        let metrics_server = self.metrics.map(|(listener, router)| {
+            let stop = token.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the /metrics listener failed");
+                }
+            })
+        });
         // Upgraded sockets are no longer HTTP connections, so axum's graceful
         // shutdown does not wait for them — and must not: they would never
         // end by themselves. They are closed once the HTTP side has drained.
@@ -245,6 +280,11 @@ impl App {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while gauges.connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(server) = metrics_server {
+            // A scrape in flight gets a moment; a stuck one does not hold
+            // the exit.
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
         result
     }

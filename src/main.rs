@@ -43,6 +43,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "Cerebral listening on http://{0}/graphql (GraphiQL in a browser, WebSocket subscriptions on the same path)",
                 app.local_addr()
             );
+            if let Some(addr) = app.metrics_addr() {
+                tracing::info!(
+                    "Prometheus metrics on http://{addr}/metrics (and not on the main listener)"
+                );
+            }
             app.run_until_stopped().await?;
         }
         Command::Migrate { action } => {
@@ -82,6 +87,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let app = App::build(&Config {
                 listen: "127.0.0.1:0".parse()?,
+                // Nothing is served: the import acts as the development
+                // principal on the database it was pointed at, so an image
+                // that requires a token key (CEREBRAL_REQUIRE_AUTH) can
+                // still import without one.
+                require_auth: false,
+                metrics_listen: None,
                 ..config
             })
             .await?;
