@@ -54,12 +54,35 @@ impl App {
         if db::is_sqlite(&conn) {
             db::migrate(&conn).await?;
         } else {
-            // On a connection of its own, as the owner role when one is
-            // configured: the serving pool's statement timeout would cut a
-            // long migration short, and the serving role should own nothing.
-            let (migrator, _) = db::connect(config.migration_url(), 1).await?;
-            db::migrate(&migrator).await?;
-            migrator.close().await?;
+            // With an owner role configured, always migrate as it (which
+            // also keeps the serving role's grants right). With one URL,
+            // skip the migrator when nothing is pending: a serving role
+            // that owns nothing cannot run it (it may not even create the
+            // migration table), and a migration job has done the work.
+            let owner = config
+                .migration_database_url
+                .as_deref()
+                .is_some_and(|m| m != config.database_url);
+            let up_to_date = !owner
+                && db::pending_migrations(&conn)
+                    .await
+                    .is_ok_and(|p| p.is_empty());
+            if !up_to_date {
+                // On a connection of its own: the serving pool's statement
+                // timeout would cut a long migration short.
+                let (migrator, _) = db::connect(config.migration_url(), 1).await?;
+                let serving = db::serving_role(&config.database_url);
+                db::migrate_granting(&migrator, serving.as_deref())
+                    .await
+                    .with_context(|| {
+                        if owner {
+                            "cannot migrate as CEREBRAL_MIGRATION_DATABASE_URL"
+                        } else {
+                            "migrations are pending and DATABASE_URL cannot apply them: run `cerebral migrate up` as the owner role, or set CEREBRAL_MIGRATION_DATABASE_URL"
+                        }
+                    })?;
+                migrator.close().await?;
+            }
             warn_if_rls_is_bypassed(&conn).await;
         }
         let metrics = crate::metrics::Metrics::new();

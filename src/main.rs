@@ -55,7 +55,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // As the owner role when one is configured.
             let (db, _) = cerebral::db::connect(config.migration_url(), 1).await?;
             match action {
-                MigrateAction::Up => cerebral::db::migrate(&db).await?,
+                // Grants the tables to DATABASE_URL's role (not PUBLIC)
+                // when that is not the migrating role.
+                MigrateAction::Up => {
+                    let serving = cerebral::db::serving_role(&config.database_url);
+                    cerebral::db::migrate_granting(&db, serving.as_deref()).await?
+                }
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
                 MigrateAction::Status => {
                     for m in migration::Migrator::get_migration_with_status(&db).await? {
