@@ -36,7 +36,20 @@ impl App {
     /// Connects and migrates the database, loads the built-in catalog and
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let auth = crate::auth::Authenticator::from_config(config)?;
+        let no_key = config.jwt_secret.is_none()
+            && config.jwt_public_key.is_none()
+            && config.jwks_url.is_none();
+        let auth = match crate::auth::Authenticator::from_config(config) {
+            // The container image sets CEREBRAL_REQUIRE_AUTH: say how to
+            // opt out, since a local trial is the one case that should.
+            Err(e) if config.require_auth && no_key => {
+                return Err(e.context(
+                    "no token key: configure one, or set CEREBRAL_REQUIRE_AUTH=false to run \
+                     an open single-tenant development server (local trials only)",
+                ));
+            }
+            other => other?,
+        };
         crate::http::layers::LayerSettings {
             cors_origins: config.cors_origins.clone(),
             ..Default::default()
