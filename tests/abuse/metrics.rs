@@ -45,18 +45,29 @@ async fn a_scrape_storm_is_refused_publicly_and_cached_privately() {
 
     let (statuses, cost) = watch(&target, storm(&format!("{}/metrics", target.base))).await;
     assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
-    cost.assert_within("/metrics storm on the public port", STORM_WITHIN, STORM_MEMORY);
+    cost.assert_within(
+        "/metrics storm on the public port",
+        STORM_WITHIN,
+        STORM_MEMORY,
+    );
 
     // The first scrape counts (and primes the cache); the storm counts
     // nothing more, so the statement counter stays where it was.
     let statements = || async {
-        support::metric(&format!("http://{metrics_listen}"), "cerebral_db_statements_total")
-            .await
-            .expect("the metrics listener answers")
+        support::metric(
+            &format!("http://{metrics_listen}"),
+            "cerebral_db_statements_total",
+        )
+        .await
+        .expect("the metrics listener answers")
     };
     let before = statements().await;
     let (statuses, cost) = watch(&target, storm(&metrics)).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    cost.assert_within("/metrics storm on the metrics port", STORM_WITHIN, STORM_MEMORY);
+    cost.assert_within(
+        "/metrics storm on the metrics port",
+        STORM_WITHIN,
+        STORM_MEMORY,
+    );
     assert_eq!(statements().await, before, "the storm ran counts");
 }
