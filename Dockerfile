@@ -23,9 +23,17 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /app/target/release/cerebral /usr/local/bin/cerebral
 # The embedded SQLite default lives here; mount a volume to keep it.
 COPY --from=builder --chown=65532:65532 /data /data
+# A container listens on every interface, so it must not come up open by
+# accident: without a token key (CEREBRAL_JWT_SECRET, CEREBRAL_JWT_PUBLIC_KEY
+# or CEREBRAL_JWKS_URL) it refuses to start. For a local trial only, opt
+# out explicitly: docker run -e CEREBRAL_REQUIRE_AUTH=false -p 127.0.0.1:8000:8000 …
+# /metrics (every tenant's figures, no token) is served on port 9000 only:
+# let Prometheus reach it, never publish it.
 ENV CEREBRAL_LISTEN=0.0.0.0:8000 \
+    CEREBRAL_METRICS_LISTEN=0.0.0.0:9000 \
+    CEREBRAL_REQUIRE_AUTH=true \
     DATABASE_URL=sqlite:///data/cerebral.db?mode=rwc
-EXPOSE 8000
+EXPOSE 8000 9000
 VOLUME ["/data"]
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532

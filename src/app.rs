@@ -13,7 +13,7 @@ use crate::db::{self, StatementCounter};
 use crate::events::EventBus;
 use crate::graphql::build_schema_with;
 use crate::http::ws::{WsGauges, WsSettings};
-use crate::http::{AppState, router};
+use crate::http::{AppState, metrics_router, router};
 use crate::rls::{Scope, Scoped};
 use crate::service::{ServiceSettings, Services};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// The `/metrics` listener and its router, when `CEREBRAL_METRICS_LISTEN`
+    /// is set.
+    metrics: Option<(TcpListener, axum::Router)>,
     services: Services,
     statements: Arc<StatementCounter>,
     shutdown: CancellationToken,
@@ -33,7 +36,20 @@ impl App {
     /// Connects and migrates the database, loads the built-in catalog and
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let auth = crate::auth::Authenticator::from_config(config)?;
+        let no_key = config.jwt_secret.is_none()
+            && config.jwt_public_key.is_none()
+            && config.jwks_url.is_none();
+        let auth = match crate::auth::Authenticator::from_config(config) {
+            // The container image sets CEREBRAL_REQUIRE_AUTH: say how to
+            // opt out, since a local trial is the one case that should.
+            Err(e) if config.require_auth && no_key => {
+                return Err(e.context(
+                    "no token key: configure one, or set CEREBRAL_REQUIRE_AUTH=false to run \
+                     an open single-tenant development server (local trials only)",
+                ));
+            }
+            other => other?,
+        };
         crate::http::layers::LayerSettings {
             cors_origins: config.cors_origins.clone(),
             ..Default::default()
@@ -51,12 +67,35 @@ impl App {
         if db::is_sqlite(&conn) {
             db::migrate(&conn).await?;
         } else {
-            // On a connection of its own, as the owner role when one is
-            // configured: the serving pool's statement timeout would cut a
-            // long migration short, and the serving role should own nothing.
-            let (migrator, _) = db::connect(config.migration_url(), 1).await?;
-            db::migrate(&migrator).await?;
-            migrator.close().await?;
+            // With an owner role configured, always migrate as it (which
+            // also keeps the serving role's grants right). With one URL,
+            // skip the migrator when nothing is pending: a serving role
+            // that owns nothing cannot run it (it may not even create the
+            // migration table), and a migration job has done the work.
+            let owner = config
+                .migration_database_url
+                .as_deref()
+                .is_some_and(|m| m != config.database_url);
+            let up_to_date = !owner
+                && db::pending_migrations(&conn)
+                    .await
+                    .is_ok_and(|p| p.is_empty());
+            if !up_to_date {
+                // On a connection of its own: the serving pool's statement
+                // timeout would cut a long migration short.
+                let (migrator, _) = db::connect(config.migration_url(), 1).await?;
+                let serving = db::serving_role(&config.database_url);
+                db::migrate_granting(&migrator, serving.as_deref())
+                    .await
+                    .with_context(|| {
+                        if owner {
+                            "cannot migrate as CEREBRAL_MIGRATION_DATABASE_URL"
+                        } else {
+                            "migrations are pending and DATABASE_URL cannot apply them: run `cerebral migrate up` as the owner role, or set CEREBRAL_MIGRATION_DATABASE_URL"
+                        }
+                    })?;
+                migrator.close().await?;
+            }
             warn_if_rls_is_bypassed(&conn).await;
         }
         let metrics = crate::metrics::Metrics::new();
@@ -165,6 +204,10 @@ impl App {
             },
             auth,
             metrics,
+            work_counts: Arc::new(crate::metrics::CountCache::new(Duration::from_secs(
+                config.metrics_counts_ttl_seconds,
+            ))),
+            metrics_on_main: config.metrics_listen.is_none(),
             migrated: Default::default(),
             cors_origins: Arc::new(config.cors_origins.clone()),
             test_routes: config.test_routes,
@@ -173,9 +216,19 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for /metrics"))?,
+                metrics_router(state.clone()),
+            )),
+            None => None,
+        };
         Ok(App {
             listener,
             router: router(state),
+            metrics,
             services,
             statements,
             shutdown,
@@ -189,6 +242,11 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The bound address of the `/metrics` listener, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The service layer (for tests and embedding).
@@ -216,6 +274,19 @@ impl App {
     ) -> anyhow::Result<()> {
         let token = self.shutdown.clone();
         let gauges = self.ws_gauges.clone();
+        // Scraped until the very end: it stops with the WebSockets, once
+        // the HTTP side has drained.
+        let metrics_server = self.metrics.map(|(listener, router)| {
+            let stop = token.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the /metrics listener failed");
+                }
+            })
+        });
         // Upgraded sockets are no longer HTTP connections, so axum's graceful
         // shutdown does not wait for them — and must not: they would never
         // end by themselves. They are closed once the HTTP side has drained.
@@ -252,6 +323,11 @@ impl App {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while gauges.connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(server) = metrics_server {
+            // A scrape in flight gets a moment; a stuck one does not hold
+            // the exit.
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
         result
     }

@@ -115,6 +115,24 @@ pub struct Config {
         global = true
     )]
     pub listen: SocketAddr,
+    /// Address of a second listener that serves only `/metrics`; when set,
+    /// the main listener no longer does (404). The figures cover every
+    /// tenant and need no token, so keep this address off the public
+    /// network (`127.0.0.1:9000`, or `0.0.0.0:9000` in a container whose
+    /// port 9000 is reachable by Prometheus only).
+    #[arg(long, env = "CEREBRAL_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long the task and HITL counts on `/metrics` are reused before
+    /// they are counted again, in seconds: the counts scan the tables of
+    /// every tenant, so a burst of scrapes costs one count, not one each.
+    #[arg(
+        long,
+        env = "CEREBRAL_METRICS_COUNTS_TTL_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub metrics_counts_ttl_seconds: u64,
     /// Database URL: `sqlite://PATH?mode=rwc` (the default, created on first
     /// start) or `postgres://USER@HOST/DB`.
     #[arg(

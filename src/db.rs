@@ -170,6 +170,23 @@ const MIGRATION_LOCK: i64 = 0x6365_7265_6272_616c;
 /// starting at once migrate one after the other instead of racing on the
 /// same `CREATE TABLE`s.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    migrate_granting(db, None).await
+}
+
+/// Like [`migrate`]; then, on PostgreSQL and when `serving_role` is a role
+/// other than the one migrating, gives the table privileges to that role
+/// alone: `SELECT, INSERT, UPDATE, DELETE` on every table of the schema
+/// (and, as default privileges, on the tables later migrations create) to
+/// `serving_role`, and none to `PUBLIC`. Migration
+/// `m20261122_000006_row_level_security` granted them to `PUBLIC`, so any
+/// role that could connect could read what row-level security let it; it
+/// is released, so it stays as it is and this runs after it, under the
+/// same advisory lock (concurrent `GRANT`s on one table can fail), each
+/// time migrations are applied. See [`serving_role`].
+pub async fn migrate_granting(
+    db: &DatabaseConnection,
+    serving_role: Option<&str>,
+) -> anyhow::Result<()> {
     if is_sqlite(db) {
         // SQLite serialises writers on the file itself.
         return Migrator::up(db, None).await.context("migrations failed");
@@ -177,13 +194,66 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .await
         .context("cannot take the migration lock")?;
-    let result = Migrator::up(db, None).await.context("migrations failed");
+    let mut result = Migrator::up(db, None).await.context("migrations failed");
+    if result.is_ok()
+        && let Some(role) = serving_role
+    {
+        result = grant_to(db, role).await;
+    }
     // Released with the session anyway; unlocking now lets the next
     // replica go without waiting for the pool to close.
     let _ = db
         .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
         .await;
     result
+}
+
+/// The role `database_url` logs in as, on PostgreSQL (None for SQLite or a
+/// URL that does not parse): the serving role whose table privileges
+/// [`migrate_granting`] sets when it is not the migrating role.
+pub fn serving_role(database_url: &str) -> Option<String> {
+    use std::str::FromStr;
+    if !database_url.starts_with("postgres") {
+        return None;
+    }
+    sea_orm::sqlx::postgres::PgConnectOptions::from_str(database_url)
+        .ok()
+        .map(|o| o.get_username().to_string())
+        .filter(|u| !u.is_empty())
+}
+
+/// Table privileges to `role` alone (see [`migrate_granting`]); nothing
+/// when `role` is the role of `db` itself (one role migrates and serves).
+async fn grant_to(db: &DatabaseConnection, role: &str) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT current_user::text AS u, quote_ident(current_schema()) AS s",
+        ))
+        .await
+        .context("cannot read the migrating role")?
+        .context("no current role")?;
+    let me: String = row.try_get("", "u")?;
+    let schema: String = row.try_get("", "s")?;
+    if me == role {
+        return Ok(());
+    }
+    let grantee = format!("\"{}\"", role.replace('"', "\"\""));
+    let privileges = "SELECT, INSERT, UPDATE, DELETE";
+    db.execute_unprepared(&format!(
+        "REVOKE {privileges} ON ALL TABLES IN SCHEMA {schema} FROM PUBLIC;\n\
+         ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE {privileges} ON TABLES FROM PUBLIC;\n\
+         GRANT {privileges} ON ALL TABLES IN SCHEMA {schema} TO {grantee};\n\
+         ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {privileges} ON TABLES TO {grantee};"
+    ))
+    .await
+    .with_context(|| format!("cannot grant the tables to the serving role {role}"))?;
+    tracing::info!(
+        role,
+        "table privileges granted to the serving role (and not to PUBLIC)"
+    );
+    Ok(())
 }
 
 /// The migrations this binary knows that the database has not applied,

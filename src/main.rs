@@ -43,6 +43,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "Cerebral listening on http://{0}/graphql (GraphiQL in a browser, WebSocket subscriptions on the same path)",
                 app.local_addr()
             );
+            if let Some(addr) = app.metrics_addr() {
+                tracing::info!(
+                    "Prometheus metrics on http://{addr}/metrics (and not on the main listener)"
+                );
+            }
             app.run_until_stopped().await?;
         }
         Command::Migrate { action } => {
@@ -50,7 +55,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // As the owner role when one is configured.
             let (db, _) = cerebral::db::connect(config.migration_url(), 1).await?;
             match action {
-                MigrateAction::Up => cerebral::db::migrate(&db).await?,
+                // Grants the tables to DATABASE_URL's role (not PUBLIC)
+                // when that is not the migrating role.
+                MigrateAction::Up => {
+                    let serving = cerebral::db::serving_role(&config.database_url);
+                    cerebral::db::migrate_granting(&db, serving.as_deref()).await?
+                }
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
                 MigrateAction::Status => {
                     for m in migration::Migrator::get_migration_with_status(&db).await? {
@@ -82,6 +92,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let app = App::build(&Config {
                 listen: "127.0.0.1:0".parse()?,
+                // Nothing is served: the import acts as the development
+                // principal on the database it was pointed at, so an image
+                // that requires a token key (CEREBRAL_REQUIRE_AUTH) can
+                // still import without one.
+                require_auth: false,
+                metrics_listen: None,
                 ..config
             })
             .await?;

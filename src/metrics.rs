@@ -5,8 +5,10 @@
 //! several servers in one process (the test suite, an embedding
 //! application) then each report their own figures. Counters and
 //! histograms are recorded as things happen; gauges that mirror state
-//! (pool, WebSockets, tasks by status, pending HITL requests) are read when
-//! Prometheus scrapes, so they can never drift from the truth.
+//! (pool, WebSockets) are read when Prometheus scrapes, so they can never
+//! drift from the truth. Tasks by status and pending HITL requests are
+//! counted at a scrape too, at most once per
+//! `CEREBRAL_METRICS_COUNTS_TTL_SECONDS` ([`CountCache`]).
 //!
 //! Label values come from a closed set (routes, statuses, operation types),
 //! except GraphQL operation names, which clients choose: they are kept to
@@ -84,6 +86,63 @@ pub struct Snapshot {
     pub tasks_by_status: Option<Vec<(String, u64)>>,
     /// Pending HITL requests, over all tenants.
     pub hitl_pending: Option<u64>,
+}
+
+/// Tasks by status and pending HITL requests over all tenants, as counted
+/// at one moment (each `None` when its count failed).
+#[derive(Debug, Default, Clone)]
+pub struct WorkCounts {
+    /// Tasks by status.
+    pub tasks_by_status: Option<Vec<(String, u64)>>,
+    /// Pending HITL requests.
+    pub hitl_pending: Option<u64>,
+}
+
+/// The last [`WorkCounts`] and when they were taken, reused for a TTL.
+///
+/// Counting means two aggregates over every tenant's tasks and HITL
+/// requests, so a scrape storm must not run one pair each. The counts are
+/// cached, not maintained: a counter kept up to date by the write paths
+/// would only see this replica's writes (other replicas, the sweeper of
+/// another process and `cerebral import` write too) and would drift for
+/// good after one missed update, while a cached count is at most one TTL
+/// old and always comes back to the truth. The refresh happens on a
+/// scrape, never in the background, so an idle replica counts nothing;
+/// one refresh runs at a time (the lock is held across it), and the
+/// scrapes that queued behind it take its result instead of counting
+/// again. A failed count is cached too: a struggling database gets one
+/// attempt per TTL, not one per scrape.
+#[derive(Debug)]
+pub struct CountCache {
+    ttl: Duration,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, WorkCounts)>>,
+}
+
+impl CountCache {
+    /// An empty cache whose counts are reused for `ttl`.
+    pub fn new(ttl: Duration) -> CountCache {
+        CountCache {
+            ttl,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached counts when younger than the TTL; otherwise runs `count`
+    /// (one caller at a time), caches and returns its result.
+    pub async fn get_or_count<F>(&self, count: impl FnOnce() -> F) -> WorkCounts
+    where
+        F: std::future::Future<Output = WorkCounts>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, counts)) = last.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return counts.clone();
+        }
+        let counts = count().await;
+        *last = Some((std::time::Instant::now(), counts.clone()));
+        counts
+    }
 }
 
 impl Metrics {

@@ -86,9 +86,28 @@ fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
 
 const GRAPHQL: (&str, &str) = ("route", "/graphql");
 
+/// Polls `/metrics` until `done` holds for a scrape (the task and HITL
+/// counts are reused for a TTL, so they follow the work a little late).
+async fn scrape_until(base: &str, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scrape = Scrape::take(base).await;
+        if done(&scrape) {
+            return scrape;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never showed on /metrics:\n{}",
+            scrape.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_requests_operations_events_and_work() {
-    let app = support::spawn().await;
+    // Counts reused for a second only, so the test sees them move soon.
+    let app = support::spawn_with(|c| c.metrics_counts_ttl_seconds = 1).await;
     let before = Scrape::take(&app.base).await;
     // Every task status is a series from the start, zeros included.
     for status in [
@@ -203,7 +222,11 @@ async fn metrics_follow_requests_operations_events_and_work() {
         }
     }
 
-    let after = Scrape::take(&app.base).await;
+    // Counted again once the first scrape's counts are a TTL old.
+    let after = scrape_until(&app.base, "the three tasks", |s| {
+        s.get("cerebral_tasks", &[("status", "WAITING_FOR_HITL")]) == Some(1.0)
+    })
+    .await;
     let op = |kind: &str, name: &str, outcome: &str| {
         after.count(
             "cerebral_graphql_operations_total",
@@ -573,4 +596,161 @@ async fn json_logs_tie_a_resolver_error_to_its_request_id() {
         .expect("field span");
     assert_eq!(field["path"], "startTask", "{line}");
     assert_eq!(field["parent_type"], "Mutation", "{line}");
+}
+
+/// A server with `/metrics` on a listener of its own
+/// (`CEREBRAL_METRICS_LISTEN`): (main base URL, metrics base URL, SQL
+/// statement counter, services). The database is set up as in
+/// `support::spawn_with`.
+async fn spawn_with_metrics_listener(
+    ttl_seconds: u64,
+) -> (
+    String,
+    String,
+    std::sync::Arc<cerebral::db::StatementCounter>,
+    cerebral::service::Services,
+    Option<tempfile::TempDir>,
+) {
+    let (url, dir) = support::fresh_database().await;
+    let mut config = cerebral::config::Config::for_database(&url);
+    if support::backend() == "postgres" {
+        config.migration_database_url = Some(url.clone());
+        config.database_url = support::serving_url(&url).await;
+    }
+    config.event_poll_ms = 0;
+    config.sweep_interval_seconds = 0;
+    config.agent_stale_seconds = 0;
+    config.rate_limit_per_second = 0;
+    config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
+    config.metrics_counts_ttl_seconds = ttl_seconds;
+    let app = cerebral::app::App::build(&config)
+        .await
+        .expect("app builds");
+    let main = format!("http://{}", app.local_addr());
+    let metrics = format!("http://{}", app.metrics_addr().expect("a metrics listener"));
+    let statements = app.statements();
+    let services = app.services().clone();
+    tokio::spawn(app.run_until_stopped());
+    (main, metrics, statements, services, dir)
+}
+
+/// With `CEREBRAL_METRICS_LISTEN` the figures of every tenant are served on
+/// that address only: the public listener answers 404 for `/metrics`, and
+/// the metrics listener serves nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listener_serves_metrics_and_the_main_port_does_not() {
+    let (main, metrics, _, _, _dir) = spawn_with_metrics_listener(30).await;
+    let scrape = Scrape::take(&metrics).await;
+    assert_eq!(
+        scrape.value("cerebral_tasks", &[("status", "PENDING")]),
+        0.0
+    );
+    assert!(
+        scrape
+            .body
+            .contains("# HELP cerebral_hitl_requests_pending ")
+    );
+
+    let public = reqwest::get(format!("{main}/metrics"))
+        .await
+        .expect("main listener answers");
+    assert_eq!(public.status(), 404, "/metrics on the public listener");
+    let healthz = reqwest::get(format!("{main}/healthz"))
+        .await
+        .expect("healthz");
+    assert_eq!(healthz.status(), 200, "the main listener still serves");
+    for path in ["/graphql", "/healthz", "/readyz"] {
+        let resp = reqwest::get(format!("{metrics}{path}"))
+            .await
+            .expect("metrics listener answers");
+        assert_eq!(resp.status(), 404, "{path} on the metrics listener");
+    }
+}
+
+/// A burst of scrapes costs one count of the tasks and HITL requests per
+/// TTL, not one per scrape: the counts scan every tenant's tables. Counted
+/// with the server's own statement counter, against what one count costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_storm_costs_one_count_per_ttl() {
+    const SCRAPES: usize = 64;
+    let (_, metrics, statements, services, _dir) = spawn_with_metrics_listener(3600).await;
+    // What one count costs in statements on this back-end (on PostgreSQL
+    // each read runs in a short transaction of its own).
+    let before = statements.get();
+    let (tasks, hitl) = cerebral::db::work_counts(&services.all_tenants()).await;
+    assert!(tasks.is_some() && hitl.is_some(), "the counts work");
+    let one_count = statements.get() - before;
+    assert!(one_count >= 2, "two aggregates: {one_count} statements");
+
+    let storm = || async {
+        let client = reqwest::Client::new();
+        let scrapes = (0..SCRAPES).map(|_| {
+            let client = client.clone();
+            let url = format!("{metrics}/metrics");
+            async move {
+                let resp = client.get(url).send().await.expect("scrape");
+                assert_eq!(resp.status(), 200);
+                let body = resp.text().await.expect("body");
+                assert!(
+                    body.contains("cerebral_tasks{status=\"PENDING\"} 0"),
+                    "{body}"
+                );
+            }
+        });
+        let before = statements.get();
+        futures::future::join_all(scrapes).await;
+        statements.get() - before
+    };
+    // The cache is empty: the scrapes arrive together, one counts and the
+    // others wait for its result.
+    assert_eq!(
+        storm().await,
+        one_count,
+        "{SCRAPES} concurrent scrapes ran more than one count"
+    );
+    // Within the TTL: no count at all.
+    assert_eq!(storm().await, 0, "scrapes within the TTL counted again");
+}
+
+/// Once the TTL has passed, the next scrape counts again (and one scrape
+/// storm after it still costs a single count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_taken_again_after_the_ttl() {
+    let (main, metrics, statements, services, _dir) = spawn_with_metrics_listener(1).await;
+    let first = Scrape::take(&metrics).await;
+    assert_eq!(first.value("cerebral_tasks", &[("status", "PENDING")]), 0.0);
+    let before = statements.get();
+    cerebral::db::work_counts(&services.all_tenants()).await;
+    let one_count = statements.get() - before;
+
+    let client = reqwest::Client::new();
+    let p = support::gql(
+        &client,
+        &main,
+        "mutation { createProject(input: {name: \"counted\"}) { project { id } } }",
+        json!({}),
+    )
+    .await["data"]["createProject"]["project"]["id"]
+        .clone();
+    let created = support::gql(
+        &client,
+        &main,
+        "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }",
+        json!({ "p": p }),
+    )
+    .await;
+    assert!(created["errors"].is_null(), "{created}");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = statements.get();
+    let scrapes = (0..16).map(|_| Scrape::take(&metrics));
+    let all = futures::future::join_all(scrapes).await;
+    assert_eq!(
+        statements.get() - before,
+        one_count,
+        "one count for the burst"
+    );
+    for s in &all {
+        assert_eq!(s.value("cerebral_tasks", &[("status", "PENDING")]), 1.0);
+    }
 }

@@ -206,13 +206,12 @@ async fn the_migration_comes_down_and_goes_up_again() {
         .await
         .expect("down");
     assert_eq!(rls_state(&owner).await, (0, 0));
-    // The grants went with it: the serving role may no longer read.
+    // The policies went with it. The serving role's privileges were
+    // granted to it by name when the server migrated, not by this
+    // migration, so they stay: with the wall down it sees every row, and
+    // only the application's filters are left.
     let serving = connect(&app.serving_url).await;
-    let err = serving
-        .execute_unprepared("SELECT COUNT(*) FROM projects")
-        .await
-        .expect_err("privileges revoked");
-    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(count(&serving, "projects").await, 1, "no policy any more");
     assert_eq!(count(&owner, "projects").await, 1, "data untouched");
     migration::Migrator::up(&owner, None).await.expect("up");
     assert_eq!(rls_state(&owner).await, up);
@@ -529,4 +528,136 @@ async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_f
         extra.is_err(),
         "tenant A's subscriber saw more projects than tenant A has: {extra:?}"
     );
+}
+
+/// A login role of the cluster that is neither the owner nor the serving
+/// role: what someone holding another application's credentials has.
+const OTHER_ROLE: &str = "cerebral_test_other";
+
+/// The tables are granted to the serving role by name, not to `PUBLIC`: a
+/// role that can connect could otherwise set `cerebral.tenant_id` itself
+/// and read that tenant's rows (row-level security trusts the setting).
+/// Tables a later migration creates follow the same default privileges.
+#[tokio::test]
+async fn tables_are_granted_to_the_serving_role_and_not_to_public() {
+    if !postgres_only("tables_are_granted_to_the_serving_role_and_not_to_public") {
+        return;
+    }
+    let app = spawn(4).await;
+    populate(&app, TENANT_A, "a").await;
+    let owner = connect(&app.database_url).await;
+    owner
+        .execute_unprepared(&format!(
+            "DO $$ BEGIN CREATE ROLE {OTHER_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ))
+        .await
+        .expect("create another role");
+    // What a later migration would do, as the owner.
+    owner
+        .execute_unprepared("CREATE TABLE later_table (x integer)")
+        .await
+        .expect("a later table");
+    let grantees = |table: &'static str| {
+        let owner = owner.clone();
+        async move {
+            let rows = owner
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!(
+                        "SELECT DISTINCT COALESCE(r.rolname, 'PUBLIC') AS grantee \
+                         FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a \
+                         LEFT JOIN pg_roles r ON r.oid = a.grantee \
+                         WHERE c.relname = '{table}' AND a.privilege_type = 'SELECT'"
+                    ),
+                ))
+                .await
+                .expect("read the grants");
+            rows.iter()
+                .map(|r| r.try_get::<String>("", "grantee").expect("grantee"))
+                .collect::<Vec<_>>()
+        }
+    };
+    for t in TENANT_TABLES
+        .iter()
+        .copied()
+        .chain(["seaql_migrations", "later_table"])
+    {
+        let g = grantees(t).await;
+        assert!(g.iter().any(|g| g == support::APP_ROLE), "{t}: {g:?}");
+        assert!(
+            !g.iter().any(|g| g == "PUBLIC"),
+            "{t} is granted to PUBLIC: {g:?}"
+        );
+    }
+
+    // Another role that can connect cannot name a tenant and read its rows.
+    let mut other_url = reqwest::Url::parse(&app.database_url).expect("URL");
+    other_url.set_username(OTHER_ROLE).expect("user");
+    other_url.set_password(None).expect("no password");
+    let other = connect(other_url.as_str()).await;
+    let txn = other.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
+        .await
+        .expect("anyone may set the setting");
+    let read = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM projects",
+        ))
+        .await;
+    let err = read.expect_err("another role reads a tenant's projects");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    drop(txn);
+    // The serving role itself still works, behind the wall.
+    assert_eq!(
+        gql(&app, TENANT_A, "{ projects { totalCount } }", json!({})).await["data"]["projects"]["totalCount"],
+        1
+    );
+}
+
+/// A replica given only the serving role (no owner URL, as in the compose
+/// and Kubernetes examples, where a migration job runs as the owner)
+/// starts once the migrations are applied, and on a database that still
+/// needs them it refuses to start and says what to do.
+#[tokio::test]
+async fn a_replica_with_only_the_serving_role_starts_once_migrated() {
+    if !postgres_only("a_replica_with_only_the_serving_role_starts_once_migrated") {
+        return;
+    }
+    let app = spawn(4).await;
+    populate(&app, TENANT_A, "a").await;
+    let serving_only = |url: String| {
+        let mut config = cerebral::config::Config::for_database(url);
+        config.jwt_secret = Some(SECRET.into());
+        config.event_poll_ms = 0;
+        config.sweep_interval_seconds = 0;
+        config.agent_stale_seconds = 0;
+        config
+    };
+    let replica = cerebral::app::App::build(&serving_only(app.serving_url.clone()))
+        .await
+        .expect("a serving-only replica starts on a migrated database");
+    let base = format!("http://{}", replica.local_addr());
+    tokio::spawn(replica.run_until_stopped());
+    let body: Value = app
+        .http()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token(TENANT_A))
+        .json(&json!({ "query": "{ projects { totalCount } }" }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["data"]["projects"]["totalCount"], 1, "{body}");
+
+    let (fresh, _) = support::fresh_database().await;
+    let fresh_serving = support::serving_url(&fresh).await;
+    let err = match cerebral::app::App::build(&serving_only(fresh_serving)).await {
+        Ok(_) => panic!("a serving role cannot migrate an empty database"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("cerebral migrate up"), "{err}");
 }

@@ -20,7 +20,9 @@
 //!
 //! Privileges on the tables go to PUBLIC, so the server can log in as a role
 //! that owns nothing (owners and superusers pass RLS by `BYPASSRLS`/ownership;
-//! `FORCE` covers the owner, not superusers).
+//! `FORCE` covers the owner, not superusers). Released as it is: the server's
+//! migrate step (`cerebral::db::migrate_granting`) then moves them from
+//! PUBLIC to the serving role by name when one is configured.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};

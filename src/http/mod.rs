@@ -51,6 +51,11 @@ pub struct AppState {
     pub limiter: Arc<crate::http::rate::RateLimiter>,
     /// Prometheus metrics of this server.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The task and HITL counts of `/metrics`, reused for a TTL.
+    pub work_counts: Arc<crate::metrics::CountCache>,
+    /// Whether this router serves `/metrics` itself; false when a listener
+    /// of its own does ([`metrics_router`], `CEREBRAL_METRICS_LISTEN`).
+    pub metrics_on_main: bool,
     /// Set once `/readyz` has seen every migration applied (they are not
     /// rolled back under a running server, so it is not checked again).
     pub migrated: Arc<std::sync::atomic::AtomicBool>,
@@ -92,12 +97,14 @@ pub fn router(state: AppState) -> Router {
                 ),
             );
     }
+    if state.metrics_on_main {
+        routes = routes.route("/metrics", get(metrics));
+    }
     let routes = routes
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route(graphiql::ASSETS_PATH, get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/projects/{id}/artifacts.zip", get(zip::artifacts_zip))
         // After routing, so the route template (not the raw path, which
         // would make a series per project id) labels the request.
@@ -107,6 +114,20 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state);
     layers::apply(routes, &settings)
+}
+
+/// The router of the metrics listener (`CEREBRAL_METRICS_LISTEN`): `/metrics`
+/// and nothing else. It holds every tenant's counts and needs no token,
+/// which is why it may live on an address only Prometheus reaches; its
+/// scrapes are not counted in the request metrics.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(10),
+        ))
 }
 
 /// Counts and times each routed request for `/metrics`.
@@ -542,12 +563,21 @@ async fn metrics(State(app): State<AppState>) -> Response {
     let db = app.services.unscoped();
     let (size, idle) = crate::db::pool_stats(db);
     let within = Duration::from_secs(2);
-    // Counts over every tenant: a read-only all-tenants scope.
-    let (tasks, hitl) =
-        tokio::time::timeout(within, crate::db::work_counts(&app.services.all_tenants()))
-            .await
-            .ok()
-            .map_or((None, None), |(t, h)| (t, h));
+    // Counts over every tenant (a read-only all-tenants scope), at most
+    // once per TTL whatever the scrape rate.
+    let counts = app
+        .work_counts
+        .get_or_count(|| async {
+            let (tasks_by_status, hitl_pending) =
+                tokio::time::timeout(within, crate::db::work_counts(&app.services.all_tenants()))
+                    .await
+                    .unwrap_or((None, None));
+            crate::metrics::WorkCounts {
+                tasks_by_status,
+                hitl_pending,
+            }
+        })
+        .await;
     let bus = app.services.bus();
     let snapshot = crate::metrics::Snapshot {
         db_statements: app.statements.get(),
@@ -559,8 +589,8 @@ async fn metrics(State(app): State<AppState>) -> Response {
         ws_connections: app.ws_gauges.connections() as u64,
         ws_subscriptions: app.ws_gauges.subscriptions() as u64,
         event_listener_connected: (!crate::db::is_sqlite(db)).then(|| bus.listening()),
-        tasks_by_status: tasks,
-        hitl_pending: hitl,
+        tasks_by_status: counts.tasks_by_status,
+        hitl_pending: counts.hitl_pending,
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -18,3 +18,4 @@ mod watch;
 mod body;
 mod front_door;
 mod json_inputs;
+mod metrics;
