@@ -34,6 +34,16 @@ impl App {
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let auth = crate::auth::Authenticator::from_config(config)?;
+        let hosts = crate::http::origin::HostPolicy::new(&config.allowed_hosts, auth.enabled())?;
+        if config.allowed_hosts.is_empty()
+            && hosts != crate::http::origin::HostPolicy::Any
+            && !config.listen.ip().is_loopback()
+        {
+            tracing::warn!(
+                listen = %config.listen,
+                "without authentication only requests naming a loopback host (localhost, 127.0.0.1, [::1]) are answered, whatever address the server listens on; list the names clients use in CEREBRAL_ALLOWED_HOSTS"
+            );
+        }
         crate::http::layers::LayerSettings {
             cors_origins: config.cors_origins.clone(),
             ..Default::default()
@@ -145,6 +155,7 @@ impl App {
                 max_message_bytes: config.ws_max_message_bytes,
             }),
             ws_gauges: ws_gauges.clone(),
+            hosts: Arc::new(hosts),
             shutdown: shutdown.clone(),
             limits: Arc::new(config.limits()),
             limiter: {

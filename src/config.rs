@@ -442,6 +442,19 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<String>,
+    /// Host names the server answers besides loopback ones, comma-separated
+    /// (`cerebral.internal,10.0.0.5`), or `*` for any. Unset: only
+    /// `localhost`, 127.0.0.0/8 and `[::1]` without authentication (so a
+    /// web page cannot reach a development server through DNS rebinding),
+    /// any name with it. Other names get 403 `FORBIDDEN`; `/healthz` and
+    /// `/readyz` answer any.
+    #[arg(
+        long,
+        env = "CEREBRAL_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_hosts: Vec<String>,
     /// How many documents automatic persisted queries (Apollo APQ)
     /// remember, least recently used dropped first; 0 turns APQ off. Each
     /// is at most the document size limit, so this bounds the memory.

@@ -314,3 +314,202 @@ async fn a_public_key_accepts_its_own_signatures_and_refuses_an_algorithm_swap()
     let other = signed(jsonwebtoken::Algorithm::RS256, None, &rsa("rsa-1.pem"));
     assert_eq!(post(&app, Some(&other), COUNT).await.0, 401);
 }
+
+// ---------- cross-site WebSocket hijacking and DNS rebinding ----------
+
+/// Opens a WebSocket to `base` with extra request headers: the socket, or
+/// the refusal's status and JSON body.
+async fn upgrade_with(
+    base: &str,
+    headers: &[(&str, &str)],
+) -> Result<support::WsStream, (u16, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = support::ws_url(base)
+        .into_client_request()
+        .expect("ws request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
+/// Runs `createProject` over an open graphql-transport-ws socket and
+/// returns its result message.
+async fn create_over(ws: support::WsStream) -> Value {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = ws;
+    for msg in [
+        json!({ "type": "connection_init", "payload": {} }),
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": CREATE } }),
+    ] {
+        ws.send(Message::text(msg.to_string())).await.expect("sent");
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["id"] == "1" {
+                    return v;
+                }
+            }
+        }
+        Value::Null
+    })
+    .await
+    .expect("an answer in time")
+}
+
+#[tokio::test]
+async fn a_websocket_from_a_foreign_origin_is_refused_before_the_upgrade() {
+    let app = support::spawn_with(|c| c.cors_origins = vec!["https://app.example".into()]).await;
+    let port = app.base.rsplit(':').next().expect("port").to_string();
+    for origin in [
+        "http://attacker.example".to_string(),
+        "null".to_string(),
+        // Same host, another port: another origin.
+        format!(
+            "http://127.0.0.1:{}",
+            port.parse::<u16>().expect("port") ^ 1
+        ),
+        "https://app.example.evil".to_string(),
+    ] {
+        let refused = upgrade_with(&app.base, &[("origin", &origin)]).await;
+        let (status, body) = refused
+            .err()
+            .unwrap_or_else(|| panic!("{origin} was upgraded"));
+        assert_eq!(status, 403, "{origin}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{origin}"
+        );
+    }
+    assert_eq!(
+        app.ok(COUNT, json!({})).await["projects"]["totalCount"],
+        0,
+        "a refused page ran nothing"
+    );
+    // The server's own pages (GraphiQL), configured origins and clients
+    // without an Origin are served.
+    let own = format!("http://127.0.0.1:{port}");
+    for headers in [
+        vec![("origin", own.as_str())],
+        vec![("origin", "https://app.example")],
+        vec![],
+    ] {
+        let ws = upgrade_with(&app.base, &headers)
+            .await
+            .unwrap_or_else(|e| panic!("{headers:?} refused: {e:?}"));
+        let answer = create_over(ws).await;
+        assert_eq!(answer["type"], "next", "{headers:?}: {answer}");
+    }
+    assert_eq!(app.ok(COUNT, json!({})).await["projects"]["totalCount"], 3);
+}
+
+#[tokio::test]
+async fn without_authentication_only_loopback_host_names_are_served() {
+    let app = support::spawn().await;
+    let port = app.base.rsplit(':').next().expect("port").to_string();
+    let post_as = |host: String| {
+        let req = app
+            .http()
+            .post(app.graphql_url())
+            .header("host", host)
+            .json(&json!({ "query": CREATE }));
+        async move {
+            let resp = req.send().await.expect("sent");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // A page on attacker.example whose name now resolves to 127.0.0.1: its
+    // requests are same-origin to the browser, and name the attacker.
+    for host in [
+        format!("attacker.example:{port}"),
+        format!("localhost.attacker.example:{port}"),
+        format!("192.168.1.10:{port}"),
+    ] {
+        let (status, body) = post_as(host.clone()).await;
+        assert_eq!(status, 403, "{host}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+        let origin = format!("http://{host}");
+        let refused = upgrade_with(&app.base, &[("host", &host), ("origin", &origin)]).await;
+        assert_eq!(refused.err().map(|(s, _)| s), Some(403), "{host}");
+    }
+    // Probes are answered under any name.
+    let probe = app
+        .http()
+        .get(format!("{}/healthz", app.base))
+        .header("host", format!("10.1.2.3:{port}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(probe.status().as_u16(), 200);
+    assert_eq!(app.ok(COUNT, json!({})).await["projects"]["totalCount"], 0);
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("[::1]:{port}"),
+        format!("app.localhost:{port}"),
+    ] {
+        let (status, body) = post_as(host.clone()).await;
+        assert_eq!(status, 200, "{host}: {body}");
+        let origin = format!("http://{host}");
+        let ws = upgrade_with(&app.base, &[("host", &host), ("origin", &origin)])
+            .await
+            .unwrap_or_else(|e| panic!("{host} refused: {e:?}"));
+        assert_eq!(create_over(ws).await["type"], "next", "{host}");
+    }
+}
+
+#[tokio::test]
+async fn allowed_hosts_opens_named_hosts_and_authentication_opens_any() {
+    let named = support::spawn_with(|c| c.allowed_hosts = vec!["cerebral.internal".into()]).await;
+    let any = support::spawn_with(|c| c.allowed_hosts = vec!["*".into()]).await;
+    let authed = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let status = |app: &support::TestApp, host: &str, bearer: Option<String>| {
+        let mut req = app
+            .http()
+            .post(app.graphql_url())
+            .header("host", host)
+            .json(&json!({ "query": COUNT }));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.expect("sent").status().as_u16() }
+    };
+    assert_eq!(status(&named, "cerebral.internal:80", None).await, 200);
+    assert_eq!(status(&named, "CEREBRAL.internal", None).await, 200);
+    assert_eq!(status(&named, "other.internal", None).await, 403);
+    assert_eq!(status(&any, "anything.example", None).await, 200);
+    // With tokens, a rebinding page has nothing to send: any name is
+    // served, and the token decides.
+    assert_eq!(
+        status(&authed, "api.example", Some(token(TENANT_A, 600))).await,
+        200
+    );
+    assert_eq!(status(&authed, "api.example", None).await, 401);
+    // A typo stops the server instead of locking everyone out.
+    let (url, _dir) = support::fresh_database().await;
+    let mut config = cerebral::config::Config::for_database(&url);
+    config.allowed_hosts = vec!["https://cerebral.internal/".into()];
+    assert!(cerebral::app::App::build(&config).await.is_err());
+}

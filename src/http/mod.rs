@@ -3,6 +3,7 @@
 
 pub mod graphiql;
 pub mod layers;
+pub mod origin;
 pub mod rate;
 pub mod ws;
 pub mod zip;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub ws: Arc<ws::WsSettings>,
     /// Open WebSocket connections and operations.
     pub ws_gauges: Arc<ws::WsGauges>,
+    /// The `Host` names this server answers (DNS rebinding).
+    pub hosts: Arc<origin::HostPolicy>,
     /// Cancelled when the server shuts down: every WebSocket then closes
     /// with 1001.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -104,6 +107,12 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             count_request,
+        ))
+        // Before routing, so a page reaching the server under a foreign
+        // name (DNS rebinding) gets nothing, not even a 404.
+        .layer(axum::middleware::from_fn_with_state(
+            state.hosts.clone(),
+            origin::check_host,
         ))
         .with_state(state);
     layers::apply(routes, &settings)
@@ -461,13 +470,27 @@ async fn websocket(app: AppState, req: Request) -> Response {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    // Browsers cannot set headers on a WebSocket, so the token normally
-    // comes in `connection_init`; a valid header is used when it does not.
-    let from_header = app.auth.from_headers(&parts.headers).await.ok();
+    // Any page may open a WebSocket to any server (there is no CORS for
+    // them); the browser says which page in `Origin`.
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("null"));
+    let authority = origin::request_authority(&parts.headers, &parts.uri);
+    if !origin::origin_allowed(origin, authority, &app.cors_origins) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "WebSockets are accepted from this server's own pages, the origins in CEREBRAL_CORS_ORIGINS and clients that send no Origin",
+            "FORBIDDEN",
+        );
+    }
     let address = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    // Browsers cannot set headers on a WebSocket, so the token normally
+    // comes in `connection_init`; a valid header is used when it does not.
+    let from_header = app.auth.from_headers(&parts.headers).await.ok();
     ws::upgrade(app, upgrade, from_header, address)
 }
 
