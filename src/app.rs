@@ -153,8 +153,15 @@ impl App {
                 ping_interval: (config.ws_ping_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.ws_ping_interval_seconds)),
                 max_message_bytes: config.ws_max_message_bytes,
+                max_early_bytes: config.ws_max_early_bytes,
+                max_early_operations: config.ws_max_early_operations,
             }),
             ws_gauges: ws_gauges.clone(),
+            ws_admission: crate::http::ws::Admission::new(
+                config.ws_max_connections_per_address,
+                config.ws_max_connections,
+                config.ws_upgrades_per_second,
+            ),
             hosts: Arc::new(hosts),
             shutdown: shutdown.clone(),
             limits: Arc::new(config.limits()),

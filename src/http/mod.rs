@@ -41,6 +41,9 @@ pub struct AppState {
     pub ws: Arc<ws::WsSettings>,
     /// Open WebSocket connections and operations.
     pub ws_gauges: Arc<ws::WsGauges>,
+    /// Open WebSockets per client address and in total, and the upgrade
+    /// rate per address.
+    pub ws_admission: Arc<ws::Admission>,
     /// The `Host` names this server answers (DNS rebinding).
     pub hosts: Arc<origin::HostPolicy>,
     /// Cancelled when the server shuts down: every WebSocket then closes
@@ -488,10 +491,47 @@ async fn websocket(app: AppState, req: Request) -> Response {
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    // Before the token is looked at: a flood of upgrades costs a short
+    // answer each, not a verification (or a JWKS fetch).
+    let admitted = match app.ws_admission.admit(address) {
+        Ok(a) => a,
+        Err(refusal) => return too_many_connections(refusal),
+    };
     // Browsers cannot set headers on a WebSocket, so the token normally
     // comes in `connection_init`; a valid header is used when it does not.
     let from_header = app.auth.from_headers(&parts.headers).await.ok();
-    ws::upgrade(app, upgrade, from_header, address)
+    ws::upgrade(app, upgrade, from_header, address, admitted)
+}
+
+/// The answer to an upgrade over a connection limit: 503 when the server
+/// is full, 429 when the client's address is (with `Retry-After` when it
+/// opens sockets too fast).
+fn too_many_connections(refusal: ws::Refusal) -> Response {
+    match refusal {
+        ws::Refusal::Total => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds as many WebSockets as it may; try again later or another replica",
+            "TOO_MANY_CONNECTIONS",
+        ),
+        ws::Refusal::PerAddress => error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this address holds as many WebSockets as it may (CEREBRAL_WS_MAX_CONNECTIONS_PER_ADDRESS); close one first",
+            "TOO_MANY_CONNECTIONS",
+        ),
+        ws::Refusal::Rate(wait) => {
+            let secs = rate::retry_after(wait);
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "this address opens WebSockets too fast (CEREBRAL_WS_UPGRADES_PER_SECOND); retry in {secs} s"
+                ),
+                "TOO_MANY_CONNECTIONS",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+    }
 }
 
 /// Ready when the database answers within 2 s, every migration this
