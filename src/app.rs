@@ -50,6 +50,16 @@ impl App {
             }
             other => other?,
         };
+        let hosts = crate::http::origin::HostPolicy::new(&config.allowed_hosts, auth.enabled())?;
+        if config.allowed_hosts.is_empty()
+            && hosts != crate::http::origin::HostPolicy::Any
+            && !config.listen.ip().is_loopback()
+        {
+            tracing::warn!(
+                listen = %config.listen,
+                "without authentication only requests naming a loopback host (localhost, 127.0.0.1, [::1]) are answered, whatever address the server listens on; list the names clients use in CEREBRAL_ALLOWED_HOSTS"
+            );
+        }
         crate::http::layers::LayerSettings {
             cors_origins: config.cors_origins.clone(),
             ..Default::default()
@@ -189,8 +199,16 @@ impl App {
                 ping_interval: (config.ws_ping_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.ws_ping_interval_seconds)),
                 max_message_bytes: config.ws_max_message_bytes,
+                max_early_bytes: config.ws_max_early_bytes,
+                max_early_operations: config.ws_max_early_operations,
             }),
             ws_gauges: ws_gauges.clone(),
+            ws_admission: crate::http::ws::Admission::new(
+                config.ws_max_connections_per_address,
+                config.ws_max_connections,
+                config.ws_upgrades_per_second,
+            ),
+            hosts: Arc::new(hosts),
             shutdown: shutdown.clone(),
             limits: Arc::new(config.limits()),
             limiter: {

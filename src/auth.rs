@@ -120,18 +120,32 @@ enum Keys {
     /// One configured key (secret or PEM) and its one algorithm.
     Static(DecodingKey, Algorithm),
     /// Keys of a JWKS document, by `kid`.
-    Jwks(Jwks),
+    Jwks(Arc<Jwks>),
 }
 
 /// A JSON Web Key Set fetched over HTTP and cached.
+///
+/// Lookups of a known `kid` never wait for the network: the key set is
+/// read under a short lock that is never held across a fetch, and a set
+/// past its age is refetched in the background while the cached keys stay
+/// in use. Only one fetch runs at a time; callers that need it (an unknown
+/// `kid`, the very first token) wait for that one instead of starting
+/// their own.
 struct Jwks {
     url: String,
     client: reqwest::Client,
-    keys: std::sync::RwLock<Arc<HashMap<String, (DecodingKey, Algorithm)>>>,
-    /// When the set was last fetched (successfully or not): serialises
-    /// fetches and keeps a flood of tokens with made-up `kid`s from turning
-    /// into a flood of requests to the identity provider.
-    fetched: tokio::sync::Mutex<Option<Instant>>,
+    state: std::sync::RwLock<JwksState>,
+    /// Held by the one fetch in progress.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+struct JwksState {
+    keys: Arc<HashMap<String, (DecodingKey, Algorithm)>>,
+    /// When the set was last fetched (successfully or not): keeps a flood
+    /// of tokens with made-up `kid`s from turning into a flood of requests
+    /// to the identity provider.
+    fetched: Option<Instant>,
 }
 
 /// Least time between two fetches caused by unknown `kid`s.
@@ -139,15 +153,18 @@ const JWKS_MIN_REFETCH: Duration = Duration::from_secs(5);
 /// Age after which the set is fetched again, so a revoked key stops working.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 
+/// Clock skew tolerated on `exp` and `nbf`, in seconds: an identity
+/// provider's clock a little ahead of ours must not make fresh tokens fail.
+pub const CLOCK_LEEWAY_SECONDS: u64 = 30;
+
 impl Jwks {
-    async fn key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
-        let stale = self
-            .fetched
-            .lock()
-            .await
-            .is_none_or(|t| t.elapsed() >= JWKS_MAX_AGE);
-        if stale {
-            self.refresh(JWKS_MAX_AGE).await;
+    async fn key(self: &Arc<Self>, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        match self.age() {
+            // Nothing to serve yet: wait for the first fetch.
+            None => self.refresh(JWKS_MAX_AGE).await,
+            // Stale: serve what we have while one fetch runs behind.
+            Some(age) if age >= JWKS_MAX_AGE => self.refresh_in_background(),
+            Some(_) => {}
         }
         if let Some(k) = self.cached(kid) {
             return Some(k);
@@ -157,23 +174,48 @@ impl Jwks {
         self.cached(kid)
     }
 
+    fn age(&self) -> Option<Duration> {
+        self.state.read().ok()?.fetched.map(|t| t.elapsed())
+    }
+
     fn cached(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
-        let keys = self.keys.read().map(|k| k.clone()).ok()?;
+        let keys = self.state.read().map(|s| s.keys.clone()).ok()?;
         keys.get(kid).cloned()
     }
 
-    /// Fetches the set unless another fetch happened within `min_age`.
+    /// Starts a fetch on its own task unless one is running already.
+    fn refresh_in_background(self: &Arc<Self>) {
+        let Ok(turn) = self.fetching.clone().try_lock_owned() else {
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.fetch_and_store(JWKS_MAX_AGE).await;
+            drop(turn);
+        });
+    }
+
+    /// Fetches the set unless another fetch happened within `min_age`,
+    /// waiting for a fetch in progress first (and then, usually, finding
+    /// it recent enough).
     async fn refresh(&self, min_age: Duration) {
-        let mut fetched = self.fetched.lock().await;
-        if fetched.is_some_and(|t| t.elapsed() < min_age) {
+        let _turn = self.fetching.lock().await;
+        self.fetch_and_store(min_age).await;
+    }
+
+    /// The fetch itself; the caller holds `fetching`.
+    async fn fetch_and_store(&self, min_age: Duration) {
+        if self.age().is_some_and(|age| age < min_age) {
             return;
         }
-        *fetched = Some(Instant::now());
+        if let Ok(mut s) = self.state.write() {
+            s.fetched = Some(Instant::now());
+        }
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
-                if let Ok(mut k) = self.keys.write() {
-                    *k = Arc::new(keys);
+                if let Ok(mut s) = self.state.write() {
+                    s.keys = Arc::new(keys);
                 }
             }
             // The keys fetched before stay in use.
@@ -219,7 +261,8 @@ impl Jwks {
     }
 }
 
-/// The claims Cerebral reads. `exp`, `sub` and `tenant_id` are required.
+/// The claims Cerebral reads. `exp`, `sub` and `tenant_id` are required
+/// (and `iss` and `aud` when configured; `nbf` is checked when present).
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: String,
@@ -287,32 +330,42 @@ impl Authenticator {
             }
             [false, false, true] => {
                 let url = c.jwks_url.clone().unwrap_or_default();
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    anyhow::bail!("CEREBRAL_JWKS_URL must be an http(s) URL, not {url}");
-                }
-                Keys::Jwks(Jwks {
+                let loopback = jwks_url_is_loopback(&url)?;
+                Keys::Jwks(Arc::new(Jwks {
                     url,
                     client: reqwest::Client::builder()
                         .timeout(Duration::from_secs(5))
+                        // A redirect must not downgrade a verified HTTPS
+                        // fetch to plain HTTP.
+                        .https_only(!loopback)
                         .build()?,
-                    keys: Default::default(),
-                    fetched: Default::default(),
-                })
+                    state: Default::default(),
+                    fetching: Default::default(),
+                }))
             }
             _ => anyhow::bail!(
                 "set only one of CEREBRAL_JWT_SECRET, CEREBRAL_JWT_PUBLIC_KEY and CEREBRAL_JWKS_URL"
             ),
         };
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        // jsonwebtoken checks `iss` and `aud` only when a token carries
+        // them: a configured one must also be present, or a token minted
+        // for any other audience of the same provider would pass.
+        let mut required = vec!["exp", "sub"];
+        validation.leeway = CLOCK_LEEWAY_SECONDS;
+        validation.validate_nbf = true;
         if let Some(iss) = &c.jwt_issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &c.jwt_audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(Authenticator {
             verifier: Some(Arc::new(Verifier { keys, validation })),
         })
@@ -458,6 +511,26 @@ pub fn mint(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )?)
+}
+
+/// Checks a JWKS URL and tells whether it points at this machine. Keys
+/// fetched over plain HTTP could be swapped by anyone on the path, so
+/// `http://` is refused except on a loopback host (a local test provider
+/// or a sidecar).
+fn jwks_url_is_loopback(url: &str) -> anyhow::Result<bool> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("CEREBRAL_JWKS_URL is not a URL ({e}): {url}"))?;
+    let loopback = parsed
+        .host_str()
+        .is_some_and(crate::http::origin::is_loopback_name);
+    match parsed.scheme() {
+        "https" => Ok(loopback),
+        "http" if loopback => Ok(true),
+        "http" => anyhow::bail!(
+            "CEREBRAL_JWKS_URL must use https:// (plain http:// is accepted on a loopback host only): {url}"
+        ),
+        _ => anyhow::bail!("CEREBRAL_JWKS_URL must be an https:// URL, not {url}"),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value.

@@ -316,6 +316,54 @@ pub struct Config {
         global = true
     )]
     pub ws_max_message_bytes: usize,
+    /// What a WebSocket may send before its `connection_init` is
+    /// acknowledged, in bytes: one message, or all the legacy `start`s
+    /// queued until then. More closes the socket with 4400.
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_MAX_EARLY_BYTES",
+        default_value_t = 64 * 1024,
+        global = true
+    )]
+    pub ws_max_early_bytes: usize,
+    /// Legacy (`graphql-ws`) `start` messages a socket may queue before its
+    /// `connection_init`; one more closes it with 4400.
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_MAX_EARLY_OPERATIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub ws_max_early_operations: usize,
+    /// Open WebSockets the server holds at once; one more upgrade is
+    /// answered 503 `TOO_MANY_CONNECTIONS` (0: no limit).
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub ws_max_connections: usize,
+    /// Open WebSockets one client address may hold; one more upgrade is
+    /// answered 429 `TOO_MANY_CONNECTIONS` (0: no limit). The address is
+    /// the TCP peer's: behind a proxy, all clients share the proxy's.
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64,
+        global = true
+    )]
+    pub ws_max_connections_per_address: usize,
+    /// New WebSockets a second one client address may open, sustained (in
+    /// bursts of up to the per-address limit); more is 429
+    /// `TOO_MANY_CONNECTIONS` with `Retry-After` (0: no limit).
+    #[arg(
+        long,
+        env = "CEREBRAL_WS_UPGRADES_PER_SECOND",
+        default_value_t = 10,
+        global = true
+    )]
+    pub ws_upgrades_per_second: u32,
     /// HS256 secret for bearer tokens. With it (or a public key) every
     /// request needs `Authorization: Bearer <jwt>` and every WebSocket its
     /// token in `connection_init`; without either, the server runs in
@@ -519,6 +567,19 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<String>,
+    /// Host names the server answers besides loopback ones, comma-separated
+    /// (`cerebral.internal,10.0.0.5`), or `*` for any. Unset: only
+    /// `localhost`, 127.0.0.0/8 and `[::1]` without authentication (so a
+    /// web page cannot reach a development server through DNS rebinding),
+    /// any name with it. Other names get 403 `FORBIDDEN`; `/healthz` and
+    /// `/readyz` answer any.
+    #[arg(
+        long,
+        env = "CEREBRAL_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_hosts: Vec<String>,
     /// How many documents automatic persisted queries (Apollo APQ)
     /// remember, least recently used dropped first; 0 turns APQ off. Only
     /// documents the limits admitted are kept.

@@ -19,7 +19,7 @@ async fn sigterm_drains_a_request_in_flight_and_refuses_new_ones() {
         .expect("connect");
     conn.write_all(
         format!(
-            "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{head}\r\n",
+            "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{head}\r\n",
             head.len()
         )
         .as_bytes(),

@@ -570,3 +570,103 @@ async fn a_client_close_is_answered_with_a_close_frame() {
         "the server dropped the socket without answering the close"
     );
 }
+
+// ---------- connection limits ----------
+
+/// Opens a graphql-transport-ws socket: Ok, or the refusal's status,
+/// `Retry-After` and `extensions.code`.
+async fn open(base: &str) -> Result<support::WsStream, (u16, Option<String>, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = support::ws_url(base)
+        .into_client_request()
+        .expect("ws request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    match tokio::time::timeout(T, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("an answer in time")
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body: Value = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((
+                resp.status().as_u16(),
+                retry,
+                body["errors"][0]["extensions"]["code"].clone(),
+            ))
+        }
+        Err(e) => panic!("no HTTP answer: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn an_address_over_its_socket_limit_gets_429_until_one_closes() {
+    let app = support::spawn_with(|c| {
+        c.ws_max_connections_per_address = 3;
+        c.ws_upgrades_per_second = 0;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(open(&app.base).await.expect("within the limit"));
+    }
+    let (status, retry, code) = open(&app.base).await.expect_err("refused");
+    assert_eq!((status, code), (429, json!("TOO_MANY_CONNECTIONS")));
+    assert_eq!(retry, None, "a held socket, not a rate: no time to wait");
+    // Refusing costs the others nothing, and a closed socket frees its
+    // place.
+    let mut first = held.remove(0);
+    first.close(None).await.expect("closed");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match open(&app.base).await {
+            Ok(ws) => {
+                held.push(ws);
+                break;
+            }
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_server_answers_503_and_a_fast_address_429_with_retry_after() {
+    let full = support::spawn_with(|c| {
+        c.ws_max_connections = 2;
+        c.ws_max_connections_per_address = 0;
+        c.ws_upgrades_per_second = 0;
+    })
+    .await;
+    let _a = open(&full.base).await.expect("first");
+    let _b = open(&full.base).await.expect("second");
+    let (status, _, code) = open(&full.base).await.expect_err("refused");
+    assert_eq!((status, code), (503, json!("TOO_MANY_CONNECTIONS")));
+
+    let fast = support::spawn_with(|c| {
+        c.ws_max_connections_per_address = 2;
+        c.ws_upgrades_per_second = 1;
+    })
+    .await;
+    // A burst of the per-address limit, then one a second: closing and
+    // reopening at once is refused.
+    for _ in 0..2 {
+        let mut ws = open(&fast.base).await.expect("within the burst");
+        ws.close(None).await.expect("closed");
+    }
+    let (status, retry, code) = open(&fast.base).await.expect_err("refused");
+    assert_eq!((status, code), (429, json!("TOO_MANY_CONNECTIONS")));
+    assert_eq!(retry.as_deref(), Some("1"));
+}

@@ -177,6 +177,9 @@ fn spawn(spec: &ServerSpec, generation: u32) -> Result<Child> {
         .env("CEREBRAL_LOG_FORMAT", "text")
         // The benchmark's clients all come from one address on purpose.
         .env("CEREBRAL_RATE_LIMIT_PER_SECOND", "0")
+        .env("CEREBRAL_WS_MAX_CONNECTIONS", "0")
+        .env("CEREBRAL_WS_MAX_CONNECTIONS_PER_ADDRESS", "0")
+        .env("CEREBRAL_WS_UPGRADES_PER_SECOND", "0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(log)

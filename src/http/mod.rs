@@ -3,6 +3,7 @@
 
 pub mod graphiql;
 pub mod layers;
+pub mod origin;
 pub mod rate;
 pub mod ws;
 pub mod zip;
@@ -40,6 +41,11 @@ pub struct AppState {
     pub ws: Arc<ws::WsSettings>,
     /// Open WebSocket connections and operations.
     pub ws_gauges: Arc<ws::WsGauges>,
+    /// Open WebSockets per client address and in total, and the upgrade
+    /// rate per address.
+    pub ws_admission: Arc<ws::Admission>,
+    /// The `Host` names this server answers (DNS rebinding).
+    pub hosts: Arc<origin::HostPolicy>,
     /// Cancelled when the server shuts down: every WebSocket then closes
     /// with 1001.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -111,6 +117,12 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             count_request,
+        ))
+        // Before routing, so a page reaching the server under a foreign
+        // name (DNS rebinding) gets nothing, not even a 404.
+        .layer(axum::middleware::from_fn_with_state(
+            state.hosts.clone(),
+            origin::check_host,
         ))
         .with_state(state);
     layers::apply(routes, &settings)
@@ -510,14 +522,65 @@ async fn websocket(app: AppState, req: Request) -> Response {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    // Browsers cannot set headers on a WebSocket, so the token normally
-    // comes in `connection_init`; a valid header is used when it does not.
-    let from_header = app.auth.from_headers(&parts.headers).await.ok();
+    // Any page may open a WebSocket to any server (there is no CORS for
+    // them); the browser says which page in `Origin`.
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("null"));
+    let authority = origin::request_authority(&parts.headers, &parts.uri);
+    if !origin::origin_allowed(origin, authority, &app.cors_origins) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "WebSockets are accepted from this server's own pages, the origins in CEREBRAL_CORS_ORIGINS and clients that send no Origin",
+            "FORBIDDEN",
+        );
+    }
     let address = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    ws::upgrade(app, upgrade, from_header, address)
+    // Before the token is looked at: a flood of upgrades costs a short
+    // answer each, not a verification (or a JWKS fetch).
+    let admitted = match app.ws_admission.admit(address) {
+        Ok(a) => a,
+        Err(refusal) => return too_many_connections(refusal),
+    };
+    // Browsers cannot set headers on a WebSocket, so the token normally
+    // comes in `connection_init`; a valid header is used when it does not.
+    let from_header = app.auth.from_headers(&parts.headers).await.ok();
+    ws::upgrade(app, upgrade, from_header, address, admitted)
+}
+
+/// The answer to an upgrade over a connection limit: 503 when the server
+/// is full, 429 when the client's address is (with `Retry-After` when it
+/// opens sockets too fast).
+fn too_many_connections(refusal: ws::Refusal) -> Response {
+    match refusal {
+        ws::Refusal::Total => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds as many WebSockets as it may; try again later or another replica",
+            "TOO_MANY_CONNECTIONS",
+        ),
+        ws::Refusal::PerAddress => error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this address holds as many WebSockets as it may (CEREBRAL_WS_MAX_CONNECTIONS_PER_ADDRESS); close one first",
+            "TOO_MANY_CONNECTIONS",
+        ),
+        ws::Refusal::Rate(wait) => {
+            let secs = rate::retry_after(wait);
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "this address opens WebSockets too fast (CEREBRAL_WS_UPGRADES_PER_SECOND); retry in {secs} s"
+                ),
+                "TOO_MANY_CONNECTIONS",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+    }
 }
 
 /// Ready when the database answers within 2 s, every migration this

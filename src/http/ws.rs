@@ -51,6 +51,131 @@ pub struct WsSettings {
     pub ping_interval: Option<Duration>,
     /// Largest message a client may send, in bytes.
     pub max_message_bytes: usize,
+    /// What may arrive before `connection_ack`, in bytes: one message, or
+    /// all queued legacy `start`s together.
+    pub max_early_bytes: usize,
+    /// Legacy `start`s that may be queued before `connection_init`.
+    pub max_early_operations: usize,
+}
+
+/// Who may open a WebSocket now: open sockets per client address and in
+/// total, and new upgrades per address. Checked before the upgrade, so a
+/// refused client costs a short HTTP answer, not a socket.
+pub struct Admission {
+    per_address: usize,
+    total: usize,
+    open: std::sync::Mutex<OpenSockets>,
+    upgrades: Option<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+}
+
+#[derive(Default)]
+struct OpenSockets {
+    total: usize,
+    by_address: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// Why an upgrade was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server holds its limit of sockets (503).
+    Total,
+    /// The address holds its limit of sockets (429).
+    PerAddress,
+    /// The address opens sockets too fast; room again after this (429).
+    Rate(Duration),
+}
+
+/// One admitted socket's place; freed when dropped, however the socket
+/// (or the upgrade) ends.
+pub struct Admitted {
+    admission: Arc<Admission>,
+    address: Option<std::net::IpAddr>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let Ok(mut open) = self.admission.open.lock() else {
+            return;
+        };
+        open.total = open.total.saturating_sub(1);
+        if let Some(a) = self.address
+            && let std::collections::hash_map::Entry::Occupied(mut e) = open.by_address.entry(a)
+        {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+impl Admission {
+    /// At most `per_address` open sockets per client address and `total`
+    /// in all, and `upgrades_per_second` new ones per address (bursts of
+    /// `per_address`); 0 turns each limit off.
+    pub fn new(per_address: usize, total: usize, upgrades_per_second: u32) -> Arc<Admission> {
+        let upgrades = std::num::NonZeroU32::new(upgrades_per_second).map(|rate| {
+            let burst = u32::try_from(per_address)
+                .ok()
+                .and_then(std::num::NonZeroU32::new)
+                .map_or(rate, |b| b.max(rate));
+            governor::DefaultKeyedRateLimiter::keyed(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            )
+        });
+        let me = Arc::new(Admission {
+            per_address,
+            total,
+            open: Default::default(),
+            upgrades,
+        });
+        // Forget the upgrade buckets of addresses that went quiet, so the
+        // map does not grow with every address ever seen.
+        if me.upgrades.is_some() {
+            let weak = Arc::downgrade(&me);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(me) = weak.upgrade() else { return };
+                    if let Some(u) = &me.upgrades {
+                        u.retain_recent();
+                        u.shrink_to_fit();
+                    }
+                }
+            });
+        }
+        me
+    }
+
+    /// Takes a place for a socket from `address`, or says why not.
+    pub fn admit(self: &Arc<Self>, address: Option<std::net::IpAddr>) -> Result<Admitted, Refusal> {
+        let mut open = self.open.lock().map_err(|_| Refusal::Total)?;
+        if self.total > 0 && open.total >= self.total {
+            return Err(Refusal::Total);
+        }
+        if let Some(a) = address {
+            let held = open.by_address.get(&a).copied().unwrap_or(0);
+            if self.per_address > 0 && held >= self.per_address {
+                return Err(Refusal::PerAddress);
+            }
+            if let Some(u) = &self.upgrades
+                && let Err(not_until) = u.check_key(&a)
+            {
+                use governor::clock::{Clock, DefaultClock};
+                return Err(Refusal::Rate(
+                    not_until.wait_time_from(DefaultClock::default().now()),
+                ));
+            }
+            *open.by_address.entry(a).or_insert(0) += 1;
+        }
+        open.total += 1;
+        Ok(Admitted {
+            admission: self.clone(),
+            address,
+        })
+    }
 }
 
 /// Live WebSocket figures of this process, exported on `/metrics`.
@@ -108,6 +233,7 @@ pub fn upgrade(
     upgrade: WebSocketUpgrade,
     from_header: Option<crate::auth::Verified>,
     address: Option<std::net::IpAddr>,
+    admitted: Admitted,
 ) -> HttpResponse {
     let s = app.ws.clone();
     upgrade
@@ -122,7 +248,7 @@ pub fn upgrade(
                 // No subprotocol asked for: the current protocol.
                 _ => Protocol::TransportWs,
             };
-            Connection::new(socket, protocol, app, from_header, address).run()
+            Connection::new(socket, protocol, app, from_header, address, admitted).run()
         })
 }
 
@@ -216,13 +342,17 @@ struct Connection {
     /// `connection_init` so an uninitialised socket holds none of it.
     session: Option<Arc<Data>>,
     operations: StreamMap<String, Operation>,
-    /// Legacy `start` messages that arrived before `connection_init`:
-    /// Apollo's subscriptions-transport-ws client sends them while it still
-    /// awaits its `connectionParams`, and its old servers accepted that.
-    early: Vec<(String, Value)>,
+    /// Legacy `start` messages that arrived before `connection_init`, as
+    /// sent (id and text): Apollo's subscriptions-transport-ws client sends
+    /// them while it still awaits its `connectionParams`, and its old
+    /// servers accepted that. Bounded by count and bytes (`early_bytes`);
+    /// kept as text, so what is held is what was counted.
+    early: Vec<(String, Utf8Bytes)>,
+    early_bytes: usize,
     init_received: bool,
     last_heard: Instant,
     _held: Held,
+    _admitted: Admitted,
 }
 
 impl Connection {
@@ -232,6 +362,7 @@ impl Connection {
         app: AppState,
         from_header: Option<crate::auth::Verified>,
         address: Option<std::net::IpAddr>,
+        admitted: Admitted,
     ) -> Self {
         let (sink, source) = socket.split();
         let held = Held::new(app.ws_gauges.clone(), |g| &g.connections);
@@ -248,9 +379,11 @@ impl Connection {
             session: None,
             operations: StreamMap::new(),
             early: Vec::new(),
+            early_bytes: 0,
             init_received: false,
             last_heard: Instant::now(),
             _held: held,
+            _admitted: admitted,
         }
     }
 
@@ -394,6 +527,12 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) => return None,
             Message::Binary(_) => return Some(close(4400, "Binary messages are not supported")),
         };
+        // Before the ack the client is nobody yet: what it may make the
+        // server parse and hold is small (a `connection_init` with a token,
+        // a few legacy `start`s). Checked before parsing.
+        if self.session.is_none() && text.len() > self.app.ws.max_early_bytes {
+            return Some(self.too_much_before_init());
+        }
         let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text.as_str()) else {
             return Some(close(4400, "Invalid message received: not a JSON object"));
         };
@@ -420,6 +559,9 @@ impl Connection {
                         format!("Invalid message received: `{ty}` needs an `id` string"),
                     ));
                 };
+                if legacy && !self.init_received {
+                    return self.queue_early(id.to_string(), text);
+                }
                 self.on_subscribe(id.to_string(), m.get("payload")).await
             }
             ("complete", false) | ("stop", true) => {
@@ -503,24 +645,46 @@ impl Connection {
         {
             return Some(Stop::Drop);
         }
-        for (id, payload) in std::mem::take(&mut self.early) {
-            if let Some(stop) = Box::pin(self.on_subscribe(id, Some(&payload))).await {
+        self.early_bytes = 0;
+        for (id, text) in std::mem::take(&mut self.early) {
+            // Parsed once more now that it runs: it was a JSON object.
+            let payload = serde_json::from_str::<Value>(text.as_str())
+                .ok()
+                .and_then(|mut m| m.get_mut("payload").map(Value::take));
+            if let Some(stop) = Box::pin(self.on_subscribe(id, payload.as_ref())).await {
                 return Some(stop);
             }
         }
         None
     }
 
+    /// Keeps a legacy `start` that came before `connection_init` until the
+    /// connection is initialised, within the count and byte limits; past
+    /// them the socket is closed (4400) and the queue dropped with it.
+    fn queue_early(&mut self, id: String, text: Utf8Bytes) -> Option<Stop> {
+        let s = &self.app.ws;
+        let bytes = self.early_bytes.saturating_add(text.len());
+        if self.early.len() >= s.max_early_operations || bytes > s.max_early_bytes {
+            return Some(self.too_much_before_init());
+        }
+        self.early_bytes = bytes;
+        self.early.push((id, text));
+        None
+    }
+
+    fn too_much_before_init(&self) -> Stop {
+        let s = &self.app.ws;
+        close(
+            4400,
+            format!(
+                "Too much sent before connection_init: at most {} bytes and {} operations",
+                s.max_early_bytes, s.max_early_operations
+            ),
+        )
+    }
+
     async fn on_subscribe(&mut self, id: String, payload: Option<&Value>) -> Option<Stop> {
         let Some(session) = self.session.clone() else {
-            if self.protocol == Protocol::Legacy
-                && !self.init_received
-                && self.early.len() < self.app.ws.max_subscriptions
-            {
-                self.early
-                    .push((id, payload.cloned().unwrap_or(Value::Null)));
-                return None;
-            }
             return Some(close(4401, "Unauthorized"));
         };
         if self.operations.contains_key(&id) {

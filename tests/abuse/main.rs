@@ -19,3 +19,4 @@ mod body;
 mod front_door;
 mod json_inputs;
 mod metrics;
+mod ws;
