@@ -16,3 +16,4 @@ mod watch;
 
 // One module per area of the attack surface.
 mod body;
+mod inputs;
