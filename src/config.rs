@@ -72,13 +72,10 @@ pub enum Command {
     /// Exit 0 when the server answers on /healthz, 1 otherwise (for container
     /// health checks; needs no shell tools).
     Healthcheck {
-        /// Base URL of the server.
-        #[arg(
-            long,
-            env = "CEREBRAL_HEALTHCHECK_URL",
-            default_value = "http://127.0.0.1:8000"
-        )]
-        url: String,
+        /// Base URL of the server; by default the listen address
+        /// (`CEREBRAL_LISTEN`), with 0.0.0.0 or [::] probed on loopback.
+        #[arg(long, env = "CEREBRAL_HEALTHCHECK_URL")]
+        url: Option<String>,
     },
 }
 
@@ -504,6 +501,19 @@ impl Config {
         self.migration_database_url
             .as_deref()
             .unwrap_or(&self.database_url)
+    }
+
+    /// The base URL at which this server answers itself: the listen
+    /// address, with a wildcard one (0.0.0.0, [::]) on loopback.
+    pub fn self_url(&self) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
     }
 
     /// The size bounds of a catalog import these settings describe.

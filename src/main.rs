@@ -120,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| config.self_url());
             let ok = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(3))
                 .build()?

@@ -231,7 +231,10 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
         .await
         .expect("prune");
     assert_eq!(n, 0, "recent checkpoints beyond the kept count stay");
-    assert_eq!(versions(app.ok(list, json!({ "t": t })).await), [1, 2, 3, 4]);
+    assert_eq!(
+        versions(app.ok(list, json!({ "t": t })).await),
+        [1, 2, 3, 4]
+    );
 
     // Everything is older than a zero age, and the newest 100 are kept
     // whatever their age: nothing goes.
@@ -241,7 +244,10 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
         .await
         .expect("prune");
     assert_eq!(n, 0, "the newest N stay whatever their age");
-    assert_eq!(versions(app.ok(list, json!({ "t": t })).await), [1, 2, 3, 4]);
+    assert_eq!(
+        versions(app.ok(list, json!({ "t": t })).await),
+        [1, 2, 3, 4]
+    );
 
     // Old, and beyond the newest two: v2 goes; v1 is pinned.
     let n = app
