@@ -332,9 +332,11 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
     // accepting them would let any web page run mutations with a visitor's
     // cookies or network position (CSRF).
     if !is_json(&headers) {
+        drain(body, app.limits.max_body_bytes).await;
         return unsupported_media_type();
     }
     let Some(media) = negotiate(&headers) else {
+        drain(body, app.limits.max_body_bytes).await;
         return not_acceptable();
     };
     // Read at most the limit, whether or not a Content-Length says so
@@ -397,6 +399,33 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
         return refusal;
     }
     run(&app, principal, requests, media, batched).await
+}
+
+/// How long a refused request's body may take to arrive before the
+/// answer goes out anyway.
+const DRAIN_WITHIN: Duration = Duration::from_secs(2);
+
+/// Reads and drops the body of a request refused from its headers alone
+/// (at most `limit` bytes, for at most [`DRAIN_WITHIN`]). A client that
+/// writes its whole body before reading (Node's `fetch`) otherwise meets
+/// a connection closed with its body unread, and gets `EPIPE` or a reset
+/// instead of the refusal.
+async fn drain(body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_WITHIN, async {
+        // An error (the body-limit layer's included) ends the drain.
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > limit {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// A request that is not a GraphQL request at all (malformed JSON, wrong
