@@ -388,7 +388,7 @@ fn file_stem(path: &str) -> &str {
 /// Parses YAML text whose first line is line `first_line` of the file, so
 /// error messages point at the right line of the original file.
 fn parse_yaml(text: &str, first_line: usize) -> Result<Value, String> {
-    refuse_anchors(text, first_line)?;
+    prescan_yaml(text, first_line)?;
     let mut value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let message = e.to_string();
         // The library appends its own (block-relative) position; drop it in
@@ -413,46 +413,66 @@ fn parse_yaml(text: &str, first_line: usize) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Refuses YAML anchors (`&name`) and aliases (`*name`), found by a real
-/// YAML event parser (so `&` and `*` in quoted or plain text are fine).
-/// `serde_yaml_ng` bounds alias jumps, not the nodes they expand to: a
-/// 15 KB file of aliases to a large anchor expands to millions of values.
-/// Catalog files have no use for them (the BMad Method files use none).
+/// Deepest nesting of mappings and sequences a catalog file may have (the
+/// BMad Method files go six deep). libyaml, under `serde_yaml_ng`, spends
+/// time quadratic in the depth of unclosed flow collections: 64 K nested
+/// `{a: ` took over a minute before its own recursion limit.
+const MAX_YAML_DEPTH: usize = 64;
+
+/// Reads a catalog file's YAML events once, with a real YAML parser
+/// (`saphyr-parser`, so `&` and `*` in quoted or plain text are fine), and
+/// refuses what `serde_yaml_ng` must not be given:
 ///
-/// A file this parser cannot read is refused with its error, unless it
-/// holds neither `&` nor `*` (then it cannot have anchors, and
-/// `serde_yaml_ng` gives its own error or reads it).
-fn refuse_anchors(text: &str, first_line: usize) -> Result<(), String> {
+/// - anchors (`&name`) and aliases (`*name`): `serde_yaml_ng` bounds alias
+///   jumps, not the nodes they expand to, so a 15 KB file of aliases to a
+///   large anchor expands to millions of values (catalog files have no use
+///   for them, and the BMad Method files use none);
+/// - nesting deeper than [`MAX_YAML_DEPTH`];
+/// - YAML this parser cannot read (reported with its line), so libyaml
+///   only ever sees documents already read to the end within the bounds.
+fn prescan_yaml(text: &str, first_line: usize) -> Result<(), String> {
     use saphyr_parser::{Event, Parser};
+    let mut depth = 0usize;
     for event in Parser::new_from_str(text) {
-        let (event, span) = match event {
-            Ok(e) => e,
-            Err(e) if text.contains(['&', '*']) => {
-                return Err(format!(
-                    "YAML error at line {}: {}",
-                    e.marker().line() + first_line - 1,
-                    e.info()
-                ));
-            }
-            Err(_) => return Ok(()),
-        };
+        let (event, span) = event.map_err(|e| {
+            format!(
+                "YAML error at line {}: {}",
+                e.marker().line() + first_line - 1,
+                e.info()
+            )
+        })?;
         let line = span.start.line() + first_line - 1;
-        let found = match event {
-            Event::Alias(_) => "an alias",
-            Event::Scalar(_, _, anchor, _)
-            | Event::SequenceStart(anchor, _)
-            | Event::MappingStart(anchor, _)
-                if anchor > 0 =>
-            {
-                "an anchor"
+        let anchored = match event {
+            Event::Alias(_) => {
+                return Err(anchors_refused("an alias", line));
             }
-            _ => continue,
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                depth += 1;
+                if depth > MAX_YAML_DEPTH {
+                    return Err(format!(
+                        "YAML nested deeper than {MAX_YAML_DEPTH} levels at line {line}"
+                    ));
+                }
+                anchor > 0
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            Event::Scalar(_, _, anchor, _) => anchor > 0,
+            _ => false,
         };
-        return Err(format!(
-            "YAML anchors and aliases (&name, *name) are not accepted in catalog files: {found} at line {line}; write the value out instead"
-        ));
+        if anchored {
+            return Err(anchors_refused("an anchor", line));
+        }
     }
     Ok(())
+}
+
+fn anchors_refused(found: &str, line: usize) -> String {
+    format!(
+        "YAML anchors and aliases (&name, *name) are not accepted in catalog files: {found} at line {line}; write the value out instead"
+    )
 }
 
 /// Looks up `key` in `value` when it is a mapping, ignoring null values so
@@ -1627,5 +1647,40 @@ workflow:
         assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
         assert_eq!(report.errors[0].path, "workflows/big.yaml");
         assert_eq!(report.pack.workflows.len(), 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_libyaml_reads_it() {
+        // 64 K unclosed `{a: ` (about the default file limit) took
+        // libyaml over a minute in a debug build; six levels are plenty.
+        for (what, text) in [
+            (
+                "flow mappings",
+                "workflow: ".to_owned() + &"{a: ".repeat(60 * 1024),
+            ),
+            (
+                "block sequences",
+                "workflow: ".to_owned() + &"- ".repeat(120 * 1024),
+            ),
+        ] {
+            let started = std::time::Instant::now();
+            let report = parse_files(&files(&[("workflows/deep.yaml", &text)]));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{what}: {:?}",
+                started.elapsed()
+            );
+            assert_eq!(report.errors.len(), 1, "{what}");
+            assert!(
+                report.errors[0].reason.starts_with("YAML"),
+                "{what}: {}",
+                report.errors[0].reason
+            );
+        }
+        let nested = (0..=MAX_YAML_DEPTH)
+            .map(|i| format!("{}-\n", "  ".repeat(i)))
+            .collect::<String>();
+        let reason = prescan_yaml(&nested, 1).expect_err("too deep");
+        assert!(reason.contains("deeper than 64 levels"), "{reason}");
     }
 }
