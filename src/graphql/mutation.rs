@@ -1636,7 +1636,9 @@ pub struct PersonaContextSnapshot {
     pub compressed: bool,
     /// `sha256:` + lower-case hex of the uncompressed JSON; checked on import.
     pub checksum: String,
-    /// Size of the uncompressed JSON, in bytes (informative; not checked).
+    /// Size of the uncompressed JSON, in bytes; checked on import, where
+    /// a size over `CEREBRAL_MAX_SNAPSHOT_BYTES` is refused before the
+    /// data is decoded.
     pub size: i64,
 }
 
