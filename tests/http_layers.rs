@@ -324,6 +324,7 @@ async fn a_declared_oversized_body_is_refused_before_it_is_read() {
 /// a reset).
 async fn post_slowly(
     base: &str,
+    method: &str,
     content_type: &str,
     accept: &str,
     body: &[u8],
@@ -332,7 +333,7 @@ async fn post_slowly(
     let addr = base.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
     let head = format!(
-        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).await?;
@@ -355,17 +356,33 @@ async fn a_refusal_sent_before_the_body_is_read_still_reaches_a_client_that_writ
     let app = support::spawn().await;
     // A 200 KB multipart upload (under the body limit): 415.
     let body = vec![b'x'; 200 * 1024];
-    let answer = post_slowly(&app.base, "multipart/form-data; boundary=x", "*/*", &body)
-        .await
-        .expect("the whole body is written and the answer read");
+    let answer = post_slowly(
+        &app.base,
+        "POST",
+        "multipart/form-data; boundary=x",
+        "*/*",
+        &body,
+    )
+    .await
+    .expect("the whole body is written and the answer read");
     assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
     assert!(answer.contains("UNSUPPORTED_MEDIA_TYPE"), "{answer}");
     // JSON that asks for an answer type the server does not send: 406.
-    let answer = post_slowly(&app.base, "application/json", "text/csv", &body)
+    let answer = post_slowly(&app.base, "POST", "application/json", "text/csv", &body)
         .await
         .expect("the whole body is written and the answer read");
     assert!(answer.starts_with("HTTP/1.1 406"), "{answer}");
     assert!(answer.contains("NOT_ACCEPTABLE"), "{answer}");
+    // Another method: 405.
+    let answer = post_slowly(&app.base, "PUT", "application/json", "*/*", &body)
+        .await
+        .expect("the whole body is written and the answer read");
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("METHOD_NOT_ALLOWED"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("allow: get, post"),
+        "{answer}"
+    );
     // The server still serves.
     let resp = post_raw(&app.base, LIST, &[]).await;
     assert_eq!(resp.status(), 200);

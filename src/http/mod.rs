@@ -93,7 +93,12 @@ pub fn router(state: AppState) -> Router {
             );
     }
     let routes = routes
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql_post)
+                .fallback(graphql_other_method),
+        )
         .route(graphiql::ASSETS_PATH, get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -399,6 +404,21 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
         return refusal;
     }
     run(&app, principal, requests, media, batched).await
+}
+
+/// PUT, DELETE, PATCH … on `/graphql`: 405 with `Allow: GET, POST` (a
+/// GraphQL error body), after the body is drained like any refusal sent
+/// from the headers.
+async fn graphql_other_method(State(app): State<AppState>, req: Request) -> Response {
+    drain(req.into_body(), app.limits.max_body_bytes).await;
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GraphQL over HTTP is GET (queries) and POST",
+        "METHOD_NOT_ALLOWED",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    resp
 }
 
 /// How long a refused request's body may take to arrive before the
