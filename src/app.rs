@@ -143,6 +143,8 @@ impl App {
             ServiceSettings {
                 session_timeout: chrono::Duration::minutes(config.session_timeout_minutes),
                 max_context_history: config.max_context_history,
+                max_snapshot_bytes: config.max_snapshot_bytes,
+                catalog_limits: config.catalog_limits(),
                 max_sessions_per_user: config.max_sessions_per_user,
                 max_checkpoints_per_task: config.max_checkpoints_per_task,
                 checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),

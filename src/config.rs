@@ -72,13 +72,10 @@ pub enum Command {
     /// Exit 0 when the server answers on /healthz, 1 otherwise (for container
     /// health checks; needs no shell tools).
     Healthcheck {
-        /// Base URL of the server.
-        #[arg(
-            long,
-            env = "CEREBRAL_HEALTHCHECK_URL",
-            default_value = "http://127.0.0.1:8000"
-        )]
-        url: String,
+        /// Base URL of the server; by default the listen address
+        /// (`CEREBRAL_LISTEN`), with 0.0.0.0 or [::] probed on loopback.
+        #[arg(long, env = "CEREBRAL_HEALTHCHECK_URL")]
+        url: Option<String>,
     },
 }
 
@@ -237,6 +234,35 @@ pub struct Config {
         global = true
     )]
     pub max_context_history: usize,
+    /// Largest persona context snapshot `importPersonaContext` accepts, in
+    /// bytes of its JSON once inflated; a snapshot that declares or
+    /// inflates to more is `BAD_USER_INPUT`, and the rest of its gzip is
+    /// never inflated.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_SNAPSHOT_BYTES",
+        default_value_t = 1024 * 1024,
+        global = true
+    )]
+    pub max_snapshot_bytes: usize,
+    /// Largest catalog file (`importCatalog`, `cerebral import`), in bytes;
+    /// a larger file is reported as refused and the rest imports.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_CATALOG_FILE_BYTES",
+        default_value_t = 256 * 1024,
+        global = true
+    )]
+    pub max_catalog_file_bytes: usize,
+    /// Largest catalog import, all its files together, in bytes; the files
+    /// past it are reported as refused and not read.
+    #[arg(
+        long,
+        env = "CEREBRAL_MAX_CATALOG_IMPORT_BYTES",
+        default_value_t = 8 * 1024 * 1024,
+        global = true
+    )]
+    pub max_catalog_import_bytes: usize,
     /// Events of the whole process kept in memory for live fan-out. A
     /// subscriber that falls further behind than this is not dropped: it
     /// catches up from the event table, then rejoins the live feed.
@@ -622,6 +648,27 @@ impl Config {
         self.migration_database_url
             .as_deref()
             .unwrap_or(&self.database_url)
+    }
+
+    /// The base URL at which this server answers itself: the listen
+    /// address, with a wildcard one (0.0.0.0, [::]) on loopback.
+    pub fn self_url(&self) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// The size bounds of a catalog import these settings describe.
+    pub fn catalog_limits(&self) -> crate::catalog::ImportLimits {
+        crate::catalog::ImportLimits {
+            max_file_bytes: self.max_catalog_file_bytes,
+            max_total_bytes: self.max_catalog_import_bytes,
+        }
     }
 
     /// The operation limits these settings describe.

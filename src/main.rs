@@ -86,7 +86,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Import { dir } => {
-            let report = cerebral::catalog::parse_dir(&dir)?;
+            // Reading and parsing block: off the async workers.
+            let limits = config.catalog_limits();
+            let folder = dir.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                cerebral::catalog::parse_dir_with(&folder, &limits)
+            })
+            .await??;
             for e in &report.errors {
                 eprintln!("skipped {}: {}", e.path, e.reason);
             }
@@ -130,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| config.self_url());
             let ok = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(3))
                 .build()?

@@ -224,19 +224,44 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
     };
     let list = "query($t: ID!) { task(id: $t) { checkpoints { nodes { version } } latestCheckpoint { version } } }";
 
-    // Keep two by count: v2 goes; v1 is pinned.
+    // All four are recent: whatever the count, none is old enough to go.
     let n = app
         .services
         .prune_checkpoints(2, chrono::Duration::days(30), 1000)
         .await
         .expect("prune");
-    assert_eq!(n, 1);
-    assert_eq!(versions(app.ok(list, json!({ "t": t })).await), [1, 3, 4]);
+    assert_eq!(n, 0, "recent checkpoints beyond the kept count stay");
+    assert_eq!(
+        versions(app.ok(list, json!({ "t": t })).await),
+        [1, 2, 3, 4]
+    );
 
-    // Everything is older than a zero age: only the newest and the pinned stay.
+    // Everything is older than a zero age, and the newest 100 are kept
+    // whatever their age: nothing goes.
     let n = app
         .services
         .prune_checkpoints(100, chrono::Duration::zero(), 1000)
+        .await
+        .expect("prune");
+    assert_eq!(n, 0, "the newest N stay whatever their age");
+    assert_eq!(
+        versions(app.ok(list, json!({ "t": t })).await),
+        [1, 2, 3, 4]
+    );
+
+    // Old, and beyond the newest two: v2 goes; v1 is pinned.
+    let n = app
+        .services
+        .prune_checkpoints(2, chrono::Duration::zero(), 1000)
+        .await
+        .expect("prune");
+    assert_eq!(n, 1);
+    assert_eq!(versions(app.ok(list, json!({ "t": t })).await), [1, 3, 4]);
+
+    // Keeping none: the newest of the task still stays.
+    let n = app
+        .services
+        .prune_checkpoints(0, chrono::Duration::zero(), 1000)
         .await
         .expect("prune");
     assert_eq!(n, 1);

@@ -235,3 +235,56 @@ fn help_lists_every_setting_with_its_variable_and_readme_documents_them() {
         "README documents a setting --help does not have"
     );
 }
+
+/// `cerebral healthcheck` probes the address the server was told to
+/// listen on (a container that moves the port stays healthy), a wildcard
+/// address on loopback, unless `--url` says where.
+#[tokio::test]
+async fn healthcheck_probes_the_listen_address() {
+    let (url, _dir) = support::fresh_database().await;
+    let server = support::ServerProcess::start(&url, &[]).await;
+    let healthcheck = |listen: String, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cerebral"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CEREBRAL_") || k == "DATABASE_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("healthcheck")
+            .args(extra)
+            .env("CEREBRAL_LISTEN", listen)
+            .output()
+            .expect("runs")
+            .status
+            .success()
+    };
+    let port = server.port;
+    assert!(healthcheck(format!("127.0.0.1:{port}"), &[]));
+    assert!(
+        healthcheck(format!("0.0.0.0:{port}"), &[]),
+        "0.0.0.0 is probed on loopback"
+    );
+    let idle = support::free_port();
+    assert!(
+        !healthcheck(format!("127.0.0.1:{idle}"), &[]),
+        "nothing answers on {idle}"
+    );
+    assert!(
+        healthcheck(format!("127.0.0.1:{idle}"), &["--url", &server.base]),
+        "--url wins over the listen address"
+    );
+}
+
+#[test]
+fn the_self_url_of_a_wildcard_address_is_loopback_of_its_family() {
+    let mut config = cerebral::config::Config::for_database("sqlite::memory:");
+    for (listen, url) in [
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("[::]:9000", "http://[::1]:9000"),
+        ("10.1.2.3:80", "http://10.1.2.3:80"),
+        ("[fe80::1]:8080", "http://[fe80::1]:8080"),
+    ] {
+        config.listen = listen.parse().expect("address");
+        assert_eq!(config.self_url(), url);
+    }
+}

@@ -316,3 +316,74 @@ async fn a_declared_oversized_body_is_refused_before_it_is_read() {
     let ok = post_raw(&app.base, r#"{"query":"{ projects { totalCount } }"}"#, &[]).await;
     assert_eq!(ok.status(), 200);
 }
+
+/// Posts `body` the way Node's `fetch` does: the headers, then the whole
+/// body (here slowly, so the server has answered before it arrives), and
+/// only then reads the answer. Returns the answer, or the I/O error a
+/// client sees when the server closed without reading the body (EPIPE or
+/// a reset).
+async fn post_slowly(
+    base: &str,
+    method: &str,
+    content_type: &str,
+    accept: &str,
+    body: &[u8],
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    // The server answers from the headers alone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for chunk in body.chunks(16 * 1024) {
+        conn.write_all(chunk).await?;
+        conn.flush().await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test]
+async fn a_refusal_sent_before_the_body_is_read_still_reaches_a_client_that_writes_it_all_first() {
+    let app = support::spawn().await;
+    // A 200 KB multipart upload (under the body limit): 415.
+    let body = vec![b'x'; 200 * 1024];
+    let answer = post_slowly(
+        &app.base,
+        "POST",
+        "multipart/form-data; boundary=x",
+        "*/*",
+        &body,
+    )
+    .await
+    .expect("the whole body is written and the answer read");
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    assert!(answer.contains("UNSUPPORTED_MEDIA_TYPE"), "{answer}");
+    // JSON that asks for an answer type the server does not send: 406.
+    let answer = post_slowly(&app.base, "POST", "application/json", "text/csv", &body)
+        .await
+        .expect("the whole body is written and the answer read");
+    assert!(answer.starts_with("HTTP/1.1 406"), "{answer}");
+    assert!(answer.contains("NOT_ACCEPTABLE"), "{answer}");
+    // Another method: 405.
+    let answer = post_slowly(&app.base, "PUT", "application/json", "*/*", &body)
+        .await
+        .expect("the whole body is written and the answer read");
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("METHOD_NOT_ALLOWED"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("allow: get, post"),
+        "{answer}"
+    );
+    // The server still serves.
+    let resp = post_raw(&app.base, LIST, &[]).await;
+    assert_eq!(resp.status(), 200);
+}

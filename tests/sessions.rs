@@ -181,3 +181,87 @@ async fn a_context_travels_between_sessions_and_a_tampered_snapshot_is_refused()
         );
     }
 }
+
+/// A snapshot as a client could write it by hand: plain JSON, base64.
+fn hand_made_snapshot(doc: &serde_json::Value, declared: Option<usize>) -> serde_json::Value {
+    use base64::Engine;
+    use sha2::Digest;
+    let text = serde_json::to_vec(doc).expect("json");
+    json!({
+        "data": base64::engine::general_purpose::STANDARD.encode(&text),
+        "compressed": false,
+        "checksum": format!("sha256:{:x}", sha2::Sha256::digest(&text)),
+        "size": declared.unwrap_or(text.len()),
+    })
+}
+
+#[tokio::test]
+async fn an_imported_history_keeps_its_newest_entries_and_sizes_are_checked_before_inflating() {
+    let app = support::spawn_with(|c| {
+        c.max_context_history = 3;
+        c.max_snapshot_bytes = 4096;
+    })
+    .await;
+    let s = start(&app).await;
+    let import = "mutation($s: ID!, $snap: PersonaContextSnapshotInput!) { importPersonaContext(input: {sessionId: $s, snapshot: $snap}) { context { state history historyTotal } } }";
+    let doc = |entries: usize| {
+        json!({
+            "format": "cerebral.persona-context/1", "persona": "analyst",
+            "state": { "k": 1 }, "history": (0..entries).map(|i| json!({ "n": i })).collect::<Vec<_>>(),
+            "historyTotal": entries, "activeTool": null, "activeWorkflow": null,
+            "exportedAt": "2026-01-01T00:00:00Z", "someFutureField": [1, 2],
+        })
+    };
+    let ctx = app
+        .ok(
+            import,
+            json!({ "s": s, "snap": hand_made_snapshot(&doc(10), None) }),
+        )
+        .await["importPersonaContext"]["context"]
+        .clone();
+    assert_eq!(ctx["history"], json!([{ "n": 7 }, { "n": 8 }, { "n": 9 }]));
+    assert_eq!(ctx["historyTotal"], 10);
+    assert_eq!(ctx["state"], json!({ "k": 1 }));
+
+    let refused = |body: serde_json::Value, needle: &str| {
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{body}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{needle}: {message}");
+    };
+    // Declared over the limit: refused before it is even decoded.
+    let mut snap = hand_made_snapshot(&doc(1), Some(4097));
+    snap["data"] = json!("not base64 at all!");
+    refused(
+        app.post(import, json!({ "s": s, "snap": snap })).await,
+        "declares 4097 bytes of JSON; at most 4096",
+    );
+    // Declared small, holds more than the limit.
+    refused(
+        app.post(
+            import,
+            json!({ "s": s, "snap": hand_made_snapshot(&doc(500), Some(10)) }),
+        )
+        .await,
+        "larger than 4096 bytes",
+    );
+    // Declared size and content disagree.
+    refused(
+        app.post(
+            import,
+            json!({ "s": s, "snap": hand_made_snapshot(&doc(1), Some(10)) }),
+        )
+        .await,
+        "declares 10 bytes of JSON but holds",
+    );
+    // The refusals changed nothing: the first import is still there.
+    let e = app
+        .ok(
+            "{ events(first: 0, filter: {types: [PERSONA_CONTEXT_UPDATED]}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(e["events"]["totalCount"], 1);
+}

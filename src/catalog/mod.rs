@@ -10,7 +10,10 @@
 
 pub mod v4;
 
-pub use v4::{ImportError, ImportFileError, ImportReport, parse_dir, parse_files};
+pub use v4::{
+    ImportError, ImportFileError, ImportLimits, ImportReport, parse_dir, parse_dir_with,
+    parse_files, parse_files_with,
+};
 
 use serde::{Deserialize, Serialize};
 

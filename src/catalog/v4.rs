@@ -78,6 +78,56 @@ const FOLDERS: [(&str, &[&str]); 3] = [
     ("workflows", &["yaml", "yml"]),
 ];
 
+/// How much one import may read. A catalog file is small text (the
+/// largest file of the BMad Method core is about 11 KB); these bounds keep
+/// an import of any folder or upload to a known cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Largest file, in bytes; a larger one is reported and not parsed.
+    pub max_file_bytes: usize,
+    /// Largest import, all files together, in bytes; files past it (in
+    /// the order given) are reported and not parsed (nor read, from disk).
+    pub max_total_bytes: usize,
+}
+
+impl Default for ImportLimits {
+    /// The defaults of `CEREBRAL_MAX_CATALOG_FILE_BYTES` and
+    /// `CEREBRAL_MAX_CATALOG_IMPORT_BYTES`.
+    fn default() -> Self {
+        ImportLimits {
+            max_file_bytes: 256 * 1024,
+            max_total_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ImportLimits {
+    /// Why a file of `len` bytes is refused when `so_far` bytes were
+    /// taken before it, or None when it fits.
+    fn refusal(&self, len: u64, so_far: u64) -> Option<String> {
+        if len > self.max_file_bytes as u64 {
+            return Some(format!(
+                "file is {len} bytes; catalog files are at most {} bytes (CEREBRAL_MAX_CATALOG_FILE_BYTES)",
+                self.max_file_bytes
+            ));
+        }
+        if so_far.saturating_add(len) > self.max_total_bytes as u64 {
+            return Some(format!(
+                "not imported: the files of this import add up to more than {} bytes (CEREBRAL_MAX_CATALOG_IMPORT_BYTES)",
+                self.max_total_bytes
+            ));
+        }
+        None
+    }
+}
+
+/// Parses the files of one pack with the default [`ImportLimits`]; see
+/// [`parse_files_with`].
+#[must_use]
+pub fn parse_files(files: &[(String, String)]) -> ImportReport {
+    parse_files_with(files, &ImportLimits::default())
+}
+
 /// Parses the files of one pack, given as `(relative path, content)` pairs.
 ///
 /// `files` are (relative path, content) pairs, path like "agents/po.md",
@@ -90,8 +140,13 @@ const FOLDERS: [(&str, &[&str]); 3] = [
 /// given order: when two files define the same key, the first one wins and
 /// the second is reported. A `"*"` entry in a team's agent list expands to
 /// every persona of this pack.
+///
+/// A file over `limits`, or past the import's total, is reported and not
+/// parsed; so is a YAML file with anchors or aliases (their expansion is
+/// unbounded, a "billion laughs" file of 15 KB expands to millions of
+/// nodes). Parsing is CPU work: call this off the async workers.
 #[must_use]
-pub fn parse_files(files: &[(String, String)]) -> ImportReport {
+pub fn parse_files_with(files: &[(String, String)], limits: &ImportLimits) -> ImportReport {
     let mut report = ImportReport {
         files_read: files.len(),
         ..ImportReport::default()
@@ -99,8 +154,14 @@ pub fn parse_files(files: &[(String, String)]) -> ImportReport {
     let mut persona_origin: HashMap<String, String> = HashMap::new();
     let mut team_origin: HashMap<String, String> = HashMap::new();
     let mut workflow_origin: HashMap<String, String> = HashMap::new();
+    let mut taken: u64 = 0;
 
     for (path, content) in files {
+        if let Some(reason) = limits.refusal(content.len() as u64, taken) {
+            report.errors.push(file_error(path, reason));
+            continue;
+        }
+        taken += content.len() as u64;
         let Some(kind) = classify(path) else {
             report.errors.push(file_error(
                 path,
@@ -172,7 +233,17 @@ pub fn parse_files(files: &[(String, String)]) -> ImportReport {
     report
 }
 
-/// Reads a pack folder and parses it with [`parse_files`].
+/// Reads a pack folder with the default [`ImportLimits`]; see
+/// [`parse_dir_with`].
+///
+/// # Errors
+///
+/// As [`parse_dir_with`].
+pub fn parse_dir(dir: &Path) -> Result<ImportReport, ImportError> {
+    parse_dir_with(dir, &ImportLimits::default())
+}
+
+/// Reads a pack folder and parses it with [`parse_files_with`].
 ///
 /// Reads DIR/agents/*.md, DIR/agent-teams/*.yaml|yml, DIR/workflows/*.yaml|yml
 /// (missing subfolders are fine; files sorted by name for determinism) and
@@ -181,13 +252,14 @@ pub fn parse_files(files: &[(String, String)]) -> ImportReport {
 /// Only an unreadable `dir` is an [`ImportError`]; an unreadable sub-folder
 /// or file is reported in the returned [`ImportReport::errors`] so the rest of
 /// the pack still imports. Other files in the folders (such as a README) are
-/// not read.
+/// not read, nor is a file over `limits` (reported, by its size on disk,
+/// and read through the limit should it grow meanwhile).
 ///
 /// # Errors
 ///
 /// Returns [`ImportError::Io`] when `dir` is missing, is not a folder or
 /// cannot be listed.
-pub fn parse_dir(dir: &Path) -> Result<ImportReport, ImportError> {
+pub fn parse_dir_with(dir: &Path, limits: &ImportLimits) -> Result<ImportReport, ImportError> {
     fs::read_dir(dir).map_err(|source| ImportError::Io {
         path: dir.display().to_string(),
         source,
@@ -195,6 +267,7 @@ pub fn parse_dir(dir: &Path) -> Result<ImportReport, ImportError> {
 
     let mut files = Vec::new();
     let mut read_errors = Vec::new();
+    let mut taken: u64 = 0;
     for (folder, extensions) in FOLDERS {
         let folder_path = dir.join(folder);
         let entries = match fs::read_dir(&folder_path) {
@@ -226,20 +299,47 @@ pub fn parse_dir(dir: &Path) -> Result<ImportReport, ImportError> {
         names.sort();
         for (name, full_path) in names {
             let rel = format!("{folder}/{name}");
-            match fs::read(&full_path) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => files.push((rel, text)),
-                    Err(_) => read_errors.push(file_error(&rel, "file is not valid UTF-8")),
-                },
+            match read_bounded(&full_path, limits, taken) {
+                Ok(Ok(bytes)) => {
+                    taken += bytes.len() as u64;
+                    match String::from_utf8(bytes) {
+                        Ok(text) => files.push((rel, text)),
+                        Err(_) => read_errors.push(file_error(&rel, "file is not valid UTF-8")),
+                    }
+                }
+                Ok(Err(reason)) => read_errors.push(file_error(&rel, reason)),
                 Err(e) => read_errors.push(file_error(&rel, format!("cannot read file: {e}"))),
             }
         }
     }
 
-    let mut report = parse_files(&files);
+    let mut report = parse_files_with(&files, limits);
     read_errors.append(&mut report.errors);
     report.errors = read_errors;
     Ok(report)
+}
+
+/// Reads a file unless it is over `limits` (with `so_far` bytes taken
+/// before it), in which case the reason is returned instead; never more
+/// than the limit plus one byte, whatever the file does meanwhile.
+fn read_bounded(
+    path: &Path,
+    limits: &ImportLimits,
+    so_far: u64,
+) -> io::Result<Result<Vec<u8>, String>> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    let declared = file.metadata()?.len();
+    if let Some(reason) = limits.refusal(declared, so_far) {
+        return Ok(Err(reason));
+    }
+    let mut bytes = Vec::new();
+    file.take(limits.max_file_bytes as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(match limits.refusal(bytes.len() as u64, so_far) {
+        Some(reason) => Err(reason),
+        None => Ok(bytes),
+    })
 }
 
 /// Builds an [`ImportFileError`] from anything that reads as a reason.
@@ -288,6 +388,7 @@ fn file_stem(path: &str) -> &str {
 /// Parses YAML text whose first line is line `first_line` of the file, so
 /// error messages point at the right line of the original file.
 fn parse_yaml(text: &str, first_line: usize) -> Result<Value, String> {
+    prescan_yaml(text, first_line)?;
     let mut value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let message = e.to_string();
         // The library appends its own (block-relative) position; drop it in
@@ -310,6 +411,68 @@ fn parse_yaml(text: &str, first_line: usize) -> Result<Value, String> {
         .apply_merge()
         .map_err(|e| format!("YAML error: {e}"))?;
     Ok(value)
+}
+
+/// Deepest nesting of mappings and sequences a catalog file may have (the
+/// BMad Method files go six deep). libyaml, under `serde_yaml_ng`, spends
+/// time quadratic in the depth of unclosed flow collections: 64 K nested
+/// `{a: ` took over a minute before its own recursion limit.
+const MAX_YAML_DEPTH: usize = 64;
+
+/// Reads a catalog file's YAML events once, with a real YAML parser
+/// (`saphyr-parser`, so `&` and `*` in quoted or plain text are fine), and
+/// refuses what `serde_yaml_ng` must not be given:
+///
+/// - anchors (`&name`) and aliases (`*name`): `serde_yaml_ng` bounds alias
+///   jumps, not the nodes they expand to, so a 15 KB file of aliases to a
+///   large anchor expands to millions of values (catalog files have no use
+///   for them, and the BMad Method files use none);
+/// - nesting deeper than [`MAX_YAML_DEPTH`];
+/// - YAML this parser cannot read (reported with its line), so libyaml
+///   only ever sees documents already read to the end within the bounds.
+fn prescan_yaml(text: &str, first_line: usize) -> Result<(), String> {
+    use saphyr_parser::{Event, Parser};
+    let mut depth = 0usize;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| {
+            format!(
+                "YAML error at line {}: {}",
+                e.marker().line() + first_line - 1,
+                e.info()
+            )
+        })?;
+        let line = span.start.line() + first_line - 1;
+        let anchored = match event {
+            Event::Alias(_) => {
+                return Err(anchors_refused("an alias", line));
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                depth += 1;
+                if depth > MAX_YAML_DEPTH {
+                    return Err(format!(
+                        "YAML nested deeper than {MAX_YAML_DEPTH} levels at line {line}"
+                    ));
+                }
+                anchor > 0
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            Event::Scalar(_, _, anchor, _) => anchor > 0,
+            _ => false,
+        };
+        if anchored {
+            return Err(anchors_refused("an anchor", line));
+        }
+    }
+    Ok(())
+}
+
+fn anchors_refused(found: &str, line: usize) -> String {
+    format!(
+        "YAML anchors and aliases (&name, *name) are not accepted in catalog files: {found} at line {line}; write the value out instead"
+    )
 }
 
 /// Looks up `key` in `value` when it is a mapping, ignoring null values so
@@ -1446,5 +1609,145 @@ workflow:
                 reason: "file is not valid UTF-8".into(),
             }]
         );
+    }
+
+    #[test]
+    fn yaml_anchors_and_aliases_are_refused_in_every_kind_of_file() {
+        let lol_workflow = "workflow:\n  id: lol\n  name: Lol\n  x: &a [l, l, l]\n  y: [*a, *a]\n  sequence:\n    - step: done\n";
+        let alias_only =
+            "workflow:\n  id: lol2\n  name: Lol\n  y: *a\n  sequence:\n    - step: done\n";
+        let anchored_team = "bundle: &b\n  name: Crew\nagents:\n  - scout\n";
+        let anchored_agent =
+            "# a\n\nprose\n\n```yaml\nagent:\n  id: a\n  name: &n Al\n  title: *n\n```\n";
+        let report = parse_files(&files(&[
+            ("workflows/lol.yaml", lol_workflow),
+            ("workflows/lol2.yaml", alias_only),
+            ("agent-teams/crew.yaml", anchored_team),
+            ("agents/a.md", anchored_agent),
+            ("workflows/trail-run.yaml", GOOD_WORKFLOW),
+        ]));
+        let reasons: HashMap<&str, &str> = report
+            .errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.reason.as_str()))
+            .collect();
+        assert!(
+            reasons["workflows/lol.yaml"].contains("an anchor at line 4"),
+            "{reasons:?}"
+        );
+        // An alias without its anchor: still refused (as an alias or as
+        // the parser's error), never expanded.
+        assert!(
+            reasons["workflows/lol2.yaml"].contains("alias")
+                || reasons["workflows/lol2.yaml"].starts_with("YAML error"),
+            "{reasons:?}"
+        );
+        assert!(reasons["agent-teams/crew.yaml"].contains("an anchor at line 1"));
+        // File lines, not block lines: the agent's anchor is on line 8.
+        assert!(
+            reasons["agents/a.md"].contains("an anchor at line 8"),
+            "{reasons:?}"
+        );
+        assert_eq!(report.errors.len(), 4, "{:?}", report.errors);
+        assert_eq!(report.pack.workflows.len(), 1);
+        assert!(report.pack.teams.is_empty() && report.pack.personas.is_empty());
+    }
+
+    #[test]
+    fn ampersands_and_asterisks_in_text_are_not_anchors() {
+        let workflow = "workflow:\n  id: r-and-d\n  name: \"R&D *fast*\"\n  description: 'Q&A & *notes*'\n  sequence:\n    - agent: analyst\n      notes: plain text with & and * inside, a&b *c\n    - step: done\n";
+        let report = parse_files(&files(&[("workflows/r-and-d.yaml", workflow)]));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.pack.workflows[0].name, "R&D *fast*");
+        // A team's wildcard is a quoted asterisk.
+        let team = "bundle:\n  name: All\nagents:\n  - \"*\"\n";
+        let report = parse_files(&files(&[
+            ("agents/scout.md", GOOD_AGENT),
+            ("agent-teams/all.yaml", team),
+        ]));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.pack.teams[0].persona_keys, ["scout"]);
+    }
+
+    #[test]
+    fn files_over_the_limits_are_reported_and_the_rest_imports() {
+        let largest = GOOD_WORKFLOW.len().max(GOOD_AGENT.len());
+        let limits = ImportLimits {
+            max_file_bytes: largest,
+            max_total_bytes: GOOD_WORKFLOW.len() + GOOD_AGENT.len(),
+        };
+        let big = format!("{GOOD_WORKFLOW}# {}\n", "-".repeat(largest));
+        let input = files(&[
+            ("workflows/big.yaml", &big),
+            ("workflows/trail-run.yaml", GOOD_WORKFLOW),
+            ("agents/scout.md", GOOD_AGENT),
+            (
+                "agent-teams/crew.yaml",
+                "bundle:\n  name: Crew\nagents: [scout]\n",
+            ),
+        ]);
+        let report = parse_files_with(&input, &limits);
+        assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+        assert_eq!(report.errors[0].path, "workflows/big.yaml");
+        assert!(
+            report.errors[0]
+                .reason
+                .contains(&format!("at most {largest} bytes"))
+        );
+        assert_eq!(
+            report.errors[1].path, "agent-teams/crew.yaml",
+            "{:?}",
+            report.errors
+        );
+        assert!(report.errors[1].reason.contains("add up to more than"));
+        assert_eq!(report.pack.workflows.len(), 1);
+        assert_eq!(report.pack.personas.len(), 1);
+
+        // From disk: the large file is refused by its size, not read.
+        let dir = std::env::temp_dir().join(format!("catalog-v4-limits-{}", std::process::id()));
+        fs::create_dir_all(dir.join("workflows")).expect("temp dir");
+        fs::write(dir.join("workflows/big.yaml"), &big).expect("write");
+        fs::write(dir.join("workflows/trail-run.yaml"), GOOD_WORKFLOW).expect("write");
+        let report = parse_dir_with(&dir, &limits);
+        let _ = fs::remove_dir_all(&dir);
+        let report = report.expect("folder is readable");
+        assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+        assert_eq!(report.errors[0].path, "workflows/big.yaml");
+        assert_eq!(report.pack.workflows.len(), 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_libyaml_reads_it() {
+        // 64 K unclosed `{a: ` (about the default file limit) took
+        // libyaml over a minute in a debug build; six levels are plenty.
+        for (what, text) in [
+            (
+                "flow mappings",
+                "workflow: ".to_owned() + &"{a: ".repeat(60 * 1024),
+            ),
+            (
+                "block sequences",
+                "workflow: ".to_owned() + &"- ".repeat(120 * 1024),
+            ),
+        ] {
+            let started = std::time::Instant::now();
+            let report = parse_files(&files(&[("workflows/deep.yaml", &text)]));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{what}: {:?}",
+                started.elapsed()
+            );
+            assert_eq!(report.errors.len(), 1, "{what}");
+            assert!(
+                report.errors[0].reason.starts_with("YAML"),
+                "{what}: {}",
+                report.errors[0].reason
+            );
+        }
+        let nested = (0..=MAX_YAML_DEPTH)
+            .map(|i| format!("{}-\n", "  ".repeat(i)))
+            .collect::<String>();
+        let reason = prescan_yaml(&nested, 1).expect_err("too deep");
+        assert!(reason.contains("deeper than 64 levels"), "{reason}");
     }
 }

@@ -1636,7 +1636,9 @@ pub struct PersonaContextSnapshot {
     pub compressed: bool,
     /// `sha256:` + lower-case hex of the uncompressed JSON; checked on import.
     pub checksum: String,
-    /// Size of the uncompressed JSON, in bytes (informative; not checked).
+    /// Size of the uncompressed JSON, in bytes; checked on import, where
+    /// a size over `CEREBRAL_MAX_SNAPSHOT_BYTES` is refused before the
+    /// data is decoded.
     pub size: i64,
 }
 
@@ -1788,8 +1790,11 @@ impl SessionMutation {
     }
 
     /// Imports a snapshot into a session, creating or replacing that
-    /// persona's context there. A snapshot whose checksum does not match
-    /// (corrupted or tampered) is refused with `BAD_USER_INPUT`.
+    /// persona's context there. A snapshot whose checksum or size does not
+    /// match (corrupted or tampered), or whose JSON is larger than
+    /// `CEREBRAL_MAX_SNAPSHOT_BYTES` once inflated, is refused with
+    /// `BAD_USER_INPUT`; a history longer than `CEREBRAL_MAX_CONTEXT_HISTORY`
+    /// keeps its newest entries.
     ///
     /// Roles: agent, operator, admin.
     #[graphql(guard = "AGENT_OR_OPERATOR")]
@@ -2068,7 +2073,9 @@ impl CatalogMutation {
     /// pack (an upsert by key, so repeating it is harmless and needs no
     /// idempotency key) into the caller's tenant (insert or update by key). A malformed
     /// file is reported in `errors` and contributes nothing; the others
-    /// still import.
+    /// still import. So is a file with YAML anchors or aliases (their
+    /// expansion has no bound), a file over `CEREBRAL_MAX_CATALOG_FILE_BYTES`
+    /// and the files past `CEREBRAL_MAX_CATALOG_IMPORT_BYTES` in all.
     ///
     /// Roles: admin.
     #[graphql(guard = "ADMIN")]
@@ -2086,8 +2093,14 @@ impl CatalogMutation {
             .into_iter()
             .map(|f| (f.path, f.content))
             .collect();
-        let report = crate::catalog::parse_files(&files);
         let s = services(ctx);
+        // Parsing is CPU work (and a file may be large): off the async
+        // workers, within the catalog limits.
+        let limits = s.settings().catalog_limits;
+        let report =
+            tokio::task::spawn_blocking(move || crate::catalog::parse_files_with(&files, &limits))
+                .await
+                .map_err(|e| crate::error::AppError::Internal(e.into()))?;
         let p = principal(ctx);
         let has_items = !(report.pack.personas.is_empty()
             && report.pack.teams.is_empty()

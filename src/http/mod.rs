@@ -107,7 +107,12 @@ pub fn router(state: AppState) -> Router {
         routes = routes.route("/metrics", get(metrics));
     }
     let routes = routes
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql_post)
+                .fallback(graphql_other_method),
+        )
         .route(graphiql::ASSETS_PATH, get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -369,9 +374,11 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
     // accepting them would let any web page run mutations with a visitor's
     // cookies or network position (CSRF).
     if !is_json(&headers) {
+        drain(body, app.limits.max_body_bytes).await;
         return unsupported_media_type();
     }
     let Some(media) = negotiate(&headers) else {
+        drain(body, app.limits.max_body_bytes).await;
         return not_acceptable();
     };
     // Read at most the limit, whether or not a Content-Length says so
@@ -454,6 +461,48 @@ fn too_many_values(text: &[u8], limits: &crate::graphql::limits::Limits) -> Opti
             "BAD_REQUEST",
         )
     })
+}
+
+/// PUT, DELETE, PATCH … on `/graphql`: 405 with `Allow: GET, POST` (a
+/// GraphQL error body), after the body is drained like any refusal sent
+/// from the headers.
+async fn graphql_other_method(State(app): State<AppState>, req: Request) -> Response {
+    drain(req.into_body(), app.limits.max_body_bytes).await;
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "GraphQL over HTTP is GET (queries) and POST",
+        "METHOD_NOT_ALLOWED",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    resp
+}
+
+/// How long a refused request's body may take to arrive before the
+/// answer goes out anyway.
+const DRAIN_WITHIN: Duration = Duration::from_secs(2);
+
+/// Reads and drops the body of a request refused from its headers alone
+/// (at most `limit` bytes, for at most [`DRAIN_WITHIN`]). A client that
+/// writes its whole body before reading (Node's `fetch`) otherwise meets
+/// a connection closed with its body unread, and gets `EPIPE` or a reset
+/// instead of the refusal.
+async fn drain(body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_WITHIN, async {
+        // An error (the body-limit layer's included) ends the drain.
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > limit {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// A request that is not a GraphQL request at all (malformed JSON, wrong

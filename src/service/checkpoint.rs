@@ -377,10 +377,11 @@ struct Prunable {
 }
 
 impl Services {
-    /// Retention: per task, keeps the newest `keep` checkpoints, and of the
-    /// rest drops those older than `max_age` — except the newest of each
-    /// task and any pinned one, which are always kept. One transaction and
-    /// one `CHECKPOINTS_PRUNED` event per task. Returns how many it dropped.
+    /// Retention: per task, keeps the newest `keep` checkpoints whatever
+    /// their age, and of the others drops those older than `max_age`; the
+    /// newest of each task (even with `keep` 0) and pinned ones are always
+    /// kept. One transaction and one `CHECKPOINTS_PRUNED` event per task.
+    /// Returns how many it dropped.
     pub async fn prune_checkpoints(
         &self,
         keep: u64,
@@ -399,7 +400,7 @@ impl Services {
                 SELECT id, task_id, tenant_id, project_id, pinned, created_at,
                        ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY id DESC) AS rn
                 FROM task_checkpoints) c
-             WHERE pinned = {false_lit} AND rn > 1 AND (rn > {p1} OR created_at < {p2})
+             WHERE pinned = {false_lit} AND rn > 1 AND rn > {p1} AND created_at < {p2}
              ORDER BY task_id LIMIT {p3}",
             false_lit = if b == DbBackend::Postgres {
                 "false"

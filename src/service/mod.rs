@@ -54,6 +54,10 @@ pub struct ServiceSettings {
     pub session_timeout: chrono::Duration,
     /// Entries kept in a persona context's history.
     pub max_context_history: usize,
+    /// Largest persona context snapshot JSON an import inflates, in bytes.
+    pub max_snapshot_bytes: usize,
+    /// Size bounds of a catalog import (`importCatalog`).
+    pub catalog_limits: crate::catalog::ImportLimits,
     /// Live (ACTIVE or SUSPENDED) sessions one user may hold; starting one
     /// more expires the least recently active.
     pub max_sessions_per_user: usize,

@@ -490,7 +490,7 @@ pub struct ContextSnapshot {
 
 /// The document inside a snapshot. `format` is checked on import so a
 /// future layout can be told apart.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SnapshotDoc {
     format: String,
@@ -504,6 +504,184 @@ struct SnapshotDoc {
 }
 
 const SNAPSHOT_FORMAT: &str = "cerebral.persona-context/1";
+
+/// A refusal of a snapshot: `BAD_USER_INPUT`, nothing written.
+fn refuse_snapshot(why: &str) -> AppError {
+    AppError::bad_input(format!("the snapshot is refused: {why}"))
+}
+
+/// The document of a snapshot being imported, its history already cut to
+/// the newest entries kept.
+struct ImportedDoc {
+    persona: String,
+    state: Json,
+    history: std::collections::VecDeque<Json>,
+    history_total: i64,
+    active_tool: Option<String>,
+    active_workflow: Option<String>,
+}
+
+/// Decodes, checks and parses a snapshot: CPU work (inflate, hash, parse)
+/// for a blocking thread. The inflated JSON is read through a cap of
+/// `limit` bytes, so a gzip bomb costs at most that much, and the history
+/// never holds more than `max_history` parsed entries at a time.
+fn decode_snapshot(
+    snapshot: &ContextSnapshot,
+    limit: usize,
+    max_history: usize,
+) -> AppResult<ImportedDoc> {
+    use base64::Engine;
+    use serde::de::DeserializeSeed;
+    use std::io::Read;
+    let too_large = || {
+        refuse_snapshot(&format!(
+            "its JSON is larger than {limit} bytes, the most accepted"
+        ))
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(snapshot.data.trim())
+        .map_err(|_| refuse_snapshot("it is not valid base64"))?;
+    let json = if snapshot.compressed {
+        let mut out = Vec::new();
+        // One byte past the limit tells "too large" from "exactly the
+        // limit"; the rest of the stream is never inflated.
+        flate2::read::GzDecoder::new(&raw[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|_| refuse_snapshot("it is not valid gzip"))?;
+        out
+    } else {
+        raw
+    };
+    if json.len() > limit {
+        return Err(too_large());
+    }
+    if i64::try_from(json.len()).ok() != Some(snapshot.size) {
+        return Err(refuse_snapshot(&format!(
+            "it declares {} bytes of JSON but holds {}",
+            snapshot.size,
+            json.len()
+        )));
+    }
+    if sha256_hex(&json) != snapshot.checksum.trim().to_lowercase() {
+        return Err(refuse_snapshot(
+            "its checksum does not match its content (corrupted or altered)",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(&json);
+    let doc = DocSeed { max_history }
+        .deserialize(&mut de)
+        .and_then(|doc| de.end().map(|()| doc))
+        .map_err(|e| refuse_snapshot(&format!("it is not a persona context snapshot ({e})")))?;
+    let (format, doc) = doc;
+    if format != SNAPSHOT_FORMAT {
+        return Err(refuse_snapshot(&format!("unknown format '{format}'")));
+    }
+    if !doc.state.is_object() {
+        return Err(refuse_snapshot("state must be an object"));
+    }
+    Ok(doc)
+}
+
+/// Reads a snapshot document (and its format) with the history bounded
+/// while it is read.
+struct DocSeed {
+    max_history: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DocSeed {
+    type Value = (String, ImportedDoc);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DocSeed {
+    type Value = (String, ImportedDoc);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a persona context snapshot object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut format: Option<String> = None;
+        let mut persona: Option<String> = None;
+        let mut state: Option<Json> = None;
+        let mut history = None;
+        let mut history_total: Option<i64> = None;
+        let mut active_tool: Option<String> = None;
+        let mut active_workflow: Option<String> = None;
+        let mut exported_at: Option<chrono::DateTime<chrono::Utc>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "format" => format = Some(map.next_value()?),
+                "persona" => persona = Some(map.next_value()?),
+                "state" => state = Some(map.next_value()?),
+                "history" => {
+                    history = Some(map.next_value_seed(HistorySeed {
+                        max: self.max_history,
+                    })?);
+                }
+                "historyTotal" => history_total = Some(map.next_value()?),
+                "activeTool" => active_tool = map.next_value()?,
+                "activeWorkflow" => active_workflow = map.next_value()?,
+                "exportedAt" => exported_at = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        // Not used on import, but part of the format.
+        exported_at.ok_or_else(|| A::Error::missing_field("exportedAt"))?;
+        Ok((
+            format.ok_or_else(|| A::Error::missing_field("format"))?,
+            ImportedDoc {
+                persona: persona.ok_or_else(|| A::Error::missing_field("persona"))?,
+                state: state.ok_or_else(|| A::Error::missing_field("state"))?,
+                history: history.ok_or_else(|| A::Error::missing_field("history"))?,
+                history_total: history_total
+                    .ok_or_else(|| A::Error::missing_field("historyTotal"))?,
+                active_tool,
+                active_workflow,
+            },
+        ))
+    }
+}
+
+/// Reads a history array keeping only its newest `max` entries: an older
+/// entry is dropped as soon as a newer one is read past the bound.
+struct HistorySeed {
+    max: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for HistorySeed {
+    type Value = std::collections::VecDeque<Json>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for HistorySeed {
+    type Value = std::collections::VecDeque<Json>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a history array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = std::collections::VecDeque::with_capacity(self.max.min(1024));
+        while let Some(entry) = seq.next_element::<Json>()? {
+            if kept.len() >= self.max {
+                kept.pop_front();
+            }
+            kept.push_back(entry);
+        }
+        Ok(kept)
+    }
+}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -566,6 +744,11 @@ impl Services {
     /// nothing changes. The persona's context in that session is created or
     /// has its state and history replaced; one `PERSONA_CONTEXT_UPDATED`
     /// event records the import.
+    ///
+    /// A snapshot is small input that can expand (gzip): it is refused as
+    /// soon as its JSON would pass `max_snapshot_bytes` (declared or
+    /// actual), its history keeps the newest `max_context_history` entries
+    /// while it is read, and the decoding runs on a blocking thread.
     #[tracing::instrument(skip(self, snapshot), fields(tenant = %p.tenant_id))]
     pub async fn import_context(
         &self,
@@ -573,42 +756,22 @@ impl Services {
         session_id: Uuid,
         snapshot: &ContextSnapshot,
     ) -> AppResult<(persona_context::Model, event::Model)> {
-        use base64::Engine;
-        use std::io::Read;
-        let refuse = |why: &str| AppError::bad_input(format!("the snapshot is refused: {why}"));
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(snapshot.data.trim())
-            .map_err(|_| refuse("it is not valid base64"))?;
-        let json = if snapshot.compressed {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
-                .take(64 * 1024 * 1024)
-                .read_to_end(&mut out)
-                .map_err(|_| refuse("it is not valid gzip"))?;
-            out
-        } else {
-            raw
-        };
-        if sha256_hex(&json) != snapshot.checksum.trim().to_lowercase() {
-            return Err(refuse(
-                "its checksum does not match its content (corrupted or altered)",
-            ));
+        let limit = self.settings().max_snapshot_bytes;
+        let max_history = self.settings().max_context_history.max(1);
+        // Before any work: a snapshot that says it is too large is.
+        let declared =
+            usize::try_from(snapshot.size).map_err(|_| refuse_snapshot("its size is negative"))?;
+        if declared > limit {
+            return Err(refuse_snapshot(&format!(
+                "it declares {declared} bytes of JSON; at most {limit} bytes are accepted"
+            )));
         }
-        let doc: SnapshotDoc = serde_json::from_slice(&json)
-            .map_err(|_| refuse("it is not a persona context snapshot"))?;
-        if doc.format != SNAPSHOT_FORMAT {
-            return Err(refuse(&format!("unknown format '{}'", doc.format)));
-        }
-        if !doc.state.is_object() || !doc.history.is_array() {
-            return Err(refuse("state must be an object and history an array"));
-        }
+        let owned = snapshot.clone();
+        let doc = tokio::task::spawn_blocking(move || decode_snapshot(&owned, limit, max_history))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))??;
         let persona = self.find_persona(p, &doc.persona).await?;
-        let mut history = doc.history.as_array().cloned().unwrap_or_default();
-        let max = self.settings().max_context_history.max(1);
-        if history.len() > max {
-            let excess = history.len() - max;
-            history.drain(..excess);
-        }
+        let history: Vec<Json> = doc.history.into();
         let mut tx = self.begin(p).await?;
         let session = load_session(&tx, p, session_id).await?;
         if session.status != SessionStatus::Active {

@@ -20,3 +20,4 @@ mod front_door;
 mod json_inputs;
 mod metrics;
 mod ws;
+mod inputs;
