@@ -17,7 +17,7 @@ mod watch;
 // One module per area of the attack surface.
 mod body;
 mod front_door;
+mod inputs;
 mod json_inputs;
 mod metrics;
 mod ws;
-mod inputs;
