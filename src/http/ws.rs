@@ -533,6 +533,14 @@ impl Connection {
         if self.session.is_none() && text.len() > self.app.ws.max_early_bytes {
             return Some(self.too_much_before_init());
         }
+        // Parsed JSON costs many times its text: count the values first.
+        let max = self.app.limits.max_json_values;
+        if crate::graphql::limits::json_values(text.as_bytes(), max) > max {
+            return Some(close(
+                4400,
+                format!("Invalid message received: more than {max} JSON values"),
+            ));
+        }
         let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text.as_str()) else {
             return Some(close(4400, "Invalid message received: not a JSON object"));
         };

@@ -185,3 +185,24 @@ async fn a_stalled_subscriber_and_large_patches_keep_the_ring_within_its_bytes()
         last = cursor;
     }
 }
+
+/// After `connection_init` a message may be 256 KiB: as numbers that is
+/// 130,000 values. Counted before the message is parsed, the socket is
+/// closed at the first one.
+#[tokio::test]
+async fn a_websocket_message_of_too_many_values_closes_the_socket_unparsed() {
+    let target = server(&[]).await;
+    let numbers = vec!["1"; 120_000].join(",");
+    let text = format!(
+        r#"{{"id":"1","type":"subscribe","payload":{{"query":"subscription {{ events(after: \"HEAD\") {{ type }} }}","variables":{{"x":[{numbers}]}}}}}}"#
+    );
+    assert!(text.len() < 256 * 1024);
+    let (code, cost) = watch(&target, async {
+        let mut ws = RawWs::connect_and_init(&target.base).await;
+        ws.send_text(&text).await;
+        ws.close_code(Duration::from_secs(5)).await
+    })
+    .await;
+    assert_eq!(code, Some(4400));
+    cost.assert_within("a 240 KB message of numbers", REFUSE_WITHIN, VALUES_MEMORY);
+}

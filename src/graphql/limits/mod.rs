@@ -23,6 +23,8 @@
 //! (`RESPONSE_TOO_LARGE`), and an operation over WebSocket has the same
 //! time limit as over HTTP.
 
+#[cfg(test)]
+mod fuzz;
 pub mod shape;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -185,57 +187,56 @@ fn too_complex(max: usize) -> ServerError {
     )
 }
 
-impl Check {
-    /// The front door on the document's text and shape; returns the parsed
-    /// document and its introspection cost.
-    fn admit(
-        &self,
-        query: &str,
-        seen: Option<&SeenOperations>,
-    ) -> ServerResult<(ExecutableDocument, u64)> {
-        let l = &*self.limits;
-        if query.len() > l.max_document_bytes {
-            return Err(refuse(
-                format!(
-                    "the document is {} bytes; at most {} are accepted",
-                    query.len(),
-                    l.max_document_bytes
-                ),
-                "DOCUMENT_TOO_LARGE",
-            ));
-        }
-        let text = scan(query, l.max_tokens);
-        if text.tokens > l.max_tokens {
-            return Err(refuse(
-                format!(
-                    "the document has more than {} tokens; at most {} are accepted",
-                    l.max_tokens, l.max_tokens
-                ),
-                "DOCUMENT_TOO_LARGE",
-            ));
-        }
-        if text.nesting > MAX_NESTING {
-            return Err(refuse(
-                format!("the document nests brackets more than {MAX_NESTING} deep"),
-                "MAX_DEPTH_EXCEEDED",
-            ));
-        }
-        let doc = async_graphql::parser::parse_query(query)
-            .map_err(|e| with_code(ServerError::from(e), "GRAPHQL_PARSE_FAILED"))?;
-        if let Some(seen) = seen
-            && let Ok(mut ops) = seen.0.lock()
-        {
-            *ops = doc
-                .operations
-                .iter()
-                .map(|(name, op)| (name.map(|n| n.to_string()), op.node.ty))
-                .collect();
-        }
-        let fallback = IntrospectionSizes::default();
-        let sizes = self.sizes.get().unwrap_or(&fallback);
-        let outline = shape::Walk::check(&doc, l, sizes)?;
-        Ok((doc, outline.introspection_cost))
+/// The front door on a document's text and shape: size, tokens and
+/// nesting before parsing, then the parse, then the shape walk. Returns the
+/// parsed document and its introspection cost; fills in `seen` once the
+/// document parsed. Its work is linear in the document's size whatever the
+/// document (see the property tests in `fuzz.rs`).
+pub fn admit(
+    query: &str,
+    l: &Limits,
+    sizes: &IntrospectionSizes,
+    seen: Option<&SeenOperations>,
+) -> ServerResult<(ExecutableDocument, u64)> {
+    if query.len() > l.max_document_bytes {
+        return Err(refuse(
+            format!(
+                "the document is {} bytes; at most {} are accepted",
+                query.len(),
+                l.max_document_bytes
+            ),
+            "DOCUMENT_TOO_LARGE",
+        ));
     }
+    let text = scan(query, l.max_tokens);
+    if text.tokens > l.max_tokens {
+        return Err(refuse(
+            format!(
+                "the document has more than {} tokens; at most {} are accepted",
+                l.max_tokens, l.max_tokens
+            ),
+            "DOCUMENT_TOO_LARGE",
+        ));
+    }
+    if text.nesting > MAX_NESTING {
+        return Err(refuse(
+            format!("the document nests brackets more than {MAX_NESTING} deep"),
+            "MAX_DEPTH_EXCEEDED",
+        ));
+    }
+    let doc = async_graphql::parser::parse_query(query)
+        .map_err(|e| with_code(ServerError::from(e), "GRAPHQL_PARSE_FAILED"))?;
+    if let Some(seen) = seen
+        && let Ok(mut ops) = seen.0.lock()
+    {
+        *ops = doc
+            .operations
+            .iter()
+            .map(|(name, op)| (name.map(|n| n.to_string()), op.node.ty))
+            .collect();
+    }
+    let outline = shape::Walk::check(&doc, l, sizes)?;
+    Ok((doc, outline.introspection_cost))
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -265,7 +266,9 @@ impl Extension for Check {
             .get(&std::any::TypeId::of::<Arc<SeenOperations>>())
             .and_then(|d| d.downcast_ref::<Arc<SeenOperations>>())
             .cloned();
-        let (doc, cost) = self.admit(&request.query, seen.as_deref())?;
+        let fallback = IntrospectionSizes::default();
+        let sizes = self.sizes.get().unwrap_or(&fallback);
+        let (doc, cost) = admit(&request.query, &self.limits, sizes, seen.as_deref())?;
         request.set_parsed_query(doc);
         request.data.insert(IntrospectionCost(cost));
         next.run(ctx, request).await

@@ -188,6 +188,9 @@ pub struct Walk<'a> {
     memo: HashMap<(&'a str, Place), Outline>,
     /// Fragments being measured: a spread of one of them is a cycle.
     open: Vec<&'a str>,
+    /// Selections visited: the walk's work, bounded by the document's size
+    /// times the number of places (see the property tests).
+    steps: u64,
 }
 
 impl<'a> Walk<'a> {
@@ -199,13 +202,30 @@ impl<'a> Walk<'a> {
         limits: &'a Limits,
         sizes: &'a IntrospectionSizes,
     ) -> Result<Outline, ServerError> {
+        Self::counted(doc, limits, sizes).0
+    }
+
+    /// [`Walk::check`], and the selections it visited.
+    pub(crate) fn counted(
+        doc: &'a ExecutableDocument,
+        limits: &'a Limits,
+        sizes: &'a IntrospectionSizes,
+    ) -> (Result<Outline, ServerError>, u64) {
         let mut walk = Walk {
             doc,
             limits,
             sizes,
             memo: HashMap::new(),
             open: Vec::new(),
+            steps: 0,
         };
+        let result = walk.operations();
+        (result, walk.steps)
+    }
+
+    fn operations(&mut self) -> Result<Outline, ServerError> {
+        let (doc, limits) = (self.doc, self.limits);
+        let walk = self;
         let mut worst = Outline::default();
         for (_, op) in doc.operations.iter() {
             walk.directives(op.node.directives.len(), "operation")?;
@@ -297,6 +317,7 @@ impl<'a> Walk<'a> {
     ) -> Result<Outline, ServerError> {
         let mut sum = Outline::default();
         for sel in &set.node.items {
+            self.steps += 1;
             let o = match &sel.node {
                 Selection::Field(f) => self.field(&f.node, at)?,
                 Selection::InlineFragment(f) => {
@@ -384,12 +405,18 @@ impl<'a> Walk<'a> {
                 match self.relation(kind, name, all) {
                     Some((child, n)) => (child, n, parents),
                     None => {
-                        // A leaf (or a field validation will refuse): one
-                        // value per parent.
+                        // A leaf, one value per parent — or a field that
+                        // validation will refuse, whose selections must
+                        // still be counted: the library's own checks
+                        // expand them before validation runs.
+                        let inner = self.set(&field.selection_set, Place::Data)?;
                         return Ok(Outline {
-                            introspection_depth: 1,
-                            introspection_cost: parents,
-                            ..own
+                            selections: own.selections.saturating_add(inner.selections),
+                            aliases: own.aliases.saturating_add(inner.aliases),
+                            top_fields: 1,
+                            depth: inner.depth,
+                            introspection_depth: inner.introspection_depth.saturating_add(1),
+                            introspection_cost: parents.saturating_add(inner.introspection_cost),
                         });
                     }
                 }
