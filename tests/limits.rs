@@ -526,3 +526,68 @@ async fn websocket_operations_draw_from_the_same_rate() {
     let (status, _, _) = post_raw(&app, json!({ "query": "{ __typename }" }), None).await;
     assert_eq!(status, 429);
 }
+
+/// A query or mutation over WebSocket has the same time limit as over
+/// HTTP (issue 13: only HTTP had one). The database's write lock (SQLite)
+/// or the project's row lock (PostgreSQL) is held from outside, so the
+/// mutation waits on it; it must end with `TIMEOUT` for its id and change
+/// nothing, and the socket stays open.
+#[tokio::test]
+async fn an_operation_over_websocket_over_its_time_is_cancelled() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = support::spawn_with(|c| c.request_timeout_seconds = 1).await;
+    let pid = accepted(
+        &app,
+        "mutation { createProject(input: {name: \"slow\"}) { project { id } } }",
+    )
+    .await["data"]["createProject"]["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (db, _) = cerebral::db::connect(&app.database_url, 1)
+        .await
+        .expect("connect");
+    let sqlite = cerebral::db::is_sqlite(&db);
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: sqlite.then_some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .expect("begin");
+    if !sqlite {
+        txn.execute_unprepared("SELECT id FROM projects FOR UPDATE")
+            .await
+            .expect("lock");
+    }
+    let mut ws = support::RawWs::connect_and_init(&app.base).await;
+    let started = std::time::Instant::now();
+    ws.subscribe(
+        "slow",
+        &format!("mutation {{ completeProject(input: {{projectId: \"{pid}\"}}) {{ project {{ status }} }} }}"),
+        json!({}),
+    )
+    .await;
+    let msg = ws
+        .next_for("slow", Duration::from_secs(10))
+        .await
+        .expect("an answer for the operation");
+    assert!(
+        msg.to_string().contains("\"TIMEOUT\""),
+        "expected TIMEOUT, got {msg}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    ws.assert_alive().await;
+    txn.rollback().await.expect("rollback");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = accepted(
+        &app,
+        &format!("{{ node(id: \"{pid}\") {{ ... on Project {{ status }} }} }}"),
+    )
+    .await;
+    assert_eq!(body["data"]["node"]["status"], "ACTIVE", "{body}");
+}
