@@ -139,6 +139,62 @@ impl Scoped {
         self.scope
     }
 
+    /// The rows of `stmt`, read one at a time and kept while their `size`
+    /// adds up to at most `max_bytes` (the first row always): a page whose
+    /// rows may be large is bounded by the memory it takes, not only by
+    /// its row count. Returns the rows kept and whether any row was left
+    /// unread (the caller reads on from the last one).
+    pub async fn rows_within<M>(
+        &self,
+        stmt: Statement,
+        max_bytes: usize,
+        size: impl Fn(&M) -> usize + Send,
+    ) -> Result<(Vec<M>, bool), DbErr>
+    where
+        M: sea_orm::FromQueryResult + Send,
+    {
+        use sea_orm::StreamTrait;
+        async fn take<M, S>(
+            rows: S,
+            max_bytes: usize,
+            size: impl Fn(&M) -> usize,
+        ) -> Result<(Vec<M>, bool), DbErr>
+        where
+            M: sea_orm::FromQueryResult,
+            S: futures::Stream<Item = Result<QueryResult, DbErr>>,
+        {
+            use futures::StreamExt;
+            futures::pin_mut!(rows);
+            let mut kept = Vec::new();
+            let mut total = 0usize;
+            while let Some(row) = rows.next().await {
+                let m = M::from_query_result(&row?, "")?;
+                total = total.saturating_add(size(&m));
+                if total > max_bytes && !kept.is_empty() {
+                    // Dropping the stream stops the read; the rest of the
+                    // result is discarded unparsed.
+                    return Ok((kept, true));
+                }
+                kept.push(m);
+            }
+            Ok((kept, false))
+        }
+        match self.scoped_txn().await? {
+            None => {
+                let rows = self.db.stream_raw(stmt).await?;
+                take(rows, max_bytes, size).await
+            }
+            Some(txn) => {
+                let out = {
+                    let rows = txn.stream_raw(stmt).await?;
+                    take(rows, max_bytes, size).await?
+                };
+                commit(txn).await?;
+                Ok(out)
+            }
+        }
+    }
+
     /// Begins a transaction with the scope set, or `None` when statements
     /// can go straight to the pool (SQLite, or nothing to set).
     async fn scoped_txn(&self) -> Result<Option<DatabaseTransaction>, DbErr> {

@@ -34,7 +34,7 @@ use std::time::Duration;
 use futures::Stream;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, QueryTrait, Statement,
 };
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
@@ -52,6 +52,13 @@ const PAGE: u64 = 200;
 
 /// Rows read per query by the fan-out.
 const FANOUT_PAGE: u64 = 500;
+
+/// Most memory one page of events read from the log may take (payloads as
+/// parsed JSON, estimated by [`payload_bytes`]): every page also stops
+/// here, whatever its row count, so a run of large events costs a
+/// catching-up stream (and the fan-out) at most this per read, however
+/// many streams read at once (they take turns, see `reads`).
+const PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Publishes committed events to every stream of this process.
 #[derive(Clone)]
@@ -220,17 +227,16 @@ impl EventBus {
                 let target = *head.borrow_and_update();
                 let mut done = bus.delivered();
                 while done < target {
-                    let rows = match event::Entity::find()
+                    let stmt = event::Entity::find()
                         .filter(event::Column::Seq.gt(done))
                         .filter(event::Column::Seq.lte(target))
                         .order_by_asc(event::Column::Seq)
                         .limit(FANOUT_PAGE)
-                        .all(&db)
-                        .await
-                    {
-                        Ok(rows) => {
+                        .build(db.get_database_backend());
+                    let (rows, cut) = match db.rows_within(stmt, PAGE_BYTES, payload_bytes).await {
+                        Ok(read) => {
                             pause = RETRY_MIN;
-                            rows
+                            read
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, after = done, "event fan-out read failed; retrying");
@@ -239,7 +245,7 @@ impl EventBus {
                             continue;
                         }
                     };
-                    let full = rows.len() as u64 == FANOUT_PAGE;
+                    let full = cut || rows.len() as u64 == FANOUT_PAGE;
                     let batch_end = match (full, rows.last()) {
                         (true, Some(last)) => last.seq,
                         _ => target,
@@ -436,21 +442,24 @@ impl EventFilter {
 
     /// Matching events with `after < seq <= upto`, oldest first, at most
     /// `limit` of them.
+    /// The page also stops at [`PAGE_BYTES`]; the flag says whether it
+    /// was cut short (more rows follow).
     pub async fn page_between(
         &self,
         db: &Scoped,
         after: i64,
         upto: i64,
         limit: u64,
-    ) -> AppResult<Vec<event::Model>> {
-        Ok(self
-            .query(db.get_database_backend())
+    ) -> AppResult<(Vec<event::Model>, bool)> {
+        let backend = db.get_database_backend();
+        let stmt = self
+            .query(backend)
             .filter(event::Column::Seq.gt(after))
             .filter(event::Column::Seq.lte(upto))
             .order_by_asc(event::Column::Seq)
             .limit(limit)
-            .all(db)
-            .await?)
+            .build(backend);
+        Ok(db.rows_within(stmt, PAGE_BYTES, payload_bytes).await?)
     }
 
     /// Whether more than `n` matching events lie in `(after, upto]` (one
@@ -602,8 +611,8 @@ async fn read_page(
             filter.page_between(db, after, upto, PAGE).await
         };
         match read {
-            Ok(page) => {
-                let full = page.len() as u64 == PAGE;
+            Ok((page, cut)) => {
+                let full = cut || page.len() as u64 == PAGE;
                 return (page, full);
             }
             Err(e) => {
