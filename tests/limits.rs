@@ -360,10 +360,16 @@ async fn introspection_and_suggestions_can_be_switched_off() {
     assert!(body.to_string().contains("Did you mean"), "{body}");
 }
 
-/// Holds the database's write lock (SQLite) or the project's row lock
-/// (PostgreSQL) from outside the server, so a mutation waits on it.
-#[tokio::test]
-async fn a_request_over_its_time_is_cancelled_and_changes_nothing() {
+/// A server with a 1 s request timeout, a project on it, and a
+/// transaction from outside holding the database's write lock (SQLite) or
+/// the project's row lock (PostgreSQL), so a mutation of it waits.
+async fn locked_project() -> (
+    support::TestApp,
+    String,
+    sea_orm::DatabaseConnection,
+    sea_orm::DatabaseTransaction,
+    bool,
+) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     let app = support::spawn_with(|c| c.request_timeout_seconds = 1).await;
     let pid = accepted(
@@ -390,6 +396,15 @@ async fn a_request_over_its_time_is_cancelled_and_changes_nothing() {
             .await
             .expect("lock");
     }
+    (app, pid, db, txn, sqlite)
+}
+
+/// Holds the database's write lock (SQLite) or the project's row lock
+/// (PostgreSQL) from outside the server, so a mutation waits on it.
+#[tokio::test]
+async fn a_request_over_its_time_is_cancelled_and_changes_nothing() {
+    use sea_orm::ConnectionTrait;
+    let (app, pid, _db, txn, sqlite) = locked_project().await;
     let started = std::time::Instant::now();
     let (status, _, body) = post_raw(&app, json!({ "query": format!("mutation {{ completeProject(input: {{projectId: \"{pid}\"}}) {{ project {{ status }} }} }}") }), None).await;
     assert_eq!(status, 504, "{body}");
@@ -534,32 +549,7 @@ async fn websocket_operations_draw_from_the_same_rate() {
 /// nothing, and the socket stays open.
 #[tokio::test]
 async fn an_operation_over_websocket_over_its_time_is_cancelled() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let app = support::spawn_with(|c| c.request_timeout_seconds = 1).await;
-    let pid = accepted(
-        &app,
-        "mutation { createProject(input: {name: \"slow\"}) { project { id } } }",
-    )
-    .await["data"]["createProject"]["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let (db, _) = cerebral::db::connect(&app.database_url, 1)
-        .await
-        .expect("connect");
-    let sqlite = cerebral::db::is_sqlite(&db);
-    let txn = db
-        .begin_with_options(sea_orm::TransactionOptions {
-            sqlite_transaction_mode: sqlite.then_some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await
-        .expect("begin");
-    if !sqlite {
-        txn.execute_unprepared("SELECT id FROM projects FOR UPDATE")
-            .await
-            .expect("lock");
-    }
+    let (app, pid, _db, txn, _) = locked_project().await;
     let mut ws = support::RawWs::connect_and_init(&app.base).await;
     let started = std::time::Instant::now();
     ws.subscribe(

@@ -41,26 +41,15 @@ fn code(body: &Value) -> String {
 }
 
 /// `query { ...F0 }` where each `Fi` spreads `F(i+1)` ten times, 25 levels
-/// deep: 2.3 KB that expands to 10²⁵ selections. Before the fix two of
+/// deep: 2.4 KB that expands to 10²⁵ selections. Before the fix two of
 /// them pinned both cores for good and `/healthz` stopped answering.
-fn fragment_bomb() -> String {
-    let mut q = String::from("query { ...F0 }\n");
-    for i in 0..25 {
-        q.push_str(&format!("fragment F{i} on Query {{"));
-        for _ in 0..10 {
-            q.push_str(&format!(" ...F{}", i + 1));
-        }
-        q.push_str(" }\n");
-    }
-    q.push_str("fragment F25 on Query { __typename }\n");
-    q
-}
+const FRAGMENT_BOMB: &str = include_str!("../fixtures/front-door-attacks/fragment-bomb.graphql");
 
 #[tokio::test]
 async fn fragments_spread_ten_times_a_level_are_refused_at_once() {
     let target = server(&[]).await;
     let client = reqwest::Client::new();
-    let q = fragment_bomb();
+    let q = FRAGMENT_BOMB;
     assert!(q.len() < 2_500, "{}", q.len());
     let (bodies, cost) = watch(&target, async {
         let a = post(&client, &target.base, json!({ "query": q }));

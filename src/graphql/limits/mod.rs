@@ -32,13 +32,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextResolve, NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextRequest,
+    NextResolve, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
-};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value};
 
 pub use shape::IntrospectionSizes;
 
@@ -272,17 +270,6 @@ impl Extension for Check {
         request.set_parsed_query(doc);
         request.data.insert(IntrospectionCost(cost));
         next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        // The front door parsed and checked the document already.
-        next.run(ctx, query, variables).await
     }
 
     async fn validation(

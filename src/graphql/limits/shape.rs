@@ -540,54 +540,11 @@ mod tests {
         assert_eq!(code(&e), "MAX_DEPTH_EXCEEDED", "{e:?}");
     }
 
-    #[test]
-    fn a_fragment_spread_ten_times_per_level_is_measured_once_and_refused() {
-        let mut q = String::from("query { ...F0 }\n");
-        for i in 0..25 {
-            q.push_str(&format!("fragment F{i} on Query {{ "));
-            for _ in 0..10 {
-                q.push_str(&format!("...F{} ", i + 1));
-            }
-            q.push_str("}\n");
-        }
-        q.push_str("fragment F25 on Query { __typename }\n");
-        let started = std::time::Instant::now();
-        let e = check(&q).expect_err("refused");
-        assert_eq!(code(&e), "MAX_FIELDS_EXCEEDED", "{e:?}");
-        // Linear in the document: microseconds, not the age of the universe.
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
-    }
+    // Fragment bombs, cycles, introspection walks and aliases through
+    // fragments are in the attack corpus (`fuzz.rs`).
 
     #[test]
-    fn a_fragment_that_spreads_itself_is_refused_before_any_expansion() {
-        let e = check("query { ...F } fragment F on Query { ...F ...F __typename }")
-            .expect_err("refused");
-        assert_eq!(code(&e), "GRAPHQL_VALIDATION_FAILED", "{e:?}");
-    }
-
-    #[test]
-    fn introspection_that_walks_back_into_types_multiplies_its_lists() {
-        let q = "{ __schema { types { ...T } } }
-            fragment T on __Type { fields { type { fields { type { fields { type { name } } } } } } }";
-        let e = check(q).expect_err("refused");
-        assert_eq!(code(&e), "MAX_COMPLEXITY_EXCEEDED", "{e:?}");
-        // The same through `__type` and interfaces/possibleTypes.
-        let q = "{ __type(name: \"Query\") { fields { type { possibleTypes { fields { type { interfaces { possibleTypes { fields { name } } } } } } } } } }";
-        let e = check(q).expect_err("refused");
-        assert_eq!(code(&e), "MAX_COMPLEXITY_EXCEEDED", "{e:?}");
-    }
-
-    #[test]
-    fn aliases_and_root_fields_count_through_fragments() {
-        let q = format!(
-            "query {{ ...A ...A }} fragment A on Query {{ {} }}",
-            (0..16)
-                .map(|i| format!("a{i}: __typename"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let e = check(&q).expect_err("refused");
-        assert_eq!(code(&e), "MAX_ALIASES_EXCEEDED", "{e:?}");
+    fn root_fields_count_through_fragments() {
         let q = format!(
             "query {{ ...A ...A }} fragment A on Query {{ {} }}",
             "__typename ".repeat(11)
