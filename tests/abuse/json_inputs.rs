@@ -133,7 +133,14 @@ async fn a_stalled_subscriber_and_large_patches_keep_the_ring_within_its_bytes()
     const RING_MEMORY: u64 = 84 * 1024 * 1024;
     // (The ring's bookkeeping itself is checked exactly by the unit tests
     // of `RingBudget`; this is the process-level guard.)
-    let target = server(&[("CEREBRAL_EVENT_BUFFER_BYTES", &RING.to_string())]).await;
+    let target = server(&[
+        ("CEREBRAL_EVENT_BUFFER_BYTES", &RING.to_string()),
+        // The subscriber does not read on purpose; on a loaded machine the
+        // attack can outlast two ping intervals (30 s), after which the
+        // server rightly drops a peer that reads nothing.
+        ("CEREBRAL_WS_PING_INTERVAL_SECONDS", "0"),
+    ])
+    .await;
     let client = reqwest::Client::new();
     let ctx = context(&client, &target.base).await;
     let mut ws = RawWs::connect_and_init(&target.base).await;
