@@ -536,7 +536,7 @@ pub struct Config {
         global = true
     )]
     pub max_json_values: usize,
-    /// Largest answer to one operation, in bytes of JSON, counted as it is built; past it the operation stops and is answered with `RESPONSE_TOO_LARGE` and no data. 0: no limit.
+    /// Largest answer to one operation, in bytes of JSON, counted as it is built (its strings, JSON values and list items; small scalars are bounded by complexity); past it the operation stops and is answered with `RESPONSE_TOO_LARGE` and no data. 0: no limit.
     #[arg(
         long,
         env = "CEREBRAL_MAX_RESPONSE_BYTES",
