@@ -265,11 +265,7 @@ async fn tokens_are_verified_against_a_jwks_url_and_a_rotated_key_is_picked_up()
             async move { axum::Json(set) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = serve_jwks(router).await;
 
     let app = support::spawn_with(|c| c.jwks_url = Some(url)).await;
     let good = signed(RS256, Some("one"), &rsa("rsa-1.pem"));
@@ -494,11 +490,7 @@ async fn a_slow_jwks_refresh_does_not_hold_up_tokens_with_known_kids() {
             }),
         )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = serve_jwks(router).await;
     let app = support::spawn_with(|c| c.jwks_url = Some(url)).await;
     let known = signed(RS256, Some("one"), &rsa("rsa-1.pem"));
     assert_eq!(post(&app, Some(&known), COUNT).await.0, 200);
@@ -559,38 +551,26 @@ async fn a_slow_jwks_refresh_does_not_hold_up_tokens_with_known_kids() {
 
 // ---------- cross-site WebSocket hijacking and DNS rebinding ----------
 
+/// Serves `router` (a fake identity provider with `/jwks.json`) on a
+/// loopback port and returns the key set's URL.
+async fn serve_jwks(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 /// Opens a WebSocket to `base` with extra request headers: the socket, or
 /// the refusal's status and JSON body.
 async fn upgrade_with(
     base: &str,
     headers: &[(&str, &str)],
 ) -> Result<support::WsStream, (u16, Value)> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = support::ws_url(base)
-        .into_client_request()
-        .expect("ws request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    for (k, v) in headers {
-        req.headers_mut().insert(
-            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-            v.parse().expect("value"),
-        );
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(Value::Null);
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
-    }
+    support::ws_upgrade(base, headers)
+        .await
+        .map_err(|(status, _, body)| (status, body))
 }
 
 /// Runs `createProject` over an open graphql-transport-ws socket and

@@ -576,38 +576,15 @@ async fn a_client_close_is_answered_with_a_close_frame() {
 /// Opens a graphql-transport-ws socket: Ok, or the refusal's status,
 /// `Retry-After` and `extensions.code`.
 async fn open(base: &str) -> Result<support::WsStream, (u16, Option<String>, Value)> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = support::ws_url(base)
-        .into_client_request()
-        .expect("ws request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    match tokio::time::timeout(T, tokio_tungstenite::connect_async(req))
+    support::ws_upgrade(base, &[])
         .await
-        .expect("an answer in time")
-    {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let retry = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body: Value = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(Value::Null);
-            Err((
-                resp.status().as_u16(),
+        .map_err(|(status, retry, body)| {
+            (
+                status,
                 retry,
                 body["errors"][0]["extensions"]["code"].clone(),
-            ))
-        }
-        Err(e) => panic!("no HTTP answer: {e}"),
-    }
+            )
+        })
 }
 
 #[tokio::test]

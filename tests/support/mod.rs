@@ -634,6 +634,50 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Opens a graphql-transport-ws socket to `base` with extra request
+/// headers: the socket, or the refusal's HTTP status, `Retry-After` and
+/// JSON body (`Null` when it has none).
+pub async fn ws_upgrade(
+    base: &str,
+    headers: &[(&str, &str)],
+) -> Result<WsStream, (u16, Option<String>, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = ws_url(base).into_client_request().expect("ws request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("an answer in time")
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), retry, body))
+        }
+        Err(e) => panic!("the upgrade got no HTTP answer: {e}"),
+    }
+}
+
 /// A `VmRSS`/`VmHWM`/… figure of a process from `/proc/<pid>/status`, in kB.
 pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
