@@ -9,15 +9,34 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
-/// Counts SQL statements executed through the pool; exposed on `/metrics`
-/// and used by tests to prove DataLoader batching.
+/// Counts SQL statements executed through the pool, and the scoped
+/// transactions among them; exposed on `/metrics` and used by tests to
+/// prove DataLoader batching and one read transaction per query.
 #[derive(Debug, Default)]
-pub struct StatementCounter(AtomicU64);
+pub struct StatementCounter {
+    statements: AtomicU64,
+    transactions: AtomicU64,
+}
 
 impl StatementCounter {
-    /// Statements executed so far.
+    /// Statements executed so far (`BEGIN` and `COMMIT` not included;
+    /// the `set_config` that opens a scoped transaction is).
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Transactions begun with a row-level-security scope so far
+    /// (PostgreSQL; every one opens with [`crate::rls::set_scope`]'s
+    /// `set_config`, which is what is counted).
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, sql: &str) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        if sql.starts_with(crate::rls::SET_SCOPE_SQL) {
+            self.transactions.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -77,9 +96,7 @@ pub async fn connect_with(
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
     let counter = Arc::new(StatementCounter::default());
     let c = counter.clone();
-    db.set_metric_callback(move |_| {
-        c.0.fetch_add(1, Ordering::Relaxed);
-    });
+    db.set_metric_callback(move |info| c.count(&info.statement.sql));
     Ok((db, counter))
 }
 

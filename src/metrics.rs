@@ -66,6 +66,8 @@ impl std::fmt::Debug for Metrics {
 pub struct Snapshot {
     /// SQL statements executed through the request pool.
     pub db_statements: u64,
+    /// Scoped transactions begun on the request pool (PostgreSQL).
+    pub db_transactions: u64,
     /// Pooled database connections in use.
     pub db_connections_in_use: u64,
     /// Pooled database connections idle.
@@ -296,6 +298,8 @@ impl Metrics {
         let set = |name: &'static str, labels: Vec<Label>, v: f64| self.gauge(name, labels).set(v);
         self.counter("cerebral_db_statements_total", vec![])
             .absolute(s.db_statements);
+        self.counter("cerebral_db_transactions_total", vec![])
+            .absolute(s.db_transactions);
         self.counter("cerebral_event_gap_reads_total", vec![])
             .absolute(s.event_gap_reads);
         set(
@@ -443,6 +447,12 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         "cerebral_db_statements_total",
         None,
         "SQL statements executed through the request pool.",
+    ),
+    (
+        Kind::Counter,
+        "cerebral_db_transactions_total",
+        None,
+        "Transactions with a tenant scope begun on the request pool (PostgreSQL: one per query request, one per write).",
     ),
     (
         Kind::Gauge,

@@ -28,6 +28,10 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
     QueryResult, Statement, TransactionOptions, TransactionTrait,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::MutexGuard;
 use uuid::Uuid;
 
 /// Whose rows a transaction may see and change.
@@ -40,6 +44,10 @@ pub enum Scope {
     /// No setting at all: tenant tables look empty.
     Unscoped,
 }
+
+/// The statement that opens every scoped transaction (counted as one
+/// transaction by [`crate::db::StatementCounter`]).
+pub const SET_SCOPE_SQL: &str = "SELECT set_config($1, $2, true)";
 
 /// Sets `scope` for the rest of the transaction `txn` (PostgreSQL only; a
 /// no-op elsewhere). Must be the first statement of the transaction.
@@ -54,7 +62,7 @@ pub async fn set_scope(txn: &impl ConnectionTrait, scope: Scope) -> Result<(), D
     };
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT set_config($1, $2, true)",
+        SET_SCOPE_SQL,
         [name.into(), value.into()],
     ))
     .await?;
@@ -114,10 +122,47 @@ pub async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
 /// a transaction of its own: `BEGIN`, `set_config`, the statement,
 /// `COMMIT`. That costs round trips, not correctness: a statement that
 /// fails rolls its transaction back and takes the setting with it.
+///
+/// A handle made with [`Scoped::per_request`] and then [`Scoped::pin`]ned
+/// instead runs every statement of its clones in ONE transaction, begun
+/// (and the scope set) at the first statement and ended when the last
+/// clone is dropped: a GraphQL query reads one snapshot per statement
+/// (`READ COMMITTED`) for the price of one `BEGIN`, one `set_config` and
+/// one `COMMIT`, however many loaders it runs. It holds one pooled
+/// connection meanwhile, so it is pinned only for query operations over
+/// HTTP (never for a mutation, whose write transaction needs a connection
+/// of its own, nor for a subscription, which lives for minutes).
 #[derive(Clone)]
 pub struct Scoped {
     db: DatabaseConnection,
     scope: Scope,
+    pinned: Option<Arc<Pinned>>,
+}
+
+/// The transaction a pinned [`Scoped`] shares between its clones.
+struct Pinned {
+    /// Set by [`Scoped::pin`]; until then statements run one transaction each.
+    active: AtomicBool,
+    /// Begun at the first statement after pinning.
+    txn: tokio::sync::Mutex<Option<DatabaseTransaction>>,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // Nothing was written, so COMMIT and ROLLBACK end it alike; the
+        // COMMIT runs after the answer went out, off the request's path.
+        // Without a runtime (shutdown) the transaction's own drop queues a
+        // ROLLBACK, which the pool sends before the connection is reused.
+        if let Some(txn) = self.txn.get_mut().take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                if let Err(e) = txn.commit().await {
+                    tracing::debug!(error = %e, "ending a request's read transaction failed");
+                }
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Scoped {
@@ -131,7 +176,44 @@ impl std::fmt::Debug for Scoped {
 impl Scoped {
     /// Statements on `db` under `scope`.
     pub fn new(db: DatabaseConnection, scope: Scope) -> Self {
-        Scoped { db, scope }
+        Scoped {
+            db,
+            scope,
+            pinned: None,
+        }
+    }
+
+    /// A handle for one request: like [`Scoped::new`] until [`Scoped::pin`]
+    /// is called on it or a clone, then one shared transaction.
+    pub fn per_request(db: DatabaseConnection, scope: Scope) -> Self {
+        Scoped {
+            db,
+            scope,
+            pinned: Some(Arc::new(Pinned {
+                active: AtomicBool::new(false),
+                txn: tokio::sync::Mutex::new(None),
+            })),
+        }
+    }
+
+    /// From now on the statements of this handle and its clones share one
+    /// transaction (a no-op for a handle not made by
+    /// [`Scoped::per_request`]).
+    pub fn pin(&self) {
+        if let Some(p) = &self.pinned {
+            p.active.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `other` is a clone of this handle (the same pinned
+    /// transaction), or both are plain handles with the same scope.
+    pub fn same_as(&self, other: &Scoped) -> bool {
+        self.scope == other.scope
+            && match (&self.pinned, &other.pinned) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     /// The scope statements run under.
@@ -179,32 +261,83 @@ impl Scoped {
             }
             Ok((kept, false))
         }
-        match self.scoped_txn().await? {
-            None => {
-                let rows = self.db.stream_raw(stmt).await?;
-                take(rows, max_bytes, size).await
-            }
-            Some(txn) => {
-                let out = {
-                    let rows = txn.stream_raw(stmt).await?;
-                    take(rows, max_bytes, size).await?
-                };
-                commit(txn).await?;
-                Ok(out)
-            }
-        }
+        scoped!(self, |c| async {
+            let rows = c.stream_raw(stmt).await?;
+            take(rows, max_bytes, size).await
+        })
     }
 
     /// Begins a transaction with the scope set, or `None` when statements
     /// can go straight to the pool (SQLite, or nothing to set).
     async fn scoped_txn(&self) -> Result<Option<DatabaseTransaction>, DbErr> {
-        if self.db.get_database_backend() != DbBackend::Postgres || self.scope == Scope::Unscoped {
+        if !self.needs_scope() {
             return Ok(None);
         }
         begin(&self.db, TransactionOptions::default(), self.scope)
             .await
             .map(Some)
     }
+
+    fn needs_scope(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres && self.scope != Scope::Unscoped
+    }
+
+    /// The pinned transaction (begun on first use), locked for one
+    /// statement; `None` when this handle is not pinned.
+    async fn shared_txn(
+        &self,
+    ) -> Result<Option<MutexGuard<'_, Option<DatabaseTransaction>>>, DbErr> {
+        let Some(p) = self
+            .pinned
+            .as_deref()
+            .filter(|p| p.active.load(Ordering::Relaxed) && self.needs_scope())
+        else {
+            return Ok(None);
+        };
+        let mut guard = p.txn.lock().await;
+        if guard.is_none() {
+            *guard = Some(begin(&self.db, TransactionOptions::default(), self.scope).await?);
+        }
+        Ok(Some(guard))
+    }
+}
+
+/// Runs `$call` on the pinned transaction if there is one (a failed
+/// statement ends it: PostgreSQL refuses every later statement of an
+/// aborted transaction, so the next one begins afresh), else in a
+/// transaction of its own, else straight on the pool.
+macro_rules! scoped {
+    ($self:ident, |$c:ident| $call:expr) => {{
+        if let Some(mut guard) = $self.shared_txn().await? {
+            let out = match guard.as_ref() {
+                Some($c) => $call.await,
+                None => Err(DbErr::Custom("the request's read transaction is gone".into())),
+            };
+            if out.is_err() {
+                guard.take();
+            }
+            out
+        } else {
+            match $self.scoped_txn().await? {
+                None => {
+                    let $c = &$self.db;
+                    $call.await
+                }
+                Some(txn) => {
+                    let out = {
+                        let $c = &txn;
+                        $call.await?
+                    };
+                    commit(txn).await?;
+                    Ok(out)
+                }
+            }
+        }
+    }};
+}
+use scoped;
+
+impl Scoped {
 }
 
 #[sea_orm::prelude::async_trait::async_trait]
@@ -214,47 +347,19 @@ impl ConnectionTrait for Scoped {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        match self.scoped_txn().await? {
-            None => self.db.execute_raw(stmt).await,
-            Some(txn) => {
-                let r = txn.execute_raw(stmt).await?;
-                commit(txn).await?;
-                Ok(r)
-            }
-        }
+        scoped!(self, |c| c.execute_raw(stmt))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        match self.scoped_txn().await? {
-            None => self.db.execute_unprepared(sql).await,
-            Some(txn) => {
-                let r = txn.execute_unprepared(sql).await?;
-                commit(txn).await?;
-                Ok(r)
-            }
-        }
+        scoped!(self, |c| c.execute_unprepared(sql))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        match self.scoped_txn().await? {
-            None => self.db.query_one_raw(stmt).await,
-            Some(txn) => {
-                let r = txn.query_one_raw(stmt).await?;
-                commit(txn).await?;
-                Ok(r)
-            }
-        }
+        scoped!(self, |c| c.query_one_raw(stmt))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        match self.scoped_txn().await? {
-            None => self.db.query_all_raw(stmt).await,
-            Some(txn) => {
-                let r = txn.query_all_raw(stmt).await?;
-                commit(txn).await?;
-                Ok(r)
-            }
-        }
+        scoped!(self, |c| c.query_all_raw(stmt))
     }
 
     fn support_returning(&self) -> bool {

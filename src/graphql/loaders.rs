@@ -485,6 +485,7 @@ impl Loader<Uuid> for Bodies<artifact_content::Entity> {
 /// Seconds each project spent waiting for humans, one grouped query per batch.
 pub struct HumanWait {
     services: crate::service::Services,
+    reads: Scoped,
     tenant: Uuid,
 }
 
@@ -492,9 +493,12 @@ impl Loader<Uuid> for HumanWait {
     type Value = f64;
     type Error = LoadError;
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, f64>, LoadError> {
-        self.services
-            .human_wait(self.tenant, keys)
-            .await
+        // The loader runs in a task of its own: hand it the request's reader.
+        crate::service::Services::with_request_reader(
+            self.reads.clone(),
+            self.services.human_wait(self.tenant, keys),
+        )
+        .await
             .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
     }
 }
@@ -625,6 +629,7 @@ impl Loaders {
     pub fn with_services(
         mut self,
         services: &crate::service::Services,
+        reads: &Scoped,
         tenant: Uuid,
         delay: Duration,
     ) -> Self {
@@ -632,6 +637,7 @@ impl Loaders {
             DataLoader::new(
                 HumanWait {
                     services: services.clone(),
+                    reads: reads.clone(),
                     tenant,
                 },
                 tokio::spawn,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_graphql::{Context, Schema};
 
 use crate::auth::{Principal, Role};
+use crate::rls::{Scope, Scoped};
 use crate::service::Services;
 
 /// The schema type served at `/graphql`.
@@ -151,15 +152,58 @@ pub fn sdl() -> String {
     )
 }
 
-/// Per-request data: the caller and the loaders built for its tenant.
+/// Per-request data: the caller, a reader of its own and the loaders built
+/// for its tenant (see [`request_data_with`]).
 pub fn request_data(
     req: async_graphql::Request,
     services: &Services,
     principal: Principal,
     loader_delay: Duration,
 ) -> async_graphql::Request {
-    let loaders = LazyLoaders::new(services, principal.tenant_id, loader_delay);
+    let reads = services.request_reader(principal.tenant_id);
+    request_data_with(req, services, principal, reads, loader_delay)
+}
+
+/// Per-request data: the caller, its reader and the loaders built for its
+/// tenant. `reads` is the request's [`Services::request_reader`]; the
+/// front door pins it when the operation is a query (see
+/// [`pin_reads_if_query`]).
+pub fn request_data_with(
+    req: async_graphql::Request,
+    services: &Services,
+    principal: Principal,
+    reads: Scoped,
+    loader_delay: Duration,
+) -> async_graphql::Request {
+    let loaders = LazyLoaders::with_reader(services, reads, principal.tenant_id, loader_delay);
     req.data(principal).data(loaders)
+}
+
+/// Pins the request's reader (one read transaction for the whole
+/// operation, see [`crate::rls::Scoped`]) when the operation `request`
+/// runs in `doc` is a query. Mutations keep one short transaction per
+/// read: their write transaction needs a pooled connection of its own.
+pub fn pin_reads_if_query(
+    request: &async_graphql::Request,
+    doc: &async_graphql::parser::types::ExecutableDocument,
+) {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let ty = match (&doc.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, op)| op.node.ty),
+        _ => None,
+    };
+    if ty == Some(OperationType::Query)
+        && let Some(l) = request
+            .data
+            .get(&std::any::TypeId::of::<LazyLoaders>())
+            .and_then(|d| d.downcast_ref::<LazyLoaders>())
+    {
+        l.reads.pin();
+    }
 }
 
 /// The DataLoaders of one request or one WebSocket connection, built on
@@ -168,16 +212,31 @@ pub fn request_data(
 pub struct LazyLoaders {
     cell: std::sync::OnceLock<loaders::Loaders>,
     services: Services,
+    reads: Scoped,
     tenant: uuid::Uuid,
     delay: Duration,
 }
 
 impl LazyLoaders {
-    /// Loaders for `tenant` with batching window `delay`, not built yet.
+    /// Loaders for `tenant` with batching window `delay`, not built yet;
+    /// each statement in a short transaction of its own (WebSocket
+    /// connections: they outlive any transaction).
     pub fn new(services: &Services, tenant: uuid::Uuid, delay: Duration) -> Self {
+        let reads = Scoped::new(services.unscoped().clone(), Scope::Tenant(tenant));
+        Self::with_reader(services, reads, tenant, delay)
+    }
+
+    /// Loaders reading through `reads`.
+    pub fn with_reader(
+        services: &Services,
+        reads: Scoped,
+        tenant: uuid::Uuid,
+        delay: Duration,
+    ) -> Self {
         LazyLoaders {
             cell: std::sync::OnceLock::new(),
             services: services.clone(),
+            reads,
             tenant,
             delay,
         }
@@ -185,10 +244,21 @@ impl LazyLoaders {
 
     fn get(&self) -> &loaders::Loaders {
         self.cell.get_or_init(|| {
-            loaders::Loaders::new(&self.services.reader(self.tenant), self.tenant, self.delay)
-                .with_services(&self.services, self.tenant, self.delay)
+            loaders::Loaders::new(&self.reads, self.tenant, self.delay).with_services(
+                &self.services,
+                &self.reads,
+                self.tenant,
+                self.delay,
+            )
         })
     }
+}
+
+/// The reader of this request (or WebSocket connection): every read a
+/// resolver makes goes through it, so a query's reads share its one
+/// transaction.
+pub fn reader<'a>(ctx: &Context<'a>) -> &'a Scoped {
+    &ctx.data_unchecked::<LazyLoaders>().reads
 }
 
 /// A field guard: the caller must hold one of these roles; admins pass

@@ -756,12 +756,11 @@ async fn event_page<T: async_graphql::OutputType>(
     let after = seq_cursor(after)?;
     let db = &services(ctx).reader(f.tenant_id);
     let rows = f.page(db, after.unwrap_or(0), limit + 1).await?;
-    let total = f.count(db).await?;
     Ok(connection(
         rows,
         limit,
         after.is_some(),
-        TotalCount::Known(total),
+        TotalCount::Events(f),
         |m| m.seq.to_string(),
         |m| wrap(m.into()),
     ))
@@ -801,15 +800,11 @@ where
     E::Model: Sync,
     C: sea_orm::ConnectionTrait,
 {
-    use sea_orm::PaginatorTrait;
     let limit = page_size(first)? as usize;
-    let total = base
-        .clone()
-        .select_only()
-        .column(key_col)
-        .distinct()
-        .count(db)
-        .await?;
+    let total = crate::service::query::Count::of(
+        db.get_database_backend(),
+        &base.clone().select_only().column(key_col).distinct(),
+    );
     let mut q = base;
     if let Some(a) = after {
         q = q.filter(key_col.gt(a));

@@ -24,10 +24,13 @@ use crate::service::query::{Completion as CompletionData, page_size};
 /// A list page in Relay form with `totalCount`.
 pub type Conn<T> = Connection<String, T, TotalCount>;
 
-/// How a connection learns its `totalCount`.
+/// How a connection learns its `totalCount`: never before a client selects
+/// it, so a page costs one statement and its count a second only on demand.
 pub enum TotalCount {
-    /// Counted while reading the page.
-    Known(u64),
+    /// A count statement of the list's filter.
+    Count(crate::service::query::Count),
+    /// The events matching a filter.
+    Events(crate::events::EventFilter),
     /// Counted on demand, batched with its siblings.
     Child(Rel, Uuid),
 }
@@ -37,7 +40,8 @@ impl TotalCount {
     /// Number of items in all pages of this list (with its filter).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
         match self {
-            TotalCount::Known(n) => Ok(*n),
+            TotalCount::Count(c) => Ok(c.run(crate::graphql::reader(ctx)).await?),
+            TotalCount::Events(f) => Ok(f.count(crate::graphql::reader(ctx)).await?),
             TotalCount::Child(rel, parent) => Ok(loaders(ctx)
                 .counts
                 .load_one((*rel, *parent))
@@ -79,7 +83,7 @@ pub fn page_connection<M, T: async_graphql::OutputType>(
     wrap: impl Fn(M) -> T,
 ) -> Conn<T> {
     let mut c =
-        Connection::with_additional_fields(has_previous, pg.has_next, TotalCount::Known(pg.total));
+        Connection::with_additional_fields(has_previous, pg.has_next, TotalCount::Count(pg.total));
     c.edges.extend(pg.items.into_iter().map(|m| {
         let cur = cursor(&m);
         Edge::new(cur, wrap(m))

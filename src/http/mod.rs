@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::auth::Principal;
 use crate::db::StatementCounter;
-use crate::graphql::{AppSchema, request_data};
+use crate::graphql::{AppSchema, request_data_with};
 use crate::service::Services;
 
 /// What every handler needs.
@@ -278,22 +278,36 @@ async fn run(
     let marks: Vec<Arc<Executed>> = requests.iter().map(|_| Arc::default()).collect();
     // Every operation of a batch draws on one complexity budget.
     let budget = Arc::new(crate::graphql::limits::BatchBudget::default());
+    // Each operation reads through its own request reader: a query pins it
+    // (one read transaction for all its statements, ended as the
+    // operation's data is dropped), so one operation of a batch never
+    // holds a connection while the next one runs.
     let requests: Vec<_> = requests
         .into_iter()
         .zip(&marks)
         .map(|(r, m)| {
-            request_data(r, &app.services, principal.clone(), app.loader_delay)
-                .data(m.clone())
-                .data(budget.clone())
+            let reads = app.services.request_reader(principal.tenant_id);
+            let r = request_data_with(
+                r,
+                &app.services,
+                principal.clone(),
+                reads.clone(),
+                app.loader_delay,
+            )
+            .data(m.clone())
+            .data(budget.clone());
+            (r, reads)
         })
         .collect();
-    let batch = if batched {
-        async_graphql::BatchRequest::Batch(requests)
-    } else {
-        match requests.into_iter().next() {
-            Some(r) => async_graphql::BatchRequest::Single(r),
-            None => async_graphql::BatchRequest::Batch(Vec::new()),
+    // As `Schema::execute_batch` does: one operation after the other.
+    let execute = async {
+        let mut out = Vec::with_capacity(requests.len());
+        for (r, reads) in requests {
+            out.push(
+                crate::service::Services::with_request_reader(reads, app.schema.execute(r)).await,
+            );
         }
+        out
     };
     // Dropping the execution cancels it at its next await; a statement
     // already running on PostgreSQL is ended by `statement_timeout`.
@@ -302,9 +316,8 @@ async fn run(
         t if t.is_zero() => Duration::MAX,
         t => t,
     };
-    let responses = match tokio::time::timeout(limit, app.schema.execute_batch(batch)).await {
-        Ok(async_graphql::BatchResponse::Single(r)) => vec![r],
-        Ok(async_graphql::BatchResponse::Batch(rs)) => rs,
+    let responses = match tokio::time::timeout(limit, execute).await {
+        Ok(rs) => rs,
         Err(_) => {
             return error_response(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -693,6 +706,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
     let bus = app.services.bus();
     let snapshot = crate::metrics::Snapshot {
         db_statements: app.statements.get(),
+        db_transactions: app.statements.transactions(),
         db_connections_in_use: size.saturating_sub(idle),
         db_connections_idle: idle,
         event_head: bus.head(),

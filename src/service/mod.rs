@@ -278,6 +278,11 @@ impl Tx<'_> {
     }
 }
 
+tokio::task_local! {
+    /// The reader of the GraphQL request this task is executing.
+    static REQUEST_READER: Scoped;
+}
+
 impl Services {
     /// Builds the service layer over a migrated database.
     pub fn new(db: DatabaseConnection, bus: EventBus, settings: ServiceSettings) -> Self {
@@ -295,8 +300,32 @@ impl Services {
     /// Reads on behalf of `tenant`: on PostgreSQL each statement runs in a
     /// transaction scoped to that tenant, so row-level security shows no
     /// other tenant's rows whatever the query says (see [`crate::rls`]).
+    ///
+    /// Inside [`Services::with_request_reader`] for the same tenant it is
+    /// that request's handle, so the service layer's reads join the
+    /// request's one read transaction instead of taking a second pooled
+    /// connection while the first is held (which, with every connection
+    /// held by a request waiting for a second, would stall the pool).
     pub fn reader(&self, tenant: Uuid) -> Scoped {
-        Scoped::new(self.inner.db.clone(), Scope::Tenant(tenant))
+        REQUEST_READER
+            .try_with(|r| (r.scope() == Scope::Tenant(tenant)).then(|| r.clone()))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Scoped::new(self.inner.db.clone(), Scope::Tenant(tenant)))
+    }
+
+    /// A reader for one GraphQL request of `tenant` (see
+    /// [`Scoped::per_request`]): statements run one transaction each until
+    /// it is pinned.
+    pub fn request_reader(&self, tenant: Uuid) -> Scoped {
+        Scoped::per_request(self.inner.db.clone(), Scope::Tenant(tenant))
+    }
+
+    /// Runs `f` with `reader` as what [`Services::reader`] returns for its
+    /// tenant, in this task (not in tasks `f` spawns: DataLoaders get the
+    /// handle explicitly).
+    pub async fn with_request_reader<F: std::future::Future>(reader: Scoped, f: F) -> F::Output {
+        REQUEST_READER.scope(reader, f).await
     }
 
     /// Reads across every tenant, for the few jobs that need them (the

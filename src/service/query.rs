@@ -6,8 +6,8 @@
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select, Statement,
 };
 use uuid::Uuid;
 
@@ -27,8 +27,36 @@ pub struct Page<M> {
     pub items: Vec<M>,
     /// Whether rows follow this page.
     pub has_next: bool,
-    /// Rows matching the filter in all pages.
-    pub total: u64,
+    /// How to count the rows matching the filter in all pages.
+    pub total: Count,
+}
+
+/// A count of a list's rows, run only when asked for: a `COUNT(*)` over
+/// the whole filter costs more than the page itself on a large table, and
+/// most clients never select `totalCount`.
+#[derive(Debug, Clone)]
+pub struct Count(Statement);
+
+impl Count {
+    /// The count of the rows `query` returns (without its order or limit:
+    /// give it the filtered query before paging).
+    pub fn of(backend: DbBackend, query: &impl QueryTrait) -> Self {
+        let inner = query.build(backend);
+        Count(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT COUNT(*) AS n FROM ({}) AS counted", inner.sql),
+            inner.values.map(|v| v.0).unwrap_or_default(),
+        ))
+    }
+
+    /// Runs the count on `db`.
+    pub async fn run(&self, db: &impl ConnectionTrait) -> AppResult<u64> {
+        let n: i64 = match db.query_one_raw(self.0.clone()).await? {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
 
 /// Checks `first` against the bounds: 0–100, default 20.
@@ -56,7 +84,7 @@ where
     C: ConnectionTrait,
 {
     let limit = page_size(first)?;
-    let total = select.clone().count(db).await?;
+    let total = Count::of(db.get_database_backend(), &select);
     let mut q = select;
     if let Some(a) = after {
         q = q.filter(id_col.gt(a));

@@ -268,6 +268,7 @@ impl Extension for Check {
         let fallback = IntrospectionSizes::default();
         let sizes = self.sizes.get().unwrap_or(&fallback);
         let (doc, cost) = admit(&request.query, &self.limits, sizes, seen.as_deref())?;
+        crate::graphql::pin_reads_if_query(&request, &doc);
         request.set_parsed_query(doc);
         request.data.insert(IntrospectionCost(cost));
         next.run(ctx, request).await

@@ -1,0 +1,130 @@
+//! Round trips per request: the cheap invariants behind the side-by-side
+//! benchmark (bench/sidebyside, docs/benchmarks.md). A query is one read
+//! transaction (on PostgreSQL: the tenant set once) and one statement per
+//! nesting level, whatever the page sizes; a count runs only when
+//! `totalCount` is selected.
+//!
+//! Counted in-process ([`cerebral::db::StatementCounter`]): statements
+//! include the `set_config` that opens each scoped transaction, not
+//! `BEGIN`/`COMMIT`. The server's background work is off in tests
+//! (sweepers, the event poll), and each figure is the least of three runs,
+//! so a stray statement of the event fan-out after a setup mutation cannot
+//! make the test flaky; a regression adds to every run.
+
+mod support;
+
+use serde_json::json;
+
+const FLAT: &str = "{ projects(first: 20) { nodes { id name status createdAt } } }";
+const FLAT_COUNTED: &str =
+    "{ projects(first: 20) { totalCount nodes { id name status createdAt } } }";
+const NESTED: &str = "{ projects(first: 20) { nodes { id name tasks(first: 20) { nodes { id title status persona { key name } } } } } }";
+const BY_ID: &str =
+    "query($id: ID!) { task(id: $id) { id title status createdAt updatedAt } }";
+const PROGRESS: &str = "mutation($id: ID!, $p: Int!) { reportTaskProgress(input: {taskId: $id, progress: $p}) { task { id progress } } }";
+
+/// (statements, transactions) of the least costly of three runs of `run`.
+async fn cost<F, Fut>(app: &support::TestApp, mut run: F) -> (u64, u64)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut best = (u64::MAX, u64::MAX);
+    for i in 0..3 {
+        // Let what earlier requests started (the fan-out's read of new
+        // events) finish first.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let (s0, t0) = (app.statements.get(), app.statements.transactions());
+        run(i).await;
+        let (s1, t1) = (app.statements.get(), app.statements.transactions());
+        best = best.min((s1 - s0, t1 - t0));
+    }
+    best
+}
+
+#[tokio::test]
+async fn a_query_is_one_read_transaction_and_one_statement_per_level() {
+    let app = support::spawn().await;
+    let pg = support::backend() == "postgres";
+    let mut projects = vec![];
+    for i in 0..3 {
+        let d = app
+            .ok(
+                "mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { project { id } } }",
+                json!({ "n": format!("P{i}") }),
+            )
+            .await;
+        projects.push(d["createProject"]["project"]["id"].as_str().expect("id").to_string());
+    }
+    let d = app
+        .ok(
+            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"T\", personaId: \"dev\"}) { task { id } } }",
+            json!({ "p": projects[0] }),
+        )
+        .await;
+    let task = d["createTask"]["task"]["id"].as_str().expect("task id").to_string();
+    // The scope's set_config opens each PostgreSQL transaction.
+    let scoped = |statements: u64| if pg { statements + 1 } else { statements };
+    let txns = if pg { 1 } else { 0 };
+
+    let flat = cost(&app, |_| async {
+        let d = app.ok(FLAT, json!({})).await;
+        assert_eq!(d["projects"]["nodes"].as_array().map(Vec::len), Some(3));
+    })
+    .await;
+    assert_eq!(flat, (scoped(1), txns), "flat: (statements, transactions)");
+
+    let counted = cost(&app, |_| async {
+        let d = app.ok(FLAT_COUNTED, json!({})).await;
+        assert_eq!(d["projects"]["totalCount"], 3);
+    })
+    .await;
+    assert_eq!(counted, (scoped(2), txns), "flat with totalCount");
+
+    let nested = cost(&app, |_| async {
+        let d = app.ok(NESTED, json!({})).await;
+        let first = &d["projects"]["nodes"][0]["tasks"]["nodes"];
+        assert!(
+            first.as_array().is_some_and(|t| !t.is_empty()),
+            "the nested query reaches tasks: {d}"
+        );
+    })
+    .await;
+    assert_eq!(nested, (scoped(3), txns), "nested: projects, tasks, personas");
+
+    let by_id = cost(&app, |_| async {
+        let d = app.ok(BY_ID, json!({ "id": task })).await;
+        assert_eq!(d["task"]["id"], task.as_str());
+    })
+    .await;
+    assert_eq!(by_id, (scoped(1), txns), "one task by id");
+
+    // A mutation: its write transaction, then the payload read in short
+    // transactions of its own (never holding a read connection while the
+    // write needs one).
+    app.ok(
+        "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { id } } }",
+        json!({ "id": task }),
+    )
+    .await;
+    let (statements, transactions) = cost(&app, |i| {
+        let task = task.clone();
+        let app = &app;
+        async move {
+            let d = app
+                .ok(PROGRESS, json!({ "id": task, "p": 10 + i as i64 }))
+                .await;
+            assert_eq!(d["reportTaskProgress"]["task"]["progress"], 10 + i as i64);
+        }
+    })
+    .await;
+    eprintln!("reportTaskProgress: {statements} statements, {transactions} transactions");
+    assert!(
+        transactions <= if pg { 2 } else { 0 },
+        "reportTaskProgress: {transactions} transactions"
+    );
+    assert!(
+        statements <= if pg { 8 } else { 6 },
+        "reportTaskProgress: {statements} statements"
+    );
+}
