@@ -66,6 +66,12 @@ pub async fn connect_with(
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings a connection when it comes back (after `settle`,
+        // below) and, by default, again each time it is taken: a round
+        // trip before every transaction. Taken within seconds of its
+        // return it is known good; only one idle for longer (the server
+        // may have closed it) is pinged first.
+        .test_before_acquire_if_idle_for(Duration::from_secs(10))
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         ensure_sqlite_folder(url)?;

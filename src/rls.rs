@@ -311,7 +311,9 @@ macro_rules! scoped {
         if let Some(mut guard) = $self.shared_txn().await? {
             let out = match guard.as_ref() {
                 Some($c) => $call.await,
-                None => Err(DbErr::Custom("the request's read transaction is gone".into())),
+                None => Err(DbErr::Custom(
+                    "the request's read transaction is gone".into(),
+                )),
             };
             if out.is_err() {
                 guard.take();
@@ -337,8 +339,7 @@ macro_rules! scoped {
 }
 use scoped;
 
-impl Scoped {
-}
+impl Scoped {}
 
 #[sea_orm::prelude::async_trait::async_trait]
 impl ConnectionTrait for Scoped {

@@ -532,7 +532,7 @@ fn migration_count() -> usize {
 }
 
 /// JSON logs carry the request id of the HTTP request and the GraphQL
-/// spans down to the resolver (async-graphql's Tracing extension), so one
+/// spans down to the root resolver (the schema pipeline's `field` span), so one
 /// client report finds the failing field's log line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_tie_a_resolver_error_to_its_request_id() {

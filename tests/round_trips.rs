@@ -19,8 +19,7 @@ const FLAT: &str = "{ projects(first: 20) { nodes { id name status createdAt } }
 const FLAT_COUNTED: &str =
     "{ projects(first: 20) { totalCount nodes { id name status createdAt } } }";
 const NESTED: &str = "{ projects(first: 20) { nodes { id name tasks(first: 20) { nodes { id title status persona { key name } } } } } }";
-const BY_ID: &str =
-    "query($id: ID!) { task(id: $id) { id title status createdAt updatedAt } }";
+const BY_ID: &str = "query($id: ID!) { task(id: $id) { id title status createdAt updatedAt } }";
 const PROGRESS: &str = "mutation($id: ID!, $p: Int!) { reportTaskProgress(input: {taskId: $id, progress: $p}) { task { id progress } } }";
 
 /// (statements, transactions) of the least costly of three runs of `run`.
@@ -54,7 +53,12 @@ async fn a_query_is_one_read_transaction_and_one_statement_per_level() {
                 json!({ "n": format!("P{i}") }),
             )
             .await;
-        projects.push(d["createProject"]["project"]["id"].as_str().expect("id").to_string());
+        projects.push(
+            d["createProject"]["project"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
     }
     let d = app
         .ok(
@@ -62,7 +66,10 @@ async fn a_query_is_one_read_transaction_and_one_statement_per_level() {
             json!({ "p": projects[0] }),
         )
         .await;
-    let task = d["createTask"]["task"]["id"].as_str().expect("task id").to_string();
+    let task = d["createTask"]["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
     // The scope's set_config opens each PostgreSQL transaction.
     let scoped = |statements: u64| if pg { statements + 1 } else { statements };
     let txns = if pg { 1 } else { 0 };
@@ -90,7 +97,11 @@ async fn a_query_is_one_read_transaction_and_one_statement_per_level() {
         );
     })
     .await;
-    assert_eq!(nested, (scoped(3), txns), "nested: projects, tasks, personas");
+    assert_eq!(
+        nested,
+        (scoped(3), txns),
+        "nested: projects, tasks, personas"
+    );
 
     let by_id = cost(&app, |_| async {
         let d = app.ok(BY_ID, json!({ "id": task })).await;

@@ -499,7 +499,7 @@ impl Loader<Uuid> for HumanWait {
             self.services.human_wait(self.tenant, keys),
         )
         .await
-            .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
+        .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod loaders;
 pub mod mutation;
 pub mod observe;
 pub mod persisted;
+pub mod pipeline;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -47,30 +48,6 @@ pub struct SchemaExtras {
     pub panic_probe: bool,
 }
 
-/// See [`SchemaExtras::panic_probe`].
-struct PanicProbe;
-
-impl async_graphql::extensions::ExtensionFactory for PanicProbe {
-    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(PanicProbe)
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl async_graphql::extensions::Extension for PanicProbe {
-    async fn resolve(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        info: async_graphql::extensions::ResolveInfo<'_>,
-        next: async_graphql::extensions::NextResolve<'_>,
-    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
-        if info.alias == Some("panicProbe") {
-            panic!("a resolver panicked on purpose (panicProbe)");
-        }
-        next.run(ctx, info).await
-    }
-}
-
 /// Builds the schema over the services with `limits`, counting operations
 /// in `metrics` when given. Per-request data (the principal and the
 /// loaders) is added by the HTTP layer.
@@ -90,29 +67,18 @@ pub fn build_schema_with(
         mutation::Mutation::default(),
         subscription::Subscription,
     )
-    // Spans for the request, parse, validation, execution and each
-    // resolver, children of the HTTP request's span (with its request id).
-    .extension(async_graphql::extensions::Tracing)
-    .extension(codes::ErrorCodes);
-    // Before the limits: it names and counts operations they refuse.
-    if let Some(m) = metrics {
-        builder = builder.extension(observe::Observe(m));
-    }
-    // Before the limits: a persisted query's document is filled in first,
-    // and remembered only once the limits admitted it.
-    if let Some(store) = persisted {
-        builder = builder.extension(persisted::Apq(store));
-    }
-    builder = builder
-        .extension(limits::LimitsExtension {
+    // One extension for every per-request concern (see `pipeline`).
+    .extension(pipeline::Pipeline {
+        limits: limits::LimitsExtension {
             limits: std::sync::Arc::new(limits.clone()),
             sizes: sizes.clone(),
-        })
-        .limit_complexity(limits.max_complexity)
-        .data(services);
-    if panic_probe {
-        builder = builder.extension(PanicProbe);
-    }
+        },
+        observe: metrics.map(observe::Observe),
+        persisted,
+        panic_probe,
+    })
+    .limit_complexity(limits.max_complexity)
+    .data(services);
     if !limits.introspection {
         // Suggestions ("did you mean …") would leak the schema piecemeal.
         builder = builder.disable_introspection().disable_suggestions();

@@ -3,35 +3,31 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextValidation,
-};
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::OperationType;
 
 use super::limits::SeenOperations;
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::{Request, Response};
 
 use crate::metrics::Metrics;
 
-/// The extension factory to register on the schema.
+/// What the schema counts operations in (run by [`super::pipeline`]).
 pub struct Observe(pub Arc<Metrics>);
 
-impl ExtensionFactory for Observe {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerRequest {
+impl Observe {
+    /// The per-request state.
+    pub(crate) fn per_request(&self) -> PerRequest {
+        PerRequest {
             metrics: self.0.clone(),
             operation: Mutex::new(None),
             doc: Arc::new(SeenOperations::default()),
             counted: AtomicBool::new(false),
-        })
+        }
     }
 }
 
 /// One instance per request (or WebSocket operation).
-struct PerRequest {
+pub(crate) struct PerRequest {
     metrics: Arc<Metrics>,
     /// The operation name the client asked to run, if any.
     operation: Mutex<Option<String>>,
@@ -87,78 +83,45 @@ impl PerRequest {
     }
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for PerRequest {
+impl PerRequest {
     /// Over HTTP only: counts what no later hook counted (a request
     /// refused before parsing, e.g. a missing query).
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let resp = next.run(ctx).await;
+    pub(crate) fn answered(&self) {
         self.count("refused", None);
-        resp
     }
 
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// Notes the operation the client asked for and lets the front door
+    /// fill in the document's operations.
+    pub(crate) fn prepare(&self, request: &mut Request) {
         if let Ok(mut op) = self.operation.lock() {
             op.clone_from(&request.operation_name);
         }
         request.data.insert(self.doc.clone());
-        next.run(ctx, request).await
     }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        match next.run(ctx, query, variables).await {
-            Ok(doc) => Ok(doc),
-            Err(e) => {
-                self.count("refused", None);
-                Err(e)
-            }
-        }
+    /// A document that did not parse.
+    pub(crate) fn parse_failed(&self) {
+        self.count("refused", None);
     }
 
     /// Refusals by validation and the depth and complexity limits are
     /// counted here; a subscription counts once, when it passes (the
     /// `subscribe` hook runs before the document is even parsed).
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
-        match &result {
-            Err(_) => self.count("refused", None),
-            Ok(_) if self.kind(self.operation().as_deref()) == "subscription" => {
-                self.count("ok", None)
-            }
-            Ok(_) => {}
+    pub(crate) fn validated(&self, ok: bool) {
+        if !ok {
+            self.count("refused", None)
+        } else if self.kind(self.operation().as_deref()) == "subscription" {
+            self.count("ok", None)
         }
-        result
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let started = Instant::now();
-        let resp = next.run(ctx, operation_name).await;
+    /// One execution ended after `took`.
+    pub(crate) fn executed(&self, resp: &Response, took: std::time::Duration) {
         let outcome = if resp.errors.is_empty() {
             "ok"
         } else {
             "error"
         };
-        self.count(outcome, Some(started.elapsed()));
-        resp
+        self.count(outcome, Some(took));
     }
 }

@@ -13,9 +13,6 @@
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
-};
 use async_graphql::{Request, ServerError, ServerResult};
 use sha2::{Digest, Sha256};
 
@@ -174,34 +171,5 @@ impl PersistedQueries {
             ));
         }
         Ok(Some(hash))
-    }
-}
-
-/// The schema extension: resolves persisted queries over HTTP and
-/// WebSocket alike, before the limits' front door, so every limit still
-/// applies; a new document is remembered only after the front door
-/// admitted it (a refused one would otherwise pin its bytes).
-pub struct Apq(pub PersistedQueries);
-
-impl ExtensionFactory for Apq {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Apq(self.0.clone()))
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for Apq {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let remember = self.0.resolve(&mut request)?;
-        let request = next.run(ctx, request).await?;
-        if let Some(hash) = remember {
-            self.0.remember(hash, &request.query);
-        }
-        Ok(request)
     }
 }

@@ -8,7 +8,7 @@
 //! any resolver runs — and before async-graphql's own checks, which expand
 //! fragments without a budget.
 //!
-//! The front door ([`Check::prepare_request`]) runs on every request, over
+//! The front door ([`Check::front_door`]) runs on every request, over
 //! HTTP and WebSocket alike, once the persisted-query store has filled in
 //! its document: size and tokens on the text (so the parser never sees an
 //! oversized or overnested document), then the parse, then the shape of
@@ -32,10 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextRequest,
-    NextResolve, NextValidation, ResolveInfo,
-};
+use async_graphql::extensions::{ExtensionContext, NextResolve, ResolveInfo};
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Value};
 
@@ -122,8 +119,9 @@ impl Default for Limits {
     }
 }
 
-/// The extension factory to register on the schema. The introspection
-/// sizes are filled in once the schema is built (they are read from it).
+/// The limits a schema enforces (run by [`super::pipeline`]). The
+/// introspection sizes are filled in once the schema is built (they are
+/// read from it).
 pub struct LimitsExtension {
     /// The limits.
     pub limits: Arc<Limits>,
@@ -131,13 +129,14 @@ pub struct LimitsExtension {
     pub sizes: Arc<OnceLock<IntrospectionSizes>>,
 }
 
-impl ExtensionFactory for LimitsExtension {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Check {
+impl LimitsExtension {
+    /// The per-request state (an extension instance is made per request).
+    pub(crate) fn per_request(&self) -> Check {
+        Check {
             limits: self.limits.clone(),
             sizes: self.sizes.clone(),
             response: Arc::new(ResponseBudget::default()),
-        })
+        }
     }
 }
 
@@ -166,7 +165,9 @@ struct ResponseBudget {
     exceeded: AtomicBool,
 }
 
-struct Check {
+/// The limits of one request (or WebSocket operation), run by
+/// [`super::pipeline`].
+pub(crate) struct Check {
     limits: Arc<Limits>,
     sizes: Arc<OnceLock<IntrospectionSizes>>,
     /// One per request: an extension instance is created per request.
@@ -238,10 +239,9 @@ pub fn admit(
     Ok((doc, outline.introspection_cost))
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for Check {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut resp = next.run(ctx).await;
+impl Check {
+    /// Caps the number of errors of an answer (`TOO_MANY_ERRORS`).
+    pub(crate) fn cap_errors(&self, mut resp: Response) -> Response {
         let max = self.limits.max_errors.max(1);
         if resp.errors.len() > max {
             let dropped = resp.errors.len() - (max - 1);
@@ -254,12 +254,9 @@ impl Extension for Check {
         resp
     }
 
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// The front door: admits (or refuses) the request's document and
+    /// hands the parsed document on.
+    pub(crate) fn front_door(&self, request: &mut Request) -> ServerResult<()> {
         let seen = request
             .data
             .get(&std::any::TypeId::of::<Arc<SeenOperations>>())
@@ -268,19 +265,21 @@ impl Extension for Check {
         let fallback = IntrospectionSizes::default();
         let sizes = self.sizes.get().unwrap_or(&fallback);
         let (doc, cost) = admit(&request.query, &self.limits, sizes, seen.as_deref())?;
-        crate::graphql::pin_reads_if_query(&request, &doc);
+        crate::graphql::pin_reads_if_query(request, &doc);
         request.set_parsed_query(doc);
         request.data.insert(IntrospectionCost(cost));
-        next.run(ctx, request).await
+        Ok(())
     }
 
-    async fn validation(
+    /// Names the library's complexity refusal and budgets complexity
+    /// across a batch.
+    pub(crate) fn validated(
         &self,
         ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
+        result: Result<ValidationResult, Vec<ServerError>>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let max = self.limits.max_complexity;
-        let result = next.run(ctx).await.map_err(|errors| {
+        let result = result.map_err(|errors| {
             errors
                 .into_iter()
                 .map(|e| {
@@ -296,10 +295,7 @@ impl Extension for Check {
         let introspection = ctx.data_opt::<IntrospectionCost>().map_or(0, |c| c.0);
         let cost = (result.complexity as u64).saturating_add(introspection);
         let spent = match ctx.data_opt::<Arc<BatchBudget>>() {
-            Some(batch) => batch
-                .0
-                .fetch_add(cost, Ordering::Relaxed)
-                .saturating_add(cost),
+            Some(b) => b.0.fetch_add(cost, Ordering::Relaxed).saturating_add(cost),
             None => cost,
         };
         if spent > max as u64 {
@@ -308,14 +304,15 @@ impl Extension for Check {
         Ok(result)
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        // Reached only when parsing, validation and every limit passed (for
-        // a subscription, once per item).
+    /// Runs one execution (for a subscription, one item): marks the HTTP
+    /// request as executed, starts the answer's byte count afresh, applies
+    /// the time limit over WebSocket and drops an answer that grew too
+    /// large.
+    pub(crate) async fn execute<F>(&self, ctx: &ExtensionContext<'_>, run: F) -> Response
+    where
+        F: std::future::Future<Output = Response>,
+    {
+        // Reached only when parsing, validation and every limit passed.
         let http = ctx.data_opt::<Arc<crate::http::Executed>>();
         if let Some(mark) = http {
             mark.set();
@@ -326,9 +323,9 @@ impl Extension for Check {
         // Over HTTP the handler's own deadline covers the whole request
         // (and answers 504); over WebSocket this is the only one.
         let resp = if http.is_some() || limit.is_zero() {
-            next.run(ctx, operation_name).await
+            run.await
         } else {
-            match tokio::time::timeout(limit, next.run(ctx, operation_name)).await {
+            match tokio::time::timeout(limit, run).await {
                 Ok(resp) => resp,
                 Err(_) => Response::from_errors(vec![refuse(
                     format!(
@@ -346,7 +343,8 @@ impl Extension for Check {
         resp
     }
 
-    async fn resolve(
+    /// Counts a resolved field into the answer's size.
+    pub(crate) async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
