@@ -745,7 +745,10 @@ COMMIT;
                 if s["kind"] == "cerebral":
                     self.measure_writes(s)
                 if name == "cerebral-rls" and self.args.flamegraph:
-                    self.flamegraph(s, self.args.flamegraph)
+                    try:
+                        self.flamegraph(s, self.args.flamegraph)
+                    except (OSError, subprocess.SubprocessError) as e:
+                        self.notes.append(f"no flamegraph: {e}")
             finally:
                 self.procs.stop(s["proc"])
         self.pgbench_floor()
