@@ -706,7 +706,7 @@ COMMIT;
                                                  "--timeout", "10s", "-s", script,
                                                  f"http://127.0.0.1:{s['port']}/graphql"], "wrk-profile")
         time.sleep(2)
-        rec = subprocess.run(self.load_cpu + ["perf", "record", "-F", "999", "-g", "--call-graph", "dwarf",
+        rec = subprocess.run(self.load_cpu + ["perf", "record", "-F", "999", "-g", "--call-graph", self.args.call_graph,
                                               "-o", perf_data, "-p", str(s["proc"].pid), "--", "sleep",
                                               str(seconds)], capture_output=True, text=True)
         self.procs.stop(load)
@@ -912,6 +912,10 @@ def main() -> int:
     ap.add_argument("--no-postgraphile", action="store_true", help="measure Cerebral only (no ratios)")
     ap.add_argument("--flamegraph", metavar="OUT.svg",
                     help="also profile Cerebral (RLS role) under the nested load with perf into a flamegraph")
+    ap.add_argument("--call-graph", default="dwarf",
+                    help="perf's --call-graph for --flamegraph: dwarf (default; 8 KB of stack per sample, so deep "
+                         "async stacks end in [unknown]), dwarf,65528, or fp for a build with "
+                         "RUSTFLAGS=-Cforce-frame-pointers=yes")
     ap.add_argument("--note", help="a line printed with the figures (e.g. what else the machine was doing)")
     args = ap.parse_args()
     bench = Bench(args)
