@@ -224,7 +224,7 @@ class Bench:
         self.args = args
         self.procs = Procs()
         self.quick = args.quick
-        self.duration = args.duration or (3 if self.quick else 10)
+        self.duration = args.duration or (5 if self.quick else 10)
         self.warmup = 1 if self.quick else 5
         self.runs = 3
         self.count_n = 100 if self.quick else 300
@@ -903,8 +903,8 @@ def main() -> int:
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     ap.add_argument("--cerebral", default=os.path.join(target, "release", "cerebral"),
                     help="the cerebral binary (default: release/cerebral in $CARGO_TARGET_DIR or ./target)")
-    ap.add_argument("--quick", action="store_true", help="short runs (3 s) for development")
-    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
+    ap.add_argument("--quick", action="store_true", help="short runs (5 s: a nested request at 64 connections can take 3 s on a busy machine) for development")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 5)")
     ap.add_argument("--starts", type=int, help="cold starts per case (default 5, --quick 3)")
     ap.add_argument("--pg-port", type=int, default=5499, help="port of the harness's own PostgreSQL (5499)")
     ap.add_argument("--keep", action="store_true", help="leave the cluster running and its directory in place")
