@@ -39,9 +39,13 @@ pub struct ById<E> {
 }
 
 macro_rules! by_id {
-    ($($m:ident),*) => {$(
+    ($($m:ident),* $(; shared $($sm:ident),*)?) => {
+        $(by_id!(@one $m, $m::Model, std::convert::identity);)*
+        $($(by_id!(@one $sm, Arc<$sm::Model>, Arc::new);)*)?
+    };
+    (@one $m:ident, $value:ty, $wrap:expr) => {
         impl Loader<Uuid> for ById<$m::Entity> {
-            type Value = $m::Model;
+            type Value = $value;
             type Error = LoadError;
             async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
                 let rows = $m::Entity::find()
@@ -50,16 +54,18 @@ macro_rules! by_id {
                     .all(&self.db)
                     .await
                     .map_err(Arc::new)?;
-                Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+                Ok(rows.into_iter().map(|r| (r.id, $wrap(r))).collect())
             }
         }
-    )*};
+    };
 }
+// Personas are shared (`Arc`): a persona carries its whole prompt, and a
+// page of tasks resolves the same few personas hundreds of times; the
+// loader hands each field a copy of its value.
 by_id!(
     event,
     project,
     task,
-    persona,
     workflow,
     workflow_step,
     persona_context,
@@ -67,7 +73,8 @@ by_id!(
     hitl_request,
     artifact,
     agent_status,
-    agent_status_history
+    agent_status_history;
+    shared persona
 );
 
 /// A catalog row by key, the tenant's own before the built-in one.
@@ -78,9 +85,9 @@ pub struct ByKey<E> {
 }
 
 macro_rules! by_key {
-    ($($m:ident),*) => {$(
+    ($($m:ident => $value:ty, $wrap:expr);*) => {$(
         impl Loader<String> for ByKey<$m::Entity> {
-            type Value = $m::Model;
+            type Value = $value;
             type Error = LoadError;
             async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
                 let rows = $m::Entity::find()
@@ -96,12 +103,12 @@ macro_rules! by_key {
                         out.insert(r.key.clone(), r);
                     }
                 }
-                Ok(out)
+                Ok(out.into_iter().map(|(k, v)| (k, $wrap(v))).collect())
             }
         }
     )*};
 }
-by_key!(persona, workflow);
+by_key!(persona => Arc<persona::Model>, Arc::new; workflow => workflow::Model, std::convert::identity);
 
 /// The relations that are paginated lists under a parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2122,7 +2122,7 @@ impl CatalogMutation {
         .await?;
         let mut personas = vec![];
         for d in &report.pack.personas {
-            personas.push(Persona(s.find_persona(p, &d.key).await?));
+            personas.push(Persona(s.find_persona(p, &d.key).await?.into()));
         }
         let mut workflows = vec![];
         for d in &report.pack.workflows {

@@ -443,7 +443,7 @@ impl CatalogQuery {
             pg,
             after.is_some(),
             |m| m.key.clone(),
-            Persona,
+            |m| Persona(m.into()),
         ))
     }
 
@@ -454,7 +454,7 @@ impl CatalogQuery {
         #[graphql(desc = "A `Persona` id or key.")] id: ID,
     ) -> Result<Option<Persona>> {
         match services(ctx).find_persona(principal(ctx), &id).await {
-            Ok(m) => Ok(Some(Persona(m))),
+            Ok(m) => Ok(Some(Persona(m.into()))),
             Err(AppError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

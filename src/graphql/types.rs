@@ -668,7 +668,7 @@ impl Task {
 
 /// An agent role: built in (visible to every tenant) or the tenant's own.
 #[derive(async_graphql::Description)]
-pub struct Persona(pub persona::Model);
+pub struct Persona(pub std::sync::Arc<persona::Model>);
 
 #[Object(use_type_description)]
 impl Persona {
