@@ -36,6 +36,7 @@ impl App {
     /// Connects and migrates the database, loads the built-in catalog and
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
+        let mut steps = Steps::start();
         let no_key = config.jwt_secret.is_none()
             && config.jwt_public_key.is_none()
             && config.jwks_url.is_none();
@@ -65,16 +66,33 @@ impl App {
             ..Default::default()
         }
         .validate()?;
-        let (conn, statements) = db::connect_with(
+        steps.done("settings checked");
+        // With an owner role configured, start-up always migrates as it
+        // (below): its connection opens together with the serving pool's.
+        let owner = config.database_url.starts_with("postgres")
+            && config
+                .migration_database_url
+                .as_deref()
+                .is_some_and(|m| m != config.database_url);
+        let serving = db::connect_with(
             &config.database_url,
             config.db_max_connections,
             // A second past the request's own limit: the request is
             // answered by then, and this ends what it left running.
             (config.request_timeout_seconds > 0)
                 .then(|| Duration::from_secs(config.request_timeout_seconds + 1)),
-        )
-        .await?;
-        if db::is_sqlite(&conn) {
+        );
+        let ((conn, statements), mut migrator) = if owner {
+            // On a connection of its own: the serving pool's statement
+            // timeout would cut a long migration short.
+            let (serving, migrator) = tokio::join!(serving, db::connect(config.migration_url(), 1));
+            (serving?, Some(migrator?.0))
+        } else {
+            (serving.await?, None)
+        };
+        steps.done("database connected");
+        let postgres = !db::is_sqlite(&conn);
+        if !postgres {
             db::migrate(&conn).await?;
         } else {
             // With an owner role configured, always migrate as it (which
@@ -82,10 +100,6 @@ impl App {
             // skip the migrator when nothing is pending: a serving role
             // that owns nothing cannot run it (it may not even create the
             // migration table), and a migration job has done the work.
-            let owner = config
-                .migration_database_url
-                .as_deref()
-                .is_some_and(|m| m != config.database_url);
             let up_to_date = !owner
                 && db::pending_migrations(&conn)
                     .await
@@ -93,7 +107,10 @@ impl App {
             if !up_to_date {
                 // On a connection of its own: the serving pool's statement
                 // timeout would cut a long migration short.
-                let (migrator, _) = db::connect(config.migration_url(), 1).await?;
+                let migrator = match migrator.take() {
+                    Some(m) => m,
+                    None => db::connect(config.migration_url(), 1).await?.0,
+                };
                 let serving = db::serving_role(&config.database_url);
                 db::migrate_granting(&migrator, serving.as_deref())
                     .await
@@ -106,8 +123,8 @@ impl App {
                     })?;
                 migrator.close().await?;
             }
-            warn_if_rls_is_bypassed(&conn).await;
         }
+        steps.done("migrations checked");
         let metrics = crate::metrics::Metrics::new();
         let head = EventBus::read_head(&conn)
             .await
@@ -127,15 +144,16 @@ impl App {
         bus.set_metrics(metrics.clone());
         // The one reader of every tenant's new events: read-only, all tenants.
         bus.spawn_fanout(Scoped::new(db::uncounted(&conn), Scope::AllTenants));
-        // Also on SQLite: another process (`cerebral import`) may append to
-        // the same file, and only polling notices that.
-        if !db::is_sqlite(&conn) {
+        // Started as early as the head is known: the LISTEN connection is a
+        // connection of its own, readiness waits for it, and it opens while
+        // the rest of start-up runs.
+        if postgres {
             bus.spawn_pg_listener(conn.clone());
         }
-        // A safety net on PostgreSQL (and the only cross-process signal on
-        // SQLite, e.g. a CLI import into the server's file).
-        if config.event_poll_ms > 0 {
-            bus.spawn_poller(conn.clone(), Duration::from_millis(config.event_poll_ms));
+        steps.done("event bus started");
+        if postgres {
+            warn_if_rls_is_bypassed(&conn).await;
+            steps.done("database role checked");
         }
         let services = Services::new(
             conn,
@@ -152,6 +170,25 @@ impl App {
                 max_content_bytes: config.max_content_bytes,
             },
         );
+        let persisted = (config.apq_cache_size > 0).then(|| {
+            crate::graphql::persisted::PersistedQueries::with_max_bytes(
+                config.apq_cache_size,
+                config.apq_cache_bytes,
+            )
+        });
+        // Building the schema (and its SDL, for the introspection limits)
+        // is CPU work that needs no database: on a blocking thread, while
+        // the built-in catalog is looked at below.
+        let schema = tokio::task::spawn_blocking({
+            let services = services.clone();
+            let limits = config.limits();
+            let extras = crate::graphql::SchemaExtras {
+                metrics: Some(metrics.clone()),
+                persisted: persisted.clone(),
+                panic_probe: config.test_routes,
+            };
+            move || build_schema_with(services, &limits, extras)
+        });
         // Replicas started together on a fresh database race to load the
         // built-in catalog: one commits it and the others' inserts collide
         // with its rows (`Conflict`); looking again finds it loaded.
@@ -168,30 +205,29 @@ impl App {
         if loaded {
             tracing::info!("built-in catalog loaded");
         }
+        steps.done("built-in catalog checked");
+        let schema = schema.await.context("cannot build the GraphQL schema")?;
+        steps.done("schema built");
+        // A safety net on PostgreSQL (and the only cross-process signal on
+        // SQLite, e.g. a CLI import into the server's file). Its first look
+        // is at once, so it starts after start-up's own statements instead
+        // of taking a connection from under them.
+        if config.event_poll_ms > 0 {
+            services.bus().spawn_poller(
+                services.unscoped().clone(),
+                Duration::from_millis(config.event_poll_ms),
+            );
+        }
         if config.sweep_interval_seconds > 0 {
             services.spawn_sweeper(Duration::from_secs(config.sweep_interval_seconds));
         }
         if config.agent_stale_seconds > 0 {
             services.spawn_stale_agent_check(Duration::from_secs(config.agent_stale_seconds));
         }
-        let persisted = (config.apq_cache_size > 0).then(|| {
-            crate::graphql::persisted::PersistedQueries::with_max_bytes(
-                config.apq_cache_size,
-                config.apq_cache_bytes,
-            )
-        });
         let shutdown = CancellationToken::new();
         let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {
-            schema: build_schema_with(
-                services.clone(),
-                &config.limits(),
-                crate::graphql::SchemaExtras {
-                    metrics: Some(metrics.clone()),
-                    persisted: persisted.clone(),
-                    panic_probe: config.test_routes,
-                },
-            ),
+            schema,
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),
             statements: statements.clone(),
@@ -245,6 +281,7 @@ impl App {
             )),
             None => None,
         };
+        steps.done("listening");
         Ok(App {
             listener,
             router: router(state),
@@ -350,6 +387,35 @@ impl App {
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
         result
+    }
+}
+
+/// How long each start-up step took, logged at debug level
+/// (`RUST_LOG=cerebral::app=debug`): where start-up time goes, without a
+/// profiler (see bench/startup.py).
+struct Steps {
+    begun: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Steps {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Steps {
+            begun: now,
+            last: now,
+        }
+    }
+
+    fn done(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            step,
+            step_ms = (now - self.last).as_secs_f64() * 1e3,
+            total_ms = (now - self.begun).as_secs_f64() * 1e3,
+            "start-up step done"
+        );
+        self.last = now;
     }
 }
 

@@ -97,13 +97,49 @@ pub async fn connect_with(
             o.after_release(move |conn, _| Box::pin(settle(conn, within)))
         });
     }
+    let postgres = url.starts_with("postgres");
+    // On PostgreSQL the first connections are opened together, below,
+    // instead of one by one.
+    opts.connect_lazy(postgres);
     let mut db = Database::connect(opts)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    if postgres {
+        warm_up(&db, WARM_CONNECTIONS.min(max_connections))
+            .await
+            .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    }
     let counter = Arc::new(StatementCounter::default());
     let c = counter.clone();
     db.set_metric_callback(move |info| c.count(&info.statement.sql));
     Ok((db, counter))
+}
+
+/// Connections a PostgreSQL pool opens at once when it is created.
+///
+/// Opening a connection (TCP, TLS, authentication, the server starting a
+/// backend) costs far more than the statements start-up runs on it, and
+/// sqlx puts a connection back in the pool only after a round trip of its
+/// own: with one connection, the statement that follows another found none
+/// idle and opened a second connection on the spot, one after the other.
+/// Opened together, the second one costs no wait; start-up's statements
+/// alternate between them.
+const WARM_CONNECTIONS: u32 = 2;
+
+/// Opens `n` connections of `db`'s pool at the same time and returns once
+/// they are all idle in it (or as soon as one fails: the error of the
+/// first connection that could not be opened).
+async fn warm_up(db: &DatabaseConnection, n: u32) -> anyhow::Result<()> {
+    let pool = db.get_postgres_connection_pool();
+    let opened = futures::future::try_join_all((0..n).map(|_| pool.acquire())).await?;
+    drop(opened);
+    // Dropping hands each connection to a task that checks it and puts it
+    // back; wait for that (a round trip), within a bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while pool.num_idle() < n as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 /// How long past its statement timeout a returned connection may take to
