@@ -8,6 +8,7 @@ pub mod mutation;
 pub mod observe;
 pub mod persisted;
 pub mod query;
+pub mod share;
 pub mod subscription;
 pub mod types;
 
@@ -89,6 +90,9 @@ pub fn build_schema_with(
         mutation::Mutation::default(),
         subscription::Subscription,
     )
+    // Outermost: a subscription item another socket already ran for the
+    // same selection is answered before any other extension runs.
+    .extension(share::ShareFrames)
     // Spans for the request, parse, validation, execution and each
     // resolver, children of the HTTP request's span (with its request id).
     .extension(async_graphql::extensions::Tracing)
