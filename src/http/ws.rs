@@ -368,6 +368,10 @@ struct Connection {
     /// The rate-limit bucket each operation draws from, set at init.
     rate_key: Option<crate::http::rate::Key>,
     shutdown: CancellationToken,
+    /// Resolves at shutdown. Made once and kept: a fresh `cancelled()` per
+    /// loop turn or per send would join and leave the token's waiter list
+    /// — one lock shared by every socket — for every frame sent.
+    stopping: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     /// Per-connection request data (principal, loaders), made at
     /// `connection_init` so an uninitialised socket holds none of it.
     session: Option<Arc<Data>>,
@@ -404,6 +408,7 @@ impl Connection {
             source,
             protocol,
             shutdown: app.shutdown.clone(),
+            stopping: Box::pin(app.shutdown.clone().cancelled_owned()),
             app,
             from_header,
             expires_at: None,
@@ -438,7 +443,6 @@ impl Connection {
         let ticking = settings.ping_interval.is_some() || self.protocol == Protocol::Legacy;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = self.shutdown.clone();
         // Armed at `connection_init` when the token has an expiry.
         let expiry = tokio::time::sleep(Duration::from_secs(86_400 * 365));
         tokio::pin!(expiry);
@@ -450,7 +454,7 @@ impl Connection {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break close(1001, "server shutting down"),
+                _ = self.stopping.as_mut() => break close(1001, "server shutting down"),
                 _ = &mut expiry, if armed => break close(4403, "Forbidden: token expired"),
                 _ = &mut init_deadline, if !self.init_received => {
                     break close(4408, "Connection initialisation timeout");
@@ -522,9 +526,15 @@ impl Connection {
             .ping_interval
             .map(|p| p * 2)
             .unwrap_or(Duration::from_secs(u32::MAX as u64));
+        if self.shutdown.is_cancelled() {
+            return false;
+        }
+        // Biased, the send first: one the socket takes at once (nearly
+        // all) never polls the timer or the shutdown future.
         tokio::select! {
+            biased;
             r = tokio::time::timeout(limit, self.sink.send(msg)) => matches!(r, Ok(Ok(()))),
-            _ = self.shutdown.cancelled() => false,
+            _ = self.stopping.as_mut() => false,
         }
     }
 
