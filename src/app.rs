@@ -241,6 +241,7 @@ impl App {
                 max_early_operations: config.ws_max_early_operations,
             }),
             ws_gauges: ws_gauges.clone(),
+            frames: crate::graphql::share::FrameCache::standard(),
             ws_admission: crate::http::ws::Admission::new(
                 config.ws_max_connections_per_address,
                 config.ws_max_connections,

@@ -50,6 +50,9 @@ pub struct Metrics {
     pub events_published: Counter,
     /// Events handed to subscribers.
     pub events_delivered: Counter,
+    /// Subscription frames sent from another subscriber's execution of the
+    /// same selection instead of running it again.
+    pub frames_shared: Counter,
     /// For each event handed to a subscriber, how far the committed head
     /// was ahead of it (events).
     pub subscriber_lag: Histogram,
@@ -181,6 +184,10 @@ impl Metrics {
             ),
             events_delivered: recorder.register_counter(
                 &Key::from_static_name("cerebral_events_delivered_total"),
+                &METADATA,
+            ),
+            frames_shared: recorder.register_counter(
+                &Key::from_static_name("cerebral_subscription_frames_shared_total"),
                 &METADATA,
             ),
             subscriber_lag: recorder.register_histogram(
@@ -411,6 +418,12 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         "cerebral_events_delivered_total",
         None,
         "Events handed to subscribers (one event delivered to three subscribers counts three).",
+    ),
+    (
+        Kind::Counter,
+        "cerebral_subscription_frames_shared_total",
+        None,
+        "Subscription frames sent from another socket's execution of the same selection and event instead of running it again.",
     ),
     (
         Kind::Histogram,

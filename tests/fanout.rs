@@ -116,3 +116,115 @@ async fn subscribers_that_keep_falling_behind_a_tiny_ring_miss_nothing() {
         .expect("gap metric");
     assert!(gaps > 0.0, "no stream ever fell behind a ring of two");
 }
+
+/// The `cerebral_subscription_frames_shared_total` counter now (0 before
+/// the first shared frame).
+async fn shared(base: &str) -> f64 {
+    support::metric(base, "cerebral_subscription_frames_shared_total")
+        .await
+        .unwrap_or(0.0)
+}
+
+/// The next `count` messages for operation `1`, whole (type and payload).
+async fn frames(ws: &mut support::RawWs, count: usize) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for i in 0..count {
+        let msg = ws
+            .next_for("1", Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("stalled after {i} of {count} frames"));
+        out.push(msg);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_of_one_selection_get_one_execution_and_other_selections_their_own() {
+    let app = support::spawn().await;
+    let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
+    app.ok(
+        "mutation { createProject(input: {name: \"shared\", workflowId: \"greenfield-service\"}) { event { cursor } } }",
+        json!({}),
+    )
+    .await;
+    let log = app
+        .ok(
+            "query($a: String) { events(first: 100, after: $a) { nodes { cursor } } }",
+            json!({ "a": marker }),
+        )
+        .await;
+    let n = log["events"]["nodes"].as_array().expect("nodes").len();
+    assert!(n > 5, "{n} events");
+    // A nested field read through the connection's loaders, and the raw
+    // payload: the whole selection must come out the same.
+    let q =
+        "subscription($a: String!) { events(after: $a) { cursor type payload project { name } } }";
+
+    let mut a = support::RawWs::connect_and_init(&app.base).await;
+    a.subscribe("1", q, json!({ "a": marker })).await;
+    let first = frames(&mut a, n).await;
+    assert!(first.iter().all(|m| m["type"] == "next"), "{first:?}");
+    assert_eq!(
+        first[0]["payload"]["data"]["events"]["project"]["name"],
+        "shared"
+    );
+
+    // The same selection replayed on another socket: every frame comes
+    // from the first socket's executions.
+    let before = shared(&app.base).await;
+    let mut b = support::RawWs::connect_and_init(&app.base).await;
+    b.subscribe("1", q, json!({ "a": marker })).await;
+    let second = frames(&mut b, n).await;
+    assert_eq!(second, first);
+    assert_eq!(shared(&app.base).await - before, n as f64);
+
+    // The same document with other variables is another selection: run
+    // on its own, and right.
+    let before = shared(&app.base).await;
+    let from = first[0]["payload"]["data"]["events"]["cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+    let mut c = support::RawWs::connect_and_init(&app.base).await;
+    c.subscribe("1", q, json!({ "a": from })).await;
+    let third = frames(&mut c, n - 1).await;
+    assert_eq!(third, first[1..]);
+    // So is another selection of the same events.
+    let mut d = support::RawWs::connect_and_init(&app.base).await;
+    d.subscribe(
+        "1",
+        "subscription($a: String!) { events(after: $a) { cursor } }",
+        json!({ "a": marker }),
+    )
+    .await;
+    let fourth = frames(&mut d, n).await;
+    for (f, x) in fourth.iter().zip(&first) {
+        assert_eq!(
+            f["payload"]["data"]["events"],
+            json!({ "cursor": x["payload"]["data"]["events"]["cursor"] })
+        );
+    }
+    assert_eq!(shared(&app.base).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_with_an_error_is_each_subscribers_own() {
+    // Every event's payload is larger than this: each item fails with
+    // RESPONSE_TOO_LARGE, and an answer with errors is never shared.
+    let app = support::spawn_with(|c| c.max_response_bytes = 120).await;
+    let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
+    support::create_project_cursor(app.http(), &app.base, "a project with a long enough name")
+        .await;
+    let q = "subscription($a: String!) { events(after: $a) { cursor payload } }";
+    let before = shared(&app.base).await;
+    for _ in 0..2 {
+        let mut ws = support::RawWs::connect_and_init(&app.base).await;
+        ws.subscribe("1", q, json!({ "a": marker })).await;
+        let msg = frames(&mut ws, 1).await.remove(0);
+        assert!(
+            msg.to_string().contains("RESPONSE_TOO_LARGE"),
+            "expected RESPONSE_TOO_LARGE: {msg}"
+        );
+    }
+    assert_eq!(shared(&app.base).await, before);
+}

@@ -9,6 +9,7 @@ pub mod observe;
 pub mod persisted;
 pub mod pipeline;
 pub mod query;
+pub mod share;
 pub mod subscription;
 pub mod types;
 

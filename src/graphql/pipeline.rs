@@ -166,6 +166,11 @@ impl Extension for Hooks {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        // A subscription item another socket already ran for the same
+        // selection is answered before any other work (see `share`).
+        if let Some(resp) = super::share::answer_from_cache(ctx) {
+            return resp;
+        }
         let span = tracing::info_span!(target: TARGET, "execute");
         let started = Instant::now();
         let resp = self

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionDerive};
 use futures::{Stream, StreamExt};
 
+use super::share::ItemSlot;
 use super::types::{
     AgentStatusUpdate, ArtifactUpdate, Event, HitlRequestUpdate, TaskUpdate, seq_cursor,
 };
@@ -77,12 +78,20 @@ async fn events_of(
             .into());
         }
     }
-    Ok(stream(
-        s.reader(p.tenant_id),
-        s.bus().clone(),
-        filter,
-        after,
-    ))
+    // Over a WebSocket, each event's position goes to the operation's
+    // slot as it leaves the log, so an item another subscriber of the same
+    // selection already ran is answered from the shared frames.
+    let slot = ctx.data_opt::<Arc<ItemSlot>>().cloned();
+    if let Some(slot) = &slot {
+        slot.root();
+    }
+    Ok(
+        stream(s.reader(p.tenant_id), s.bus().clone(), filter, after).inspect(move |item| {
+            if let Some(slot) = &slot {
+                slot.item(item.as_ref().ok().map(|e| e.seq));
+            }
+        }),
+    )
 }
 
 /// Wraps each event of a stream in its GraphQL item type.

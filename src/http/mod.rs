@@ -41,6 +41,9 @@ pub struct AppState {
     pub ws: Arc<ws::WsSettings>,
     /// Open WebSocket connections and operations.
     pub ws_gauges: Arc<ws::WsGauges>,
+    /// Subscription payloads serialized once per event and selection and
+    /// sent to every socket of that selection.
+    pub frames: Arc<crate::graphql::share::FrameCache>,
     /// Open WebSockets per client address and in total, and the upgrade
     /// rate per address.
     pub ws_admission: Arc<ws::Admission>,

@@ -35,6 +35,7 @@ use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use crate::graphql::share::{Found, ItemSlot, SelectionKey};
 
 /// The subprotocols this endpoint speaks, preferred first.
 pub const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
@@ -254,10 +255,15 @@ pub fn upgrade(
 
 /// What one item of an operation's stream means for the socket.
 enum Item {
-    /// A result to send as `next` (`data` in the legacy protocol).
-    Next(Response),
+    /// A result to send as `next` (`data` in the legacy protocol): the
+    /// serialized payload, and whether it came from another subscriber's
+    /// execution (see [`crate::graphql::share`]).
+    Next(Arc<str>, bool),
+    /// The shared-frame bookkeeping lost track of an item (a bug): the
+    /// socket is closed rather than sent a wrong payload.
+    Broken,
     /// The operation could not start: send `error` and forget it.
-    Refused(Response),
+    Refused(Box<Response>),
     /// The stream ended: send `complete`.
     End,
 }
@@ -265,9 +271,33 @@ enum Item {
 /// One operation's stream, counted in the gauge while it exists.
 struct Operation {
     inner: BoxStream<'static, Response>,
+    /// The operation's link to the shared frames; `None` when its items
+    /// cannot be shared.
+    slot: Option<Arc<ItemSlot>>,
     first: bool,
     ended: bool,
     _held: Held,
+}
+
+impl Operation {
+    /// The payload of an executed (or shared) item, serialized once.
+    fn payload(&self, r: Response) -> Item {
+        if let Some(slot) = &self.slot {
+            match slot.take_shared(&r) {
+                Found::Shared(payload) => return Item::Next(payload, true),
+                Found::Executed => {}
+                Found::Lost => return Item::Broken,
+            }
+        }
+        let text: Arc<str> = match serde_json::to_string(&r) {
+            Ok(t) => Arc::from(t),
+            Err(_) => return Item::Broken,
+        };
+        if let Some(slot) = &self.slot {
+            slot.store(&r, &text);
+        }
+        Item::Next(text, false)
+    }
 }
 
 impl Stream for Operation {
@@ -285,9 +315,9 @@ impl Stream for Operation {
                 // the protocol's `error` message, not a `next`.
                 if first && !r.errors.is_empty() && r.data == async_graphql::Value::Null {
                     self.ended = true;
-                    Poll::Ready(Some(Item::Refused(r)))
+                    Poll::Ready(Some(Item::Refused(Box::new(r))))
                 } else {
-                    Poll::Ready(Some(Item::Next(r)))
+                    Poll::Ready(Some(self.payload(r)))
                 }
             }
             Poll::Ready(None) => {
@@ -338,9 +368,16 @@ struct Connection {
     /// The rate-limit bucket each operation draws from, set at init.
     rate_key: Option<crate::http::rate::Key>,
     shutdown: CancellationToken,
+    /// Resolves at shutdown. Made once and kept: a fresh `cancelled()` per
+    /// loop turn or per send would join and leave the token's waiter list
+    /// — one lock shared by every socket — for every frame sent.
+    stopping: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     /// Per-connection request data (principal, loaders), made at
     /// `connection_init` so an uninitialised socket holds none of it.
     session: Option<Arc<Data>>,
+    /// What of the caller decides a payload (tenant, role names), for the
+    /// shared frames' key; set at `connection_init`.
+    caller: Option<(uuid::Uuid, Vec<&'static str>)>,
     operations: StreamMap<String, Operation>,
     /// Legacy `start` messages that arrived before `connection_init`, as
     /// sent (id and text): Apollo's subscriptions-transport-ws client sends
@@ -371,12 +408,14 @@ impl Connection {
             source,
             protocol,
             shutdown: app.shutdown.clone(),
+            stopping: Box::pin(app.shutdown.clone().cancelled_owned()),
             app,
             from_header,
             expires_at: None,
             address,
             rate_key: None,
             session: None,
+            caller: None,
             operations: StreamMap::new(),
             early: Vec::new(),
             early_bytes: 0,
@@ -404,7 +443,6 @@ impl Connection {
         let ticking = settings.ping_interval.is_some() || self.protocol == Protocol::Legacy;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = self.shutdown.clone();
         // Armed at `connection_init` when the token has an expiry.
         let expiry = tokio::time::sleep(Duration::from_secs(86_400 * 365));
         tokio::pin!(expiry);
@@ -416,7 +454,7 @@ impl Connection {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break close(1001, "server shutting down"),
+                _ = self.stopping.as_mut() => break close(1001, "server shutting down"),
                 _ = &mut expiry, if armed => break close(4403, "Forbidden: token expired"),
                 _ = &mut init_deadline, if !self.init_received => {
                     break close(4408, "Connection initialisation timeout");
@@ -488,9 +526,15 @@ impl Connection {
             .ping_interval
             .map(|p| p * 2)
             .unwrap_or(Duration::from_secs(u32::MAX as u64));
+        if self.shutdown.is_cancelled() {
+            return false;
+        }
+        // Biased, the send first: one the socket takes at once (nearly
+        // all) never polls the timer or the shutdown future.
         tokio::select! {
+            biased;
             r = tokio::time::timeout(limit, self.sink.send(msg)) => matches!(r, Ok(Ok(()))),
-            _ = self.shutdown.cancelled() => false,
+            _ = self.stopping.as_mut() => false,
         }
     }
 
@@ -501,10 +545,20 @@ impl Connection {
     async fn on_item(&mut self, id: String, item: Item) -> bool {
         let legacy = self.protocol == Protocol::Legacy;
         match item {
-            Item::Next(r) => {
+            Item::Next(payload, shared) => {
+                if shared {
+                    self.app.metrics.frames_shared.increment(1);
+                }
                 let ty = if legacy { "data" } else { "next" };
-                self.send_json(json!({ "id": id, "type": ty, "payload": r }))
-                    .await
+                // The payload is JSON already: framed, not parsed again.
+                let id = serde_json::to_string(&id).unwrap_or_default();
+                let frame = format!(r#"{{"id":{id},"type":"{ty}","payload":{payload}}}"#);
+                self.send(Message::Text(frame.into())).await
+            }
+            Item::Broken => {
+                tracing::error!("a shared subscription frame went missing; closing the socket");
+                self.operations.remove(&id);
+                false
             }
             Item::Refused(r) => {
                 self.operations.remove(&id);
@@ -643,6 +697,10 @@ impl Connection {
             app.loader_delay,
         ));
         self.rate_key = Some(app.limiter.key(&principal, self.address));
+        let mut roles: Vec<&'static str> = principal.roles.iter().map(|r| r.name()).collect();
+        roles.sort_unstable();
+        roles.dedup();
+        self.caller = Some((principal.tenant_id, roles));
         data.insert(principal);
         self.session = Some(Arc::new(data));
         if !self.send_json(json!({ "type": "connection_ack" })).await {
@@ -678,6 +736,21 @@ impl Connection {
         self.early_bytes = bytes;
         self.early.push((id, text));
         None
+    }
+
+    /// The shared-frames slot of an operation: keyed by everything that
+    /// decides its payloads (see [`crate::graphql::share`]).
+    fn slot_for(&self, request: &async_graphql::Request) -> Option<Arc<ItemSlot>> {
+        let (tenant, roles) = self.caller.clone()?;
+        let variables = serde_json::to_string(&(&request.variables, &request.extensions)).ok()?;
+        let key = SelectionKey {
+            tenant,
+            roles,
+            query: request.query.clone(),
+            operation_name: request.operation_name.clone(),
+            variables,
+        };
+        self.app.frames.intern(key).map(ItemSlot::new)
     }
 
     fn too_much_before_init(&self) -> Stop {
@@ -761,12 +834,18 @@ impl Connection {
                 Some(Stop::Drop)
             };
         }
+        let slot = self.slot_for(&request);
+        let request = match &slot {
+            Some(slot) => request.data(slot.clone()),
+            None => request,
+        };
         let stream = self
             .app
             .schema
             .execute_stream_with_session_data(request, session);
         let op = Operation {
             inner: stream,
+            slot,
             first: true,
             ended: false,
             _held: Held::new(self.app.ws_gauges.clone(), |g| &g.subscriptions),
