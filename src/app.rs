@@ -126,11 +126,16 @@ impl App {
         );
         bus.set_metrics(metrics.clone());
         // The one reader of every tenant's new events: read-only, all tenants.
-        bus.spawn_fanout(Scoped::new(db::uncounted(&conn), Scope::AllTenants));
+        bus.spawn_fanout(
+            Scoped::new(db::uncounted(&conn), Scope::AllTenants),
+            db::uncounted(&conn),
+        );
         // Also on SQLite: another process (`cerebral import`) may append to
         // the same file, and only polling notices that.
         if !db::is_sqlite(&conn) {
+            bus.lag_in_transactions();
             bus.spawn_pg_listener(conn.clone());
+            bus.spawn_pg_notifier(conn.clone());
         }
         // A safety net on PostgreSQL (and the only cross-process signal on
         // SQLite, e.g. a CLI import into the server's file).

@@ -51,8 +51,12 @@ pub struct Metrics {
     /// Events handed to subscribers.
     pub events_delivered: Counter,
     /// For each event handed to a subscriber, how far the committed head
-    /// was ahead of it (events).
+    /// was ahead of it (events on SQLite, transactions on PostgreSQL).
     pub subscriber_lag: Histogram,
+    /// Times an event stream was woken because the fan-out put an event on
+    /// the ring that its filter may want: events a stream's filter
+    /// excludes must not move it.
+    pub stream_wakeups: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -183,6 +187,10 @@ impl Metrics {
             ),
             subscriber_lag: recorder.register_histogram(
                 &Key::from_static_name("cerebral_subscriber_lag_events"),
+                &METADATA,
+            ),
+            stream_wakeups: recorder.register_counter(
+                &Key::from_static_name("cerebral_event_stream_wakeups_total"),
                 &METADATA,
             ),
             recorder,
@@ -412,7 +420,13 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Histogram,
         "cerebral_subscriber_lag_events",
         None,
-        "How many events the committed head was ahead of each event when it was handed to a subscriber.",
+        "How far the committed head was ahead of each event when it was handed to a subscriber (events on SQLite, transactions on PostgreSQL).",
+    ),
+    (
+        Kind::Counter,
+        "cerebral_event_stream_wakeups_total",
+        None,
+        "Times an event stream was woken for an event its filter may want (events a filter excludes wake nothing).",
     ),
     (
         Kind::Counter,
@@ -424,7 +438,7 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Gauge,
         "cerebral_event_head",
         None,
-        "Highest committed event sequence number known to this process.",
+        "Highest committed event position known to this process.",
     ),
     (
         Kind::Gauge,
