@@ -143,12 +143,17 @@ impl App {
         );
         bus.set_metrics(metrics.clone());
         // The one reader of every tenant's new events: read-only, all tenants.
-        bus.spawn_fanout(Scoped::new(db::uncounted(&conn), Scope::AllTenants));
+        bus.spawn_fanout(
+            Scoped::new(db::uncounted(&conn), Scope::AllTenants),
+            db::uncounted(&conn),
+        );
         // Started as early as the head is known: the LISTEN connection is a
         // connection of its own, readiness waits for it, and it opens while
         // the rest of start-up runs.
         if postgres {
+            bus.lag_in_transactions();
             bus.spawn_pg_listener(conn.clone());
+            bus.spawn_pg_notifier(conn.clone());
         }
         steps.done("event bus started");
         if postgres {

@@ -54,8 +54,12 @@ pub struct Metrics {
     /// same selection instead of running it again.
     pub frames_shared: Counter,
     /// For each event handed to a subscriber, how far the committed head
-    /// was ahead of it (events).
+    /// was ahead of it (events on SQLite, transactions on PostgreSQL).
     pub subscriber_lag: Histogram,
+    /// Times an event stream was woken because the fan-out put an event on
+    /// the ring that its filter may want: events a stream's filter
+    /// excludes must not move it.
+    pub stream_wakeups: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -192,6 +196,10 @@ impl Metrics {
             ),
             subscriber_lag: recorder.register_histogram(
                 &Key::from_static_name("cerebral_subscriber_lag_events"),
+                &METADATA,
+            ),
+            stream_wakeups: recorder.register_counter(
+                &Key::from_static_name("cerebral_event_stream_wakeups_total"),
                 &METADATA,
             ),
             recorder,
@@ -429,7 +437,13 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Histogram,
         "cerebral_subscriber_lag_events",
         None,
-        "How many events the committed head was ahead of each event when it was handed to a subscriber.",
+        "How far the committed head was ahead of each event when it was handed to a subscriber (events on SQLite, transactions on PostgreSQL).",
+    ),
+    (
+        Kind::Counter,
+        "cerebral_event_stream_wakeups_total",
+        None,
+        "Times an event stream was woken for an event its filter may want (events a filter excludes wake nothing).",
     ),
     (
         Kind::Counter,
@@ -441,7 +455,7 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Gauge,
         "cerebral_event_head",
         None,
-        "Highest committed event sequence number known to this process.",
+        "Highest committed event position known to this process.",
     ),
     (
         Kind::Gauge,

@@ -10,7 +10,7 @@
 //!   in-process by dropping the service's `begin` and a scoped read at the
 //!   moment their statement is on the wire;
 //! - requests that time out while blocked on a lock (another session holds
-//!   `event_sequence` in ACCESS EXCLUSIVE mode for 3 s): PostgreSQL
+//!   `events` in SHARE mode, which blocks every insert, for 3 s): PostgreSQL
 //!   cancels their statement after `statement_timeout`.
 //!
 //! After each: every slot of the pool is back and idle, no server session
@@ -305,11 +305,11 @@ async fn requests_timing_out_on_a_lock_do_not_leak_connections() {
     let locker = owner(&app).await;
 
     for round in 0..3 {
-        // Another session holds the event sequence for 3 s: the writes
-        // block on it at commit, their requests time out after 1 s, and
+        // Another session blocks inserts into the event log for 3 s: the
+        // writes block on it at commit, their requests time out after 1 s, and
         // PostgreSQL cancels their statements after 2 s.
         let txn = locker.begin().await.expect("begin");
-        txn.execute_unprepared("LOCK TABLE event_sequence IN ACCESS EXCLUSIVE MODE")
+        txn.execute_unprepared("LOCK TABLE events IN SHARE MODE")
             .await
             .expect("lock");
         let locked = Instant::now();

@@ -228,3 +228,107 @@ async fn an_item_with_an_error_is_each_subscribers_own() {
     }
     assert_eq!(shared(&app.base).await, before);
 }
+
+/// Writes `n` events of `event_type` in `project` in one transaction, in
+/// process (a thousand events over HTTP would take most of the test).
+async fn append_events(
+    app: &support::TestApp,
+    project: uuid::Uuid,
+    event_type: cerebral::domain::EventType,
+    n: usize,
+) {
+    let principal = cerebral::auth::Principal::development();
+    let mut tx = app.services.begin(&principal).await.expect("begin");
+    for i in 0..n {
+        tx.append(cerebral::service::NewEvent {
+            event_type,
+            project_id: Some(project),
+            task_id: None,
+            subject_type: "Task",
+            subject_id: uuid::Uuid::now_v7(),
+            payload: json!({ "i": i }),
+        });
+    }
+    tx.commit().await.expect("commit");
+}
+
+/// Issue 14: events a stream's filter excludes cost it nothing. A stream
+/// narrowed to one project and one type sleeps through a thousand events
+/// of other projects and other types — it is never woken, and it reads
+/// nothing from the log although they run far past its ring of 16 — and
+/// still gets its own event when it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_stream_is_not_woken_by_the_events_it_excludes() {
+    use cerebral::domain::EventType;
+    let app = support::spawn_with(|c| c.event_buffer = 16).await;
+    let mine = app
+        .ok(
+            "mutation { createProject(input: {name: \"mine\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mine_id = cerebral::ids::decode(cerebral::ids::Kind::Project, &mine).expect("project id");
+    let mut sub = app
+        .subscribe(
+            "subscription($p: ID!) { events(after: \"HEAD\", projectId: $p, types: [TASK_PROGRESS]) { cursor type payload } }",
+            json!({ "p": mine }),
+        )
+        .await;
+    support::wait_metric(
+        &app.base,
+        "cerebral_event_listeners",
+        Duration::from_secs(10),
+        |v| v >= 1.0,
+    )
+    .await
+    .expect("the stream is registered");
+    let metric = |name: &'static str| {
+        let base = app.base.clone();
+        async move { support::metric(&base, name).await.unwrap_or(0.0) }
+    };
+    let wakeups = metric("cerebral_event_stream_wakeups_total").await;
+    let gaps = metric("cerebral_event_gap_reads_total").await;
+    let published = metric("cerebral_events_published_total").await;
+
+    // 500 of its type in another project, 500 of another type in its own.
+    let other = uuid::Uuid::now_v7();
+    for _ in 0..5 {
+        append_events(&app, other, EventType::TaskProgress, 100).await;
+        append_events(&app, mine_id, EventType::TaskCreated, 100).await;
+    }
+    support::wait_metric(
+        &app.base,
+        "cerebral_events_published_total",
+        Duration::from_secs(20),
+        |v| v >= published + 1000.0,
+    )
+    .await
+    .expect("the fan-out put the thousand events on the ring");
+    assert_eq!(
+        metric("cerebral_event_stream_wakeups_total").await,
+        wakeups,
+        "a stream was woken by events its filter excludes"
+    );
+    assert_eq!(
+        metric("cerebral_event_gap_reads_total").await,
+        gaps,
+        "a stream read events it excludes back from the log"
+    );
+    assert!(
+        sub.next(Duration::from_millis(300)).await.is_none(),
+        "an excluded event was delivered"
+    );
+
+    // Its own event wakes it and arrives.
+    append_events(&app, mine_id, EventType::TaskProgress, 1).await;
+    let got = sub
+        .next(Duration::from_secs(10))
+        .await
+        .expect("its own event arrives");
+    assert_eq!(got["events"]["type"], "TASK_PROGRESS");
+    assert_eq!(got["events"]["payload"]["i"], 0);
+    assert!(metric("cerebral_event_stream_wakeups_total").await > wakeups);
+}

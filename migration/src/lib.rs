@@ -15,6 +15,7 @@ mod m20261122_000003_create_sessions;
 mod m20261122_000004_create_events;
 mod m20261122_000005_create_idempotency_keys;
 pub mod m20261122_000006_row_level_security;
+mod m20261206_000007_events_as_positions;
 
 /// Runs every migration of this crate, in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_events::Migration),
             Box::new(m20261122_000005_create_idempotency_keys::Migration),
             Box::new(m20261122_000006_row_level_security::Migration),
+            Box::new(m20261206_000007_events_as_positions::Migration),
         ]
     }
 }

@@ -1,32 +1,82 @@
 //! The event bus, the in-process fan-out and the replay-then-live stream.
 //!
-//! Three pieces, each with one job:
+//! # One total order without a global lock
 //!
-//! - The **head**: the highest sequence number known to be committed. Local
-//!   commits move it directly; with several replicas on one PostgreSQL
-//!   database a `LISTEN` connection (and a slow poll as a safety net) moves
-//!   it for commits made elsewhere. It carries numbers, never event bodies.
+//! Every event has a position in the log, its `seq` (the stream cursor).
+//! Writers never wait for each other to get one:
+//!
+//! - On PostgreSQL an event's position is [`position`]`(xid, i)`: the id of
+//!   the transaction that wrote it (`pg_current_xact_id()`), shifted left by
+//!   [`TXN_BITS`], plus its index within that transaction. Positions are
+//!   unique and need no lock, but they have holes and are not handed out in
+//!   commit order: a transaction with a smaller id may commit after one with
+//!   a larger id. They are **final below the horizon**
+//!   (`pg_snapshot_xmin(pg_current_snapshot())` shifted the same way, see
+//!   [`PG_HORIZON`]): every transaction with a smaller id has committed or
+//!   aborted, so no event can appear below it any more. Every read of the
+//!   log that streams build on (the fan-out's reads, the events list query
+//!   and `Project.events`) reads only below the horizon, computed in the
+//!   same statement or before it; in position order the log is then
+//!   append-only, which is all the streams need. The price: a transaction
+//!   that stays open anywhere in the cluster (any database, any client)
+//!   holds delivery back — not writes — while it runs.
+//! - On SQLite writers take turns anyway (one in-process lock and
+//!   `BEGIN IMMEDIATE`), so positions come from the `event_sequence`
+//!   counter, dense and final at commit.
+//!
+//! Positions written before this scheme (the old counter's small numbers)
+//! all lie below any transaction id shifted by [`TXN_BITS`] (checked by the
+//! `events_as_positions` migration), so old cursors stay valid.
+//!
+//! # Three pieces, each with one job
+//!
+//! - The **head**: the highest position this process knows to be
+//!   committed. Local commits move it ([`EventBus::committed`]); with several
+//!   replicas on one PostgreSQL database a `LISTEN` connection (and a slow
+//!   poll as a safety net) moves it for commits made elsewhere. It carries
+//!   positions, never event bodies. After a local commit one notifier task
+//!   per process sends the latest position with `pg_notify` to the other
+//!   replicas — outside any write transaction, coalescing many commits into
+//!   one statement (a notifying transaction takes a database-wide lock at
+//!   commit; sending from inside the write transactions serialised them).
 //! - The **fan-out**: one task per process that, whenever the head moves,
-//!   reads the new events from the log once (all tenants, in sequence order)
-//!   and puts them on a bounded in-memory ring (`tokio::sync::broadcast`,
-//!   [`Config::event_buffer`](crate::config::Config) entries). So a commit
-//!   costs one read per process, not one per subscriber.
-//! - The **stream** of one subscriber: it joins the ring *first*, then
-//!   replays from the log after its cursor, then follows the ring, dropping
-//!   what it already sent. Sequence numbers are handed out in commit order
-//!   with no holes (see the events migration), so a jump in the numbers it
-//!   sees means it missed some — because it fell behind and the ring moved
-//!   on — and it reads exactly the missing range from the log before going
-//!   on. A slow subscriber therefore costs no memory while it is slow and
-//!   never skips an event; it only reads more rows when it reads again.
+//!   reads the new events from the log once (all tenants, in position
+//!   order, below the horizon) and puts them on a bounded in-memory ring
+//!   (`tokio::sync::broadcast`, [`Config::event_buffer`](crate::config::Config)
+//!   entries). So a commit costs one read per process, not one per
+//!   subscriber. When the horizon holds back a position it knows of, it
+//!   reads again soon (1 ms, doubling to 50 ms) rather than at the next
+//!   poll. Each ring item carries `prev`, a position below it with no event
+//!   in between; the ring announces `delivered`, the position up to which
+//!   every event is on the ring (or was).
+//! - The **stream** of one subscriber: it registers its filter with the
+//!   bus and joins the ring *first*, then replays from the log after its
+//!   cursor up to `delivered`, then follows the ring, dropping what it
+//!   already sent. When an item's `prev` lies beyond what it has covered, it
+//!   missed some — because it fell behind and the ring moved on — and it
+//!   reads exactly that range from the log before going on. A slow
+//!   subscriber therefore costs no memory while it is slow and never skips
+//!   an event; it only reads more rows when it reads again.
+//!
+//! # Filtered before waking
+//!
+//! A stream does not wait on the ring itself (every send would wake every
+//! stream): it drains the ring without waiting and then sleeps on its own
+//! `Notify`. The fan-out checks each new event against the registered
+//! filters and wakes only the streams that may want it, after the event is
+//! on the ring, leaving them the position of the first such event. A woken
+//! stream knows that nothing between its cursor and that position is for
+//! it, so it moves its cursor past the events it slept through without
+//! reading them, even when the ring has long dropped them. An event a
+//! stream's filter excludes costs the stream nothing.
 //!
 //! The ring is bounded by bytes as well as by count
 //! ([`Config::event_buffer_bytes`](crate::config::Config)): an event whose
 //! payload would take the ring past its byte budget goes on it as a stub
-//! (its sequence number and what filters look at, no payload), and a
-//! stream whose filter may want it reads that one row from the log. So a
-//! burst of large payloads costs the process at most the byte budget, not
-//! the ring's count times the largest payload.
+//! (its position and what filters look at, no payload), and a stream whose
+//! filter may want it reads that one row from the log. So a burst of large
+//! payloads costs the process at most the byte budget, not the ring's count
+//! times the largest payload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +86,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Statement,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
 use crate::domain::EventType;
@@ -44,8 +94,57 @@ use crate::entity::event;
 use crate::error::{AppError, AppResult};
 use crate::rls::Scoped;
 
-/// The PostgreSQL NOTIFY channel that carries committed sequence numbers.
+/// The PostgreSQL NOTIFY channel that carries committed positions.
 pub const CHANNEL: &str = "cerebral_events";
+
+/// Bits of a PostgreSQL log position that hold an event's index within its
+/// transaction; the transaction id sits above them.
+pub const TXN_BITS: u32 = 20;
+
+/// Largest transaction id whose positions still fit an `i64` (2^43: some
+/// two thousand wraparounds of the 32-bit id).
+const MAX_XID: i64 = 1 << (63 - TXN_BITS);
+
+/// SQL for the PostgreSQL horizon: every position below it is final (its
+/// transaction has committed or aborted). Evaluated inside a statement, it
+/// uses that statement's snapshot.
+pub const PG_HORIZON: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+
+/// SQL for one past the largest position a committed PostgreSQL transaction
+/// may have written: positions at or beyond it belong to transactions not
+/// yet finished or not yet begun.
+const PG_COMMITTED_END: &str = "(pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20)";
+
+/// The position of the first of `n` events written by the PostgreSQL
+/// transaction `xid`; the others follow it. Refused when the transaction
+/// writes more events than [`TXN_BITS`] allows, or when the id no longer
+/// fits.
+pub fn position(xid: i64, n: usize) -> AppResult<i64> {
+    if n > 1 << TXN_BITS {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "one transaction may append at most {} events (tried {n})",
+            1u64 << TXN_BITS
+        )));
+    }
+    if !(0..MAX_XID).contains(&xid) {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "transaction id {xid} is past what event positions can hold"
+        )));
+    }
+    Ok(xid << TXN_BITS)
+}
+
+/// Shortest pause before the fan-out reads again when the horizon held
+/// back a position it knows of.
+const HOLD_MIN: Duration = Duration::from_millis(1);
+
+/// Longest such pause.
+const HOLD_MAX: Duration = Duration::from_millis(50);
+
+/// How long a stream subscribing at `HEAD` waits for the fan-out to pass
+/// the commits this process already knows of (so `HEAD` starts after them),
+/// at most.
+const HEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// Rows read from the log per query while catching up.
 const PAGE: u64 = 200;
@@ -67,12 +166,24 @@ pub struct EventBus {
 }
 
 struct Inner {
-    /// Highest sequence number known to be committed.
+    /// Highest position known to be committed (the fan-out's target).
     head: watch::Sender<i64>,
-    /// Highest sequence number already put on `feed`.
+    /// Every event at or below this position is on `feed` (or was).
     delivered: watch::Sender<i64>,
-    /// The recent events of every tenant, in sequence order.
-    feed: broadcast::Sender<Ring>,
+    /// The position of the last event put on `feed` (no event lies between
+    /// it and `delivered`), or where the process started.
+    last_event: std::sync::atomic::AtomicI64,
+    /// The latest position committed by this process, for the notifier.
+    notify: watch::Sender<i64>,
+    /// The recent events of every tenant, in log order.
+    feed: broadcast::Sender<Item>,
+    /// The streams of this process, by tenant, with what they want.
+    waiters: std::sync::Mutex<std::collections::HashMap<Uuid, Waiters>>,
+    /// Id of the next registered stream.
+    next_waiter: std::sync::atomic::AtomicU64,
+    /// How far right a position is shifted to measure subscriber lag
+    /// ([`TXN_BITS`] on PostgreSQL: lag in transactions there).
+    lag_shift: std::sync::atomic::AtomicU32,
     /// Most bytes the events held whole on the ring may take (estimated
     /// memory of their payloads).
     ring_bytes: usize,
@@ -98,6 +209,40 @@ struct Inner {
     listening: std::sync::atomic::AtomicBool,
 }
 
+/// The registered streams of one tenant.
+type Waiters = std::collections::HashMap<u64, Arc<Waiter>>;
+
+/// What the fan-out knows of one stream: its filter, how to wake it, and
+/// the first event it may want since it last looked.
+struct Waiter {
+    filter: EventFilter,
+    wake: Notify,
+    /// Position of the first event put on the ring for this stream since
+    /// the stream last took it (`i64::MAX`: none).
+    first: std::sync::atomic::AtomicI64,
+}
+
+/// A stream's registration; dropping it unregisters the stream.
+struct Registration {
+    bus: EventBus,
+    tenant: Uuid,
+    id: u64,
+    waiter: Arc<Waiter>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut all) = self.bus.inner.waiters.lock()
+            && let Some(of_tenant) = all.get_mut(&self.tenant)
+        {
+            of_tenant.remove(&self.id);
+            if of_tenant.is_empty() {
+                all.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 impl EventBus {
     /// A bus whose head starts at `head` (the committed maximum at start-up)
     /// with a ring of `capacity` events; a stream that would replay more
@@ -116,12 +261,18 @@ impl EventBus {
     ) -> Self {
         let (head_tx, _) = watch::channel(head);
         let (delivered, _) = watch::channel(head);
+        let (notify, _) = watch::channel(head);
         let (feed, _) = broadcast::channel(capacity.max(1));
         EventBus {
             inner: Arc::new(Inner {
                 head: head_tx,
                 delivered,
+                notify,
+                last_event: std::sync::atomic::AtomicI64::new(head),
                 feed,
+                waiters: Default::default(),
+                next_waiter: Default::default(),
+                lag_shift: Default::default(),
                 ring_bytes,
                 ring_capacity: capacity.max(1),
                 max_replay: i64::try_from(max_replay).unwrap_or(i64::MAX),
@@ -157,18 +308,37 @@ impl EventBus {
     fn delivering(&self, e: &event::Model) {
         if let Some(m) = self.inner.metrics.get() {
             m.events_delivered.increment(1);
-            m.subscriber_lag.record((self.head() - e.seq).max(0) as f64);
+            let shift = self
+                .inner
+                .lag_shift
+                .load(std::sync::atomic::Ordering::Relaxed);
+            m.subscriber_lag
+                .record(((self.head() >> shift) - (e.seq >> shift)).max(0) as f64);
         }
     }
 
-    /// Reads the committed head from the database.
+    /// Reads from the database the position up to which the log is final:
+    /// the last position of the `event_sequence` counter on SQLite, one
+    /// below the horizon on PostgreSQL.
     pub async fn read_head(db: &DatabaseConnection) -> AppResult<i64> {
+        Self::read_one(db, format!("SELECT {PG_HORIZON} - 1 AS last_seq")).await
+    }
+
+    /// Reads from the database the largest position a committed event may
+    /// have (on PostgreSQL it may not be final yet): a cursor beyond it
+    /// comes from another database, or is made up.
+    pub async fn read_latest(db: &DatabaseConnection) -> AppResult<i64> {
+        Self::read_one(db, format!("SELECT {PG_COMMITTED_END} - 1 AS last_seq")).await
+    }
+
+    async fn read_one(db: &DatabaseConnection, pg: String) -> AppResult<i64> {
         let backend = db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => pg,
+            _ => "SELECT last_seq FROM event_sequence WHERE name = 'events'".to_string(),
+        };
         let row = db
-            .query_one_raw(Statement::from_string(
-                backend,
-                "SELECT last_seq FROM event_sequence WHERE name = 'events'",
-            ))
+            .query_one_raw(Statement::from_string(backend, sql))
             .await?;
         Ok(match row {
             Some(r) => r.try_get("", "last_seq")?,
@@ -176,7 +346,29 @@ impl EventBus {
         })
     }
 
-    /// Records that events up to `seq` are committed.
+    /// Measures subscriber lag in transactions rather than positions (on
+    /// PostgreSQL, where positions are transaction ids shifted left).
+    pub fn lag_in_transactions(&self) {
+        self.inner
+            .lag_shift
+            .store(TXN_BITS, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records that this process committed events up to `seq`: the local
+    /// fan-out reads them, and the notifier tells the other replicas.
+    pub fn committed(&self, seq: i64) {
+        self.published(seq);
+        self.inner.notify.send_if_modified(|n| {
+            if seq > *n {
+                *n = seq;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Records that events up to `seq` are committed (here or elsewhere).
     pub fn published(&self, seq: i64) {
         self.inner.head.send_if_modified(|h| {
             if seq > *h {
@@ -188,14 +380,71 @@ impl EventBus {
         });
     }
 
-    /// The highest committed sequence number this process knows of.
+    /// The highest committed position this process knows of (on
+    /// PostgreSQL it may not be final yet: see the module documentation).
     pub fn head(&self) -> i64 {
         *self.inner.head.borrow()
     }
 
-    /// The highest sequence number the fan-out has put on the ring.
+    /// The position up to which the fan-out has put every event on the
+    /// ring: final, and a safe place to start a stream.
     pub fn delivered(&self) -> i64 {
         *self.inner.delivered.borrow()
+    }
+
+    /// Registers a stream's filter: from now on the fan-out wakes it for
+    /// the events that filter may want.
+    fn register(&self, filter: &EventFilter) -> Registration {
+        let id = self
+            .inner
+            .next_waiter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let waiter = Arc::new(Waiter {
+            filter: filter.clone(),
+            wake: Notify::new(),
+            first: std::sync::atomic::AtomicI64::new(i64::MAX),
+        });
+        if let Ok(mut all) = self.inner.waiters.lock() {
+            all.entry(filter.tenant_id)
+                .or_default()
+                .insert(id, waiter.clone());
+        }
+        Registration {
+            bus: self.clone(),
+            tenant: filter.tenant_id,
+            id,
+            waiter,
+        }
+    }
+
+    /// Wakes the registered streams that may want some of `items` (just put
+    /// on the ring), leaving each the position of the first such item.
+    fn wake(&self, items: &[Item]) {
+        let mut woken: Vec<Arc<Waiter>> = Vec::new();
+        {
+            let Ok(all) = self.inner.waiters.lock() else {
+                return;
+            };
+            let mut seen = std::collections::HashSet::new();
+            for item in items {
+                let stub = item.stub();
+                let Some(of_tenant) = all.get(&stub.tenant_id) else {
+                    continue;
+                };
+                for (id, w) in of_tenant {
+                    if w.filter.may_match(&stub) {
+                        w.first
+                            .fetch_min(stub.seq, std::sync::atomic::Ordering::AcqRel);
+                        if seen.insert(*id) {
+                            woken.push(w.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for w in woken {
+            w.wake.notify_one();
+        }
     }
 
     /// Times a stream fell behind the ring and read the gap from the log.
@@ -212,24 +461,49 @@ impl EventBus {
 
     /// Starts the fan-out: whenever the head moves, reads the new events
     /// from the log and puts them on the ring, in order. `db` must read
-    /// every tenant's events ([`crate::rls::Scope::AllTenants`]) and should
-    /// not count towards per-request statement figures (see
-    /// [`crate::db::uncounted`]). A failing read is retried with a growing
-    /// pause; the ring then simply moves on later, and streams that see the
-    /// jump read the range from the log themselves.
-    pub fn spawn_fanout(&self, db: Scoped) {
+    /// every tenant's events ([`crate::rls::Scope::AllTenants`]); `pool`
+    /// reads the PostgreSQL horizon (no tenant rows). Both should not count
+    /// towards per-request statement figures (see [`crate::db::uncounted`]).
+    /// A failing read is retried with a growing pause; the ring then simply
+    /// moves on later, and streams that see the jump read the range from
+    /// the log themselves.
+    pub fn spawn_fanout(&self, db: Scoped, pool: DatabaseConnection) {
         let bus = self.clone();
         tokio::spawn(async move {
+            let pg = db.get_database_backend() == sea_orm::DbBackend::Postgres;
             let mut head = bus.inner.head.subscribe();
             let mut pause = RETRY_MIN;
+            let mut hold = HOLD_MIN;
             let mut budget = RingBudget::new(bus.inner.ring_capacity, bus.inner.ring_bytes);
             loop {
                 let target = *head.borrow_and_update();
                 let mut done = bus.delivered();
                 while done < target {
+                    // Below `bound` every position is final: on PostgreSQL
+                    // the horizon, read first (it only grows, so whatever
+                    // the read below sees under it is complete); on SQLite
+                    // positions are final at commit.
+                    let bound = if pg {
+                        match Self::read_head(&pool).await {
+                            Ok(h) => h,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "event horizon read failed; retrying");
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(RETRY_MAX);
+                                continue;
+                            }
+                        }
+                    } else {
+                        target
+                    };
+                    if bound <= done {
+                        // Held back: a transaction older than what we know
+                        // of is still running somewhere.
+                        break;
+                    }
                     let stmt = event::Entity::find()
                         .filter(event::Column::Seq.gt(done))
-                        .filter(event::Column::Seq.lte(target))
+                        .filter(event::Column::Seq.lte(bound))
                         .order_by_asc(event::Column::Seq)
                         .limit(FANOUT_PAGE)
                         .build(db.get_database_backend());
@@ -248,7 +522,7 @@ impl EventBus {
                     let full = cut || rows.len() as u64 == FANOUT_PAGE;
                     let batch_end = match (full, rows.last()) {
                         (true, Some(last)) => last.seq,
-                        _ => target,
+                        _ => bound,
                     };
                     // Announce the batch *before* putting it on the ring. A
                     // stream that joins the ring and then reads `delivered`
@@ -261,19 +535,74 @@ impl EventBus {
                     if let Some(m) = bus.inner.metrics.get() {
                         m.events_published.increment(rows.len() as u64);
                     }
+                    let mut prev = done;
+                    let mut items = Vec::with_capacity(rows.len());
                     for row in rows {
-                        let item = if budget.admit(payload_bytes(&row)) {
+                        let seq = row.seq;
+                        let body = if budget.admit(payload_bytes(&row)) {
                             Ring::Whole(Arc::new(row))
                         } else {
                             Ring::Stub(Stub::of(&row))
                         };
+                        let item = Item { prev, body };
+                        prev = seq;
                         // No receiver is fine: nobody is listening.
-                        let _ = bus.inner.feed.send(item);
+                        let _ = bus.inner.feed.send(item.clone());
+                        items.push(item);
                     }
+                    if let Some(last) = items.last() {
+                        bus.inner
+                            .last_event
+                            .store(last.seq(), std::sync::atomic::Ordering::Release);
+                    }
+                    // After the sends: a woken stream finds them on the ring.
+                    bus.wake(&items);
                     done = batch_end;
                 }
+                if done < target {
+                    // A position we know of is committed but not yet final:
+                    // look again soon (the poll would be much later).
+                    tokio::select! {
+                        _ = tokio::time::sleep(hold) => {}
+                        changed = head.changed() => if changed.is_err() { break },
+                    }
+                    hold = (hold * 2).min(HOLD_MAX);
+                    continue;
+                }
+                hold = HOLD_MIN;
                 if head.changed().await.is_err() {
                     break;
+                }
+            }
+        });
+    }
+
+    /// On PostgreSQL: sends `pg_notify(CHANNEL, position)` whenever this
+    /// process commits, so other replicas' fan-outs read at once. Outside
+    /// the write transactions, and one statement for however many commits
+    /// happened while the previous one ran. A commit whose notification is
+    /// lost (crash between commit and notify, a failed send) reaches the
+    /// other replicas at their next poll.
+    pub fn spawn_pg_notifier(&self, db: DatabaseConnection) {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let pool = db.get_postgres_connection_pool().clone();
+            let mut latest = bus.inner.notify.subscribe();
+            let mut pause = RETRY_MIN;
+            while latest.changed().await.is_ok() {
+                let seq = *latest.borrow_and_update();
+                let sent = sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(seq.to_string())
+                    .execute(&pool)
+                    .await;
+                match sent {
+                    Ok(_) => pause = RETRY_MIN,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot notify other replicas; their poll will see the events");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RETRY_MAX);
+                    }
                 }
             }
         });
@@ -296,13 +625,14 @@ impl EventBus {
         });
     }
 
-    /// On PostgreSQL: one `LISTEN` connection per process. Every commit that
-    /// appended events sends `pg_notify(CHANNEL, last_seq)` inside its
-    /// transaction (delivered only if it commits), and this listener moves
-    /// the local head, so a subscriber on any replica hears of an event as
-    /// soon as it is committed. When the connection drops, notifications
-    /// sent meanwhile are lost — so after every reconnect the head is read
-    /// from the table; streams then catch up from the log, never skipping.
+    /// On PostgreSQL: one `LISTEN` connection per process. After every
+    /// commit that appended events the committing process sends
+    /// `pg_notify(CHANNEL, position)` (see [`EventBus::spawn_pg_notifier`]),
+    /// and this listener moves the local head, so a subscriber on any
+    /// replica hears of an event as soon as it is committed. When the
+    /// connection drops, notifications sent meanwhile are lost — so after
+    /// every reconnect the head is read from the database; streams then
+    /// catch up from the log, never skipping.
     pub fn spawn_pg_listener(&self, db: DatabaseConnection) {
         let bus = self.clone();
         // Reads go straight to the pool, outside sea-orm's statement counter:
@@ -310,7 +640,7 @@ impl EventBus {
         // statement figures at random moments.
         async fn head(pool: &sea_orm::sqlx::PgPool) -> Option<i64> {
             sea_orm::sqlx::query_scalar::<_, i64>(
-                "SELECT last_seq FROM event_sequence WHERE name = 'events'",
+                "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1",
             )
             .fetch_one(pool)
             .await
@@ -480,16 +810,19 @@ impl EventFilter {
             .is_some())
     }
 
-    /// Number of matching events in the log.
+    /// Number of matching events in the log, committed ones whether final
+    /// or not (a count is not a cursor: it can show a write at once).
     pub async fn count(&self, db: &Scoped) -> AppResult<u64> {
         use sea_orm::PaginatorTrait;
         Ok(self.query(db.get_database_backend()).count(db).await?)
     }
 
-    /// One page of matching events with `seq > after`, oldest first.
+    /// One page of matching events with `seq > after`, oldest first; only
+    /// final positions (see the module documentation), so paging on with
+    /// the last cursor never skips an event committed later.
     pub async fn page(&self, db: &Scoped, after: i64, limit: u64) -> AppResult<Vec<event::Model>> {
-        let rows = self
-            .query(db.get_database_backend())
+        let backend = db.get_database_backend();
+        let rows = final_only(self.query(backend), backend)
             .filter(event::Column::Seq.gt(after))
             .order_by_asc(event::Column::Seq)
             .limit(limit)
@@ -499,8 +832,23 @@ impl EventFilter {
     }
 }
 
+/// Keeps only final positions (below the horizon, computed in the same
+/// statement) on PostgreSQL; on SQLite every committed position is final.
+fn final_only(
+    q: sea_orm::Select<event::Entity>,
+    backend: sea_orm::DbBackend,
+) -> sea_orm::Select<event::Entity> {
+    match backend {
+        sea_orm::DbBackend::Postgres => q.filter(sea_orm::sea_query::Expr::cust(format!(
+            "\"events\".\"seq\" < {PG_HORIZON}"
+        ))),
+        _ => q,
+    }
+}
+
 /// Every matching event after `after`, then every new one as it commits, in
-/// order, none twice. `after = None` starts at the current head (live only).
+/// order, none twice. `after = None` starts after what this process knows
+/// to be committed (live only).
 ///
 /// A failing read (pool exhausted, connection reset) does not end the
 /// stream: it is retried from the same cursor with a growing pause (0.1 s up
@@ -514,21 +862,27 @@ pub fn stream(
     after: Option<i64>,
 ) -> impl Stream<Item = Result<Arc<event::Model>, AppError>> {
     async_stream::stream! {
-        // Join the ring before reading the log, so nothing committed in
-        // between can fall through.
+        // Register and join the ring before reading the log, so nothing
+        // committed in between can fall through.
+        let registration = bus.register(&filter);
+        let waiter = registration.waiter.clone();
         let mut feed = bus.inner.feed.subscribe();
-        let mut cursor = after.unwrap_or_else(|| bus.head());
+        let mut cursor = match after {
+            Some(c) => c,
+            None => Box::pin(settled(&bus)).await,
+        };
         // Measured against the committed head: the ring may not have caught
         // up yet, and its jumps alone would not show the distance.
-        if Box::pin(too_far(&db, &bus, &filter, cursor, bus.head())).await {
-            yield Err(resync(&bus, cursor));
+        let head = bus.head().max(bus.delivered());
+        if Box::pin(too_far(&db, &bus, &filter, cursor, head)).await {
+            yield Err(Box::pin(resync(&bus, cursor)).await);
             return;
         }
         // Replay from the log up to what the ring has already passed; the
-        // ring holds the rest (or the jump check below notices it does not).
+        // ring holds the rest (or an item's `prev` shows it does not).
         let mut upto = bus.delivered();
-        // A ring event that showed a jump, sent once the gap before it is.
-        let mut held: Option<Ring> = None;
+        // A ring item that showed a gap, sent once the gap before it is.
+        let mut held: Option<Item> = None;
         loop {
             while cursor < upto {
                 // Boxed: an idle stream should not carry the query's state inline.
@@ -542,7 +896,7 @@ pub fn stream(
                 }
                 if !full {
                     cursor = upto;
-                    // Replaying (no ring event waiting): the ring may have
+                    // Replaying (no ring item waiting): the ring may have
                     // moved on meanwhile. Filling a gap reads just the gap.
                     if held.is_none() {
                         upto = upto.max(bus.delivered());
@@ -552,7 +906,7 @@ pub fn stream(
             if let Some(item) = held.take()
                 && item.seq() > cursor
             {
-                match item {
+                match item.body {
                     Ring::Whole(e) => {
                         cursor = e.seq;
                         if filter.matches(&e) {
@@ -569,29 +923,61 @@ pub fn stream(
                     Ring::Stub(s) => cursor = s.seq,
                 }
             }
-            let e = match feed.recv().await {
-                Ok(e) => e,
-                // Fell behind the ring: the next event received shows the
-                // jump, and the missing range comes from the log.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => break,
+            let item = match feed.try_recv() {
+                Ok(item) => item,
+                // Fell behind the ring: the next item's `prev` shows the
+                // gap, and the missing range comes from the log.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(broadcast::error::TryRecvError::Closed) => break,
+                Err(broadcast::error::TryRecvError::Empty) => {
+                    // Nothing on the ring for us: sleep until the fan-out
+                    // puts something there this stream may want.
+                    waiter.wake.notified().await;
+                    if let Some(m) = bus.inner.metrics.get() {
+                        m.stream_wakeups.increment(1);
+                    }
+                    // Every event between the cursor and the first one put
+                    // on the ring for us since we last looked was checked
+                    // against our filter and is not for us: skip past them
+                    // without reading them, wherever the ring is now.
+                    let first = waiter
+                        .first
+                        .swap(i64::MAX, std::sync::atomic::Ordering::AcqRel);
+                    if first != i64::MAX {
+                        cursor = cursor.max(first - 1);
+                    }
+                    continue;
+                }
             };
-            if e.seq() <= cursor {
+            if item.seq() <= cursor {
                 continue;
             }
-            if e.seq() > cursor + 1 {
+            if item.prev > cursor {
                 bus.inner
                     .gap_reads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                upto = e.seq() - 1;
+                upto = item.prev;
                 if Box::pin(too_far(&db, &bus, &filter, cursor, upto)).await {
-                    yield Err(resync(&bus, cursor));
+                    yield Err(Box::pin(resync(&bus, cursor)).await);
                     return;
                 }
             }
-            held = Some(e);
+            held = Some(item);
         }
+        drop(registration);
     }
+}
+
+/// Where a stream that starts at `HEAD` starts: after every commit this
+/// process knows of when it subscribes (so a client's own earlier writes
+/// are not replayed to it), once the fan-out has passed them — waiting for
+/// that at most [`HEAD_WAIT`] (a transaction left open elsewhere can hold
+/// the horizon back; the stream then starts a little earlier).
+async fn settled(bus: &EventBus) -> i64 {
+    let known = bus.head();
+    let mut delivered = bus.inner.delivered.subscribe();
+    let _ = tokio::time::timeout(HEAD_WAIT, delivered.wait_for(|d| *d >= known)).await;
+    bus.delivered()
 }
 
 /// One page of matching events in `(after, upto]` and whether it was full,
@@ -630,7 +1016,10 @@ async fn read_page(
 /// replay go ahead: the limit protects the server, it never hides events.
 async fn too_far(db: &Scoped, bus: &EventBus, filter: &EventFilter, after: i64, upto: i64) -> bool {
     let limit = bus.inner.max_replay;
-    if limit <= 0 || upto - after <= limit {
+    // Positions are distinct integers: a range no wider than the limit
+    // cannot hold more events than it (with holes it usually holds far
+    // fewer, and the probe below counts).
+    if limit <= 0 || upto.saturating_sub(after) <= limit {
         return false;
     }
     let _permit = bus.inner.reads.acquire().await;
@@ -640,29 +1029,54 @@ async fn too_far(db: &Scoped, bus: &EventBus, filter: &EventFilter, after: i64, 
         .unwrap_or(false)
 }
 
-fn resync(bus: &EventBus, cursor: i64) -> AppError {
+/// The `RESYNC_REQUIRED` error, with the latest cursor once the fan-out has
+/// passed what this process knows to be committed (see [`settled`]).
+async fn resync(bus: &EventBus, cursor: i64) -> AppError {
+    settled(bus).await;
     let max_replay = bus.inner.max_replay;
     AppError::ResyncRequired {
-        latest_cursor: bus.head(),
+        // Final (nothing can appear before it once the client resumes
+        // there), and the cursor of an event when the process has seen one.
+        latest_cursor: bus
+            .inner
+            .last_event
+            .load(std::sync::atomic::Ordering::Acquire),
         reason: format!(
             "the stream is more than {max_replay} events behind (at {cursor}); reload with queries and subscribe again from latestCursor"
         ),
     }
 }
 
-/// One item of the ring: an event, or the stub of one too large for the
-/// ring's byte budget.
+/// One item of the ring: an event (or its stub) and `prev`, a position
+/// below it such that no event lies in between. A stream that has covered
+/// the log up to `prev` misses nothing by taking this item next.
+#[derive(Clone)]
+struct Item {
+    prev: i64,
+    body: Ring,
+}
+
+/// An event on the ring, or the stub of one too large for the ring's byte
+/// budget.
 #[derive(Clone)]
 enum Ring {
     Whole(Arc<event::Model>),
     Stub(Stub),
 }
 
-impl Ring {
+impl Item {
     fn seq(&self) -> i64 {
-        match self {
+        match &self.body {
             Ring::Whole(e) => e.seq,
             Ring::Stub(s) => s.seq,
+        }
+    }
+
+    /// What filters look at.
+    fn stub(&self) -> Stub {
+        match &self.body {
+            Ring::Whole(e) => Stub::of(e),
+            Ring::Stub(s) => *s,
         }
     }
 }

@@ -254,6 +254,14 @@ where
                 Some(st) => format!(" AND t.status = {}", ph(&mut values, st.into())),
                 None => String::new(),
             };
+            // Events: only final positions, so paging on never skips one
+            // committed later (see `crate::events`).
+            let status_sql = match (self.rel, backend) {
+                (Rel::ProjectEvents, sea_orm::DbBackend::Postgres) => {
+                    format!("{status_sql} AND t.seq < {}", crate::events::PG_HORIZON)
+                }
+                _ => status_sql,
+            };
             let limit_ph = ph(&mut values, (limit as i64).into());
             let sql = format!(
                 "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order} {dir}) AS rn__ \

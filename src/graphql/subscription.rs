@@ -64,13 +64,14 @@ async fn events_of(
     // A cursor from the future (another database, a typo) would otherwise
     // wait silently until the log caught up with it. This process may not
     // yet have heard of a commit on another replica, so ask the database
-    // before refusing.
+    // before refusing (on PostgreSQL: whether any committed transaction
+    // could have written that position, final or not).
     if let Some(c) = after
         && c > s.bus().head()
     {
         // Boxed, like every await of a subscription's set-up: the stream keeps
         // its set-up future's space for as long as it lives.
-        let head = Box::pin(EventBus::read_head(s.unscoped())).await?;
+        let head = Box::pin(EventBus::read_latest(s.unscoped())).await?;
         if c > head {
             return Err(AppError::bad_input(format!(
                 "cursor {c} is ahead of the event log (latest is {head})"

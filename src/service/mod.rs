@@ -4,13 +4,15 @@
 //!
 //! Flow of one change: begin → lock what the decision depends on → domain
 //! transition check → write → queue events → commit (the events are written
-//! last, under the sequence counter's row lock) → publish.
+//! last; on PostgreSQL their log positions come from the transaction's own
+//! id, so writers of different rows share no lock) → publish.
 //!
 //! Concurrency rules, the same for every writer:
 //! - Rows a decision is taken from are locked (`SELECT … FOR UPDATE`, or
 //!   `FOR SHARE` when only their state must not change) before the decision,
 //!   in one order: project → task → HITL requests; session → persona
-//!   context; event sequence always last. One order means no deadlocks.
+//!   context; on SQLite the event counter always last. One order means no
+//!   deadlocks.
 //! - Task updates are also guarded (`… WHERE id = ? AND status = ? AND
 //!   version = ?`): zero rows means someone else won, and the change is
 //!   refused with `CONFLICT`.
@@ -177,9 +179,8 @@ impl Committed {
 
 impl Tx<'_> {
     /// Queues an event; it is written at commit, after every row change of
-    /// the transaction. Taking the sequence counter's row lock last, and
-    /// only for the moment before commit, keeps lock order the same in every
-    /// transaction (no deadlocks) and the serialised section short.
+    /// the transaction (on SQLite the counter row is then taken last, so
+    /// lock order is the same in every transaction).
     pub fn append(&mut self, e: NewEvent) -> EventRef {
         self.pending.push(e);
         EventRef(self.pending.len() - 1)
@@ -198,30 +199,54 @@ impl Tx<'_> {
 
     /// Writes the queued events, commits, then tells subscribers. A failed
     /// commit publishes nothing.
+    ///
+    /// Where an event goes in the log (its `seq`, the stream cursor) is
+    /// decided here, without any lock shared with other writers: on
+    /// PostgreSQL it is the writing transaction's id and the event's index
+    /// within it ([`crate::events::position`]); on SQLite, whose writers
+    /// take turns anyway, the next numbers of the `event_sequence` counter.
+    /// See `crate::events` for how readers turn those into one total order.
     pub async fn commit(mut self) -> AppResult<Committed> {
         let mut events = Vec::with_capacity(self.pending.len());
         if !self.pending.is_empty() {
             let n = self.pending.len() as i64;
             let backend = self.txn.get_database_backend();
-            let row = self
-                .txn
-                .query_one_raw(Statement::from_sql_and_values(
-                    backend,
-                    match backend {
-                        sea_orm::DbBackend::Postgres => {
-                            "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE name = 'events' RETURNING last_seq"
-                        }
-                        _ => "UPDATE event_sequence SET last_seq = last_seq + ? WHERE name = 'events' RETURNING last_seq",
-                    },
-                    [n.into()],
-                ))
-                .await?
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("event_sequence row missing")))?;
-            let last: i64 = row.try_get("", "last_seq")?;
+            let first = match backend {
+                sea_orm::DbBackend::Postgres => {
+                    // The id of this transaction (it has one already: it
+                    // wrote). No row is locked: concurrent writers of other
+                    // rows never wait for each other here.
+                    let row = self
+                        .txn
+                        .query_one_raw(Statement::from_string(
+                            backend,
+                            "SELECT pg_current_xact_id()::text::bigint AS xid",
+                        ))
+                        .await?
+                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no transaction id")))?;
+                    let xid: i64 = row.try_get("", "xid")?;
+                    crate::events::position(xid, self.pending.len())?
+                }
+                _ => {
+                    let row = self
+                        .txn
+                        .query_one_raw(Statement::from_sql_and_values(
+                            backend,
+                            "UPDATE event_sequence SET last_seq = last_seq + ? WHERE name = 'events' RETURNING last_seq",
+                            [n.into()],
+                        ))
+                        .await?
+                        .ok_or_else(|| {
+                            AppError::Internal(anyhow::anyhow!("event_sequence row missing"))
+                        })?;
+                    let last: i64 = row.try_get("", "last_seq")?;
+                    last - n + 1
+                }
+            };
             let t = now();
             for (i, e) in std::mem::take(&mut self.pending).into_iter().enumerate() {
                 events.push(event::Model {
-                    seq: last - n + 1 + i as i64,
+                    seq: first + i as i64,
                     id: Uuid::now_v7(),
                     tenant_id: self.principal.tenant_id,
                     event_type: e.event_type,
@@ -237,16 +262,6 @@ impl Tx<'_> {
             event::Entity::insert_many(events.iter().cloned().map(event::ActiveModel::from))
                 .exec(&self.txn)
                 .await?;
-            if backend == sea_orm::DbBackend::Postgres {
-                // Delivered to every replica's listener only if this commits.
-                self.txn
-                    .execute_raw(Statement::from_sql_and_values(
-                        backend,
-                        "SELECT pg_notify($1, $2)",
-                        [crate::events::CHANNEL.into(), last.to_string().into()],
-                    ))
-                    .await?;
-            }
         }
         if let Some(claim) = self.claim.take() {
             use sea_orm::ActiveModelTrait;
@@ -272,7 +287,10 @@ impl Tx<'_> {
         }
         crate::rls::commit(self.txn).await?;
         if let Some(last) = events.last() {
-            self.bus.published(last.seq);
+            // After the commit: the fan-out reads it from the log, and other
+            // replicas hear of it through one NOTIFY sent outside any write
+            // transaction (see `EventBus::committed`).
+            self.bus.committed(last.seq);
         }
         Ok(Committed { events })
     }

@@ -1,8 +1,8 @@
 //! Tasks: creation and the task lifecycle.
 //!
 //! Lock order, the same in every transaction so two writers never wait on
-//! each other in a cycle: project row → task row → HITL request rows → the
-//! event sequence row (taken at commit, see `Tx::commit`).
+//! each other in a cycle: project row → task row → HITL request rows (→ on
+//! SQLite the event counter row, taken at commit, see `Tx::commit`).
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
