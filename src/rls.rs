@@ -205,17 +205,6 @@ impl Scoped {
         }
     }
 
-    /// Whether `other` is a clone of this handle (the same pinned
-    /// transaction), or both are plain handles with the same scope.
-    pub fn same_as(&self, other: &Scoped) -> bool {
-        self.scope == other.scope
-            && match (&self.pinned, &other.pinned) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-    }
-
     /// The scope statements run under.
     pub fn scope(&self) -> Scope {
         self.scope
