@@ -126,3 +126,97 @@ async fn each_typed_subscription_and_its_query_twin_agree_item_for_item() {
         assert_eq!(total, n as u64, "{twin}{args} totalCount");
     }
 }
+
+/// The cursors of `events` and of `Project.events` for `project`.
+async fn polled_now(app: &support::TestApp, project: &str) -> (Vec<String>, Vec<String>) {
+    let d = app
+        .ok(
+            "query($p: ID!) { events(first: 100) { nodes { cursor } } project(id: $p) { events(first: 100) { nodes { cursor } } } }",
+            json!({ "p": project }),
+        )
+        .await;
+    let cursors = |v: &Value| -> Vec<String> {
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["cursor"].as_str().expect("cursor").to_string())
+            .collect()
+    };
+    (cursors(&d["events"]), cursors(&d["project"]["events"]))
+}
+
+/// On PostgreSQL a committed event is final (listed, so paging on never
+/// skips one) only once every transaction begun before it has ended; the
+/// reads of the log wait for that, so a client reads its own writes even
+/// while some older write transaction in the cluster is still open — and
+/// only up to a bound, when that transaction stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_its_own_events_while_an_older_write_transaction_is_open() {
+    if support::backend() != "postgres" {
+        // SQLite writers take turns: an event is final at commit.
+        return;
+    }
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let (owner, _) = cerebral::db::connect(&app_url(), 2).await.expect("connect");
+    let app = support::spawn().await;
+    let create = "mutation($n: String!) { createProject(input: {name: $n}) { project { id } event { cursor } } }";
+
+    // An older transaction with an id, open while the project is created,
+    // ending a moment after the query began.
+    let older = owner.begin().await.expect("begin");
+    older
+        .execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .expect("take a transaction id");
+    let d = app.ok(create, json!({ "n": "mine" })).await;
+    let project = d["createProject"]["project"]["id"].clone();
+    let mine = d["createProject"]["event"]["cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+    let ender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        older.commit().await.expect("commit");
+    });
+    let (all, of_project) = polled_now(&app, project.as_str().expect("id")).await;
+    assert!(all.contains(&mine), "{mine} not in {all:?}");
+    assert!(of_project.contains(&mine), "{mine} not in {of_project:?}");
+    ender.await.expect("ender");
+
+    // One that stays open: the read answers after its bound with what is
+    // final, and lists the event once the transaction ends.
+    let older = owner.begin().await.expect("begin");
+    older
+        .execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .expect("take a transaction id");
+    let d = app.ok(create, json!({ "n": "held" })).await;
+    let held_project = d["createProject"]["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let held = d["createProject"]["event"]["cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+    let began = std::time::Instant::now();
+    let (all, of_project) = polled_now(&app, &held_project).await;
+    // The bound is 1 s per read (two reads here); generous for a loaded machine.
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(all.contains(&mine) && !all.contains(&held), "{all:?}");
+    assert!(of_project.is_empty(), "{of_project:?}");
+    older.commit().await.expect("commit");
+    let (all, of_project) = polled_now(&app, &held_project).await;
+    assert!(all.contains(&held), "{held} not in {all:?}");
+    assert!(of_project.contains(&held), "{held} not in {of_project:?}");
+}
+
+/// Any database of the test cluster: transaction ids are cluster-wide.
+fn app_url() -> String {
+    std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL")
+}

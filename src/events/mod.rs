@@ -19,7 +19,10 @@
 //!   same statement or before it; in position order the log is then
 //!   append-only, which is all the streams need. The price: a transaction
 //!   that stays open anywhere in the cluster (any database, any client)
-//!   holds delivery back — not writes — while it runs.
+//!   holds delivery back — not writes — while it runs. The list queries
+//!   wait for it a little ([`until_final`], at most [`FINAL_WAIT`]), so a
+//!   client that polls right after its own mutation sees that mutation's
+//!   events whenever the cluster's other writes are short.
 //! - On SQLite writers take turns anyway (one in-process lock and
 //!   `BEGIN IMMEDIATE`), so positions come from the `event_sequence`
 //!   counter, dense and final at commit.
@@ -83,8 +86,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
@@ -819,30 +822,73 @@ impl EventFilter {
 
     /// One page of matching events with `seq > after`, oldest first; only
     /// final positions (see the module documentation), so paging on with
-    /// the last cursor never skips an event committed later.
+    /// the last cursor never skips an event committed later. Events that
+    /// had committed when the read began are waited for (see
+    /// [`until_final`]), so a client reads its own writes.
     pub async fn page(&self, db: &Scoped, after: i64, limit: u64) -> AppResult<Vec<event::Model>> {
         let backend = db.get_database_backend();
-        let rows = final_only(self.query(backend), backend)
+        let mut q = self
+            .query(backend)
             .filter(event::Column::Seq.gt(after))
             .order_by_asc(event::Column::Seq)
-            .limit(limit)
-            .all(db)
-            .await?;
-        Ok(rows)
+            .limit(limit);
+        if backend == sea_orm::DbBackend::Postgres {
+            q = q.column_as(sea_orm::sea_query::Expr::cust(PG_HORIZON), HORIZON_COLUMN);
+        }
+        let stmt = q.build(backend);
+        let rows = until_final(|| db.query_all_raw(stmt.clone())).await?;
+        Ok(rows
+            .iter()
+            .map(|r| event::Model::from_query_result(r, ""))
+            .collect::<Result<_, _>>()?)
     }
 }
 
-/// Keeps only final positions (below the horizon, computed in the same
-/// statement) on PostgreSQL; on SQLite every committed position is final.
-fn final_only(
-    q: sea_orm::Select<event::Entity>,
-    backend: sea_orm::DbBackend,
-) -> sea_orm::Select<event::Entity> {
-    match backend {
-        sea_orm::DbBackend::Postgres => q.filter(sea_orm::sea_query::Expr::cust(format!(
-            "\"events\".\"seq\" < {PG_HORIZON}"
-        ))),
-        _ => q,
+/// The column a PostgreSQL read of the log selects [`PG_HORIZON`] as, for
+/// [`until_final`]; the statement's other columns must include `seq`.
+pub const HORIZON_COLUMN: &str = "horizon__";
+
+/// The longest a read of the log waits for events that had committed
+/// when it began to become final (for a transaction begun before them to
+/// end). Writes are short, so it is usually a few milliseconds; an open
+/// transaction elsewhere in the cluster can hold it to the full second,
+/// after which the read answers with what is final.
+pub const FINAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs `read` — a read of the log in position order whose rows carry the
+/// statement's own horizon as [`HORIZON_COLUMN`] (on PostgreSQL) — and
+/// keeps the rows below that horizon. When it had to drop some (committed,
+/// so a client may have just written them, but not yet final), it reads
+/// again after a pause (1 ms doubling to 50 ms), for at most
+/// [`FINAL_WAIT`]. On SQLite (no such column) every row is final.
+///
+/// Filtering the rows instead of the statement keeps the common case at
+/// one statement and lets it see what is held back; the rows kept are
+/// exactly those a `seq < horizon` filter would return, since in position
+/// order the final rows of every partition come first.
+pub async fn until_final<F, Fut>(mut read: F) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>>,
+{
+    let deadline = tokio::time::Instant::now() + FINAL_WAIT;
+    let mut pause = HOLD_MIN;
+    loop {
+        let rows = read().await?;
+        let mut held = false;
+        let mut kept = Vec::with_capacity(rows.len());
+        for r in rows {
+            let horizon: Option<i64> = r.try_get("", HORIZON_COLUMN).ok();
+            match horizon {
+                Some(h) if r.try_get::<i64>("", "seq")? >= h => held = true,
+                _ => kept.push(r),
+            }
+        }
+        if !held || tokio::time::Instant::now() + pause > deadline {
+            return Ok(kept);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(HOLD_MAX);
     }
 }
 

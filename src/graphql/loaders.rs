@@ -255,23 +255,26 @@ where
                 None => String::new(),
             };
             // Events: only final positions, so paging on never skips one
-            // committed later (see `crate::events`).
-            let status_sql = match (self.rel, backend) {
-                (Rel::ProjectEvents, sea_orm::DbBackend::Postgres) => {
-                    format!("{status_sql} AND t.seq < {}", crate::events::PG_HORIZON)
-                }
-                _ => status_sql,
+            // committed later; the statement's horizon comes along with
+            // each row and the rows beyond it are waited for (see
+            // `crate::events::until_final`).
+            let horizon_sql = match (self.rel, backend) {
+                (Rel::ProjectEvents, sea_orm::DbBackend::Postgres) => format!(
+                    ", {} AS {}",
+                    crate::events::PG_HORIZON,
+                    crate::events::HORIZON_COLUMN
+                ),
+                _ => String::new(),
             };
             let limit_ph = ph(&mut values, (limit as i64).into());
             let sql = format!(
-                "SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order} {dir}) AS rn__ \
+                "SELECT *{horizon_sql} FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order} {dir}) AS rn__ \
                  FROM {table} t WHERE t.tenant_id = {tenant_ph} AND t.{parent} IN ({}){after_sql}{status_sql}) w \
                  WHERE w.rn__ <= {limit_ph} ORDER BY w.{parent}, w.rn__",
                 parent_phs.join(", ")
             );
-            let rows = self
-                .db
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            let stmt = Statement::from_sql_and_values(backend, sql, values);
+            let rows = crate::events::until_final(|| self.db.query_all_raw(stmt.clone()))
                 .await
                 .map_err(Arc::new)?;
             let mut by_parent: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
