@@ -150,6 +150,41 @@ async fn events_after_head_get_only_new_events() {
     assert_same_events(&got, &made[at..], "after HEAD");
 }
 
+/// A HEAD subscription waits for the fan-out to pass what was committed
+/// before it (at most a second); a commit made while it waits is the
+/// subscriber's, even though the fan-out passes it too before the wait
+/// ends. On PostgreSQL an older open transaction holds the fan-out back,
+/// so the order of events is forced: A commits, the subscription starts
+/// (and waits for A), B commits, the older transaction ends, the fan-out
+/// passes A and B at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_made_while_a_head_subscription_starts_is_delivered() {
+    if support::backend() != "postgres" {
+        // SQLite: positions are final at commit, so the fan-out never waits.
+        return;
+    }
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let (owner, _) = cerebral::db::connect(&admin, 1).await.expect("connect");
+    let app = support::spawn().await;
+    let http = app.http().clone();
+    let older = owner.begin().await.expect("begin");
+    older
+        .execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .expect("take a transaction id");
+    let a = create(&http, &app.base, "a").await;
+    let mut ws = RawWs::connect_and_init(&app.base).await;
+    ws.subscribe("h", PROJECTS_AFTER, json!({ "after": "HEAD" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = create(&http, &app.base, "b").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    older.commit().await.expect("commit");
+    let got = read_items(&mut ws, "h", 1, T).await;
+    assert_eq!(got, vec![b.clone()], "B, and not A ({a:?})");
+}
+
 #[tokio::test]
 async fn every_subscription_item_carries_its_cursor() {
     let app = support::spawn().await;

@@ -47,8 +47,20 @@ async fn log_of(app: &support::TestApp, project: &str) -> Vec<(String, String)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_team_runs_greenfield_service_while_a_subscriber_sees_every_event_once_in_order() {
     let app = support::spawn().await;
-    // Subscribed before anything happens: the live path.
+    // Subscribed before anything happens: the live path. The protocol does
+    // not confirm a subscription, so a marker project's event, read from
+    // it, shows it is live before the team starts (the comparison below
+    // keeps the team's project only).
     let mut live = app.subscribe(EVENTS_SUB, json!({ "after": "HEAD" })).await;
+    let mut is_live = false;
+    for _ in 0..10 {
+        support::create_project_cursor(app.http(), &app.base, "marker").await;
+        if live.next(Duration::from_secs(3)).await.is_some() {
+            is_live = true;
+            break;
+        }
+    }
+    assert!(is_live, "the HEAD subscription never saw a marker project");
 
     let mut lines = vec![];
     let demo = cerebral::demo::Demo::start(&app.graphql_url(), "greenfield-service", &mut |l| {

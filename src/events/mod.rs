@@ -173,8 +173,9 @@ struct Inner {
     head: watch::Sender<i64>,
     /// Every event at or below this position is on `feed` (or was).
     delivered: watch::Sender<i64>,
-    /// The position of the last event put on `feed` (no event lies between
-    /// it and `delivered`), or where the process started.
+    /// The position of the last event announced by `delivered` (no event
+    /// lies between it and `delivered`), or where the process started;
+    /// stored before the announcement.
     last_event: std::sync::atomic::AtomicI64,
     /// The latest position committed by this process, for the notifier.
     notify: watch::Sender<i64>,
@@ -534,6 +535,14 @@ impl EventBus {
                     // sends below (and receives them). Announcing after the
                     // sends would let a stream join just after them, read
                     // the old value, and wait for the next commit.
+                    // The batch's last event is recorded before it is
+                    // announced, so whoever reads `delivered` and then
+                    // `last_event` sees every event below what it read.
+                    if let Some(last) = rows.last() {
+                        bus.inner
+                            .last_event
+                            .store(last.seq, std::sync::atomic::Ordering::Release);
+                    }
                     bus.inner.delivered.send_replace(batch_end);
                     if let Some(m) = bus.inner.metrics.get() {
                         m.events_published.increment(rows.len() as u64);
@@ -552,11 +561,6 @@ impl EventBus {
                         // No receiver is fine: nobody is listening.
                         let _ = bus.inner.feed.send(item.clone());
                         items.push(item);
-                    }
-                    if let Some(last) = items.last() {
-                        bus.inner
-                            .last_event
-                            .store(last.seq(), std::sync::atomic::Ordering::Release);
                     }
                     // After the sends: a woken stream finds them on the ring.
                     bus.wake(&items);
@@ -1019,11 +1023,23 @@ pub fn stream(
 /// are not replayed to it), once the fan-out has passed them — waiting for
 /// that at most [`HEAD_WAIT`] (a transaction left open elsewhere can hold
 /// the horizon back; the stream then starts a little earlier).
+///
+/// Never past an event it did not know of: the fan-out may pass commits
+/// made while it waited, and starting after those would lose them for good.
+/// Past `known` only when no event lies beyond it (the usual case on
+/// PostgreSQL, where `delivered` follows the horizon, not the events), so
+/// that starting costs no read of the log.
 async fn settled(bus: &EventBus) -> i64 {
     let known = bus.head();
     let mut delivered = bus.inner.delivered.subscribe();
     let _ = tokio::time::timeout(HEAD_WAIT, delivered.wait_for(|d| *d >= known)).await;
-    bus.delivered()
+    let d = bus.delivered();
+    // Read after `delivered`: it covers every event announced up to `d`.
+    let last = bus
+        .inner
+        .last_event
+        .load(std::sync::atomic::Ordering::Acquire);
+    if last <= known { d } else { d.min(known) }
 }
 
 /// One page of matching events in `(after, upto]` and whether it was full,

@@ -150,9 +150,27 @@ async fn a_stalled_subscriber_and_large_patches_keep_the_ring_within_its_bytes()
         json!({}),
     )
     .await;
+    let query = "mutation($c: ID!, $p: JSON!) { updatePersonaContext(input: {contextId: $c, statePatch: $p}) { context { id } } }";
+    // The protocol does not confirm a subscription: one small patch, read
+    // from the socket, shows it is live before the attack (a stream that
+    // started at HEAD after the first patches would never see them).
+    let mut is_live = false;
+    for _ in 0..10 {
+        let (_, marker) = post(
+            &client,
+            &target.base,
+            &json!({ "query": query, "variables": { "c": ctx, "p": { "marker": 1 } } }),
+        )
+        .await;
+        assert!(marker["errors"].is_null(), "{marker}");
+        if ws.next_for("1", Duration::from_secs(3)).await.is_some() {
+            is_live = true;
+            break;
+        }
+    }
+    assert!(is_live, "the HEAD subscription never saw a marker patch");
     // 60 KB of small numbers: the costliest shape for parsed JSON.
     let numbers: Vec<u8> = vec![7; 30_000];
-    let query = "mutation($c: ID!, $p: JSON!) { updatePersonaContext(input: {contextId: $c, statePatch: $p}) { context { id } } }";
     let (_, cost) = watch(&target, async {
         for round in 0..PATCHES / 4 {
             let sends = (0..4).map(|i| {
