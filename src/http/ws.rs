@@ -28,7 +28,7 @@ use async_graphql::{Data, Response};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response as HttpResponse;
 use futures::stream::{BoxStream, SplitSink};
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_stream::StreamMap;
@@ -240,7 +240,9 @@ pub fn upgrade(
     upgrade
         .protocols(PROTOCOLS)
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        // Frames ready together are written together (see `run`); a
+        // `flush` writes the buffer whatever its size.
+        .write_buffer_size(BATCH_BYTES)
         .max_message_size(s.max_message_bytes)
         .max_frame_size(s.max_message_bytes)
         .on_upgrade(move |socket| {
@@ -252,6 +254,14 @@ pub fn upgrade(
             Connection::new(socket, protocol, app, from_header, address, admitted).run()
         })
 }
+
+/// Most `next` frames written in one go: those ready at once, up to this
+/// many or [`BATCH_BYTES`], are queued and then flushed together.
+const BATCH_FRAMES: usize = 64;
+
+/// Bytes of frames past which a batch is flushed (and past which the
+/// socket's write buffer writes out on its own).
+const BATCH_BYTES: usize = 16 * 1024;
 
 /// What one item of an operation's stream means for the socket.
 enum Item {
@@ -387,6 +397,8 @@ struct Connection {
     early: Vec<(String, Utf8Bytes)>,
     early_bytes: usize,
     init_received: bool,
+    /// Bytes of `next` frames queued since the last flush.
+    unflushed: usize,
     last_heard: Instant,
     _held: Held,
     _admitted: Admitted,
@@ -420,6 +432,7 @@ impl Connection {
             early: Vec::new(),
             early_bytes: 0,
             init_received: false,
+            unflushed: 0,
             last_heard: Instant::now(),
             _held: held,
             _admitted: admitted,
@@ -485,7 +498,22 @@ impl Connection {
                     }
                 }
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
-                    if !Box::pin(self.on_item(id, item)).await {
+                    // The items already waiting go out in one write: a
+                    // commit appends a dozen events at once, and a write
+                    // per frame cost more CPU in the kernel than the whole
+                    // frame did in the server (docs/benchmarks.md).
+                    let mut ok = Box::pin(self.on_item(id, item)).await;
+                    let mut batched = 1;
+                    while ok && batched < BATCH_FRAMES && self.unflushed < BATCH_BYTES {
+                        match self.operations.next().now_or_never() {
+                            Some(Some((id, item))) => {
+                                ok = Box::pin(self.on_item(id, item)).await;
+                                batched += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if !ok || !Box::pin(self.flush()).await {
                         break Stop::Drop;
                     }
                 }
@@ -517,24 +545,67 @@ impl Connection {
         }
     }
 
-    /// Sends one message; false when the peer is gone, does not take it
-    /// within two ping intervals, or the server is shutting down.
+    /// Sends one message (and whatever was queued before it); false when
+    /// the peer is gone, does not take it within two ping intervals, or the
+    /// server is shutting down.
     async fn send(&mut self, msg: Message) -> bool {
-        let limit = self
-            .app
+        self.unflushed = 0;
+        let sink = &mut self.sink;
+        Self::bounded(
+            &self.app,
+            &self.shutdown,
+            &mut self.stopping,
+            sink.send(msg),
+        )
+        .await
+    }
+
+    /// Queues one message without flushing it: the caller flushes once
+    /// the frames ready together are queued ([`Connection::flush`]).
+    /// Waits, as a send does, while the socket takes nothing.
+    async fn queue(&mut self, msg: Message) -> bool {
+        let sink = &mut self.sink;
+        Self::bounded(
+            &self.app,
+            &self.shutdown,
+            &mut self.stopping,
+            sink.feed(msg),
+        )
+        .await
+    }
+
+    /// Writes out what [`Connection::queue`] left; as [`Connection::send`].
+    async fn flush(&mut self) -> bool {
+        if self.unflushed == 0 {
+            return true;
+        }
+        self.unflushed = 0;
+        let sink = &mut self.sink;
+        Self::bounded(&self.app, &self.shutdown, &mut self.stopping, sink.flush()).await
+    }
+
+    /// Runs a write on the socket; false when it fails, takes longer than
+    /// two ping intervals, or the server shuts down meanwhile.
+    async fn bounded(
+        app: &AppState,
+        shutdown: &CancellationToken,
+        stopping: &mut Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+        write: impl std::future::Future<Output = Result<(), axum::Error>>,
+    ) -> bool {
+        let limit = app
             .ws
             .ping_interval
             .map(|p| p * 2)
             .unwrap_or(Duration::from_secs(u32::MAX as u64));
-        if self.shutdown.is_cancelled() {
+        if shutdown.is_cancelled() {
             return false;
         }
-        // Biased, the send first: one the socket takes at once (nearly
+        // Biased, the write first: one the socket takes at once (nearly
         // all) never polls the timer or the shutdown future.
         tokio::select! {
             biased;
-            r = tokio::time::timeout(limit, self.sink.send(msg)) => matches!(r, Ok(Ok(()))),
-            _ = self.stopping.as_mut() => false,
+            r = tokio::time::timeout(limit, write) => matches!(r, Ok(Ok(()))),
+            _ = stopping.as_mut() => false,
         }
     }
 
@@ -553,7 +624,8 @@ impl Connection {
                 // The payload is JSON already: framed, not parsed again.
                 let id = serde_json::to_string(&id).unwrap_or_default();
                 let frame = format!(r#"{{"id":{id},"type":"{ty}","payload":{payload}}}"#);
-                self.send(Message::Text(frame.into())).await
+                self.unflushed += frame.len();
+                self.queue(Message::Text(frame.into())).await
             }
             Item::Broken => {
                 tracing::error!("a shared subscription frame went missing; closing the socket");
