@@ -137,6 +137,64 @@ pub fn position(xid: i64, n: usize) -> AppResult<i64> {
     Ok(xid << TXN_BITS)
 }
 
+/// The insert of one PostgreSQL transaction's events, positioned by the
+/// statement itself: row `i` gets `position(pg_current_xact_id(), …) + i`
+/// (the `seq` of `events` is ignored), and `RETURNING seq` tells which.
+/// Asking for the transaction id in a statement of its own cost every
+/// write a round trip.
+pub fn insert_at_positions(events: &[event::Model]) -> AppResult<Statement> {
+    use sea_orm::sea_query::{Expr, PostgresQueryBuilder, Query};
+    use sea_orm::{ActiveEnum, Iterable};
+    let columns: Vec<event::Column> = event::Column::iter().collect();
+    let mut insert = Query::insert();
+    insert
+        .into_table(event::Entity)
+        .columns(columns.iter().copied())
+        .returning_col(event::Column::Seq);
+    for (i, e) in events.iter().enumerate() {
+        // Exhaustive: a new column fails to compile here until it is written.
+        let row = columns.iter().map(|c| -> Expr {
+            match c {
+                event::Column::Seq => Expr::cust(format!(
+                    "(pg_current_xact_id()::text::bigint << {TXN_BITS}) + {i}"
+                )),
+                event::Column::Id => Expr::val(e.id),
+                event::Column::TenantId => Expr::val(e.tenant_id),
+                event::Column::EventType => Expr::val(e.event_type.to_value()),
+                event::Column::ProjectId => Expr::val(e.project_id),
+                event::Column::TaskId => Expr::val(e.task_id),
+                event::Column::SubjectType => Expr::val(e.subject_type.clone()),
+                event::Column::SubjectId => Expr::val(e.subject_id),
+                event::Column::Actor => Expr::val(e.actor.clone()),
+                event::Column::Payload => Expr::val(e.payload.clone()),
+                event::Column::CreatedAt => Expr::val(e.created_at),
+            }
+        });
+        insert.values(row).map_err(|err| {
+            AppError::Internal(anyhow::anyhow!("building the events insert: {err}"))
+        })?;
+    }
+    let (sql, values) = insert.build(PostgresQueryBuilder);
+    Ok(Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        sql,
+        values,
+    ))
+}
+
+/// The position of a PostgreSQL transaction's first event, from the
+/// position of any of its events; refused when the transaction id no
+/// longer fits (see [`position`]).
+pub fn first_position(seq: i64) -> AppResult<i64> {
+    let xid = seq >> TXN_BITS;
+    if !(0..MAX_XID).contains(&xid) {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "transaction id {xid} is past what event positions can hold"
+        )));
+    }
+    Ok(xid << TXN_BITS)
+}
+
 /// Shortest pause before the fan-out reads again when the horizon held
 /// back a position it knows of.
 const HOLD_MIN: Duration = Duration::from_millis(1);

@@ -211,21 +211,45 @@ impl Tx<'_> {
         if !self.pending.is_empty() {
             let n = self.pending.len() as i64;
             let backend = self.txn.get_database_backend();
-            let first = match backend {
+            let t = now();
+            let rows = |first: i64| {
+                self.pending
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, e)| event::Model {
+                        seq: first + i as i64,
+                        id: Uuid::now_v7(),
+                        tenant_id: self.principal.tenant_id,
+                        event_type: e.event_type,
+                        project_id: e.project_id,
+                        task_id: e.task_id,
+                        subject_type: e.subject_type.to_string(),
+                        subject_id: e.subject_id,
+                        actor: self.principal.user_id.clone(),
+                        payload: e.payload.clone(),
+                        created_at: t,
+                    })
+            };
+            match backend {
                 sea_orm::DbBackend::Postgres => {
-                    // The id of this transaction (it has one already: it
-                    // wrote). No row is locked: concurrent writers of other
-                    // rows never wait for each other here.
-                    let row = self
-                        .txn
-                        .query_one_raw(Statement::from_string(
-                            backend,
-                            "SELECT pg_current_xact_id()::text::bigint AS xid",
-                        ))
-                        .await?
-                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no transaction id")))?;
-                    let xid: i64 = row.try_get("", "xid")?;
-                    crate::events::position(xid, self.pending.len())?
+                    // Positions from this transaction's id, computed by the
+                    // insert itself (no round trip to ask for the id, no
+                    // row locked: concurrent writers never wait here).
+                    crate::events::position(0, self.pending.len())?;
+                    let inserted = rows(0).collect::<Vec<_>>();
+                    let stmt = crate::events::insert_at_positions(&inserted)?;
+                    let returned = self.txn.query_all_raw(stmt).await?;
+                    let seq: i64 = returned
+                        .first()
+                        .ok_or_else(|| {
+                            AppError::Internal(anyhow::anyhow!("the events insert returned no row"))
+                        })?
+                        .try_get("", "seq")?;
+                    let first = crate::events::first_position(seq)?;
+                    events.extend(inserted.into_iter().enumerate().map(|(i, mut e)| {
+                        e.seq = first + i as i64;
+                        e
+                    }));
                 }
                 _ => {
                     let row = self
@@ -240,28 +264,15 @@ impl Tx<'_> {
                             AppError::Internal(anyhow::anyhow!("event_sequence row missing"))
                         })?;
                     let last: i64 = row.try_get("", "last_seq")?;
-                    last - n + 1
+                    events.extend(rows(last - n + 1));
+                    event::Entity::insert_many(
+                        events.iter().cloned().map(event::ActiveModel::from),
+                    )
+                    .exec(&self.txn)
+                    .await?;
                 }
-            };
-            let t = now();
-            for (i, e) in std::mem::take(&mut self.pending).into_iter().enumerate() {
-                events.push(event::Model {
-                    seq: first + i as i64,
-                    id: Uuid::now_v7(),
-                    tenant_id: self.principal.tenant_id,
-                    event_type: e.event_type,
-                    project_id: e.project_id,
-                    task_id: e.task_id,
-                    subject_type: e.subject_type.to_string(),
-                    subject_id: e.subject_id,
-                    actor: self.principal.user_id.clone(),
-                    payload: e.payload,
-                    created_at: t,
-                });
             }
-            event::Entity::insert_many(events.iter().cloned().map(event::ActiveModel::from))
-                .exec(&self.txn)
-                .await?;
+            self.pending.clear();
         }
         if let Some(claim) = self.claim.take() {
             use sea_orm::ActiveModelTrait;

@@ -70,6 +70,36 @@ pub async fn load_task<C: sea_orm::ConnectionTrait>(
         .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id).0))
 }
 
+/// Finds the project of a task and locks it (see [`lock_project`]) in one
+/// statement: the project is locked before the task (the fixed lock order),
+/// so it is looked up through the task rather than read from it first.
+/// `NOT_FOUND` names the task when there is none in the caller's tenant.
+pub async fn lock_project_of_task(
+    tx: &Tx<'_>,
+    p: &Principal,
+    task_id: Uuid,
+    exclusive: bool,
+) -> AppResult<project::Model> {
+    use sea_orm::sea_query::Query;
+    let of_task = Query::select()
+        .column(task::Column::ProjectId)
+        .from(task::Entity)
+        .and_where(task::Column::Id.eq(task_id))
+        .and_where(task::Column::TenantId.eq(p.tenant_id))
+        .to_owned();
+    let q = project::Entity::find()
+        .filter(project::Column::Id.in_subquery(of_task))
+        .filter(project::Column::TenantId.eq(p.tenant_id));
+    let q = if exclusive {
+        q.lock_exclusive()
+    } else {
+        q.lock_shared()
+    };
+    q.one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id).0))
+}
+
 /// Loads a task and locks its row until the transaction ends (PostgreSQL
 /// `FOR UPDATE`; SQLite writers are serialised already), so every decision
 /// taken from it holds at commit.
@@ -338,19 +368,17 @@ impl Services {
             self.json_within("output", output, super::JsonLimit::Small)?;
         }
         let mut tx = self.begin(p).await?;
-        // Read the task once without a lock to learn its project, then lock
-        // in the fixed order: project (shared), task.
+        // Lock in the fixed order: project (shared), task.
         if change.force {
             p.require(
                 crate::auth::Role::Admin,
                 "start a task before its dependencies",
             )?;
         }
-        let project_id = load_task(&*tx, p, id).await?.project_id;
         // Completing may complete the project too, so it takes the project
         // exclusively: two last tasks completing at once are serialised and
         // the second sees the first done.
-        let project = lock_project(&tx, p, project_id, verb == TaskVerb::Complete).await?;
+        let project = lock_project_of_task(&tx, p, id, verb == TaskVerb::Complete).await?;
         let current = lock_task(&tx, p, id).await?;
         let (to, event_type) = match verb {
             TaskVerb::Start => (TaskStatus::Working, EventType::TaskStarted),
