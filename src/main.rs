@@ -12,6 +12,16 @@ use cerebral::app::App;
 use cerebral::auth::Principal;
 use cerebral::config::{Cli, Command, Config, LogFormat, MigrateAction};
 
+/// mimalloc instead of the system allocator: answering a query allocates
+/// and frees many small objects (values, strings, futures), and glibc's
+/// malloc took 30 % of the server's CPU on the nested benchmark query
+/// (docs/benchmarks.md). Version 2 (the `v2` feature), which returns freed
+/// pages to the system after 10 ms: version 3 waits a second, and under a
+/// burst of large requests kept the process 40 MB over the memory bound
+/// that tests/abuse checks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
