@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Nested query on one server, for quick before/after comparisons and
+# profiles between full side-by-side runs (docs/benchmarks.md).
+#
+#   bench/profile_nested.sh BINARY [PERF_OUT_PREFIX]
+#
+# Needs the side-by-side harness's cluster left running
+# (`bench/sidebyside/run.py --keep`; port 5499, seeded) or DATABASE_URL
+# pointing at a seeded database, wrk, taskset; perf and inferno for a
+# profile. Serves as the RLS role on core 0, loads from core 1 with 64
+# connections: 3 x 5 s (req/s each), or with PERF_OUT_PREFIX one 14 s load
+# recorded for 10 s (`perf record -g --call-graph fp`; build the binary with
+# RUSTFLAGS=-Cforce-frame-pointers=yes for whole stacks) and folded into
+# PREFIX.folded and PREFIX.svg. Q overrides the query.
+set -euo pipefail
+BIN=$1
+OUT=${2:-}
+PORT=${PORT:-47111}
+URL=${DATABASE_URL:-postgres://cerebral_app@127.0.0.1:5499/cerebral}
+Q=${Q:-'{ projects(first: 20) { nodes { id tasks(first: 20) { nodes { id title persona { id name } } } } } }'}
+TMP=$(mktemp -d)
+trap 'kill "$PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT
+env -u RUST_LOG DATABASE_URL="$URL" CEREBRAL_LISTEN=127.0.0.1:$PORT CEREBRAL_RATE_LIMIT_PER_SECOND=0 \
+  taskset -c 0 "$BIN" serve > "$TMP/server.log" 2>&1 &
+PID=$!
+for _ in $(seq 1 100); do curl -sf "localhost:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+BODY=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$Q")
+printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' "$BODY" > "$TMP/q.lua"
+load() { taskset -c 1 wrk -t1 -c64 -d"$1" -s "$TMP/q.lua" "http://127.0.0.1:$PORT/graphql"; }
+load 3s >/dev/null
+if [ -n "$OUT" ]; then
+  load 14s > "$TMP/wrk.txt" &
+  W=$!
+  sleep 2
+  perf record -F 999 -g --call-graph fp -o "$OUT.data" -p "$PID" -- sleep 10 >/dev/null 2>&1
+  wait "$W"
+  grep Requests/sec "$TMP/wrk.txt"
+  perf script -i "$OUT.data" 2>/dev/null | inferno-collapse-perf > "$OUT.folded"
+  inferno-flamegraph < "$OUT.folded" > "$OUT.svg"
+else
+  for _ in 1 2 3; do load 5s | grep Requests/sec; done
+fi
