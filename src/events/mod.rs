@@ -1082,11 +1082,17 @@ pub fn stream(
 /// that at most [`HEAD_WAIT`] (a transaction left open elsewhere can hold
 /// the horizon back; the stream then starts a little earlier).
 ///
-/// Never past an event it did not know of: the fan-out may pass commits
-/// made while it waited, and starting after those would lose them for good.
-/// Past `known` only when no event lies beyond it (the usual case on
-/// PostgreSQL, where `delivered` follows the horizon, not the events), so
-/// that starting costs no read of the log.
+/// Never past `known`: the fan-out may pass commits made while it waited,
+/// and starting after those would lose them for good. Past it only when no
+/// event lies beyond it (the usual case on PostgreSQL, where `delivered`
+/// follows the horizon, not the events), so that starting costs no read of
+/// the log.
+///
+/// Still open on PostgreSQL: a transaction with a smaller id than the
+/// last known commit that commits *during* the wait gets a position below
+/// `known` and is skipped, as it was before. Telling it from the commits
+/// made before the subscription needs the transaction snapshot of the
+/// moment of subscribing (one statement per HEAD subscription).
 async fn settled(bus: &EventBus) -> i64 {
     let known = bus.head();
     let mut delivered = bus.inner.delivered.subscribe();
