@@ -90,14 +90,22 @@ pub async fn lock_project_of_task(
     let q = project::Entity::find()
         .filter(project::Column::Id.in_subquery(of_task))
         .filter(project::Column::TenantId.eq(p.tenant_id));
-    let q = if exclusive {
+    locked(q, exclusive)
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id).0))
+}
+
+/// `q` locking its project rows exclusively or shared (see [`lock_project`]).
+fn locked(
+    q: sea_orm::Select<project::Entity>,
+    exclusive: bool,
+) -> sea_orm::Select<project::Entity> {
+    if exclusive {
         q.lock_exclusive()
     } else {
         q.lock_shared()
-    };
-    q.one(&**tx)
-        .await?
-        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id).0))
+    }
 }
 
 /// Loads a task and locks its row until the transaction ends (PostgreSQL
@@ -123,12 +131,8 @@ pub async fn lock_project(
     exclusive: bool,
 ) -> AppResult<project::Model> {
     let q = project::Entity::find_by_id(id).filter(project::Column::TenantId.eq(p.tenant_id));
-    let q = if exclusive {
-        q.lock_exclusive()
-    } else {
-        q.lock_shared()
-    };
-    q.one(&**tx)
+    locked(q, exclusive)
+        .one(&**tx)
         .await?
         .ok_or_else(|| AppError::not_found("Project", encode(Kind::Project, id).0))
 }
