@@ -629,6 +629,12 @@ pub struct EventQuery;
 impl EventQuery {
     /// Events in sequence order: the query twin of the `events`
     /// subscription, with the same cursors, for clients that poll.
+    ///
+    /// On PostgreSQL an event is listed once every transaction begun before
+    /// it has ended (so paging on with the last cursor never skips one);
+    /// the query waits up to a second for that, so a client sees the events
+    /// of its own mutations at once unless another write transaction stays
+    /// open that long.
     #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn events(
         &self,
