@@ -350,6 +350,20 @@ pub async fn ws_init(ws: &mut Ws) -> Result<()> {
     }
 }
 
+/// Opens a `graphql-transport-ws` socket, waits for `connection_ack` and
+/// subscribes `query` (no variables) as operation `"1"`; the connect and
+/// the acknowledgement each within `limit`.
+pub async fn open_subscribed(url: &str, query: &str, limit: Duration) -> Result<Ws> {
+    let mut ws = tokio::time::timeout(limit, ws_connect(url))
+        .await
+        .context("connect timed out")??;
+    tokio::time::timeout(limit, ws_init(&mut ws))
+        .await
+        .context("connection_ack timed out")??;
+    ws.send(subscribe("1", query, json!({}))).await?;
+    Ok(ws)
+}
+
 /// A `subscribe` message with operation id `id`.
 pub fn subscribe(id: &str, query: &str, variables: Value) -> Message {
     text(json!({

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use cerebral_bench::{
-    PgDatabase, Server, ServerSpec, Ws, free_port, graphql, log_summary, metric, mib, percentile,
-    pong, read_mem, subscribe, ws_connect, ws_init,
+    PgDatabase, Server, ServerSpec, free_port, graphql, log_summary, metric, mib, open_subscribed,
+    percentile, pong, read_mem,
 };
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
@@ -597,17 +597,7 @@ async fn subscriber(
 ) -> Seen {
     let mut seen = Seen::default();
     let permit = sem.acquire_owned().await;
-    let handshake = async {
-        let mut ws = tokio::time::timeout(Duration::from_secs(60), ws_connect(&url))
-            .await
-            .context("connect timed out")??;
-        tokio::time::timeout(Duration::from_secs(60), ws_init(&mut ws))
-            .await
-            .context("connection_ack timed out")??;
-        ws.send(subscribe("1", query, json!({}))).await?;
-        Ok::<Ws, anyhow::Error>(ws)
-    };
-    let r = handshake.await;
+    let r = open_subscribed(&url, query, Duration::from_secs(60)).await;
     drop(permit);
     let mut ws = match r {
         Ok(ws) => ws,

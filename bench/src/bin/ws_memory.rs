@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use cerebral_bench::{
-    Server, ServerSpec, Ws, free_port, graphql, log_summary, metric, mib, pong, read_mem,
-    subscribe, ws_connect, ws_init,
+    Server, ServerSpec, free_port, graphql, log_summary, metric, mib, open_subscribed, pong,
+    read_mem, ws_connect,
 };
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
@@ -406,17 +406,7 @@ async fn idle_subscriber(
     mut stop: watch::Receiver<bool>,
 ) -> End {
     let permit = sem.acquire_owned().await;
-    let handshake = async {
-        let mut ws = tokio::time::timeout(Duration::from_secs(30), ws_connect(&url))
-            .await
-            .context("connect timed out")??;
-        tokio::time::timeout(Duration::from_secs(30), ws_init(&mut ws))
-            .await
-            .context("connection_ack timed out")??;
-        ws.send(subscribe("1", SUBSCRIPTION, json!({}))).await?;
-        Ok::<Ws, anyhow::Error>(ws)
-    };
-    let r = handshake.await;
+    let r = open_subscribed(&url, SUBSCRIPTION, Duration::from_secs(30)).await;
     drop(permit);
     let mut ws = match r {
         Ok(ws) => {
