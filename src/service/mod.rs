@@ -212,21 +212,24 @@ impl Tx<'_> {
             let n = self.pending.len() as i64;
             let backend = self.txn.get_database_backend();
             let t = now();
+            // Moved, not cloned: a payload may be 64 KiB.
+            let pending = std::mem::take(&mut self.pending);
+            let principal = &self.principal;
             let rows = |first: i64| {
-                self.pending
-                    .iter()
+                pending
+                    .into_iter()
                     .enumerate()
                     .map(move |(i, e)| event::Model {
                         seq: first + i as i64,
                         id: Uuid::now_v7(),
-                        tenant_id: self.principal.tenant_id,
+                        tenant_id: principal.tenant_id,
                         event_type: e.event_type,
                         project_id: e.project_id,
                         task_id: e.task_id,
                         subject_type: e.subject_type.to_string(),
                         subject_id: e.subject_id,
-                        actor: self.principal.user_id.clone(),
-                        payload: e.payload.clone(),
+                        actor: principal.user_id.clone(),
+                        payload: e.payload,
                         created_at: t,
                     })
             };
@@ -235,7 +238,7 @@ impl Tx<'_> {
                     // Positions from this transaction's id, computed by the
                     // insert itself (no round trip to ask for the id, no
                     // row locked: concurrent writers never wait here).
-                    crate::events::position(0, self.pending.len())?;
+                    crate::events::position(0, n as usize)?;
                     let inserted = rows(0).collect::<Vec<_>>();
                     let stmt = crate::events::insert_at_positions(&inserted)?;
                     let returned = self.txn.query_all_raw(stmt).await?;
@@ -272,7 +275,6 @@ impl Tx<'_> {
                     .await?;
                 }
             }
-            self.pending.clear();
         }
         if let Some(claim) = self.claim.take() {
             use sea_orm::ActiveModelTrait;
