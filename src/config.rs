@@ -154,9 +154,11 @@ pub struct Config {
         global = true
     )]
     pub db_max_connections: u32,
-    /// How long a DataLoader waits to gather keys before it queries, in
-    /// microseconds. Sibling fields register their keys within one poll, so a
-    /// short window batches them without adding noticeable latency.
+    /// How long a DataLoader of a WebSocket operation waits to gather keys
+    /// before it queries, in microseconds. Sibling fields register their keys
+    /// within one poll, so a short window batches them without adding
+    /// noticeable latency. Over HTTP no window is needed: a loader queries as
+    /// soon as the operation waits (see `graphql::batch`).
     #[arg(
         long,
         env = "CEREBRAL_DATALOADER_DELAY_US",

@@ -401,16 +401,16 @@ async fn import_catalog_checks(root: &std::path::Path) {
 
 #[tokio::test]
 async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_projects() {
-    // A one-second batching window keeps the measurement independent of how
-    // busy the test machine is: resolving 650 tasks' fields in a debug build
-    // on a loaded machine can outlast a shorter window and split a batch,
-    // which is a timing artefact, not N+1.
+    // Over HTTP a loader queries when the operation waits, not after a
+    // window (`graphql::batch`), so a busy machine cannot split a level's
+    // batch: the count depends on the query's shape alone. The window is set
+    // long to show it is not what batches here (a request would otherwise
+    // take seconds).
     let app = support::spawn_with(|c| c.dataloader_delay_us = 1_000_000).await;
     let q = "{ projects(first: 100) { totalCount nodes { id completion { percentage } tasks(first: 20) { totalCount nodes { id persona { key name } dependencies { id } latestCheckpoint { version } } } } } }";
     let mut measured = vec![];
     let mut created = 0;
     for n in [1usize, 50] {
-        // Selecting only the id keeps the creations clear of the long window.
         while created < n {
             app.ok(
                 "mutation { createProject(input: {name: \"P\", workflowId: \"greenfield-service\"}) { project { id } } }",

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait};
@@ -19,6 +18,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::batch::Batching;
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{
     agent_status, agent_status_history, artifact, artifact_content, event, hitl_request, persona,
@@ -649,66 +649,48 @@ impl Loaders {
         services: &crate::service::Services,
         reads: &Scoped,
         tenant: Uuid,
-        delay: Duration,
+        batching: &Batching,
     ) -> Self {
-        self.human_wait = Some(
-            DataLoader::new(
-                HumanWait {
-                    services: services.clone(),
-                    reads: reads.clone(),
-                    tenant,
-                },
-                tokio::spawn,
-            )
-            .delay(delay),
-        );
+        self.human_wait = Some(batching.loader(HumanWait {
+            services: services.clone(),
+            reads: reads.clone(),
+            tenant,
+        }));
         self
     }
 
     /// Builds the loaders of one request for `tenant`.
-    pub fn new(db: &Scoped, tenant: Uuid, delay: Duration) -> Self {
-        fn dl<T: Send + Sync + 'static>(t: T, delay: Duration) -> DataLoader<T> {
-            DataLoader::new(t, tokio::spawn).delay(delay)
-        }
+    pub fn new(db: &Scoped, tenant: Uuid, batching: &Batching) -> Self {
         let own = vec![tenant];
         let catalog = vec![tenant, SYSTEM_TENANT];
         let by_id = |tenants: &Vec<Uuid>| (db.clone(), tenants.clone());
         macro_rules! id_loader {
             ($t:expr) => {{
                 let (db, tenants) = by_id($t);
-                dl(
-                    ById {
-                        db,
-                        tenants,
-                        _e: PhantomData,
-                    },
-                    delay,
-                )
+                batching.loader(ById {
+                    db,
+                    tenants,
+                    _e: PhantomData,
+                })
             }};
         }
         macro_rules! key_loader {
             () => {
-                dl(
-                    ByKey {
-                        db: db.clone(),
-                        tenant,
-                        _e: PhantomData,
-                    },
-                    delay,
-                )
+                batching.loader(ByKey {
+                    db: db.clone(),
+                    tenant,
+                    _e: PhantomData,
+                })
             };
         }
         macro_rules! pages {
             ($rel:expr) => {
-                dl(
-                    Children {
-                        db: db.clone(),
-                        tenant,
-                        rel: $rel,
-                        _e: PhantomData,
-                    },
-                    delay,
-                )
+                batching.loader(Children {
+                    db: db.clone(),
+                    tenant,
+                    rel: $rel,
+                    _e: PhantomData,
+                })
             };
         }
         Loaders {
@@ -719,72 +701,48 @@ impl Loaders {
             workflows: id_loader!(&catalog),
             workflows_by_key: key_loader!(),
             steps: id_loader!(&catalog),
-            workflow_steps: dl(
-                Steps {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
+            workflow_steps: batching.loader(Steps {
+                db: db.clone(),
+                tenant,
+            }),
             contexts: id_loader!(&own),
             checkpoints: id_loader!(&own),
             artifacts: id_loader!(&own),
             events: id_loader!(&own),
-            checkpoint_states: dl(
-                Bodies {
-                    db: db.clone(),
-                    tenant,
-                    _e: PhantomData,
-                },
-                delay,
-            ),
-            artifact_contents: dl(
-                Bodies {
-                    db: db.clone(),
-                    tenant,
-                    _e: PhantomData,
-                },
-                delay,
-            ),
+            checkpoint_states: batching.loader(Bodies {
+                db: db.clone(),
+                tenant,
+                _e: PhantomData,
+            }),
+            artifact_contents: batching.loader(Bodies {
+                db: db.clone(),
+                tenant,
+                _e: PhantomData,
+            }),
             hitl_requests: id_loader!(&own),
             agent_statuses: id_loader!(&own),
-            dependencies: dl(
-                Dependencies {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
+            dependencies: batching.loader(Dependencies {
+                db: db.clone(),
+                tenant,
+            }),
             latest_checkpoint: pages!(Rel::TaskLatestCheckpoint),
-            team_keys: dl(
-                TeamKeys {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
-            failed_attempts: dl(
-                FailedAttempts {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
+            team_keys: batching.loader(TeamKeys {
+                db: db.clone(),
+                tenant,
+            }),
+            failed_attempts: batching.loader(FailedAttempts {
+                db: db.clone(),
+                tenant,
+            }),
             human_wait: None,
-            completions: dl(
-                Completions {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
-            counts: dl(
-                ChildCounts {
-                    db: db.clone(),
-                    tenant,
-                },
-                delay,
-            ),
+            completions: batching.loader(Completions {
+                db: db.clone(),
+                tenant,
+            }),
+            counts: batching.loader(ChildCounts {
+                db: db.clone(),
+                tenant,
+            }),
             task_pages: pages!(Rel::ProjectTasks),
             artifact_pages: pages!(Rel::ProjectArtifacts),
             task_artifact_pages: pages!(Rel::TaskArtifacts),

@@ -1,6 +1,7 @@
 //! The GraphQL schema: per-domain query, mutation and subscription roots
 //! merged into one schema.
 
+pub mod batch;
 pub mod codes;
 pub mod limits;
 pub mod loaders;
@@ -20,6 +21,7 @@ use async_graphql::{Context, Schema};
 use crate::auth::{Principal, Role};
 use crate::rls::{Scope, Scoped};
 use crate::service::Services;
+use batch::Batching;
 
 /// The schema type served at `/graphql`.
 pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
@@ -128,7 +130,13 @@ pub fn request_data(
     loader_delay: Duration,
 ) -> async_graphql::Request {
     let reads = services.request_reader(principal.tenant_id);
-    request_data_with(req, services, principal, reads, loader_delay)
+    request_data_with(
+        req,
+        services,
+        principal,
+        reads,
+        Batching::Window(loader_delay),
+    )
 }
 
 /// Per-request data: the caller, its reader and the loaders built for its
@@ -140,9 +148,9 @@ pub fn request_data_with(
     services: &Services,
     principal: Principal,
     reads: Scoped,
-    loader_delay: Duration,
+    batching: Batching,
 ) -> async_graphql::Request {
-    let loaders = LazyLoaders::with_reader(services, reads, principal.tenant_id, loader_delay);
+    let loaders = LazyLoaders::with_reader(services, reads, principal.tenant_id, batching);
     req.data(principal).data(loaders)
 }
 
@@ -181,7 +189,7 @@ pub struct LazyLoaders {
     services: Services,
     reads: Scoped,
     tenant: uuid::Uuid,
-    delay: Duration,
+    batching: Batching,
 }
 
 impl LazyLoaders {
@@ -190,32 +198,32 @@ impl LazyLoaders {
     /// connections: they outlive any transaction).
     pub fn new(services: &Services, tenant: uuid::Uuid, delay: Duration) -> Self {
         let reads = Scoped::new(services.unscoped().clone(), Scope::Tenant(tenant));
-        Self::with_reader(services, reads, tenant, delay)
+        Self::with_reader(services, reads, tenant, Batching::Window(delay))
     }
 
-    /// Loaders reading through `reads`.
+    /// Loaders reading through `reads`, batching as `batching` says.
     pub fn with_reader(
         services: &Services,
         reads: Scoped,
         tenant: uuid::Uuid,
-        delay: Duration,
+        batching: Batching,
     ) -> Self {
         LazyLoaders {
             cell: std::sync::OnceLock::new(),
             services: services.clone(),
             reads,
             tenant,
-            delay,
+            batching,
         }
     }
 
     fn get(&self) -> &loaders::Loaders {
         self.cell.get_or_init(|| {
-            loaders::Loaders::new(&self.reads, self.tenant, self.delay).with_services(
+            loaders::Loaders::new(&self.reads, self.tenant, &self.batching).with_services(
                 &self.services,
                 &self.reads,
                 self.tenant,
-                self.delay,
+                &self.batching,
             )
         })
     }

@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::auth::Principal;
 use crate::db::StatementCounter;
+use crate::graphql::batch::{self, Batching, Ticks};
 use crate::graphql::{AppSchema, request_data_with};
 use crate::service::Services;
 
@@ -290,25 +291,27 @@ async fn run(
         .zip(&marks)
         .map(|(r, m)| {
             let reads = app.services.request_reader(principal.tenant_id);
+            // Its loaders fetch when the operation waits, in this task
+            // (see `graphql::batch`).
+            let (ticks, fetches) = Ticks::new();
             let r = request_data_with(
                 r,
                 &app.services,
                 principal.clone(),
                 reads.clone(),
-                app.loader_delay,
+                Batching::Tick(ticks),
             )
             .data(m.clone())
             .data(budget.clone());
-            (r, reads)
+            (r, reads, fetches)
         })
         .collect();
     // As `Schema::execute_batch` does: one operation after the other.
     let execute = async {
         let mut out = Vec::with_capacity(requests.len());
-        for (r, reads) in requests {
-            out.push(
-                crate::service::Services::with_request_reader(reads, app.schema.execute(r)).await,
-            );
+        for (r, reads, fetches) in requests {
+            let operation = batch::drive(fetches, app.schema.execute(r));
+            out.push(crate::service::Services::with_request_reader(reads, operation).await);
         }
         out
     };
