@@ -23,9 +23,9 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
@@ -33,7 +33,7 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::task::{ArcWake, AtomicWaker};
+use futures::task::ArcWake;
 
 /// How a set of loaders batches (see the module's doc).
 #[derive(Clone)]
@@ -104,9 +104,9 @@ pub async fn drive<F: Future>(fetches: Fetches, operation: F) -> F::Output {
     let flag = Arc::new(Woken::default());
     let waker = futures::task::waker(flag.clone());
     std::future::poll_fn(move |cx| {
+        flag.register(cx.waker());
         let mut yields = 0;
         loop {
-            flag.outer.register(cx.waker());
             flag.woken.store(false, Ordering::Relaxed);
             if let Poll::Ready(out) = operation.as_mut().poll(&mut Context::from_waker(&waker)) {
                 return Poll::Ready(out);
@@ -142,17 +142,33 @@ pub async fn drive<F: Future>(fetches: Fetches, operation: F) -> F::Output {
 const YIELDS_IN_A_ROW: u32 = 32;
 
 /// The operation's waker: notes that it was woken and passes the wake on
-/// to the task's own waker.
+/// to the task's own waker (kept, not taken: a nested query wakes it once
+/// per loaded key).
 #[derive(Default)]
 struct Woken {
     woken: AtomicBool,
-    outer: AtomicWaker,
+    outer: Mutex<Option<Waker>>,
+}
+
+impl Woken {
+    fn register(&self, waker: &Waker) {
+        let mut outer = self.outer.lock().unwrap_or_else(PoisonError::into_inner);
+        if !outer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *outer = Some(waker.clone());
+        }
+    }
 }
 
 impl ArcWake for Woken {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         arc_self.woken.store(true, Ordering::Relaxed);
-        arc_self.outer.wake();
+        let outer = arc_self
+            .outer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = outer.as_ref() {
+            w.wake_by_ref();
+        }
     }
 }
 
