@@ -473,3 +473,56 @@ async fn agent_status_history_pages_newest_first() {
         false
     );
 }
+
+/// Tasks have a decoder of their own on PostgreSQL (by column position,
+/// `entity::FromRows`); it must build the same models as sea-orm's, from
+/// the same rows, nulls and JSON included.
+#[tokio::test]
+async fn tasks_decode_by_position_as_sea_orm_decodes_them_by_name() {
+    use cerebral::entity::{FromRows, task};
+    use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
+    let app = support::spawn().await;
+    let p = project(&app, Some("greenfield-service")).await;
+    let t = app
+        .ok(
+            "query($p: ID!) { project(id: $p) { tasks(first: 1) { nodes { id } } } }",
+            json!({ "p": p["id"] }),
+        )
+        .await;
+    let task = t["project"]["tasks"]["nodes"][0]["id"].clone();
+    app.ok(
+        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+        json!({ "t": task }),
+    )
+    .await;
+    app.ok(
+        "mutation($t: ID!) { completeTask(input: {taskId: $t, output: {done: [1, \"two\"]}}) { task { id } } }",
+        json!({ "t": task }),
+    )
+    .await;
+    // Every tenant's rows (the serving role sees none without a tenant).
+    let db = app.services.all_tenants();
+    // A column order of its own (and an extra column), as a window query's.
+    let sql = "SELECT 1 AS rn__, t.* FROM tasks t ORDER BY t.id";
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("rows");
+    assert!(rows.len() >= 13, "{} rows", rows.len());
+    let by_name: Vec<task::Model> = rows
+        .iter()
+        .map(|r| task::Model::from_query_result(r, "").expect("by name"))
+        .collect();
+    let by_position = task::Model::from_rows(&rows).expect("by position");
+    assert_eq!(by_position, by_name);
+    assert!(
+        by_name
+            .iter()
+            .any(|m| m.output.is_some() && m.started_at.is_some())
+    );
+    assert!(
+        by_name
+            .iter()
+            .any(|m| m.output.is_none() && m.started_at.is_none())
+    );
+}

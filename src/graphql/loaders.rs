@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::batch::Batching;
 use crate::auth::SYSTEM_TENANT;
+use crate::entity::FromRows;
 use crate::entity::{
     agent_status, agent_status_history, artifact, artifact_content, event, hitl_request, persona,
     persona_context, project, task, task_checkpoint, task_checkpoint_state, task_dependency,
@@ -206,7 +207,7 @@ pub struct Children<E> {
 impl<E> Children<E>
 where
     E: EntityTrait,
-    E::Model: FromQueryResult + Send + Sync,
+    E::Model: FromRows + Send + Sync,
 {
     async fn fetch(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Vec<E::Model>>, LoadError> {
         let (table, parent, order) = self.rel.shape();
@@ -277,10 +278,10 @@ where
             let rows = crate::events::until_final(|| self.db.query_all_raw(stmt.clone()))
                 .await
                 .map_err(Arc::new)?;
+            let models = E::Model::from_rows(&rows).map_err(Arc::new)?;
             let mut by_parent: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
-            for r in rows {
+            for (r, m) in rows.iter().zip(models) {
                 let pid: Uuid = r.try_get("", parent).map_err(Arc::new)?;
-                let m = E::Model::from_query_result(&r, "").map_err(Arc::new)?;
                 by_parent.entry(pid).or_default().push(m);
             }
             for p in parents {
