@@ -11,7 +11,8 @@
 # connections: 3 x 5 s (req/s each), or with PERF_OUT_PREFIX one 14 s load
 # recorded for 10 s (`perf record -g --call-graph fp`; build the binary with
 # RUSTFLAGS=-Cforce-frame-pointers=yes for whole stacks) and folded into
-# PREFIX.folded and PREFIX.svg. Q overrides the query.
+# PREFIX.folded and PREFIX.svg. Q overrides the query, C the number of
+# connections (the 50th percentile latency is printed too).
 set -euo pipefail
 BIN=$1
 OUT=${2:-}
@@ -26,7 +27,7 @@ PID=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 BODY=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$Q")
 printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' "$BODY" > "$TMP/q.lua"
-load() { taskset -c 1 wrk -t1 -c64 -d"$1" -s "$TMP/q.lua" "http://127.0.0.1:$PORT/graphql"; }
+load() { taskset -c 1 wrk -t1 -c"${C:-64}" -d"$1" --latency -s "$TMP/q.lua" "http://127.0.0.1:$PORT/graphql"; }
 load 3s >/dev/null
 if [ -n "$OUT" ]; then
   load 14s > "$TMP/wrk.txt" &
@@ -38,5 +39,15 @@ if [ -n "$OUT" ]; then
   perf script -i "$OUT.data" 2>/dev/null | inferno-collapse-perf > "$OUT.folded"
   inferno-flamegraph < "$OUT.folded" > "$OUT.svg"
 else
-  for _ in 1 2 3; do load 5s | grep Requests/sec; done
+  # Also the server's own CPU per request (user + system, from
+  # /proc/PID/stat): steadier than req/s, which PostgreSQL shares.
+  for _ in 1 2 3; do
+    read -r u0 s0 < <(awk '{print $14, $15}' /proc/$PID/stat)
+    load 5s > "$TMP/wrk.txt"
+    read -r u1 s1 < <(awk '{print $14, $15}' /proc/$PID/stat)
+    n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
+    tck=$(getconf CLK_TCK)
+    cpu=$(python3 -c "print(round(($u1+$s1-$u0-$s0)/$tck*1e6/max($n,1)))")
+    echo "$(grep -E 'Requests/sec| 50%' "$TMP/wrk.txt" | tr -s ' ' | tr '\n' ' ') server CPU/req: ${cpu} us"
+  done
 fi

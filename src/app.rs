@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::events::EventBus;
-use crate::graphql::build_schema_with;
+use crate::graphql::build_schemas_with;
 use crate::http::ws::{WsGauges, WsSettings};
 use crate::http::{AppState, metrics_router, router};
 use crate::rls::{Scope, Scoped};
@@ -192,7 +192,7 @@ impl App {
                 persisted: persisted.clone(),
                 panic_probe: config.test_routes,
             };
-            move || build_schema_with(services, &limits, extras)
+            move || build_schemas_with(services, &limits, extras)
         });
         // Replicas started together on a fresh database race to load the
         // built-in catalog: one commits it and the others' inserts collide
@@ -211,7 +211,7 @@ impl App {
             tracing::info!("built-in catalog loaded");
         }
         steps.done("built-in catalog checked");
-        let schema = schema.await.context("cannot build the GraphQL schema")?;
+        let (schema, lean) = schema.await.context("cannot build the GraphQL schema")?;
         steps.done("schema built");
         // A safety net on PostgreSQL (and the only cross-process signal on
         // SQLite, e.g. a CLI import into the server's file). Its first look
@@ -233,6 +233,7 @@ impl App {
         let ws_gauges = Arc::new(WsGauges::default());
         let state = AppState {
             schema,
+            lean,
             services: services.clone(),
             loader_delay: Duration::from_micros(config.dataloader_delay_us),
             statements: statements.clone(),

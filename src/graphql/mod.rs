@@ -59,19 +59,36 @@ pub fn build_schema_with(
     limits: &limits::Limits,
     extras: SchemaExtras,
 ) -> AppSchema {
+    build_schemas_with(services, limits, extras).0
+}
+
+/// The schema without the extension and the hooks to run around it, for
+/// plain HTTP queries (see [`pipeline::Pipeline::run_lean`]).
+#[derive(Clone)]
+pub struct Lean {
+    /// The same types and limits, no extension.
+    pub schema: AppSchema,
+    /// The extension's hooks, run by hand.
+    pub pipeline: pipeline::Pipeline,
+    /// The return type of each root query field, for the `field` span.
+    pub roots: pipeline::RootTypes,
+}
+
+/// The schema with its extension and, unless the test-only panic probe is
+/// on (a per-field hook), its [`Lean`] twin.
+pub fn build_schemas_with(
+    services: Services,
+    limits: &limits::Limits,
+    extras: SchemaExtras,
+) -> (AppSchema, Option<Lean>) {
     let SchemaExtras {
         metrics,
         persisted,
         panic_probe,
     } = extras;
     let sizes = std::sync::Arc::new(std::sync::OnceLock::new());
-    let mut builder = Schema::build(
-        query::Query::default(),
-        mutation::Mutation::default(),
-        subscription::Subscription,
-    )
     // One extension for every per-request concern (see `pipeline`).
-    .extension(pipeline::Pipeline {
+    let pipeline = pipeline::Pipeline {
         limits: limits::LimitsExtension {
             limits: std::sync::Arc::new(limits.clone()),
             sizes: sizes.clone(),
@@ -79,17 +96,35 @@ pub fn build_schema_with(
         observe: metrics.map(observe::Observe),
         persisted,
         panic_probe,
-    })
-    .limit_complexity(limits.max_complexity)
-    .data(services);
-    if !limits.introspection {
-        // Suggestions ("did you mean …") would leak the schema piecemeal.
-        builder = builder.disable_introspection().disable_suggestions();
-    }
-    let schema = builder.finish();
+    };
+    let build = |extension: Option<pipeline::Pipeline>| {
+        let mut builder = Schema::build(
+            query::Query::default(),
+            mutation::Mutation::default(),
+            subscription::Subscription,
+        );
+        if let Some(p) = extension {
+            builder = builder.extension(p);
+        }
+        builder = builder
+            .limit_complexity(limits.max_complexity)
+            .data(services.clone());
+        if !limits.introspection {
+            // Suggestions ("did you mean …") would leak the schema piecemeal.
+            builder = builder.disable_introspection().disable_suggestions();
+        }
+        builder.finish()
+    };
+    let schema = build(Some(pipeline.clone()));
     // The introspection cost multiplies by this schema's own list sizes.
-    let _ = sizes.set(limits::IntrospectionSizes::of_sdl(&schema.sdl()));
-    schema
+    let sdl = schema.sdl();
+    let _ = sizes.set(limits::IntrospectionSizes::of_sdl(&sdl));
+    let lean = (!panic_probe).then(|| Lean {
+        schema: build(None),
+        pipeline,
+        roots: pipeline::root_types(&sdl),
+    });
+    (schema, lean)
 }
 
 /// The cost of a page for the complexity limit: its size (`first`, default

@@ -12,6 +12,7 @@ use async_graphql::{Request, Response};
 use crate::metrics::Metrics;
 
 /// What the schema counts operations in (run by [`super::pipeline`]).
+#[derive(Clone)]
 pub struct Observe(pub Arc<Metrics>);
 
 impl Observe {

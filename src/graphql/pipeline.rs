@@ -36,7 +36,7 @@ use futures::stream::BoxStream;
 use tracing::Instrument;
 
 use super::codes::{fill, with_code};
-use super::limits::{Check, LimitsExtension};
+use super::limits::{Check, Counting, LimitsExtension};
 use super::observe::{Observe, PerRequest};
 use super::persisted::PersistedQueries;
 
@@ -45,6 +45,7 @@ use super::persisted::PersistedQueries;
 const TARGET: &str = "async_graphql::graphql";
 
 /// The extension factory registered on the schema.
+#[derive(Clone)]
 pub struct Pipeline {
     /// The limits.
     pub limits: LimitsExtension,
@@ -59,13 +60,116 @@ pub struct Pipeline {
 
 impl ExtensionFactory for Pipeline {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Hooks {
+        Arc::new(self.hooks())
+    }
+}
+
+impl Pipeline {
+    fn hooks(&self) -> Hooks {
+        Hooks {
             limits: self.limits.per_request(),
             observe: self.observe.as_ref().map(Observe::per_request),
             persisted: self.persisted.clone(),
             panic_probe: self.panic_probe,
-        })
+        }
     }
+
+    /// Runs one HTTP query on `lean`, this schema without the extension,
+    /// doing outside the library what the hooks do inside it.
+    ///
+    /// async-graphql calls an extension's `resolve` hook for every field
+    /// and list item once a schema has any extension, building a
+    /// `ResolveInfo` (a registry lookup, two type names formatted per list
+    /// item) and a chain of boxed futures each time: a third of a nested
+    /// query's CPU, even with a hook that does nothing
+    /// (docs/benchmarks.md). What the hook did per field is done here
+    /// otherwise: the answer's size is counted by the fields that can be
+    /// large ([`Counted`](super::limits::Counted)) and measured again once
+    /// serialized, and each failed field's `error` event is logged from
+    /// the answer. The root field's span is the one thing left out (the
+    /// operation's `execute` span remains).
+    ///
+    /// The caller sends only what the lean schema answers exactly as the
+    /// full one ([`lean_may_run`]): one query, no introspection.
+    pub async fn run_lean(&self, lean: &super::Lean, request: Request) -> Response {
+        let hooks = self.hooks();
+        let span = tracing::info_span!(target: TARGET, "request");
+        async {
+            let resp = hooks.lean(&lean.schema, &lean.roots, request).await;
+            let resp = hooks.limits.cap_errors(resp);
+            if let Some(o) = &hooks.observe {
+                o.answered();
+            }
+            fill(resp)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The return type of each `Query` field, as the SDL writes it (the
+/// `field` span names it; the full schema's hook reads it from the
+/// registry, which a built schema does not expose).
+pub type RootTypes = std::collections::HashMap<String, String>;
+
+/// [`RootTypes`] of a schema's SDL.
+pub fn root_types(sdl: &str) -> RootTypes {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+    let Ok(doc) = async_graphql::parser::parse_schema(sdl) else {
+        return RootTypes::new();
+    };
+    doc.definitions
+        .iter()
+        .filter_map(|d| match d {
+            TypeSystemDefinition::Type(t) if t.node.name.node == "Query" => match &t.node.kind {
+                TypeKind::Object(o) => Some(&o.fields),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flatten()
+        .map(|f| (f.node.name.node.to_string(), f.node.ty.node.to_string()))
+        .collect()
+}
+
+/// The response key and name of the operation's one root field, if it
+/// has exactly one (and it is a field, not a fragment).
+fn root_field(request: &mut Request) -> Option<(String, String)> {
+    use async_graphql::parser::types::{DocumentOperations, Selection};
+    let name = request.operation_name.clone();
+    let doc = request.parsed_query().ok()?;
+    let op = match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str())?,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
+        _ => return None,
+    };
+    match op.node.selection_set.node.items.as_slice() {
+        [item] => match &item.node {
+            Selection::Field(f) => Some((
+                f.node.response_key().node.to_string(),
+                f.node.name.node.to_string(),
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a document may run on the lean schema: surely a query (no
+/// `mutation` or `subscription` anywhere in its text) that asks for no
+/// introspection (no `__schema`, no `__type` other than `__typename`),
+/// and not empty (a persisted query's hash alone). A document that merely
+/// mentions one of these words, in a string say, takes the full schema,
+/// which answers everything.
+pub fn lean_may_run(query: &str) -> bool {
+    !query.trim().is_empty()
+        && !query.contains("mutation")
+        && !query.contains("subscription")
+        && !query.contains("__schema")
+        && query
+            .match_indices("__type")
+            .all(|(at, _)| query[at..].starts_with("__typename"))
 }
 
 /// One request's (or WebSocket operation's) hooks and state.
@@ -74,6 +178,109 @@ struct Hooks {
     observe: Option<PerRequest>,
     persisted: Option<PersistedQueries>,
     panic_probe: bool,
+}
+
+impl Hooks {
+    /// What `prepare_request` does before the library's own preparation
+    /// (which adds nothing): metrics, the persisted document, the front
+    /// door. Returns the hash to remember once admitted.
+    fn admit(&self, request: &mut Request) -> ServerResult<Option<String>> {
+        if let Some(o) = &self.observe {
+            o.prepare(request);
+        }
+        // A persisted query's document is filled in before the front door,
+        // and remembered only once the front door admitted it (a refused
+        // one would otherwise pin its bytes).
+        let remember = match &self.persisted {
+            Some(store) => store.resolve(request)?,
+            None => None,
+        };
+        self.limits.front_door(request)?;
+        Ok(remember)
+    }
+
+    fn remember(&self, request: &Request, hash: Option<String>) {
+        if let (Some(store), Some(hash)) = (&self.persisted, hash) {
+            store.remember(hash, &request.query);
+        }
+    }
+
+    /// The lean run of [`Pipeline::run_lean`], up to the answer.
+    async fn lean(
+        &self,
+        schema: &super::AppSchema,
+        roots: &RootTypes,
+        mut request: Request,
+    ) -> Response {
+        let remember = match self.admit(&mut request) {
+            Ok(r) => r,
+            Err(e) => return Response::from_errors(vec![e]),
+        };
+        self.remember(&request, remember);
+        let mark = request
+            .data
+            .get(&std::any::TypeId::of::<Arc<crate::http::Executed>>())
+            .and_then(|d| d.downcast_ref::<Arc<crate::http::Executed>>())
+            .cloned();
+        self.limits.restart_count();
+        // The root field's span, when there is one root field: with several,
+        // running concurrently, the `execute` span is the finest there is.
+        let field = root_field(&mut request).map(|(path, name)| {
+            tracing::info_span!(
+                target: TARGET,
+                "field",
+                path = %path,
+                parent_type = "Query",
+                return_type = %roots.get(&name).map_or("", String::as_str),
+            )
+        });
+        let request = request.data(Counting(self.limits.clone()));
+        let started = Instant::now();
+        let span = tracing::info_span!(target: TARGET, "execute");
+        let run = schema.execute(request);
+        let mut resp = match field {
+            Some(field) => run.instrument(field).instrument(span).await,
+            None => run.instrument(span).await,
+        };
+        // Validation refused it (or the library's complexity limit): no
+        // field ran, so no error has a path and there is no data.
+        let executed =
+            !matches!(resp.data, Value::Null) || resp.errors.iter().any(|e| !e.path.is_empty());
+        if let Some(o) = &self.observe {
+            o.validated(executed);
+        }
+        if !executed {
+            resp.errors = resp
+                .errors
+                .into_iter()
+                .map(|e| self.limits.validation_error(e))
+                .collect();
+            return resp;
+        }
+        if let Some(mark) = mark {
+            mark.set();
+        }
+        if self.limits.exceeded() {
+            // Whatever was built is dropped here, not sent in part.
+            resp = Response::from_errors(vec![self.limits.too_large()]);
+        }
+        for e in &resp.errors {
+            let path = e
+                .path
+                .iter()
+                .map(|seg| match seg {
+                    async_graphql::PathSegment::Field(name) => name.clone(),
+                    async_graphql::PathSegment::Index(i) => i.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(".");
+            tracing::info!(target: TARGET, path = %path, error = %e.message, "error");
+        }
+        if let Some(o) = &self.observe {
+            o.executed(&resp, started.elapsed());
+        }
+        resp
+    }
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -106,21 +313,9 @@ impl Extension for Hooks {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Some(o) = &self.observe {
-            o.prepare(&mut request);
-        }
-        // A persisted query's document is filled in before the front door,
-        // and remembered only once the front door admitted it (a refused
-        // one would otherwise pin its bytes).
-        let remember = match &self.persisted {
-            Some(store) => store.resolve(&mut request)?,
-            None => None,
-        };
-        self.limits.front_door(&mut request)?;
+        let remember = self.admit(&mut request)?;
         let request = next.run(ctx, request).await?;
-        if let (Some(store), Some(hash)) = (&self.persisted, remember) {
-            store.remember(hash, &request.query);
-        }
+        self.remember(&request, remember);
         Ok(request)
     }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::limits::Counted;
 use super::loaders;
 use super::loaders::{Cursor, PageKey, Rel};
 use crate::domain::{
@@ -217,12 +218,12 @@ impl Project {
         encode(Kind::Project, self.0.id)
     }
     /// Display name.
-    async fn name(&self) -> &str {
-        &self.0.name
+    async fn name(&self) -> Counted<&str> {
+        Counted(&self.0.name)
     }
     /// The product idea in the user's words.
-    async fn product_idea(&self) -> Option<&str> {
-        self.0.product_idea.as_deref()
+    async fn product_idea(&self) -> Counted<Option<&str>> {
+        Counted(self.0.product_idea.as_deref())
     }
     /// Lifecycle state: `ACTIVE → COMPLETED / FAILED / CANCELLED`.
     async fn status(&self) -> ProjectStatus {
@@ -246,8 +247,8 @@ impl Project {
         Ok(one(&loaders(ctx).workflows, id).await?.map(Workflow))
     }
     /// Who created it.
-    async fn created_by(&self) -> &str {
-        &self.0.created_by
+    async fn created_by(&self) -> Counted<&str> {
+        Counted(&self.0.created_by)
     }
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
@@ -449,16 +450,16 @@ impl Task {
     }
     /// Key of the workflow step it was created from (kept even if the
     /// workflow is later re-imported).
-    async fn step_key(&self) -> Option<&str> {
-        self.0.step_key.as_deref()
+    async fn step_key(&self) -> Counted<Option<&str>> {
+        Counted(self.0.step_key.as_deref())
     }
     /// Short title.
-    async fn title(&self) -> &str {
-        &self.0.title
+    async fn title(&self) -> Counted<&str> {
+        Counted(&self.0.title)
     }
     /// What to do.
-    async fn instructions(&self) -> Option<&str> {
-        self.0.instructions.as_deref()
+    async fn instructions(&self) -> Counted<Option<&str>> {
+        Counted(self.0.instructions.as_deref())
     }
     /// Higher runs first among ready tasks.
     async fn priority(&self) -> i32 {
@@ -486,20 +487,20 @@ impl Task {
         self.0.progress
     }
     /// Free-form label of the current stage, as reported by the agent.
-    async fn stage(&self) -> Option<&str> {
-        self.0.stage.as_deref()
+    async fn stage(&self) -> Counted<Option<&str>> {
+        Counted(self.0.stage.as_deref())
     }
     /// The last message the agent reported.
-    async fn status_message(&self) -> Option<&str> {
-        self.0.status_message.as_deref()
+    async fn status_message(&self) -> Counted<Option<&str>> {
+        Counted(self.0.status_message.as_deref())
     }
     /// The output, set on completion.
-    async fn output(&self) -> Option<Json<Value>> {
-        self.0.output.clone().map(Json)
+    async fn output(&self) -> Counted<Option<Json<Value>>> {
+        Counted(self.0.output.clone().map(Json))
     }
     /// The error, set on failure.
-    async fn error(&self) -> Option<&str> {
-        self.0.error.as_deref()
+    async fn error(&self) -> Counted<Option<&str>> {
+        Counted(self.0.error.as_deref())
     }
     /// Attempt number, 1 for the first run, +1 per retry.
     async fn attempt(&self) -> i32 {
@@ -677,36 +678,36 @@ impl Persona {
         encode(Kind::Persona, self.0.id)
     }
     /// Catalog key, e.g. `analyst`; accepted wherever a persona id is.
-    async fn key(&self) -> &str {
-        &self.0.key
+    async fn key(&self) -> Counted<&str> {
+        Counted(&self.0.key)
     }
     /// The persona's name, e.g. `Mary`.
-    async fn name(&self) -> &str {
-        &self.0.name
+    async fn name(&self) -> Counted<&str> {
+        Counted(&self.0.name)
     }
     /// Job title, e.g. `Business Analyst`.
-    async fn title(&self) -> &str {
-        &self.0.title
+    async fn title(&self) -> Counted<&str> {
+        Counted(&self.0.title)
     }
     /// An emoji icon.
-    async fn icon(&self) -> Option<&str> {
-        self.0.icon.as_deref()
+    async fn icon(&self) -> Counted<Option<&str>> {
+        Counted(self.0.icon.as_deref())
     }
     /// The role it plays.
-    async fn role(&self) -> Option<&str> {
-        self.0.role.as_deref()
+    async fn role(&self) -> Counted<Option<&str>> {
+        Counted(self.0.role.as_deref())
     }
     /// When to call on it.
-    async fn when_to_use(&self) -> Option<&str> {
-        self.0.when_to_use.as_deref()
+    async fn when_to_use(&self) -> Counted<Option<&str>> {
+        Counted(self.0.when_to_use.as_deref())
     }
     /// A short description.
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+    async fn description(&self) -> Counted<Option<&str>> {
+        Counted(self.0.description.as_deref())
     }
     /// Names of the commands it offers.
-    async fn capabilities(&self) -> Vec<String> {
-        crate::service::json_strings(&self.0.capabilities)
+    async fn capabilities(&self) -> Counted<Vec<String>> {
+        Counted(crate::service::json_strings(&self.0.capabilities))
     }
     /// Whether it comes with Cerebral (true) or was imported by the tenant.
     async fn builtin(&self) -> bool {
@@ -725,20 +726,20 @@ impl Team {
         encode(Kind::Team, self.0.id)
     }
     /// Catalog key, e.g. `team-fullstack`.
-    async fn key(&self) -> &str {
-        &self.0.key
+    async fn key(&self) -> Counted<&str> {
+        Counted(&self.0.key)
     }
     /// Display name.
-    async fn name(&self) -> &str {
-        &self.0.name
+    async fn name(&self) -> Counted<&str> {
+        Counted(&self.0.name)
     }
     /// An emoji icon.
-    async fn icon(&self) -> Option<&str> {
-        self.0.icon.as_deref()
+    async fn icon(&self) -> Counted<Option<&str>> {
+        Counted(self.0.icon.as_deref())
     }
     /// A short description.
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+    async fn description(&self) -> Counted<Option<&str>> {
+        Counted(self.0.description.as_deref())
     }
     /// Whether it comes with Cerebral.
     async fn builtin(&self) -> bool {
@@ -795,24 +796,24 @@ impl Workflow {
         encode(Kind::Workflow, self.0.id)
     }
     /// Catalog key, e.g. `greenfield-service`; accepted wherever a workflow id is.
-    async fn key(&self) -> &str {
-        &self.0.key
+    async fn key(&self) -> Counted<&str> {
+        Counted(&self.0.key)
     }
     /// Display name.
-    async fn name(&self) -> &str {
-        &self.0.name
+    async fn name(&self) -> Counted<&str> {
+        Counted(&self.0.name)
     }
     /// A short description.
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+    async fn description(&self) -> Counted<Option<&str>> {
+        Counted(self.0.description.as_deref())
     }
     /// `greenfield`, `brownfield` or another kind named by the pack.
-    async fn kind(&self) -> Option<&str> {
-        self.0.kind.as_deref()
+    async fn kind(&self) -> Counted<Option<&str>> {
+        Counted(self.0.kind.as_deref())
     }
     /// Project types it suits, e.g. `rest-api`.
-    async fn project_types(&self) -> Vec<String> {
-        crate::service::json_strings(&self.0.project_types)
+    async fn project_types(&self) -> Counted<Vec<String>> {
+        Counted(crate::service::json_strings(&self.0.project_types))
     }
     /// Whether it comes with Cerebral.
     async fn builtin(&self) -> bool {
@@ -843,16 +844,16 @@ impl WorkflowStep {
         encode(Kind::WorkflowStep, self.0.id)
     }
     /// Key unique within the workflow, e.g. `pm-prd-md`.
-    async fn key(&self) -> &str {
-        &self.0.key
+    async fn key(&self) -> Counted<&str> {
+        Counted(&self.0.key)
     }
     /// 0-based order.
     async fn position(&self) -> i32 {
         self.0.position
     }
     /// The agent as the definition names it, e.g. `analyst/pm` or `various`.
-    async fn agent(&self) -> Option<&str> {
-        self.0.agent.as_deref()
+    async fn agent(&self) -> Counted<Option<&str>> {
+        Counted(self.0.agent.as_deref())
     }
     /// The persona that does it (the first one named).
     async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
@@ -862,32 +863,32 @@ impl WorkflowStep {
         Ok(one(&loaders(ctx).personas_by_key, k).await?.map(Persona))
     }
     /// What it does, e.g. `create_story` or `validate`.
-    async fn action(&self) -> Option<&str> {
-        self.0.action.as_deref()
+    async fn action(&self) -> Counted<Option<&str>> {
+        Counted(self.0.action.as_deref())
     }
     /// Artifacts it creates, e.g. `prd.md`.
-    async fn creates(&self) -> Vec<String> {
-        crate::service::json_strings(&self.0.creates)
+    async fn creates(&self) -> Counted<Vec<String>> {
+        Counted(crate::service::json_strings(&self.0.creates))
     }
     /// Artifacts it needs.
-    async fn requires(&self) -> Vec<String> {
-        crate::service::json_strings(&self.0.requires)
+    async fn requires(&self) -> Counted<Vec<String>> {
+        Counted(crate::service::json_strings(&self.0.requires))
     }
     /// Artifacts it updates.
-    async fn updates(&self) -> Vec<String> {
-        crate::service::json_strings(&self.0.updates)
+    async fn updates(&self) -> Counted<Vec<String>> {
+        Counted(crate::service::json_strings(&self.0.updates))
     }
     /// Whether the step may be skipped.
     async fn optional(&self) -> bool {
         self.0.optional
     }
     /// The condition under which it runs, if any.
-    async fn condition(&self) -> Option<&str> {
-        self.0.condition.as_deref()
+    async fn condition(&self) -> Counted<Option<&str>> {
+        Counted(self.0.condition.as_deref())
     }
     /// How it repeats, e.g. `for_each_epic`.
-    async fn repeats(&self) -> Option<&str> {
-        self.0.repeats.as_deref()
+    async fn repeats(&self) -> Counted<Option<&str>> {
+        Counted(self.0.repeats.as_deref())
     }
     /// Whether a human must approve its outcome (a HITL gate).
     async fn requires_approval(&self) -> bool {
@@ -898,8 +899,8 @@ impl WorkflowStep {
         self.0.is_control
     }
     /// Notes of the definition (imported packs only).
-    async fn notes(&self) -> Option<&str> {
-        self.0.notes.as_deref()
+    async fn notes(&self) -> Counted<Option<&str>> {
+        Counted(self.0.notes.as_deref())
     }
 }
 
@@ -914,12 +915,12 @@ impl Session {
         encode(Kind::Session, self.0.id)
     }
     /// The user it belongs to.
-    async fn user_id(&self) -> &str {
-        &self.0.user_id
+    async fn user_id(&self) -> Counted<&str> {
+        Counted(&self.0.user_id)
     }
     /// Display name.
-    async fn name(&self) -> Option<&str> {
-        self.0.name.as_deref()
+    async fn name(&self) -> Counted<Option<&str>> {
+        Counted(self.0.name.as_deref())
     }
     /// Lifecycle state: `ACTIVE ⇄ SUSPENDED → TERMINATED`, or `EXPIRED`.
     async fn status(&self) -> SessionStatus {
@@ -1028,13 +1029,13 @@ impl PersonaContext {
         Ok(one(&loaders(ctx).contexts, id).await?.map(PersonaContext))
     }
     /// Key-value state (a JSON object).
-    async fn state(&self) -> Json<Value> {
-        Json(self.0.state.clone())
+    async fn state(&self) -> Counted<Json<Value>> {
+        Counted(Json(self.0.state.clone()))
     }
     /// Retained conversation history, oldest first (bounded; the oldest
     /// entries are dropped beyond the configured maximum).
-    async fn history(&self) -> Json<Value> {
-        Json(self.0.history.clone())
+    async fn history(&self) -> Counted<Json<Value>> {
+        Counted(Json(self.0.history.clone()))
     }
     /// Entries currently retained in `history`.
     async fn history_count(&self) -> i64 {
@@ -1049,12 +1050,12 @@ impl PersonaContext {
         self.0.history_total
     }
     /// The tool the persona is using.
-    async fn active_tool(&self) -> Option<&str> {
-        self.0.active_tool.as_deref()
+    async fn active_tool(&self) -> Counted<Option<&str>> {
+        Counted(self.0.active_tool.as_deref())
     }
     /// The workflow the persona is following.
-    async fn active_workflow(&self) -> Option<&str> {
-        self.0.active_workflow.as_deref()
+    async fn active_workflow(&self) -> Counted<Option<&str>> {
+        Counted(self.0.active_workflow.as_deref())
     }
     /// Last time it was switched to or changed.
     async fn last_active_at(&self) -> DateTime<Utc> {
@@ -1081,8 +1082,8 @@ impl TaskCheckpoint {
         Ok(one(&loaders(ctx).tasks, self.0.task_id).await?.map(Task))
     }
     /// The step this snapshot belongs to.
-    async fn step_id(&self) -> &str {
-        &self.0.step_key
+    async fn step_id(&self) -> Counted<&str> {
+        Counted(&self.0.step_key)
     }
     /// Version within (task, step), from 1.
     async fn version(&self) -> i32 {
@@ -1097,12 +1098,15 @@ impl TaskCheckpoint {
         self.0.status.allowed_transitions().to_vec()
     }
     /// The saved state (loaded only when selected; see `stateSize`).
-    async fn state(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
-        Ok(Json(
-            one(&loaders(ctx).checkpoint_states, self.0.id)
-                .await?
-                .unwrap_or(Value::Null),
-        ))
+    async fn state(&self, ctx: &Context<'_>) -> Result<Counted<Json<Value>>> {
+        {
+            Ok(Json(
+                one(&loaders(ctx).checkpoint_states, self.0.id)
+                    .await?
+                    .unwrap_or(Value::Null),
+            ))
+        }
+        .map(Counted)
     }
     /// Size of the state as stored JSON, in bytes.
     async fn state_size(&self) -> i64 {
@@ -1123,8 +1127,8 @@ impl TaskCheckpoint {
             .map(TaskCheckpoint))
     }
     /// Who wrote it.
-    async fn created_by(&self) -> &str {
-        &self.0.created_by
+    async fn created_by(&self) -> Counted<&str> {
+        Counted(&self.0.created_by)
     }
     /// When it was written.
     async fn created_at(&self) -> DateTime<Utc> {
@@ -1153,16 +1157,16 @@ impl HitlRequest {
         Ok(one(&loaders(ctx).tasks, self.0.task_id).await?.map(Task))
     }
     /// The question.
-    async fn question(&self) -> &str {
-        &self.0.question
+    async fn question(&self) -> Counted<&str> {
+        Counted(&self.0.question)
     }
     /// The JSON Schema an APPROVE or AMEND response must match, if any.
-    async fn response_schema(&self) -> Option<Json<Value>> {
-        self.0.response_schema.clone().map(Json)
+    async fn response_schema(&self) -> Counted<Option<Json<Value>>> {
+        Counted(self.0.response_schema.clone().map(Json))
     }
     /// Suggested answers, if any.
-    async fn options(&self) -> Vec<String> {
-        crate::service::json_strings(&self.0.options)
+    async fn options(&self) -> Counted<Vec<String>> {
+        Counted(crate::service::json_strings(&self.0.options))
     }
     /// Lifecycle state: `PENDING → APPROVED / REJECTED / AMENDED` (or `EXPIRED`).
     async fn status(&self) -> HitlStatus {
@@ -1173,16 +1177,16 @@ impl HitlRequest {
         self.0.status.allowed_transitions().to_vec()
     }
     /// The human's response (free JSON: a comment, or the amendments).
-    async fn response(&self) -> Option<Json<Value>> {
-        self.0.response.clone().map(Json)
+    async fn response(&self) -> Counted<Option<Json<Value>>> {
+        Counted(self.0.response.clone().map(Json))
     }
     /// Who asked.
-    async fn requested_by(&self) -> &str {
-        &self.0.requested_by
+    async fn requested_by(&self) -> Counted<&str> {
+        Counted(&self.0.requested_by)
     }
     /// Who answered.
-    async fn resolved_by(&self) -> Option<&str> {
-        self.0.resolved_by.as_deref()
+    async fn resolved_by(&self) -> Counted<Option<&str>> {
+        Counted(self.0.resolved_by.as_deref())
     }
     /// When it was answered.
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
@@ -1244,24 +1248,27 @@ impl Artifact {
         self.0.kind
     }
     /// Its name, e.g. `prd.md`.
-    async fn name(&self) -> &str {
-        &self.0.name
+    async fn name(&self) -> Counted<&str> {
+        Counted(&self.0.name)
     }
     /// Version of this name within the project, from 1.
     async fn version(&self) -> i32 {
         self.0.version
     }
     /// The content (loaded only when selected; see `size`).
-    async fn content(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
-        Ok(Json(
-            one(&loaders(ctx).artifact_contents, self.0.id)
-                .await?
-                .unwrap_or(Value::Null),
-        ))
+    async fn content(&self, ctx: &Context<'_>) -> Result<Counted<Json<Value>>> {
+        {
+            Ok(Json(
+                one(&loaders(ctx).artifact_contents, self.0.id)
+                    .await?
+                    .unwrap_or(Value::Null),
+            ))
+        }
+        .map(Counted)
     }
     /// SHA-256 of the content as stored JSON, lower-case hex (64 characters).
-    async fn sha256(&self) -> &str {
-        &self.0.sha256
+    async fn sha256(&self) -> Counted<&str> {
+        Counted(&self.0.sha256)
     }
     /// Size of the content as stored JSON, in bytes.
     async fn size(&self) -> i64 {
@@ -1275,8 +1282,8 @@ impl Artifact {
         Ok(one(&loaders(ctx).artifacts, id).await?.map(Artifact))
     }
     /// Who stored it.
-    async fn created_by(&self) -> &str {
-        &self.0.created_by
+    async fn created_by(&self) -> Counted<&str> {
+        Counted(&self.0.created_by)
     }
     /// When it was stored.
     async fn created_at(&self) -> DateTime<Utc> {
@@ -1318,8 +1325,8 @@ impl AgentStatus {
         Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
     /// The last message it reported.
-    async fn message(&self) -> Option<&str> {
-        self.0.message.as_deref()
+    async fn message(&self) -> Counted<Option<&str>> {
+        Counted(self.0.message.as_deref())
     }
     /// Its last report.
     async fn last_activity_at(&self) -> DateTime<Utc> {
@@ -1364,8 +1371,8 @@ impl Event {
         encode(Kind::Event, self.0.id)
     }
     /// Stream cursor: the event's sequence number as a string.
-    async fn cursor(&self) -> String {
-        self.0.seq.to_string()
+    async fn cursor(&self) -> Counted<String> {
+        Counted(self.0.seq.to_string())
     }
     /// What happened.
     #[graphql(name = "type")]
@@ -1381,8 +1388,8 @@ impl Event {
         self.0.task_id.map(|t| encode(Kind::Task, t))
     }
     /// GraphQL type name of the changed object.
-    async fn subject_type(&self) -> &str {
-        &self.0.subject_type
+    async fn subject_type(&self) -> Counted<&str> {
+        Counted(&self.0.subject_type)
     }
     /// Global id of the changed object (raw UUID for types without ids).
     async fn subject_id(&self) -> ID {
@@ -1399,12 +1406,12 @@ impl Event {
         }
     }
     /// Who made the change.
-    async fn actor(&self) -> &str {
-        &self.0.actor
+    async fn actor(&self) -> Counted<&str> {
+        Counted(&self.0.actor)
     }
     /// A JSON snapshot of the change (field names in camelCase).
-    async fn payload(&self) -> Json<Value> {
-        Json(self.0.payload.clone())
+    async fn payload(&self) -> Counted<Json<Value>> {
+        Counted(Json(self.0.payload.clone()))
     }
     /// When it was committed.
     async fn occurred_at(&self) -> DateTime<Utc> {
@@ -1439,8 +1446,8 @@ pub struct TaskUpdate(pub std::sync::Arc<event::Model>);
 #[Object(use_type_description)]
 impl TaskUpdate {
     /// Stream cursor; pass it as `after` to resume.
-    async fn cursor(&self) -> String {
-        self.0.seq.to_string()
+    async fn cursor(&self) -> Counted<String> {
+        Counted(self.0.seq.to_string())
     }
     /// What happened to the task.
     #[graphql(name = "type")]
@@ -1471,8 +1478,8 @@ pub struct AgentStatusUpdate(pub std::sync::Arc<event::Model>);
 #[Object(use_type_description)]
 impl AgentStatusUpdate {
     /// Stream cursor; pass it as `after` to resume.
-    async fn cursor(&self) -> String {
-        self.0.seq.to_string()
+    async fn cursor(&self) -> Counted<String> {
+        Counted(self.0.seq.to_string())
     }
     /// The agent status as recorded by the event.
     async fn agent_status(&self, ctx: &Context<'_>) -> Result<Option<AgentStatus>> {
@@ -1497,8 +1504,8 @@ pub struct ArtifactUpdate(pub std::sync::Arc<event::Model>);
 #[Object(use_type_description)]
 impl ArtifactUpdate {
     /// Stream cursor; pass it as `after` to resume.
-    async fn cursor(&self) -> String {
-        self.0.seq.to_string()
+    async fn cursor(&self) -> Counted<String> {
+        Counted(self.0.seq.to_string())
     }
     /// The artifact (artifacts never change, so this is also how it was).
     async fn artifact(&self, ctx: &Context<'_>) -> Result<Option<Artifact>> {
@@ -1519,8 +1526,8 @@ pub struct HitlRequestUpdate(pub std::sync::Arc<event::Model>);
 #[Object(use_type_description)]
 impl HitlRequestUpdate {
     /// Stream cursor; pass it as `after` to resume.
-    async fn cursor(&self) -> String {
-        self.0.seq.to_string()
+    async fn cursor(&self) -> Counted<String> {
+        Counted(self.0.seq.to_string())
     }
     /// The request as recorded by the event.
     async fn hitl_request(&self, ctx: &Context<'_>) -> Result<Option<HitlRequest>> {
@@ -1555,8 +1562,8 @@ impl AgentStatusHistoryEntry {
         Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
     /// The message it reported.
-    async fn message(&self) -> Option<&str> {
-        self.0.message.as_deref()
+    async fn message(&self) -> Counted<Option<&str>> {
+        Counted(self.0.message.as_deref())
     }
     /// When it reported this.
     async fn reported_at(&self) -> DateTime<Utc> {
@@ -1641,20 +1648,24 @@ impl TaskAttempt {
             .unwrap_or(1)
     }
     /// The error it failed with.
-    async fn error(&self) -> Option<String> {
-        self.0
-            .payload
-            .get("error")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
+    async fn error(&self) -> Counted<Option<String>> {
+        Counted({
+            self.0
+                .payload
+                .get("error")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
     }
     /// When it started.
-    async fn started_at(&self) -> Option<String> {
-        self.0
-            .payload
-            .get("startedAt")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
+    async fn started_at(&self) -> Counted<Option<String>> {
+        Counted({
+            self.0
+                .payload
+                .get("startedAt")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
     }
     /// When it failed.
     async fn failed_at(&self) -> DateTime<Utc> {

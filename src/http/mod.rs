@@ -24,6 +24,7 @@ use serde_json::json;
 use crate::auth::Principal;
 use crate::db::StatementCounter;
 use crate::graphql::batch::{self, Batching, Ticks};
+use crate::graphql::pipeline::lean_may_run;
 use crate::graphql::{AppSchema, request_data_with};
 use crate::service::Services;
 
@@ -32,6 +33,9 @@ use crate::service::Services;
 pub struct AppState {
     /// The schema.
     pub schema: AppSchema,
+    /// The schema without its extension, for plain queries over HTTP
+    /// (None when the test-only panic probe needs the per-field hook).
+    pub lean: Option<crate::graphql::Lean>,
     /// The services.
     pub services: Services,
     /// DataLoader batching window.
@@ -306,12 +310,30 @@ async fn run(
             (r, reads, fetches)
         })
         .collect();
+    // One plain query (the common request) runs without the per-field
+    // hook; a batch keeps it, for its shared complexity budget.
+    let lean = app
+        .lean
+        .as_ref()
+        .filter(|_| requests.len() == 1 && !batched)
+        .filter(|_| requests.iter().all(|(r, ..)| lean_may_run(&r.query)));
     // As `Schema::execute_batch` does: one operation after the other.
     let execute = async {
         let mut out = Vec::with_capacity(requests.len());
         for (r, reads, fetches) in requests {
-            let operation = batch::drive(fetches, app.schema.execute(r));
-            out.push(crate::service::Services::with_request_reader(reads, operation).await);
+            let resp = match lean {
+                Some(l) => {
+                    let run = l.pipeline.run_lean(l, r);
+                    crate::service::Services::with_request_reader(reads, batch::drive(fetches, run))
+                        .await
+                }
+                None => {
+                    let run = app.schema.execute(r);
+                    crate::service::Services::with_request_reader(reads, batch::drive(fetches, run))
+                        .await
+                }
+            };
+            out.push(resp);
         }
         out
     };
@@ -363,6 +385,26 @@ async fn run(
             "the answer could not be serialized",
             "INTERNAL_SERVER_ERROR",
         );
+    };
+    // A lean run counts its answer in the fields that can be large
+    // (`limits::Counted`); measured here as well, a field that does not
+    // count itself still cannot send an answer past the limit.
+    let max = app.limits.max_response_bytes;
+    let bytes = if let Some(l) = lean
+        && max > 0
+        && bytes.len() > max
+    {
+        let refusal =
+            async_graphql::Response::from_errors(vec![l.pipeline.limits.per_request().too_large()]);
+        match serde_json::to_vec(&Body {
+            response: refusal,
+            data: true,
+        }) {
+            Ok(b) => b,
+            Err(_) => bytes,
+        }
+    } else {
+        bytes
     };
     let status = if media == MediaType::GraphqlResponse && !executed_any {
         StatusCode::BAD_REQUEST

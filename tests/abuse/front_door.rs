@@ -155,6 +155,53 @@ async fn an_answer_past_the_response_limit_stops_and_carries_no_data() {
     assert_eq!(small["data"]["__typename"], "Query", "{small}");
 }
 
+/// A plain query runs without the per-field hook (`pipeline::run_lean`):
+/// its string fields count the answer themselves, aliases included, and
+/// the same query just under the limit is served.
+#[tokio::test]
+async fn a_plain_query_past_the_response_limit_stops_and_carries_no_data() {
+    let target = server(&[("CEREBRAL_MAX_RESPONSE_BYTES", "20000")]).await;
+    let client = reqwest::Client::new();
+    let idea = "x".repeat(3000);
+    for _ in 0..4 {
+        let created = post(
+            &client,
+            &target.base,
+            json!({
+                "query": "mutation($i: String) { createProject(input: {name: \"P\", productIdea: $i}) { project { id } } }",
+                "variables": { "i": idea },
+            }),
+        )
+        .await;
+        assert!(
+            created["data"]["createProject"]["project"]["id"].is_string(),
+            "{created}"
+        );
+    }
+    // 4 projects x 3,000 bytes: 12 KB, served.
+    let one = post(
+        &client,
+        &target.base,
+        json!({ "query": "{ projects(first: 10) { nodes { productIdea } } }" }),
+    )
+    .await;
+    assert_eq!(
+        one["data"]["projects"]["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{one}"
+    );
+    // Twice over through an alias: 24 KB, refused.
+    let two = post(
+        &client,
+        &target.base,
+        json!({ "query": "{ projects(first: 10) { nodes { productIdea again: productIdea } } }" }),
+    )
+    .await;
+    assert_eq!(code(&two), "RESPONSE_TOO_LARGE", "{two}");
+    assert!(two["data"].is_null(), "{two}");
+    assert_eq!(two["errors"].as_array().map(Vec::len), Some(1), "{two}");
+}
+
 /// Before the fix the store kept every document before the limits refused
 /// it: 300 refused 1 MB documents pinned 300 MB, shared by all tenants.
 #[tokio::test]

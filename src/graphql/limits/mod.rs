@@ -122,6 +122,7 @@ impl Default for Limits {
 /// The limits a schema enforces (run by [`super::pipeline`]). The
 /// introspection sizes are filled in once the schema is built (they are
 /// read from it).
+#[derive(Clone)]
 pub struct LimitsExtension {
     /// The limits.
     pub limits: Arc<Limits>,
@@ -167,6 +168,7 @@ struct ResponseBudget {
 
 /// The limits of one request (or WebSocket operation), run by
 /// [`super::pipeline`].
+#[derive(Clone)]
 pub(crate) struct Check {
     limits: Arc<Limits>,
     sizes: Arc<OnceLock<IntrospectionSizes>>,
@@ -282,14 +284,7 @@ impl Check {
         let result = result.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|e| {
-                    // async-graphql's own complexity check has no code.
-                    if e.message == "Query is too complex." {
-                        too_complex(max)
-                    } else {
-                        e
-                    }
-                })
+                .map(|e| self.name_complexity(e))
                 .collect::<Vec<_>>()
         })?;
         let introspection = ctx.data_opt::<IntrospectionCost>().map_or(0, |c| c.0);
@@ -317,8 +312,7 @@ impl Check {
         if let Some(mark) = http {
             mark.set();
         }
-        self.response.bytes.store(0, Ordering::Relaxed);
-        self.response.exceeded.store(false, Ordering::Relaxed);
+        self.restart_count();
         let limit = self.limits.request_timeout;
         // Over HTTP the handler's own deadline covers the whole request
         // (and answers 504); over WebSocket this is the only one.
@@ -336,7 +330,7 @@ impl Check {
                 )]),
             }
         };
-        if self.response.exceeded.load(Ordering::Relaxed) {
+        if self.exceeded() {
             // Whatever was built is dropped here, not sent in part.
             return Response::from_errors(vec![self.too_large()]);
         }
@@ -364,21 +358,58 @@ impl Check {
             // field cost 7 % of a nested query's CPU (docs/benchmarks.md).
             return next.run(ctx, info).await;
         }
-        let name_len = info.alias.unwrap_or(info.name).len() as u64;
-        let return_type = info.return_type;
+        let name_len = info.alias.unwrap_or(info.name).len();
+        let json = info
+            .return_type
+            .trim_matches(|c| matches!(c, '[' | ']' | '!'))
+            == "JSON";
         let value = next.run(ctx, info).await?;
-        let bytes = name_len + 4 + value.as_ref().map_or(4, |v| own_bytes(v, return_type));
+        self.count(name_len, value.as_ref(), json)?;
+        Ok(value)
+    }
+
+    /// Adds a resolved field (its name, `null` or its value) to the
+    /// answer's size; past the limit, marks the answer too large.
+    fn count(&self, name_len: usize, value: Option<&Value>, json: bool) -> ServerResult<()> {
+        let max = self.limits.max_response_bytes as u64;
+        let bytes = name_len as u64 + 4 + value.map_or(4, |v| own_bytes(v, json));
         let total = self.response.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if total > max {
+        if max > 0 && total > max {
             self.response.exceeded.store(true, Ordering::Relaxed);
             return Err(self.too_large());
         }
-        Ok(value)
+        Ok(())
     }
-}
 
-impl Check {
-    fn too_large(&self) -> ServerError {
+    /// Starts the answer's byte count afresh (each execution is an answer).
+    pub(crate) fn restart_count(&self) {
+        self.response.bytes.store(0, Ordering::Relaxed);
+        self.response.exceeded.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the answer grew past `max_response_bytes`.
+    pub(crate) fn exceeded(&self) -> bool {
+        self.response.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// Names a validation error as the validation hook does: the library's
+    /// complexity refusal becomes `MAX_COMPLEXITY_EXCEEDED`, any other
+    /// `GRAPHQL_VALIDATION_FAILED`.
+    pub(crate) fn validation_error(&self, e: ServerError) -> ServerError {
+        with_code(self.name_complexity(e), "GRAPHQL_VALIDATION_FAILED")
+    }
+
+    /// async-graphql's own complexity refusal has no code.
+    fn name_complexity(&self, e: ServerError) -> ServerError {
+        if e.message == "Query is too complex." {
+            too_complex(self.limits.max_complexity)
+        } else {
+            e
+        }
+    }
+
+    /// The refusal of an answer past `max_response_bytes`.
+    pub(crate) fn too_large(&self) -> ServerError {
         refuse(
             format!(
                 "the answer is larger than {} bytes; select less or page with a smaller `first`",
@@ -386,6 +417,59 @@ impl Check {
             ),
             "RESPONSE_TOO_LARGE",
         )
+    }
+}
+
+/// Put in an operation's data when it runs without the per-field hook
+/// (see `pipeline::Pipeline::run_lean`): its [`Counted`] fields count the
+/// answer's size themselves.
+pub(crate) struct Counting(pub(crate) Check);
+
+/// A field's value that can be large (a string, a `JSON` value, a list of
+/// strings), counted into the answer's size as it resolves when the
+/// operation runs without the per-field hook. The GraphQL type is `T`'s:
+/// wrapping changes nothing in the schema.
+///
+/// An operation with the hook (every WebSocket operation, mutations,
+/// introspection, batches) counts every field there and this counts
+/// nothing; a plain HTTP query runs without it (the hook costs a third of
+/// a nested query's CPU), and then each such field counts itself — which is
+/// why every resolver of a string or `JSON` field returns one. The
+/// serialized answer is measured again before it is sent, so a field that
+/// was missed cannot make an answer go out past the limit.
+pub struct Counted<T>(pub T);
+
+impl<T: async_graphql::OutputType> async_graphql::OutputType for Counted<T> {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        T::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        T::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        T::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::ContextSelectionSet<'_>,
+        field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> ServerResult<Value> {
+        let counting = ctx.data_opt::<Counting>();
+        if let Some(Counting(check)) = counting
+            && check.exceeded()
+        {
+            // Past the limit: stop building, at once, everywhere.
+            return Err(check.too_large());
+        }
+        let value = self.0.resolve(ctx, field).await?;
+        if let Some(Counting(check)) = counting {
+            let name_len = field.node.response_key().node.len();
+            check.count(name_len, Some(&value), T::type_name() == "JSON")?;
+        }
+        Ok(value)
     }
 }
 
@@ -398,9 +482,8 @@ fn may_be_large(return_type: &str) -> bool {
 /// The bytes a resolved value adds to the answer by itself: all of a
 /// scalar (a `JSON` value included), and only the punctuation of an object
 /// or a list of objects, whose fields are counted as they resolve.
-fn own_bytes(value: &Value, return_type: &str) -> u64 {
-    let named = return_type.trim_matches(|c| matches!(c, '[' | ']' | '!'));
-    if named == "JSON" {
+fn own_bytes(value: &Value, json: bool) -> u64 {
+    if json {
         return json_bytes(value);
     }
     match value {
