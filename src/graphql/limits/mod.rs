@@ -21,8 +21,10 @@
 //! and is budgeted across a whole batch. While executing, the answer is
 //! counted as it is built (strings, `JSON` values and list items: what can
 //! be large) and refused past `max_response_bytes`
-//! (`RESPONSE_TOO_LARGE`), and an operation over WebSocket has the same
-//! time limit as over HTTP.
+//! (`RESPONSE_TOO_LARGE`) — by the per-field hook, or, for a plain HTTP
+//! query run without it, by the string and `JSON` fields themselves
+//! ([`Counted`]) — and an operation over WebSocket has the same time limit
+//! as over HTTP.
 
 #[cfg(test)]
 mod fuzz;
