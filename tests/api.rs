@@ -526,3 +526,39 @@ async fn tasks_decode_by_position_as_sea_orm_decodes_them_by_name() {
             .any(|m| m.output.is_none() && m.started_at.is_none())
     );
 }
+
+/// A plain query over HTTP runs on the schema without the extension
+/// (`pipeline::run_lean`), a batch on the full one: the same document must
+/// get the same answer either way — data, errors, codes, paths — whether
+/// it succeeds, is refused by validation or after it, or skips everything.
+#[tokio::test]
+async fn a_plain_query_answers_as_the_same_query_in_a_batch_of_one() {
+    let app = support::spawn().await;
+    project(&app, Some("greenfield-service")).await;
+    let client = reqwest::Client::new();
+    let deep = "{ projects(first: 100) { nodes { tasks(first: 100) { nodes { checkpoints(first: 100) { nodes { id } } } } } } }";
+    let cases = [
+        json!({ "query": "{ projects(first: 2) { totalCount nodes { id name tasks(first: 3) { nodes { title persona { name } } } } } }" }),
+        json!({ "query": "{ projects @skip(if: true) { totalCount } }" }),
+        json!({ "query": "query A { projects { totalCount } } query B { projects { totalCount } }" }),
+        json!({ "query": "query A { projects { totalCount } } query B { projects { totalCount } }", "operationName": "C" }),
+        json!({ "query": "query A { projects { totalCount } }", "operationName": "A" }),
+        json!({ "query": "{ projects { nope } }" }),
+        json!({ "query": "{ task(id: \"Task:not-a-uuid\") { id } }" }),
+        json!({ "query": "query($n: Int) { projects(first: $n) { totalCount } }", "variables": { "n": "x" } }),
+        json!({ "query": deep }),
+    ];
+    for case in cases {
+        let single: serde_json::Value = client
+            .post(format!("{}/graphql", app.base))
+            .json(&case)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("JSON");
+        let batch = support::gql_batch(&client, &app.base, std::slice::from_ref(&case)).await;
+        assert_eq!(single, batch[0], "{case}");
+    }
+}

@@ -91,19 +91,28 @@ impl Pipeline {
     ///
     /// The caller sends only what the lean schema answers exactly as the
     /// full one ([`lean_may_run`]): one query, no introspection.
-    pub async fn run_lean(&self, lean: &super::Lean, request: Request) -> Response {
+    pub async fn run_lean(
+        &self,
+        lean: &super::Lean,
+        full: &super::AppSchema,
+        request: Request,
+    ) -> Response {
         let hooks = self.hooks();
         let span = tracing::info_span!(target: TARGET, "request");
-        async {
-            let resp = hooks.lean(&lean.schema, &lean.roots, request).await;
-            let resp = hooks.limits.cap_errors(resp);
-            if let Some(o) = &hooks.observe {
-                o.answered();
-            }
-            fill(resp)
+        let ran = hooks
+            .lean(&lean.schema, &lean.roots, request)
+            .instrument(span.clone())
+            .await;
+        match ran {
+            Lean::Ran(resp) => span.in_scope(|| {
+                let resp = hooks.limits.cap_errors(resp);
+                if let Some(o) = &hooks.observe {
+                    o.answered();
+                }
+                fill(resp)
+            }),
+            Lean::Full(request) => full.execute(request).await,
         }
-        .instrument(span)
-        .await
     }
 }
 
@@ -133,18 +142,23 @@ pub fn root_types(sdl: &str) -> RootTypes {
 }
 
 /// The response key and name of the operation's one root field, if it
-/// has exactly one (and it is a field, not a fragment).
-fn root_field(request: &mut Request) -> Option<(String, String)> {
+/// has exactly one (and it is a field, not a fragment); `Err` when the
+/// library would not find the operation (async-graphql's
+/// `prepare_request`: a name given for a document of one anonymous
+/// operation or not among its operations; none given among several).
+fn root_field(request: &mut Request) -> Result<Option<(String, String)>, ()> {
     use async_graphql::parser::types::{DocumentOperations, Selection};
     let name = request.operation_name.clone();
-    let doc = request.parsed_query().ok()?;
+    let doc = request.parsed_query().map_err(|_| ())?;
     let op = match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str())?,
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
-        _ => return None,
+        (DocumentOperations::Single(op), None) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str()).ok_or(())?,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().ok_or(())?
+        }
+        _ => return Err(()),
     };
-    match op.node.selection_set.node.items.as_slice() {
+    Ok(match op.node.selection_set.node.items.as_slice() {
         [item] => match &item.node {
             Selection::Field(f) => Some((
                 f.node.response_key().node.to_string(),
@@ -153,7 +167,7 @@ fn root_field(request: &mut Request) -> Option<(String, String)> {
             _ => None,
         },
         _ => None,
-    }
+    })
 }
 
 /// Whether a document may run on the lean schema: surely a query (no
@@ -211,10 +225,10 @@ impl Hooks {
         schema: &super::AppSchema,
         roots: &RootTypes,
         mut request: Request,
-    ) -> Response {
+    ) -> Lean {
         let remember = match self.admit(&mut request) {
             Ok(r) => r,
-            Err(e) => return Response::from_errors(vec![e]),
+            Err(e) => return Lean::Ran(Response::from_errors(vec![e])),
         };
         self.remember(&request, remember);
         let mark = request
@@ -222,12 +236,20 @@ impl Hooks {
             .get(&std::any::TypeId::of::<Arc<crate::http::Executed>>())
             .and_then(|d| d.downcast_ref::<Arc<crate::http::Executed>>())
             .cloned();
+        // An operation the library would not find (an unknown name, none
+        // given among several) is refused after validation, with codes the
+        // hooks give: the full schema answers it.
+        let Ok(root) = root_field(&mut request) else {
+            return Lean::Full(request);
+        };
         self.limits.restart_count();
+        let span = tracing::info_span!(target: TARGET, "execute");
         // The root field's span, when there is one root field: with several,
         // running concurrently, the `execute` span is the finest there is.
-        let field = root_field(&mut request).map(|(path, name)| {
+        let field = root.map(|(path, name)| {
             tracing::info_span!(
                 target: TARGET,
+                parent: &span,
                 "field",
                 path = %path,
                 parent_type = "Query",
@@ -236,16 +258,17 @@ impl Hooks {
         });
         let request = request.data(Counting(self.limits.clone()));
         let started = Instant::now();
-        let span = tracing::info_span!(target: TARGET, "execute");
         let run = schema.execute(request);
         let mut resp = match field {
             Some(field) => run.instrument(field).instrument(span).await,
             None => run.instrument(span).await,
         };
-        // Validation refused it (or the library's complexity limit): no
-        // field ran, so no error has a path and there is no data.
-        let executed =
-            !matches!(resp.data, Value::Null) || resp.errors.iter().any(|e| !e.path.is_empty());
+        // Validation refused it (or the library's complexity limit): errors,
+        // none with a path, and no data. (No data and no error: every root
+        // field was skipped, which is an execution.)
+        let executed = !matches!(resp.data, Value::Null)
+            || resp.errors.is_empty()
+            || resp.errors.iter().any(|e| !e.path.is_empty());
         if let Some(o) = &self.observe {
             o.validated(executed);
         }
@@ -255,7 +278,7 @@ impl Hooks {
                 .into_iter()
                 .map(|e| self.limits.validation_error(e))
                 .collect();
-            return resp;
+            return Lean::Ran(resp);
         }
         if let Some(mark) = mark {
             mark.set();
@@ -279,8 +302,16 @@ impl Hooks {
         if let Some(o) = &self.observe {
             o.executed(&resp, started.elapsed());
         }
-        resp
+        Lean::Ran(resp)
     }
+}
+
+/// How [`Hooks::lean`] ended.
+enum Lean {
+    /// With this answer.
+    Ran(Response),
+    /// Admitted, but for the full schema to run.
+    Full(Request),
 }
 
 #[async_graphql::async_trait::async_trait]

@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, InputObject, MergedObject, Object, Result};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::limits::Counted;
 use super::types::*;
 use super::{loaders, principal, services};
 use crate::auth::SYSTEM_TENANT;
@@ -287,12 +288,15 @@ impl ProjectQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "A `TaskCheckpoint` id: the starting state.")] from: ID,
         #[graphql(desc = "A `TaskCheckpoint` id: the resulting state.")] to: ID,
-    ) -> Result<async_graphql::Json<serde_json::Value>> {
-        let a = ids::decode(Kind::TaskCheckpoint, &from)?;
-        let b = ids::decode(Kind::TaskCheckpoint, &to)?;
-        Ok(async_graphql::Json(
-            services(ctx).checkpoint_diff(principal(ctx), a, b).await?,
-        ))
+    ) -> Result<Counted<async_graphql::Json<serde_json::Value>>> {
+        {
+            let a = ids::decode(Kind::TaskCheckpoint, &from)?;
+            let b = ids::decode(Kind::TaskCheckpoint, &to)?;
+            Ok(async_graphql::Json(
+                services(ctx).checkpoint_diff(principal(ctx), a, b).await?,
+            ))
+        }
+        .map(Counted)
     }
 
     /// A HITL request by id.
@@ -597,27 +601,36 @@ impl AnalyticsQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Only this project's tasks.")] project_id: Option<ID>,
-    ) -> Result<Vec<PersonaAnalytics>> {
-        let project = project_id
-            .map(|p| ids::decode(Kind::Project, &p))
-            .transpose()?;
-        Ok(services(ctx)
-            .persona_stats(principal(ctx), project)
-            .await?
-            .into_iter()
-            .map(PersonaAnalytics)
-            .collect())
+    ) -> Result<Counted<Vec<PersonaAnalytics>>> {
+        {
+            let project = project_id
+                .map(|p| ids::decode(Kind::Project, &p))
+                .transpose()?;
+            Ok(services(ctx)
+                .persona_stats(principal(ctx), project)
+                .await?
+                .into_iter()
+                .map(PersonaAnalytics)
+                .collect())
+        }
+        .map(Counted)
     }
 
     /// Per workflow: projects started and completed, mean time to complete
     /// (seconds).
-    async fn workflow_analytics(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowAnalytics>> {
-        Ok(services(ctx)
-            .workflow_stats(principal(ctx))
-            .await?
-            .into_iter()
-            .map(WorkflowAnalytics)
-            .collect())
+    async fn workflow_analytics(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Counted<Vec<WorkflowAnalytics>>> {
+        {
+            Ok(services(ctx)
+                .workflow_stats(principal(ctx))
+                .await?
+                .into_iter()
+                .map(WorkflowAnalytics)
+                .collect())
+        }
+        .map(Counted)
     }
 }
 

@@ -527,13 +527,16 @@ impl Task {
     /// The attempts before this one that failed, oldest first (at most 100):
     /// a retry keeps the task's row — and so every edge to it — and counts
     /// up `attempt`, and each failed attempt stays in the log.
-    async fn failed_attempts(&self, ctx: &Context<'_>) -> Result<Vec<TaskAttempt>> {
-        Ok(one(&loaders(ctx).failed_attempts, self.0.id)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(TaskAttempt)
-            .collect())
+    async fn failed_attempts(&self, ctx: &Context<'_>) -> Result<Counted<Vec<TaskAttempt>>> {
+        {
+            Ok(one(&loaders(ctx).failed_attempts, self.0.id)
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(TaskAttempt)
+                .collect())
+        }
+        .map(Counted)
     }
     /// Row version, +1 on every change (for optimistic concurrency).
     async fn version(&self) -> i32 {
@@ -556,23 +559,26 @@ impl Task {
         self.0.updated_at
     }
     /// Tasks that must be COMPLETED (or CANCELLED) before this one starts.
-    async fn dependencies(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
-        let ids = loaders(ctx)
-            .dependencies
-            .load_one(self.0.id)
-            .await
-            .map_err(db_err)?
-            .unwrap_or_default();
-        let mut found = loaders(ctx)
-            .tasks
-            .load_many(ids.iter().copied())
-            .await
-            .map_err(db_err)?;
-        Ok(ids
-            .iter()
-            .filter_map(|i| found.remove(i))
-            .map(Task)
-            .collect())
+    async fn dependencies(&self, ctx: &Context<'_>) -> Result<Counted<Vec<Task>>> {
+        {
+            let ids = loaders(ctx)
+                .dependencies
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default();
+            let mut found = loaders(ctx)
+                .tasks
+                .load_many(ids.iter().copied())
+                .await
+                .map_err(db_err)?;
+            Ok(ids
+                .iter()
+                .filter_map(|i| found.remove(i))
+                .map(Task)
+                .collect())
+        }
+        .map(Counted)
     }
     /// Checkpoints, oldest first.
     #[graphql(complexity = "super::page_cost(first, child_complexity)")]
@@ -746,42 +752,48 @@ impl Team {
         self.0.builtin
     }
     /// Members in team order; keys that name no known persona are left out.
-    async fn personas(&self, ctx: &Context<'_>) -> Result<Vec<Persona>> {
-        let (keys, _) = loaders(ctx)
-            .team_keys
-            .load_one(self.0.id)
-            .await
-            .map_err(db_err)?
-            .unwrap_or_default();
-        let mut found = loaders(ctx)
-            .personas_by_key
-            .load_many(keys.iter().cloned())
-            .await
-            .map_err(db_err)?;
-        Ok(keys
-            .iter()
-            .filter_map(|k| found.remove(k))
-            .map(Persona)
-            .collect())
+    async fn personas(&self, ctx: &Context<'_>) -> Result<Counted<Vec<Persona>>> {
+        {
+            let (keys, _) = loaders(ctx)
+                .team_keys
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default();
+            let mut found = loaders(ctx)
+                .personas_by_key
+                .load_many(keys.iter().cloned())
+                .await
+                .map_err(db_err)?;
+            Ok(keys
+                .iter()
+                .filter_map(|k| found.remove(k))
+                .map(Persona)
+                .collect())
+        }
+        .map(Counted)
     }
     /// Workflows in team order; unknown keys are left out.
-    async fn workflows(&self, ctx: &Context<'_>) -> Result<Vec<Workflow>> {
-        let (_, keys) = loaders(ctx)
-            .team_keys
-            .load_one(self.0.id)
-            .await
-            .map_err(db_err)?
-            .unwrap_or_default();
-        let mut found = loaders(ctx)
-            .workflows_by_key
-            .load_many(keys.iter().cloned())
-            .await
-            .map_err(db_err)?;
-        Ok(keys
-            .iter()
-            .filter_map(|k| found.remove(k))
-            .map(Workflow)
-            .collect())
+    async fn workflows(&self, ctx: &Context<'_>) -> Result<Counted<Vec<Workflow>>> {
+        {
+            let (_, keys) = loaders(ctx)
+                .team_keys
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default();
+            let mut found = loaders(ctx)
+                .workflows_by_key
+                .load_many(keys.iter().cloned())
+                .await
+                .map_err(db_err)?;
+            Ok(keys
+                .iter()
+                .filter_map(|k| found.remove(k))
+                .map(Workflow)
+                .collect())
+        }
+        .map(Counted)
     }
 }
 
@@ -820,16 +832,19 @@ impl Workflow {
         self.0.builtin
     }
     /// Steps in order (a definition has tens of steps, not thousands).
-    async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowStep>> {
-        Ok(loaders(ctx)
-            .workflow_steps
-            .load_one(self.0.id)
-            .await
-            .map_err(db_err)?
-            .unwrap_or_default()
-            .into_iter()
-            .map(WorkflowStep)
-            .collect())
+    async fn steps(&self, ctx: &Context<'_>) -> Result<Counted<Vec<WorkflowStep>>> {
+        {
+            Ok(loaders(ctx)
+                .workflow_steps
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(WorkflowStep)
+                .collect())
+        }
+        .map(Counted)
     }
 }
 

@@ -323,7 +323,7 @@ async fn run(
         for (r, reads, fetches) in requests {
             let resp = match lean {
                 Some(l) => {
-                    let run = l.pipeline.run_lean(l, r);
+                    let run = l.pipeline.run_lean(l, &app.schema, r);
                     crate::service::Services::with_request_reader(reads, batch::drive(fetches, run))
                         .await
                 }

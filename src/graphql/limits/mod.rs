@@ -427,16 +427,19 @@ impl Check {
 /// answer's size themselves.
 pub(crate) struct Counting(pub(crate) Check);
 
-/// A field's value that can be large (a string, a `JSON` value, a list of
-/// strings), counted into the answer's size as it resolves when the
-/// operation runs without the per-field hook. The GraphQL type is `T`'s:
+/// A field's value that can be large (a string, a `JSON` value, a list
+/// with no page size: of strings, or of objects at 3 bytes each as the
+/// hook counts them, which bounds a list nested in a list), counted into
+/// the answer's size as it resolves when the operation runs without the
+/// per-field hook. The GraphQL type is `T`'s:
 /// wrapping changes nothing in the schema.
 ///
 /// An operation with the hook (every WebSocket operation, mutations,
 /// introspection, batches) counts every field there and this counts
-/// nothing; a plain HTTP query runs without it (the hook costs a third of
-/// a nested query's CPU), and then each such field counts itself — which is
-/// why every resolver of a string or `JSON` field returns one. The
+/// nothing; a plain HTTP query runs without it (the hook's machinery
+/// costs a sixth of a nested query's CPU), and then each such field counts
+/// itself — which is why every resolver of a string, a `JSON` value or an
+/// unpaged list returns one. (A paged list is bounded by complexity.) The
 /// serialized answer is measured again before it is sent, so a field that
 /// was missed cannot make an answer go out past the limit.
 pub struct Counted<T>(pub T);
