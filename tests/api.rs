@@ -549,15 +549,7 @@ async fn a_plain_query_answers_as_the_same_query_in_a_batch_of_one() {
         json!({ "query": deep }),
     ];
     for case in cases {
-        let single: serde_json::Value = client
-            .post(format!("{}/graphql", app.base))
-            .json(&case)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("JSON");
+        let single = support::gql_body(&client, &app.base, &case).await;
         let batch = support::gql_batch(&client, &app.base, std::slice::from_ref(&case)).await;
         assert_eq!(single, batch[0], "{case}");
     }

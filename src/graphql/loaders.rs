@@ -694,6 +694,14 @@ impl Loaders {
                 })
             };
         }
+        macro_rules! tenant_loader {
+            ($t:ident) => {
+                batching.loader($t {
+                    db: db.clone(),
+                    tenant,
+                })
+            };
+        }
         Loaders {
             projects: id_loader!(&own),
             tasks: id_loader!(&own),
@@ -702,10 +710,7 @@ impl Loaders {
             workflows: id_loader!(&catalog),
             workflows_by_key: key_loader!(),
             steps: id_loader!(&catalog),
-            workflow_steps: batching.loader(Steps {
-                db: db.clone(),
-                tenant,
-            }),
+            workflow_steps: tenant_loader!(Steps),
             contexts: id_loader!(&own),
             checkpoints: id_loader!(&own),
             artifacts: id_loader!(&own),
@@ -722,28 +727,13 @@ impl Loaders {
             }),
             hitl_requests: id_loader!(&own),
             agent_statuses: id_loader!(&own),
-            dependencies: batching.loader(Dependencies {
-                db: db.clone(),
-                tenant,
-            }),
+            dependencies: tenant_loader!(Dependencies),
             latest_checkpoint: pages!(Rel::TaskLatestCheckpoint),
-            team_keys: batching.loader(TeamKeys {
-                db: db.clone(),
-                tenant,
-            }),
-            failed_attempts: batching.loader(FailedAttempts {
-                db: db.clone(),
-                tenant,
-            }),
+            team_keys: tenant_loader!(TeamKeys),
+            failed_attempts: tenant_loader!(FailedAttempts),
             human_wait: None,
-            completions: batching.loader(Completions {
-                db: db.clone(),
-                tenant,
-            }),
-            counts: batching.loader(ChildCounts {
-                db: db.clone(),
-                tenant,
-            }),
+            completions: tenant_loader!(Completions),
+            counts: tenant_loader!(ChildCounts),
             task_pages: pages!(Rel::ProjectTasks),
             artifact_pages: pages!(Rel::ProjectArtifacts),
             task_artifact_pages: pages!(Rel::TaskArtifacts),

@@ -175,6 +175,43 @@ where
     ))
 }
 
+/// The persona or workflow keys of a team, in team order.
+async fn team_keys(
+    ctx: &Context<'_>,
+    team: Uuid,
+    pick: impl FnOnce((Vec<String>, Vec<String>)) -> Vec<String>,
+) -> Result<Vec<String>> {
+    let both = loaders(ctx)
+        .team_keys
+        .load_one(team)
+        .await
+        .map_err(db_err)?
+        .unwrap_or_default();
+    Ok(pick(both))
+}
+
+/// The rows `keys` name, in their order; keys that name nothing are left
+/// out.
+async fn in_key_order<L, T>(
+    loader: &async_graphql::dataloader::DataLoader<L>,
+    keys: Vec<String>,
+    wrap: impl Fn(L::Value) -> T,
+) -> Result<Counted<Vec<T>>>
+where
+    L: async_graphql::dataloader::Loader<String, Error = loaders::LoadError>,
+{
+    let mut found = loader
+        .load_many(keys.iter().cloned())
+        .await
+        .map_err(db_err)?;
+    Ok(Counted(
+        keys.iter()
+            .filter_map(|k| found.remove(k))
+            .map(wrap)
+            .collect(),
+    ))
+}
+
 /// Any object with a global id; see `Query.node`.
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID", desc = "Global id, `<Type>:<uuid>`."))]
@@ -753,47 +790,13 @@ impl Team {
     }
     /// Members in team order; keys that name no known persona are left out.
     async fn personas(&self, ctx: &Context<'_>) -> Result<Counted<Vec<Persona>>> {
-        {
-            let (keys, _) = loaders(ctx)
-                .team_keys
-                .load_one(self.0.id)
-                .await
-                .map_err(db_err)?
-                .unwrap_or_default();
-            let mut found = loaders(ctx)
-                .personas_by_key
-                .load_many(keys.iter().cloned())
-                .await
-                .map_err(db_err)?;
-            Ok(keys
-                .iter()
-                .filter_map(|k| found.remove(k))
-                .map(Persona)
-                .collect())
-        }
-        .map(Counted)
+        let keys = team_keys(ctx, self.0.id, |(personas, _)| personas).await?;
+        in_key_order(&loaders(ctx).personas_by_key, keys, Persona).await
     }
     /// Workflows in team order; unknown keys are left out.
     async fn workflows(&self, ctx: &Context<'_>) -> Result<Counted<Vec<Workflow>>> {
-        {
-            let (_, keys) = loaders(ctx)
-                .team_keys
-                .load_one(self.0.id)
-                .await
-                .map_err(db_err)?
-                .unwrap_or_default();
-            let mut found = loaders(ctx)
-                .workflows_by_key
-                .load_many(keys.iter().cloned())
-                .await
-                .map_err(db_err)?;
-            Ok(keys
-                .iter()
-                .filter_map(|k| found.remove(k))
-                .map(Workflow)
-                .collect())
-        }
-        .map(Counted)
+        let keys = team_keys(ctx, self.0.id, |(_, workflows)| workflows).await?;
+        in_key_order(&loaders(ctx).workflows_by_key, keys, Workflow).await
     }
 }
 

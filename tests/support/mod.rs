@@ -154,15 +154,7 @@ impl TestApp {
 
     /// Posts one operation and returns the whole response body.
     pub async fn post(&self, query: &str, variables: Value) -> Value {
-        self.http
-            .post(self.graphql_url())
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("request sent")
-            .json()
-            .await
-            .expect("JSON body")
+        gql(&self.http, &self.base, query, variables).await
     }
 
     /// Posts one operation and returns `data`, panicking on errors.
@@ -569,16 +561,12 @@ pub async fn wait_metric(
 
 /// Posts one GraphQL operation to `{base}/graphql` and returns the body.
 pub async fn gql(client: &reqwest::Client, base: &str, query: &str, variables: Value) -> Value {
-    client
-        .post(format!("{base}/graphql"))
-        .timeout(Duration::from_secs(60))
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("request sent")
-        .json()
-        .await
-        .expect("JSON body")
+    gql_body(
+        client,
+        base,
+        &json!({ "query": query, "variables": variables }),
+    )
+    .await
 }
 
 /// Posts one operation and returns `data`, panicking on errors.
@@ -586,6 +574,21 @@ pub async fn gql_ok(client: &reqwest::Client, base: &str, query: &str, variables
     let body = gql(client, base, query, variables).await;
     assert!(body.get("errors").is_none(), "unexpected errors: {body}");
     body["data"].clone()
+}
+
+/// Posts one request body as it is (`query`, `operationName`, `variables`
+/// …) to `{base}/graphql` and returns the answer.
+pub async fn gql_body(client: &reqwest::Client, base: &str, body: &Value) -> Value {
+    client
+        .post(format!("{base}/graphql"))
+        .timeout(Duration::from_secs(60))
+        .json(body)
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON body")
 }
 
 /// Posts a batch (a JSON array of `{query, variables}`) and returns the
