@@ -80,7 +80,7 @@ impl Pipeline {
     /// async-graphql calls an extension's `resolve` hook for every field
     /// and list item once a schema has any extension, building a
     /// `ResolveInfo` (a registry lookup, two type names formatted per list
-    /// item) and a chain of boxed futures each time: a third of a nested
+    /// item) and a chain of boxed futures each time: a quarter of a nested
     /// query's CPU, even with a hook that does nothing
     /// (docs/benchmarks.md). What the hook did per field is done here
     /// otherwise: the answer's size is counted by the fields that can be

@@ -19,10 +19,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::future::Either;
 use serde_json::json;
 
 use crate::auth::Principal;
 use crate::db::StatementCounter;
+
 use crate::graphql::batch::{self, Batching, Ticks};
 use crate::graphql::pipeline::lean_may_run;
 use crate::graphql::{AppSchema, request_data_with};
@@ -321,19 +323,12 @@ async fn run(
     let execute = async {
         let mut out = Vec::with_capacity(requests.len());
         for (r, reads, fetches) in requests {
-            let resp = match lean {
-                Some(l) => {
-                    let run = l.pipeline.run_lean(l, &app.schema, r);
-                    crate::service::Services::with_request_reader(reads, batch::drive(fetches, run))
-                        .await
-                }
-                None => {
-                    let run = app.schema.execute(r);
-                    crate::service::Services::with_request_reader(reads, batch::drive(fetches, run))
-                        .await
-                }
+            let run = match lean {
+                Some(l) => Either::Left(l.pipeline.run_lean(l, &app.schema, r)),
+                None => Either::Right(app.schema.execute(r)),
             };
-            out.push(resp);
+            let run = batch::drive(fetches, run);
+            out.push(crate::service::Services::with_request_reader(reads, run).await);
         }
         out
     };

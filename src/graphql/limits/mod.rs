@@ -437,7 +437,7 @@ pub(crate) struct Counting(pub(crate) Check);
 /// An operation with the hook (every WebSocket operation, mutations,
 /// introspection, batches) counts every field there and this counts
 /// nothing; a plain HTTP query runs without it (the hook's machinery
-/// costs a sixth of a nested query's CPU), and then each such field counts
+/// costs a quarter of a nested query's CPU), and then each such field counts
 /// itself — which is why every resolver of a string, a `JSON` value or an
 /// unpaged list returns one. (A paged list is bounded by complexity.) The
 /// serialized answer is measured again before it is sent, so a field that
