@@ -14,7 +14,7 @@ use crate::events::EventBus;
 use crate::graphql::build_schemas_with;
 use crate::http::ws::{WsGauges, WsSettings};
 use crate::http::{AppState, metrics_router, router};
-use crate::rls::{Scope, Scoped};
+use crate::rls::{Scope, Scoped, Sessions};
 use crate::service::{ServiceSettings, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -142,10 +142,20 @@ impl App {
             (pool - pool / 4).max(1),
         );
         bus.set_metrics(metrics.clone());
+        // Reads keep their scope on a connection between statements
+        // (PostgreSQL): see `rls::sessions`.
+        let sessions = postgres
+            .then(|| {
+                Sessions::new(
+                    conn.get_postgres_connection_pool().clone(),
+                    Some(statements.clone()),
+                )
+            })
+            .flatten();
         // The one reader of every tenant's new events: read-only, all tenants.
         bus.spawn_fanout(
-            Scoped::new(db::uncounted(&conn), Scope::AllTenants),
-            db::uncounted(&conn),
+            Scoped::with_sessions(db::uncounted(&conn), Scope::AllTenants, sessions.clone())
+                .uncounted(),
         );
         // Started as early as the head is known: the LISTEN connection is a
         // connection of its own, readiness waits for it, and it opens while
@@ -174,6 +184,7 @@ impl App {
                 max_json_bytes: config.max_json_bytes,
                 max_content_bytes: config.max_content_bytes,
             },
+            sessions,
         );
         let persisted = (config.apq_cache_size > 0).then(|| {
             crate::graphql::persisted::PersistedQueries::with_max_bytes(

@@ -11,7 +11,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 
 /// Counts SQL statements executed through the pool, and the scoped
 /// transactions among them; exposed on `/metrics` and used by tests to
-/// prove DataLoader batching and one read transaction per query.
+/// prove DataLoader batching and that a query sets its tenant at most once.
 #[derive(Debug, Default)]
 pub struct StatementCounter {
     statements: AtomicU64,
@@ -25,16 +25,20 @@ impl StatementCounter {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Transactions begun with a row-level-security scope so far
-    /// (PostgreSQL; every one opens with [`crate::rls::set_scope`]'s
-    /// `set_config`, which is what is counted).
+    /// Times a row-level-security scope was set so far (PostgreSQL): each
+    /// scoped transaction opens with [`crate::rls::set_scope`]'s
+    /// `set_config`, and a read session sets its tenant once for as long
+    /// as it serves that tenant ([`crate::rls::sessions`]); those
+    /// `set_config`s are what is counted.
     pub fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
     }
 
-    fn count(&self, sql: &str) {
+    pub(crate) fn count(&self, sql: &str) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        if sql.starts_with(crate::rls::SET_SCOPE_SQL) {
+        if sql.starts_with(crate::rls::SET_SCOPE_SQL)
+            || sql.starts_with(crate::rls::sessions::SET_SESSION_SCOPE_SQL)
+        {
             self.transactions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -148,7 +152,7 @@ const SETTLE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The same bound on a pool without a statement timeout (the migrator's,
 /// the command line's, a server with no request timeout).
-const SETTLE_WITHOUT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SETTLE_WITHOUT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Readies a PostgreSQL connection that comes back to the pool, before
 /// sqlx's own check (a bare `Sync` round trip) and before anyone else can
@@ -170,7 +174,7 @@ const SETTLE_WITHOUT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// closed gracefully (`Terminate`, which the server answers by closing its
 /// end, so no TLS read waits forever) and the pool opens a replacement.
 /// Never an `Err`: sqlx's answer to that is the hard close above.
-async fn settle(
+pub(crate) async fn settle(
     conn: &mut sea_orm::sqlx::postgres::PgConnection,
     within: Duration,
 ) -> Result<bool, sea_orm::sqlx::Error> {

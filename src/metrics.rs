@@ -479,7 +479,7 @@ const FAMILIES: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Counter,
         "cerebral_db_transactions_total",
         None,
-        "Transactions with a tenant scope begun on the request pool (PostgreSQL: one per query request, one per write).",
+        "Times a row-level-security scope was set on the request pool (PostgreSQL: once per write transaction, and once each time a kept read session takes a tenant other than its own; a warm query sets none).",
     ),
     (
         Kind::Gauge,

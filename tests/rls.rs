@@ -1,8 +1,10 @@
 //! PostgreSQL row-level security, the second wall behind the application's
 //! own tenant filters. The server migrates as the owner of the tables and
 //! serves as a role that owns nothing, is not a superuser and has no
-//! `BYPASSRLS` (`support::APP_ROLE`); each transaction names its tenant with
-//! a transaction-local setting. On SQLite these tests print why they skip.
+//! `BYPASSRLS` (`support::APP_ROLE`); each write transaction names its
+//! tenant with a transaction-local setting, and each kept read session with
+//! a session setting that never leaves it for the pool. On SQLite these
+//! tests print why they skip.
 
 mod support;
 
@@ -422,9 +424,10 @@ async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_f
     ) {
         return;
     }
-    // One pooled connection: every request, the event fan-out included,
-    // reuses the connection the previous tenant's transaction ran on.
-    let app = spawn(1).await;
+    // Two pooled connections: one that every read (the event fan-out's
+    // included) shares as a session, switching tenants each time, and the
+    // reserve, which every write transaction reuses.
+    let app = spawn(2).await;
     populate(&app, TENANT_A, "a-0").await;
     populate(&app, TENANT_B, "b-0").await;
     // A subscriber of tenant A replaying the log and then following it live:
@@ -537,6 +540,109 @@ async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_f
     assert!(
         extra.is_err(),
         "tenant A's subscriber saw more projects than tenant A has: {extra:?}"
+    );
+}
+
+/// The scope a read session sets for itself (`cerebral::rls::sessions`)
+/// never reaches the pool. On a pool of two (one for sessions, one kept in
+/// reserve), after reads of tenant A that finish, fail, or are dropped with
+/// their statement on the wire: with the reserve held, the pool hands out
+/// its other connection only once the session has given it back (or
+/// closed it), and that connection has no tenant and sees no row.
+#[tokio::test]
+async fn a_read_session_never_hands_its_tenant_to_the_pool() {
+    if !postgres_only("a_read_session_never_hands_its_tenant_to_the_pool") {
+        return;
+    }
+    let app = spawn(2).await;
+    populate(&app, TENANT_A, "a").await;
+    let sessions = app
+        .services
+        .sessions()
+        .expect("PostgreSQL has read sessions");
+    let pool = app
+        .services
+        .unscoped()
+        .get_postgres_connection_pool()
+        .clone();
+    let reader = app.services.reader(TENANT_A);
+    let read =
+        |sql: &'static str| reader.query_one_raw(Statement::from_string(DbBackend::Postgres, sql));
+    let mut kept = 0;
+    for round in 0..40 {
+        match round % 4 {
+            // A whole read: the session rests, tenant set.
+            0 => {
+                assert_eq!(count(&reader, "projects").await, 1, "round {round}");
+                kept += sessions.idle();
+            }
+            // A read the server refuses: the session is still in step.
+            1 => {
+                read("SELECT 1 / 0 AS n")
+                    .await
+                    .expect_err("division by zero");
+            }
+            // Dropped with its statement in flight (a cancelled request):
+            // the session has answers unread and is closed, not kept.
+            _ => {
+                let mut fut = std::pin::pin!(read("SELECT pg_sleep(0.05) IS NULL AS n"));
+                for _ in 0..round % 4 {
+                    if futures::poll!(fut.as_mut()).is_ready() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+        let within = Duration::from_secs(10);
+        let reserve = tokio::time::timeout(within, pool.acquire())
+            .await
+            .expect("the reserve is free")
+            .expect("acquire");
+        // Would a writer wait? Then the resting session is handed back
+        // (asked again while the event fan-out, which reads on sessions
+        // too, may have had it in use).
+        let started = std::time::Instant::now();
+        let other = loop {
+            sessions.make_room().await;
+            match tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
+                Ok(c) => break c.expect("acquire"),
+                Err(_) => assert!(
+                    started.elapsed() < within,
+                    "round {round}: the session's connection never came back"
+                ),
+            }
+        };
+        for (which, mut c) in [("reserve", reserve), ("other", other)] {
+            let (tenant, all, rows): (String, String, i64) = sea_orm::sqlx::query_as(
+                "SELECT COALESCE(current_setting('cerebral.tenant_id', true), ''), \
+                        COALESCE(current_setting('cerebral.all_tenants', true), ''), \
+                        (SELECT COUNT(*) FROM projects)",
+            )
+            .fetch_one(&mut *c)
+            .await
+            .expect("query");
+            assert_eq!(
+                (tenant.as_str(), all.as_str(), rows),
+                ("", "", 0),
+                "round {round}: {which}"
+            );
+        }
+    }
+    assert!(kept > 0, "no whole read left its session resting");
+    // And the requests that follow still read their own tenant's rows.
+    populate(&app, TENANT_B, "b").await;
+    let r = gql(
+        &app,
+        TENANT_B,
+        "{ projects(first: 5) { nodes { name } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        r["data"]["projects"]["nodes"],
+        json!([{ "name": "b" }]),
+        "{r}"
     );
 }
 

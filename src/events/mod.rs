@@ -382,7 +382,7 @@ impl EventBus {
     /// Reads from the database the position up to which the log is final:
     /// the last position of the `event_sequence` counter on SQLite, one
     /// below the horizon on PostgreSQL.
-    pub async fn read_head(db: &DatabaseConnection) -> AppResult<i64> {
+    pub async fn read_head(db: &impl ConnectionTrait) -> AppResult<i64> {
         Self::read_one(db, format!("SELECT {PG_HORIZON} - 1 AS last_seq")).await
     }
 
@@ -393,7 +393,7 @@ impl EventBus {
         Self::read_one(db, format!("SELECT {PG_COMMITTED_END} - 1 AS last_seq")).await
     }
 
-    async fn read_one(db: &DatabaseConnection, pg: String) -> AppResult<i64> {
+    async fn read_one(db: &impl ConnectionTrait, pg: String) -> AppResult<i64> {
         let backend = db.get_database_backend();
         let sql = match backend {
             sea_orm::DbBackend::Postgres => pg,
@@ -523,13 +523,15 @@ impl EventBus {
 
     /// Starts the fan-out: whenever the head moves, reads the new events
     /// from the log and puts them on the ring, in order. `db` must read
-    /// every tenant's events ([`crate::rls::Scope::AllTenants`]); `pool`
-    /// reads the PostgreSQL horizon (no tenant rows). Both should not count
-    /// towards per-request statement figures (see [`crate::db::uncounted`]).
+    /// every tenant's events ([`crate::rls::Scope::AllTenants`]), and reads
+    /// the PostgreSQL horizon too (no tenant rows: on a kept all-tenants
+    /// session, the two reads are two round trips and nothing else). It
+    /// should not count towards per-request statement figures (see
+    /// [`crate::rls::Scoped::uncounted`]).
     /// A failing read is retried with a growing pause; the ring then simply
     /// moves on later, and streams that see the jump read the range from
     /// the log themselves.
-    pub fn spawn_fanout(&self, db: Scoped, pool: DatabaseConnection) {
+    pub fn spawn_fanout(&self, db: Scoped) {
         let bus = self.clone();
         tokio::spawn(async move {
             let pg = db.get_database_backend() == sea_orm::DbBackend::Postgres;
@@ -546,7 +548,7 @@ impl EventBus {
                     // the read below sees under it is complete); on SQLite
                     // positions are final at commit.
                     let bound = if pg {
-                        match Self::read_head(&pool).await {
+                        match Self::read_head(&db).await {
                             Ok(h) => h,
                             Err(e) => {
                                 tracing::warn!(error = %e, "event horizon read failed; retrying");

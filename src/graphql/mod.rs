@@ -189,10 +189,10 @@ pub fn request_data_with(
     req.data(principal).data(loaders)
 }
 
-/// Pins the request's reader (one read transaction for the whole
+/// Pins the request's reader (one read session for the whole
 /// operation, see [`crate::rls::Scoped`]) when the operation `request`
-/// runs in `doc` is a query. Mutations keep one short transaction per
-/// read: their write transaction needs a pooled connection of its own.
+/// runs in `doc` is a query. Mutations take a session per read and give
+/// it back: their write transaction needs a pooled connection of its own.
 pub fn pin_reads_if_query(
     request: &async_graphql::Request,
     doc: &async_graphql::parser::types::ExecutableDocument,
@@ -229,10 +229,15 @@ pub struct LazyLoaders {
 
 impl LazyLoaders {
     /// Loaders for `tenant` with batching window `delay`, not built yet;
-    /// each statement in a short transaction of its own (WebSocket
-    /// connections: they outlive any transaction).
+    /// each statement on a read session of its own, given back after it
+    /// (WebSocket connections live for minutes: they hold none between
+    /// statements).
     pub fn new(services: &Services, tenant: uuid::Uuid, delay: Duration) -> Self {
-        let reads = Scoped::new(services.unscoped().clone(), Scope::Tenant(tenant));
+        let reads = Scoped::with_sessions(
+            services.unscoped().clone(),
+            Scope::Tenant(tenant),
+            services.sessions(),
+        );
         Self::with_reader(services, reads, tenant, Batching::Window(delay))
     }
 

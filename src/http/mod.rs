@@ -289,7 +289,7 @@ async fn run(
     // Every operation of a batch draws on one complexity budget.
     let budget = Arc::new(crate::graphql::limits::BatchBudget::default());
     // Each operation reads through its own request reader: a query pins it
-    // (one read transaction for all its statements, ended as the
+    // (one read session for all its statements, given back as the
     // operation's data is dropped), so one operation of a batch never
     // holds a connection while the next one runs.
     let requests: Vec<_> = requests
@@ -761,7 +761,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let db = app.services.unscoped();
-    let (size, idle) = crate::db::pool_stats(db);
+    let (size, idle) = app.services.pool_stats();
     let within = Duration::from_secs(2);
     // Counts over every tenant (a read-only all-tenants scope), at most
     // once per TTL whatever the scrape rate.

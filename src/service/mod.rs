@@ -47,7 +47,7 @@ use crate::domain::EventType;
 use crate::entity::event;
 use crate::error::{AppError, AppResult};
 use crate::events::EventBus;
-use crate::rls::{Scope, Scoped};
+use crate::rls::{Scope, Scoped, Sessions};
 
 /// Settings the services need.
 #[derive(Debug, Clone)]
@@ -124,6 +124,9 @@ struct Inner {
     /// busy timeout. Serialising writers in-process avoids that; PostgreSQL
     /// needs no such lock.
     sqlite_writer: Option<Mutex<()>>,
+    /// Tenants' read connections kept between reads (PostgreSQL; see
+    /// [`crate::rls::sessions`]).
+    sessions: Option<Arc<Sessions>>,
 }
 
 /// One write transaction: the database transaction, the writer lock on
@@ -316,7 +319,14 @@ tokio::task_local! {
 
 impl Services {
     /// Builds the service layer over a migrated database.
-    pub fn new(db: DatabaseConnection, bus: EventBus, settings: ServiceSettings) -> Self {
+    /// Tenants' reads run on `sessions` when given (PostgreSQL: see
+    /// [`crate::rls::sessions`]), else one transaction per statement.
+    pub fn new(
+        db: DatabaseConnection,
+        bus: EventBus,
+        settings: ServiceSettings,
+        sessions: Option<Arc<Sessions>>,
+    ) -> Self {
         let sqlite_writer = crate::db::is_sqlite(&db).then(|| Mutex::new(()));
         Services {
             inner: Arc::new(Inner {
@@ -324,17 +334,33 @@ impl Services {
                 bus,
                 settings,
                 sqlite_writer,
+                sessions,
             }),
         }
     }
 
-    /// Reads on behalf of `tenant`: on PostgreSQL each statement runs in a
-    /// transaction scoped to that tenant, so row-level security shows no
+    /// The pool's connections and how many of them are idle: waiting in
+    /// the pool, or resting between reads in [`Sessions`] (idle to the
+    /// database either way).
+    pub fn pool_stats(&self) -> (u64, u64) {
+        let (size, idle) = crate::db::pool_stats(&self.inner.db);
+        let resting = self.inner.sessions.as_ref().map_or(0, |s| s.idle() as u64);
+        (size, idle + resting)
+    }
+
+    /// Tenants' read sessions (PostgreSQL), for readers built outside this
+    /// layer.
+    pub fn sessions(&self) -> Option<Arc<Sessions>> {
+        self.inner.sessions.clone()
+    }
+
+    /// Reads on behalf of `tenant`: on PostgreSQL each statement runs on a
+    /// read session scoped to that tenant, so row-level security shows no
     /// other tenant's rows whatever the query says (see [`crate::rls`]).
     ///
     /// Inside [`Services::with_request_reader`] for the same tenant it is
     /// that request's handle, so the service layer's reads join the
-    /// request's one read transaction instead of taking a second pooled
+    /// request's one session instead of taking a second pooled
     /// connection while the first is held (which, with every connection
     /// held by a request waiting for a second, would stall the pool).
     pub fn reader(&self, tenant: Uuid) -> Scoped {
@@ -342,14 +368,24 @@ impl Services {
             .try_with(|r| (r.scope() == Scope::Tenant(tenant)).then(|| r.clone()))
             .ok()
             .flatten()
-            .unwrap_or_else(|| Scoped::new(self.inner.db.clone(), Scope::Tenant(tenant)))
+            .unwrap_or_else(|| {
+                Scoped::with_sessions(
+                    self.inner.db.clone(),
+                    Scope::Tenant(tenant),
+                    self.sessions(),
+                )
+            })
     }
 
     /// A reader for one GraphQL request of `tenant` (see
-    /// [`Scoped::per_request`]): statements run one transaction each until
-    /// it is pinned.
+    /// [`Scoped::per_request`]): statements take a session each until it is
+    /// pinned, then share one.
     pub fn request_reader(&self, tenant: Uuid) -> Scoped {
-        Scoped::per_request(self.inner.db.clone(), Scope::Tenant(tenant))
+        Scoped::per_request(
+            self.inner.db.clone(),
+            Scope::Tenant(tenant),
+            self.sessions(),
+        )
     }
 
     /// Runs `f` with `reader` as what [`Services::reader`] returns for its
@@ -412,6 +448,11 @@ impl Services {
             Some(m) => Some(m.lock().await),
             None => None,
         };
+        if let Some(s) = &self.inner.sessions {
+            // A write takes its connection from the pool: never wait there
+            // for one that is only resting between reads.
+            s.make_room().await;
+        }
         // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction
         // never fails half-way upgrading from reader to writer when another
         // process (`cerebral import`) writes the same file.

@@ -3,16 +3,17 @@
 //! The application filters every query by the caller's tenant; PostgreSQL
 //! enforces the same boundary a second time (migration
 //! `m20261122_000006_row_level_security`). Its policies compare each row's
-//! `tenant_id` with the transaction-local setting `cerebral.tenant_id`, set
-//! here with `set_config(…, true)` at the start of every transaction, so a
-//! pooled connection never carries one request's tenant into the next: the
-//! setting ends with the transaction, whether it commits, rolls back or
-//! fails half-way.
+//! `tenant_id` with the setting `cerebral.tenant_id`.
 //!
-//! Writes already run in one transaction each ([`crate::service::Services::begin`]
-//! sets the tenant first). Reads go through a [`Scoped`] handle, which runs
-//! each statement in a short transaction of its own that first sets the
-//! scope. Three scopes exist:
+//! Writes run in one transaction each and set the tenant for that
+//! transaction only (`set_config(…, true)`, [`crate::service::Services::begin`]),
+//! so the setting ends with the transaction, whether it commits, rolls
+//! back or fails half-way. Reads go through a [`Scoped`] handle, which
+//! runs them on a connection with the scope set for its session, kept out
+//! of the pool by [`sessions`] for as long as it carries one (the pool
+//! never hands a connection with a scope set to anyone else), or, without
+//! sessions, each statement in a short transaction of its own that first
+//! sets the scope. Three scopes exist:
 //! - [`Scope::Tenant`]: the normal case, every request path;
 //! - [`Scope::AllTenants`]: read-only work across tenants that the server
 //!   legitimately does (the event fan-out, the sweeper's scans, metrics);
@@ -33,6 +34,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::MutexGuard;
 use uuid::Uuid;
+
+pub mod sessions;
+pub use sessions::{Session, Sessions};
 
 /// Whose rows a transaction may see and change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,17 +122,17 @@ pub async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
 /// A handle on the pool whose statements run under one [`Scope`]. Cheap to
 /// clone; use it wherever a `&DatabaseConnection` was used for reads.
 ///
-/// On PostgreSQL each statement (other than in [`Scope::Unscoped`]) runs in
-/// a transaction of its own: `BEGIN`, `set_config`, the statement,
-/// `COMMIT`. That costs round trips, not correctness: a statement that
+/// On PostgreSQL its statements run on a [`Session`]: a connection with
+/// the scope set for its session, kept between reads by [`Sessions`] (see
+/// [`sessions`]), so a read costs its statements and nothing else. A
+/// handle without sessions runs each statement in a transaction of its
+/// own: `BEGIN`, `set_config`, the statement, `COMMIT`; a statement that
 /// fails rolls its transaction back and takes the setting with it.
 ///
 /// A handle made with [`Scoped::per_request`] and then [`Scoped::pin`]ned
-/// instead runs every statement of its clones in ONE transaction, begun
-/// (and the scope set) at the first statement and ended when the last
-/// clone is dropped: a GraphQL query reads one snapshot per statement
-/// (`READ COMMITTED`) for the price of one `BEGIN`, one `set_config` and
-/// one `COMMIT`, however many loaders it runs. It holds one pooled
+/// instead runs every statement of its clones on ONE session, taken at the
+/// first statement and given back when the last clone is dropped: a
+/// GraphQL query of four levels costs four statements. It holds one pooled
 /// connection meanwhile, so it is pinned only for query operations over
 /// HTTP (never for a mutation, whose write transaction needs a connection
 /// of its own, nor for a subscription, which lives for minutes).
@@ -136,33 +140,20 @@ pub async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
 pub struct Scoped {
     db: DatabaseConnection,
     scope: Scope,
+    sessions: Option<Arc<Sessions>>,
+    /// Whether statements on sessions count towards
+    /// [`crate::db::StatementCounter`] (background work's do not).
+    counted: bool,
     pinned: Option<Arc<Pinned>>,
 }
 
-/// The transaction a pinned [`Scoped`] shares between its clones.
+/// The session a pinned [`Scoped`] shares between its clones.
 struct Pinned {
-    /// Set by [`Scoped::pin`]; until then statements run one transaction each.
+    /// Set by [`Scoped::pin`]; until then statements take a session each.
     active: AtomicBool,
-    /// Begun at the first statement after pinning.
-    txn: tokio::sync::Mutex<Option<DatabaseTransaction>>,
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        // Nothing was written, so COMMIT and ROLLBACK end it alike; the
-        // COMMIT runs after the answer went out, off the request's path.
-        // Without a runtime (shutdown) the transaction's own drop queues a
-        // ROLLBACK, which the pool sends before the connection is reused.
-        if let Some(txn) = self.txn.get_mut().take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move {
-                if let Err(e) = txn.commit().await {
-                    tracing::debug!(error = %e, "ending a request's read transaction failed");
-                }
-            });
-        }
-    }
+    /// Taken at the first statement after pinning; dropping it (with the
+    /// last clone) hands the connection back to [`Sessions`].
+    session: tokio::sync::Mutex<Option<Session>>,
 }
 
 impl std::fmt::Debug for Scoped {
@@ -179,25 +170,53 @@ impl Scoped {
         Scoped {
             db,
             scope,
+            sessions: None,
+            counted: true,
             pinned: None,
         }
     }
 
-    /// A handle for one request: like [`Scoped::new`] until [`Scoped::pin`]
-    /// is called on it or a clone, then one shared transaction.
-    pub fn per_request(db: DatabaseConnection, scope: Scope) -> Self {
+    /// The same handle, its statements on sessions left out of the
+    /// statement counter (as [`crate::db::uncounted`] does for the pool).
+    pub fn uncounted(self) -> Self {
         Scoped {
-            db,
-            scope,
+            counted: false,
+            ..self
+        }
+    }
+
+    /// Statements on `db` under `scope`, a tenant's on `sessions` (see
+    /// [`Scoped`]).
+    pub fn with_sessions(
+        db: DatabaseConnection,
+        scope: Scope,
+        sessions: Option<Arc<Sessions>>,
+    ) -> Self {
+        Scoped {
+            sessions,
+            ..Scoped::new(db, scope)
+        }
+    }
+
+    /// A handle for one request: like [`Scoped::with_sessions`] until
+    /// [`Scoped::pin`] is called on it or a clone, then one shared session
+    /// (without sessions, pinning changes nothing).
+    pub fn per_request(
+        db: DatabaseConnection,
+        scope: Scope,
+        sessions: Option<Arc<Sessions>>,
+    ) -> Self {
+        Scoped {
             pinned: Some(Arc::new(Pinned {
                 active: AtomicBool::new(false),
-                txn: tokio::sync::Mutex::new(None),
+                session: tokio::sync::Mutex::new(None),
             })),
+            ..Scoped::with_sessions(db, scope, sessions)
         }
     }
 
     /// From now on the statements of this handle and its clones share one
-    /// transaction (a no-op for a handle not made by
+    /// read session (a no-op for a handle not made by
     /// [`Scoped::per_request`]).
     pub fn pin(&self) {
         if let Some(p) = &self.pinned {
@@ -271,43 +290,52 @@ impl Scoped {
         self.db.get_database_backend() == DbBackend::Postgres && self.scope != Scope::Unscoped
     }
 
-    /// The pinned transaction (begun on first use), locked for one
-    /// statement; `None` when this handle is not pinned.
-    async fn shared_txn(
-        &self,
-    ) -> Result<Option<MutexGuard<'_, Option<DatabaseTransaction>>>, DbErr> {
+    /// The sessions statements run on, when there are any and the scope
+    /// needs setting.
+    fn scoped_sessions(&self) -> Option<&Arc<Sessions>> {
+        self.sessions.as_ref().filter(|_| self.needs_scope())
+    }
+
+    /// The pinned session (taken on first use), locked for one statement;
+    /// `None` when this handle is not pinned or has no sessions.
+    async fn shared_session(&self) -> Result<Option<MutexGuard<'_, Option<Session>>>, DbErr> {
         let Some(p) = self
             .pinned
             .as_deref()
-            .filter(|p| p.active.load(Ordering::Relaxed) && self.needs_scope())
+            .filter(|p| p.active.load(Ordering::Relaxed))
         else {
             return Ok(None);
         };
-        let mut guard = p.txn.lock().await;
+        let Some(sessions) = self.scoped_sessions() else {
+            return Ok(None);
+        };
+        let mut guard = p.session.lock().await;
         if guard.is_none() {
-            *guard = Some(begin(&self.db, TransactionOptions::default(), self.scope).await?);
+            *guard = Some(sessions.checkout(self.scope, self.counted).await?);
         }
         Ok(Some(guard))
     }
 }
 
-/// Runs `$call` on the pinned transaction if there is one (a failed
-/// statement ends it: PostgreSQL refuses every later statement of an
-/// aborted transaction, so the next one begins afresh), else in a
-/// transaction of its own, else straight on the pool.
+/// Runs `$call` on the pinned session if there is one (a failed statement
+/// gives it back, and the next one takes a session afresh), else on a
+/// session of its own, else in a transaction of its own, else straight on
+/// the pool.
 macro_rules! scoped {
     ($self:ident, |$c:ident| $call:expr) => {{
-        if let Some(mut guard) = $self.shared_txn().await? {
-            let out = match guard.as_ref() {
+        if let Some(mut guard) = $self.shared_session().await? {
+            let out = match guard.as_mut() {
                 Some($c) => $call.await,
-                None => Err(DbErr::Custom(
-                    "the request's read transaction is gone".into(),
-                )),
+                None => Err(DbErr::Custom("the request's read session is gone".into())),
             };
             if out.is_err() {
                 guard.take();
             }
             out
+        } else if let Some(sessions) = $self.scoped_sessions() {
+            let mut session = sessions.checkout($self.scope, $self.counted).await?;
+            let $c = &mut session;
+            $call.await
         } else {
             match $self.scoped_txn().await? {
                 None => {
@@ -327,8 +355,6 @@ macro_rules! scoped {
     }};
 }
 use scoped;
-
-impl Scoped {}
 
 #[sea_orm::prelude::async_trait::async_trait]
 impl ConnectionTrait for Scoped {
