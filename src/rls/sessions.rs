@@ -218,7 +218,7 @@ impl Sessions {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Session {
         Session {
-            _permit: permit,
+            permit: Some(permit),
             conn: Some(conn),
             scope,
             clean: true,
@@ -315,9 +315,10 @@ async fn release(mut conn: PoolConnection<Postgres>) {
 /// until dropped. Its statements run one implicit transaction each (as
 /// `READ COMMITTED` statements do in an explicit one).
 pub struct Session {
-    /// Dropped after the connection is back: the next reader in line
-    /// then finds it resting.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Given up once the connection is back (resting, or let go after a
+    /// drain): the next reader in line then finds it, and sessions in use
+    /// plus resting never exceed what they hold.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     conn: Option<PoolConnection<Postgres>>,
     scope: Scope,
     /// False while a statement is in flight: a session dropped then has
@@ -340,6 +341,7 @@ impl Drop for Session {
             // held meanwhile, so sessions never hold more than their cap.
             Some(home) => match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
+                    let permit = self.permit.take();
                     rt.spawn(async move {
                         let within = crate::db::SETTLE_WITHOUT_STATEMENT_TIMEOUT;
                         match crate::db::settle(&mut conn, within).await {
@@ -347,6 +349,7 @@ impl Drop for Session {
                             _ => conn.close_on_drop(),
                         }
                         home.let_go();
+                        drop(permit);
                     });
                 }
                 Err(_) => {
