@@ -197,12 +197,17 @@ impl Sessions {
             (!st.idle.is_empty()).then(|| st.idle.remove(0))
         };
         if let Some(i) = oldest {
-            // Its own task: a caller dropped meanwhile must not leave the
-            // connection on its way to the pool with its scope still set.
-            let released = tokio::spawn(release(i.conn));
-            self.let_go();
-            let _ = released.await;
+            self.hand_back(i.conn).await;
         }
+    }
+
+    /// Resets a resting session taken out of the list and gives its
+    /// connection back to the pool, in a task of its own: a caller dropped
+    /// meanwhile must not leave it on its way there with its scope set.
+    async fn hand_back(&self, conn: PoolConnection<Postgres>) {
+        let released = tokio::spawn(release(conn));
+        self.let_go();
+        let _ = released.await;
     }
 
     /// Sessions resting here now.
@@ -294,9 +299,7 @@ async fn sweep(sessions: Weak<Sessions>) {
             stale
         };
         for i in stale {
-            let released = tokio::spawn(release(i.conn));
-            s.let_go();
-            let _ = released.await;
+            s.hand_back(i.conn).await;
         }
     }
 }
