@@ -12,7 +12,10 @@
 # recorded for 10 s (`perf record -g --call-graph fp`; build the binary with
 # RUSTFLAGS=-Cforce-frame-pointers=yes for whole stacks) and folded into
 # PREFIX.folded and PREFIX.svg. Q overrides the query, C the number of
-# connections (the 50th percentile latency is printed too).
+# connections (the 50th percentile latency is printed too), T the number of
+# wrk threads; LUA names a wrk script to run instead of the query (the
+# harness leaves its writes script, one WORKING task per thread, in its
+# directory: `LUA=/tmp/cerebral-sidebyside-*/writes.lua C=16 T=16`).
 set -euo pipefail
 BIN=$1
 OUT=${2:-}
@@ -25,9 +28,13 @@ env -u RUST_LOG DATABASE_URL="$URL" CEREBRAL_LISTEN=127.0.0.1:$PORT CEREBRAL_RAT
   taskset -c 0 "$BIN" serve > "$TMP/server.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-BODY=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$Q")
-printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' "$BODY" > "$TMP/q.lua"
-load() { taskset -c 1 wrk -t1 -c"${C:-64}" -d"$1" --latency -s "$TMP/q.lua" "http://127.0.0.1:$PORT/graphql"; }
+if [ -n "${LUA:-}" ]; then
+  cp "$LUA" "$TMP/q.lua"
+else
+  BODY=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$Q")
+  printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' "$BODY" > "$TMP/q.lua"
+fi
+load() { taskset -c 1 wrk -t"${T:-1}" -c"${C:-64}" -d"$1" --latency -s "$TMP/q.lua" "http://127.0.0.1:$PORT/graphql"; }
 load 3s >/dev/null
 if [ -n "$OUT" ]; then
   load 14s > "$TMP/wrk.txt" &

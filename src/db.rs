@@ -38,6 +38,7 @@ impl StatementCounter {
         self.statements.fetch_add(1, Ordering::Relaxed);
         if sql.starts_with(crate::rls::SET_SCOPE_SQL)
             || sql.starts_with(crate::rls::sessions::SET_SESSION_SCOPE_SQL)
+            || sql.starts_with(crate::rls::sessions::BEGIN_WRITE_SQL_PREFIX)
         {
             self.transactions.fetch_add(1, Ordering::Relaxed);
         }

@@ -646,6 +646,152 @@ async fn a_read_session_never_hands_its_tenant_to_the_pool() {
     );
 }
 
+/// Writes run on read sessions too (`rls::write`): `BEGIN` and the tenant
+/// in one statement, the tenant kept for the session only if the write
+/// commits. Same pool of two (one session, one reserve), after writes of
+/// tenant A that commit, fail, or are dropped with their statement on the
+/// wire, some of them on the session tenant B's read left resting: a write
+/// changes tenant A's rows only, one that did not commit changed nothing,
+/// and the pool hands out connections with no tenant that see no row.
+#[tokio::test]
+async fn a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool() {
+    if !postgres_only("a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool") {
+        return;
+    }
+    let app = spawn(2).await;
+    populate(&app, TENANT_A, "a").await;
+    populate(&app, TENANT_B, "b").await;
+    let sessions = app
+        .services
+        .sessions()
+        .expect("PostgreSQL has read sessions");
+    let pool = app
+        .services
+        .unscoped()
+        .get_postgres_connection_pool()
+        .clone();
+    let (pa, reader_a, reader_b) = (
+        principal(TENANT_A),
+        app.services.reader(TENANT_A),
+        app.services.reader(TENANT_B),
+    );
+    let names = |r: cerebral::rls::Scoped| async move {
+        r.query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT name FROM projects ORDER BY name",
+        ))
+        .await
+        .expect("read")
+        .iter()
+        .map(|row| row.try_get::<String>("", "name").expect("name"))
+        .collect::<Vec<_>>()
+    };
+    let write = |sql: String| {
+        let (app, pa) = (&app, &pa);
+        async move {
+            let tx = app.services.begin(pa).await.expect("begin");
+            let n = tx
+                .execute_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await?
+                .rows_affected();
+            tx.commit().await.expect("commit");
+            Ok::<u64, sea_orm::DbErr>(n)
+        }
+    };
+    let mut on_a_session = 0;
+    let mut expected = "a".to_string();
+    for round in 0..40 {
+        // Tenant B's read leaves the one session resting as B's.
+        assert_eq!(names(reader_b.clone()).await, ["b"], "round {round}");
+        match round % 4 {
+            // A write that commits: every project it can reach is A's.
+            0 => {
+                expected = format!("a{round}");
+                let n = write(format!("UPDATE projects SET name = '{expected}'"))
+                    .await
+                    .expect("write");
+                assert_eq!(
+                    n, 1,
+                    "round {round}: the write reached another tenant's rows"
+                );
+                // Written on the session B's read left, that session is now
+                // A's: A's read sets no tenant. (The event fan-out may have
+                // had it in use, and the write then went to the pool.)
+                let before = app.statements.transactions();
+                assert_eq!(names(reader_a.clone()).await, [expected.as_str()]);
+                if app.statements.transactions() == before {
+                    on_a_session += 1;
+                }
+            }
+            // A write the server refuses half-way: rolled back.
+            1 => {
+                write("UPDATE projects SET name = (1 / 0)::text".into())
+                    .await
+                    .expect_err("division by zero");
+            }
+            // Dropped with its statement in flight (a cancelled request):
+            // nothing of it commits.
+            _ => {
+                let sql =
+                    "WITH s AS (SELECT pg_sleep(0.05)) UPDATE projects SET name = 'dropped' FROM s";
+                let mut fut = std::pin::pin!(write(sql.into()));
+                for _ in 0..round % 4 {
+                    if futures::poll!(fut.as_mut()).is_ready() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+        assert_eq!(
+            names(reader_a.clone()).await,
+            [expected.as_str()],
+            "round {round}"
+        );
+        assert_eq!(names(reader_b.clone()).await, ["b"], "round {round}");
+        let within = Duration::from_secs(10);
+        let reserve = tokio::time::timeout(within, pool.acquire())
+            .await
+            .expect("the reserve is free")
+            .expect("acquire");
+        let started = std::time::Instant::now();
+        let other = loop {
+            sessions.make_room().await;
+            match tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
+                Ok(c) => break c.expect("acquire"),
+                Err(_) => assert!(
+                    started.elapsed() < within,
+                    "round {round}: the session's connection never came back"
+                ),
+            }
+        };
+        for (which, mut c) in [("reserve", reserve), ("other", other)] {
+            let (tenant, all, rows): (String, String, i64) = sea_orm::sqlx::query_as(
+                "SELECT COALESCE(current_setting('cerebral.tenant_id', true), ''), \
+                        COALESCE(current_setting('cerebral.all_tenants', true), ''), \
+                        (SELECT COUNT(*) FROM projects)",
+            )
+            .fetch_one(&mut *c)
+            .await
+            .expect("query");
+            assert_eq!(
+                (tenant.as_str(), all.as_str(), rows),
+                ("", "", 0),
+                "round {round}: {which}"
+            );
+            // And no transaction left open: a savepoint needs one.
+            let savepoint = sea_orm::sqlx::raw_sql("SAVEPOINT probe")
+                .execute(&mut *c)
+                .await;
+            assert!(
+                savepoint.is_err(),
+                "round {round}: {which} came back inside a transaction"
+            );
+        }
+    }
+    assert!(on_a_session > 0, "no write ran on a resting session");
+}
+
 /// A login role of the cluster that is neither the owner nor the serving
 /// role: what someone holding another application's credentials has.
 const OTHER_ROLE: &str = "cerebral_test_other";

@@ -6,9 +6,9 @@
 //! `tenant_id` with the setting `cerebral.tenant_id`.
 //!
 //! Writes run in one transaction each and set the tenant for that
-//! transaction only (`set_config(…, true)`, [`crate::service::Services::begin`]),
-//! so the setting ends with the transaction, whether it commits, rolls
-//! back or fails half-way. Reads go through a [`Scoped`] handle, which
+//! transaction only (`set_config(…, true)`, [`crate::service::Services::begin`],
+//! [`write`]), so the setting ends with the transaction, whether it
+//! commits, rolls back or fails half-way. Reads go through a [`Scoped`] handle, which
 //! runs them on a connection with the scope set for its session, kept out
 //! of the pool by [`sessions`] for as long as it carries one (the pool
 //! never hands a connection with a scope set to anyone else), or, without
@@ -36,7 +36,9 @@ use tokio::sync::MutexGuard;
 use uuid::Uuid;
 
 pub mod sessions;
+pub mod write;
 pub use sessions::{Session, Sessions};
+pub use write::WriteTxn;
 
 /// Whose rows a transaction may see and change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

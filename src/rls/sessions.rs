@@ -11,6 +11,10 @@
 //! [`Sessions`] instead of going back to the pool: the next read of the
 //! same tenant takes it as it is and sends nothing but its statements. A
 //! read of another tenant sets its own tenant first (one round trip).
+//! Writes take a session too when one is at hand without waiting
+//! ([`Sessions::checkout_for_write`], [`super::write`]): the tenant is set
+//! with the `BEGIN`, and kept for the session only if the write commits.
+//! A session dropped inside a transaction queues its `ROLLBACK` first.
 //!
 //! The rule that keeps tenants apart: **a connection with a tenant set for
 //! its session never reaches the pool.** It leaves [`Sessions`] only
@@ -25,9 +29,9 @@
 //! resting here. So sessions hold at most the pool's size less a
 //! [`reserve`] (a quarter, at least one) that only callers of the pool use,
 //! readers wait for each other here (first come, first served) rather
-//! than on the pool, a writer
-//! finding the pool at its size has a resting session handed back first
-//! ([`Sessions::make_room`]), and sessions resting for [`IDLE_FOR`] go
+//! than on the pool, writers never wait here (a writer finding no session
+//! at hand goes to the pool, and if the pool is at its size has a resting
+//! session handed back first: [`Sessions::make_room`]), and sessions resting for [`IDLE_FOR`] go
 //! back on their own (checked every half of it). A pool of one has no
 //! sessions.
 
@@ -50,6 +54,29 @@ use sea_query_sqlx::SqlxValues;
 /// `super::SET_SCOPE_SQL`).
 pub const SET_SESSION_SCOPE_SQL: &str = "SELECT set_config('cerebral.tenant_id', $1, false), \
      set_config('cerebral.all_tenants', $2, false)";
+
+/// How the statement that opens a write transaction on a session starts
+/// (see [`begin_write_sql`]; counted by [`StatementCounter`] as a scope
+/// set).
+pub const BEGIN_WRITE_SQL_PREFIX: &str = "BEGIN; SELECT set_config('cerebral.tenant_id', '";
+
+/// `BEGIN` and the writer's tenant, sent as one simple-protocol string:
+/// one round trip where sea-orm's `begin` and a `set_config` take two.
+///
+/// The tenant is set for the session, inside the transaction: PostgreSQL
+/// keeps such a setting only if the transaction commits and undoes it if
+/// it rolls back. So row-level security sees this tenant for the whole
+/// write, and afterwards the session either rests as this tenant's (after
+/// `COMMIT`, ready for the reads that answer the mutation) or as it was.
+/// Both settings are set, so a session that read every tenant (the
+/// fan-out's) writes as this one tenant only. The tenant is inlined: a
+/// UUID prints as hexadecimal digits and dashes only, so nothing a caller
+/// sends reaches this text.
+pub fn begin_write_sql(tenant: uuid::Uuid) -> String {
+    format!(
+        "{BEGIN_WRITE_SQL_PREFIX}{tenant}', false), set_config('cerebral.all_tenants', '', false)"
+    )
+}
 
 /// What hands a session back to the pool: both settings gone.
 const RESET_SQL: &str = "RESET cerebral.tenant_id; RESET cerebral.all_tenants";
@@ -181,6 +208,52 @@ impl Sessions {
         let mut session = self.session(conn, scope, counted, permit);
         session.set_scope().await?;
         Ok(session)
+    }
+
+    /// A connection for one write transaction of `tenant`, without waiting
+    /// for the other sessions: a resting one (one of the same tenant
+    /// first, then the most recent), else a new one from the pool while
+    /// sessions hold fewer than their cap. `None` when neither is at hand
+    /// at once (readers are queued, or every session is in use): the
+    /// writer then takes its connection from the pool's reserve as before.
+    /// A writer never waits here, so a request holding a session cannot
+    /// wait on another one for its write.
+    ///
+    /// The write sets its tenant when it begins ([`Session::begin_write`]);
+    /// after `COMMIT` the session rests as that tenant's.
+    pub async fn checkout_for_write(
+        self: &Arc<Self>,
+        tenant: uuid::Uuid,
+        counted: bool,
+    ) -> Result<Option<Session>, DbErr> {
+        let Ok(permit) = self.in_use.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let found = {
+            let mut st = self.lock();
+            let now = Instant::now();
+            let fresh = |i: &Idle| now.duration_since(i.since) < IDLE_FOR;
+            let pick = st
+                .idle
+                .iter()
+                .rposition(|i| i.scope == Scope::Tenant(tenant) && fresh(i))
+                .or_else(|| st.idle.iter().rposition(fresh));
+            if let Some(n) = pick {
+                Some(st.idle.remove(n))
+            } else if st.held < self.cap {
+                st.held += 1;
+                None
+            } else {
+                return Ok(None);
+            }
+        };
+        if let Some(i) = found {
+            return Ok(Some(self.session(i.conn, i.scope, counted, permit)));
+        }
+        let mut slot = Slot(Some(self));
+        let conn = self.pool.acquire().await.map_err(acquire_err)?;
+        slot.0 = None;
+        Ok(Some(self.session(conn, Scope::Unscoped, counted, permit)))
     }
 
     /// Hands the longest-resting session back to the pool when the pool
@@ -336,6 +409,13 @@ impl Drop for Session {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        if sqlx::Connection::is_in_transaction(&*conn) {
+            // A write that ended without its COMMIT (an error, or its
+            // request cancelled): the ROLLBACK goes out with the drain
+            // below, which reads every answer still owed.
+            <sqlx::postgres::PgTransactionManager as sqlx_core::transaction::TransactionManager>::start_rollback(&mut conn);
+            self.clean = false;
+        }
         match self.home.upgrade() {
             Some(home) if self.clean => home.put_back(conn, self.scope),
             // Answers are unread: read them (the statement left running
@@ -439,11 +519,49 @@ impl Session {
         })
     }
 
+    /// Opens a write transaction for `tenant`: [`begin_write_sql`], one
+    /// round trip. Any failure leaves the connection in a state not known
+    /// here, so the session is then drained and reset, or closed.
+    pub async fn begin_write(&mut self, tenant: uuid::Uuid) -> Result<(), DbErr> {
+        use sqlx::SqlSafeStr;
+        use sqlx_core::transaction::TransactionManager;
+        let sql = begin_write_sql(tenant);
+        let (conn, clean) = self.start(&sql)?;
+        let out = sqlx::postgres::PgTransactionManager::begin(
+            &mut **conn,
+            Some(sqlx::AssertSqlSafe(sql).into_sql_str()),
+        )
+        .await;
+        *clean = out.is_ok();
+        out.map_err(exec_err)
+    }
+
+    /// Commits the write transaction [`Session::begin_write`] opened for
+    /// `tenant` (not counted as a statement, as sea-orm's `COMMIT` is not);
+    /// the session is then that tenant's. A failed `COMMIT` ends the
+    /// transaction on the server, but not in sqlx's count: the session is
+    /// then drained and closed, not kept.
+    pub async fn commit_write(&mut self, tenant: uuid::Uuid) -> Result<(), DbErr> {
+        use sqlx_core::transaction::TransactionManager;
+        let (conn, clean) = self.in_flight()?;
+        let out = sqlx::postgres::PgTransactionManager::commit(&mut **conn).await;
+        *clean = out.is_ok();
+        if out.is_ok() {
+            self.scope = Scope::Tenant(tenant);
+        }
+        out.map_err(exec_err)
+    }
+
     /// Counts the statement and marks it in flight.
     fn start(&mut self, sql: &str) -> Result<(&mut PoolConnection<Postgres>, &mut bool), DbErr> {
         if let Some(c) = &self.counter {
             c.count(sql);
         }
+        self.in_flight()
+    }
+
+    /// Marks a statement in flight.
+    fn in_flight(&mut self) -> Result<(&mut PoolConnection<Postgres>, &mut bool), DbErr> {
         let conn = self
             .conn
             .as_mut()

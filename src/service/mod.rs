@@ -37,7 +37,7 @@ pub mod task;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use serde_json::Value as Json;
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
@@ -47,7 +47,7 @@ use crate::domain::EventType;
 use crate::entity::event;
 use crate::error::{AppError, AppResult};
 use crate::events::EventBus;
-use crate::rls::{Scope, Scoped, Sessions};
+use crate::rls::{Scope, Scoped, Sessions, WriteTxn};
 
 /// Settings the services need.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ struct Inner {
 /// One write transaction: the database transaction, the writer lock on
 /// SQLite, and the sequence numbers of the events it appended.
 pub struct Tx<'a> {
-    txn: DatabaseTransaction,
+    txn: WriteTxn,
     _writer: Option<MutexGuard<'a, ()>>,
     bus: &'a EventBus,
     principal: &'a Principal,
@@ -157,8 +157,8 @@ pub struct NewEvent {
 }
 
 impl std::ops::Deref for Tx<'_> {
-    type Target = DatabaseTransaction;
-    fn deref(&self) -> &DatabaseTransaction {
+    type Target = WriteTxn;
+    fn deref(&self) -> &WriteTxn {
         &self.txn
     }
 }
@@ -301,7 +301,7 @@ impl Tx<'_> {
                 other => other,
             })?;
         }
-        crate::rls::commit(self.txn).await?;
+        self.txn.commit().await?;
         if let Some(last) = events.last() {
             // After the commit: the fan-out reads it from the log, and other
             // replicas hear of it through one NOTIFY sent outside any write
@@ -448,19 +448,16 @@ impl Services {
             Some(m) => Some(m.lock().await),
             None => None,
         };
-        if let Some(s) = &self.inner.sessions {
-            // A write takes its connection from the pool: never wait there
-            // for one that is only resting between reads.
-            s.make_room().await;
-        }
         // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction
         // never fails half-way upgrading from reader to writer when another
         // process (`cerebral import`) writes the same file.
-        // First statement of the transaction: row-level security sees this
-        // tenant until it ends, and no longer. Both run to their end even
-        // when this request is cancelled meanwhile (see `rls::begin`).
-        let txn = crate::rls::begin(
+        // On PostgreSQL row-level security sees this tenant until the
+        // transaction ends, and no longer; BEGIN and the setting run to
+        // their end even when this request is cancelled meanwhile (see
+        // `rls::begin`).
+        let txn = WriteTxn::begin(
             &self.inner.db,
+            self.inner.sessions.as_ref(),
             sea_orm::TransactionOptions {
                 sqlite_transaction_mode: self
                     .inner
@@ -469,7 +466,7 @@ impl Services {
                     .map(|_| sea_orm::SqliteTransactionMode::Immediate),
                 ..Default::default()
             },
-            Scope::Tenant(principal.tenant_id),
+            principal.tenant_id,
         )
         .await?;
         Ok(Tx {
