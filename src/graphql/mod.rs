@@ -192,7 +192,7 @@ pub fn request_data_with(
 /// Pins the request's reader (one read session for the whole
 /// operation, see [`crate::rls::Scoped`]) when the operation `request`
 /// runs in `doc` is a query. Mutations take a session per read and give
-/// it back: their write transaction needs a pooled connection of its own.
+/// it back: their write transaction needs a connection of its own.
 pub fn pin_reads_if_query(
     request: &async_graphql::Request,
     doc: &async_graphql::parser::types::ExecutableDocument,

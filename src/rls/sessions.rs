@@ -598,7 +598,7 @@ where
             Poll::Ready(Some(Err(e))) => {
                 // An error the server answered ends the statement in step
                 // (sqlx reads on to its end before the next one).
-                if matches!(e, sqlx::Error::Database(_)) {
+                if matches!(&e, sqlx::Error::Database(d) if !ends_connection(d.as_ref())) {
                     *self.clean = true;
                 } else {
                     self.broken = true;
@@ -613,9 +613,26 @@ where
 
 /// Whether the connection is in step after a statement that ended so: an
 /// error the server answered leaves it so (sqlx reads the rest of that
-/// answer before the next statement); any other error may not.
+/// answer before the next statement), unless the answer says the
+/// connection is ending ([`ends_connection`]); any other error may not.
 fn settled<T>(out: &Result<T, sqlx::Error>) -> bool {
-    matches!(out, Ok(_) | Err(sqlx::Error::Database(_)))
+    match out {
+        Ok(_) => true,
+        Err(sqlx::Error::Database(e)) => !ends_connection(e.as_ref()),
+        Err(_) => false,
+    }
+}
+
+/// An error after which the server closes the connection: `FATAL` or
+/// `PANIC` (its backend was terminated, the server is shutting down) or a
+/// connection exception (class `08`). A session that met one is closed,
+/// not kept to fail the next reader too.
+fn ends_connection(e: &dyn sqlx::error::DatabaseError) -> bool {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    let fatal = e
+        .try_downcast_ref::<PgDatabaseError>()
+        .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
+    fatal || e.code().is_some_and(|c| c.starts_with("08"))
 }
 
 /// `stmt` as sqlx runs it, as sea-orm's own PostgreSQL driver builds it.

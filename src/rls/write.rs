@@ -44,7 +44,16 @@ impl WriteTxn {
             && db.get_database_backend() == DbBackend::Postgres
         {
             if let Some(session) = s.checkout_for_write(tenant, true).await? {
-                return SessionTxn::begin(session, tenant).await.map(Self::Session);
+                // A resting session whose connection died meanwhile (its
+                // backend terminated, a failover) fails here, before the
+                // write did anything: it is closed, and the write begins
+                // on the pool instead of failing.
+                match SessionTxn::begin(session, tenant).await {
+                    Ok(txn) => return Ok(Self::Session(txn)),
+                    Err(error) => {
+                        tracing::debug!(%error, "a write could not begin on a kept session; beginning on the pool");
+                    }
+                }
             }
             // Going to the pool: never wait there for a connection that is
             // only resting between reads.
