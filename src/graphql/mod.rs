@@ -220,7 +220,9 @@ pub fn pin_reads_if_query(
 /// first use: there are some thirty of them, and an idle subscription whose
 /// items never touch a relation should not pay for them.
 pub struct LazyLoaders {
-    cell: std::sync::OnceLock<loaders::Loaders>,
+    /// Boxed: the thirty loaders take about 2 KB, which an idle socket
+    /// would otherwise hold inline before building any of them.
+    cell: std::sync::OnceLock<Box<loaders::Loaders>>,
     services: Services,
     reads: Scoped,
     tenant: uuid::Uuid,
@@ -259,11 +261,13 @@ impl LazyLoaders {
 
     fn get(&self) -> &loaders::Loaders {
         self.cell.get_or_init(|| {
-            loaders::Loaders::new(&self.reads, self.tenant, &self.batching).with_services(
-                &self.services,
-                &self.reads,
-                self.tenant,
-                &self.batching,
+            Box::new(
+                loaders::Loaders::new(&self.reads, self.tenant, &self.batching).with_services(
+                    &self.services,
+                    &self.reads,
+                    self.tenant,
+                    &self.batching,
+                ),
             )
         })
     }

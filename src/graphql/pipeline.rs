@@ -118,16 +118,18 @@ impl Pipeline {
 
 /// The return type of each `Query` field, as the SDL writes it (the
 /// `field` span names it; the full schema's hook reads it from the
-/// registry, which a built schema does not expose).
-pub type RootTypes = std::collections::HashMap<String, String>;
+/// registry, which a built schema does not expose). Shared: it rides in
+/// the state every request and WebSocket connection clones.
+pub type RootTypes = std::sync::Arc<std::collections::HashMap<String, String>>;
 
 /// [`RootTypes`] of a schema's SDL.
 pub fn root_types(sdl: &str) -> RootTypes {
     use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
     let Ok(doc) = async_graphql::parser::parse_schema(sdl) else {
-        return RootTypes::new();
+        return RootTypes::default();
     };
-    doc.definitions
+    let roots = doc
+        .definitions
         .iter()
         .filter_map(|d| match d {
             TypeSystemDefinition::Type(t) if t.node.name.node == "Query" => match &t.node.kind {
@@ -138,7 +140,8 @@ pub fn root_types(sdl: &str) -> RootTypes {
         })
         .flatten()
         .map(|f| (f.node.name.node.to_string(), f.node.ty.node.to_string()))
-        .collect()
+        .collect();
+    std::sync::Arc::new(roots)
 }
 
 /// The response key and name of the operation's one root field, if it
