@@ -594,40 +594,7 @@ async fn a_read_session_never_hands_its_tenant_to_the_pool() {
                 }
             }
         }
-        let within = Duration::from_secs(10);
-        let reserve = tokio::time::timeout(within, pool.acquire())
-            .await
-            .expect("the reserve is free")
-            .expect("acquire");
-        // Would a writer wait? Then the resting session is handed back
-        // (asked again while the event fan-out, which reads on sessions
-        // too, may have had it in use).
-        let started = std::time::Instant::now();
-        let other = loop {
-            sessions.make_room().await;
-            match tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
-                Ok(c) => break c.expect("acquire"),
-                Err(_) => assert!(
-                    started.elapsed() < within,
-                    "round {round}: the session's connection never came back"
-                ),
-            }
-        };
-        for (which, mut c) in [("reserve", reserve), ("other", other)] {
-            let (tenant, all, rows): (String, String, i64) = sea_orm::sqlx::query_as(
-                "SELECT COALESCE(current_setting('cerebral.tenant_id', true), ''), \
-                        COALESCE(current_setting('cerebral.all_tenants', true), ''), \
-                        (SELECT COUNT(*) FROM projects)",
-            )
-            .fetch_one(&mut *c)
-            .await
-            .expect("query");
-            assert_eq!(
-                (tenant.as_str(), all.as_str(), rows),
-                ("", "", 0),
-                "round {round}: {which}"
-            );
-        }
+        pool_hands_out_clean_connections(&pool, &sessions, round).await;
     }
     assert!(kept > 0, "no whole read left its session resting");
     // And the requests that follow still read their own tenant's rows.
@@ -749,47 +716,61 @@ async fn a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool
             "round {round}"
         );
         assert_eq!(names(reader_b.clone()).await, ["b"], "round {round}");
-        let within = Duration::from_secs(10);
-        let reserve = tokio::time::timeout(within, pool.acquire())
-            .await
-            .expect("the reserve is free")
-            .expect("acquire");
-        let started = std::time::Instant::now();
-        let other = loop {
-            sessions.make_room().await;
-            match tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
-                Ok(c) => break c.expect("acquire"),
-                Err(_) => assert!(
-                    started.elapsed() < within,
-                    "round {round}: the session's connection never came back"
-                ),
-            }
-        };
-        for (which, mut c) in [("reserve", reserve), ("other", other)] {
-            let (tenant, all, rows): (String, String, i64) = sea_orm::sqlx::query_as(
-                "SELECT COALESCE(current_setting('cerebral.tenant_id', true), ''), \
-                        COALESCE(current_setting('cerebral.all_tenants', true), ''), \
-                        (SELECT COUNT(*) FROM projects)",
-            )
-            .fetch_one(&mut *c)
-            .await
-            .expect("query");
-            assert_eq!(
-                (tenant.as_str(), all.as_str(), rows),
-                ("", "", 0),
-                "round {round}: {which}"
-            );
-            // And no transaction left open: a savepoint needs one.
-            let savepoint = sea_orm::sqlx::raw_sql("SAVEPOINT probe")
-                .execute(&mut *c)
-                .await;
-            assert!(
-                savepoint.is_err(),
-                "round {round}: {which} came back inside a transaction"
-            );
-        }
+        pool_hands_out_clean_connections(&pool, &sessions, round).await;
     }
     assert!(on_a_session > 0, "no write ran on a resting session");
+}
+
+/// Takes both connections of a pool of two (the reserve, then the one the
+/// session holds, handed back as a writer would have it) and checks that
+/// each carries no tenant, sees no row and has no transaction open.
+async fn pool_hands_out_clean_connections(
+    pool: &sea_orm::sqlx::PgPool,
+    sessions: &cerebral::rls::Sessions,
+    round: usize,
+) {
+    let within = Duration::from_secs(10);
+    let reserve = tokio::time::timeout(within, pool.acquire())
+        .await
+        .expect("the reserve is free")
+        .expect("acquire");
+    // Would a writer wait? Then the resting session is handed back (asked
+    // again while the event fan-out, which reads on sessions too, may have
+    // had it in use).
+    let started = std::time::Instant::now();
+    let other = loop {
+        sessions.make_room().await;
+        match tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
+            Ok(c) => break c.expect("acquire"),
+            Err(_) => assert!(
+                started.elapsed() < within,
+                "round {round}: the session's connection never came back"
+            ),
+        }
+    };
+    for (which, mut c) in [("reserve", reserve), ("other", other)] {
+        let (tenant, all, rows): (String, String, i64) = sea_orm::sqlx::query_as(
+            "SELECT COALESCE(current_setting('cerebral.tenant_id', true), ''), \
+                    COALESCE(current_setting('cerebral.all_tenants', true), ''), \
+                    (SELECT COUNT(*) FROM projects)",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .expect("query");
+        assert_eq!(
+            (tenant.as_str(), all.as_str(), rows),
+            ("", "", 0),
+            "round {round}: {which}"
+        );
+        // And no transaction left open: a savepoint needs one.
+        let savepoint = sea_orm::sqlx::raw_sql("SAVEPOINT probe")
+            .execute(&mut *c)
+            .await;
+        assert!(
+            savepoint.is_err(),
+            "round {round}: {which} came back inside a transaction"
+        );
+    }
 }
 
 /// A login role of the cluster that is neither the owner nor the serving

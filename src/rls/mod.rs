@@ -5,11 +5,13 @@
 //! `m20261122_000006_row_level_security`). Its policies compare each row's
 //! `tenant_id` with the setting `cerebral.tenant_id`.
 //!
-//! Writes run in one transaction each and set the tenant for that
-//! transaction only (`set_config(…, true)`, [`crate::service::Services::begin`],
-//! [`write`]), so the setting ends with the transaction, whether it
-//! commits, rolls back or fails half-way. Reads go through a [`Scoped`] handle, which
-//! runs them on a connection with the scope set for its session, kept out
+//! Writes run in one transaction each ([`crate::service::Services::begin`],
+//! [`write`]) whose first statement sets the tenant: on a pooled
+//! connection for that transaction only (`set_config(…, true)`), on a kept
+//! session for the session, which PostgreSQL keeps only if the transaction
+//! commits; either way a write that rolls back or fails half-way leaves
+//! no setting of its own behind. Reads go through a [`Scoped`] handle,
+//! which runs them on a connection with the scope set for its session, kept out
 //! of the pool by [`sessions`] for as long as it carries one (the pool
 //! never hands a connection with a scope set to anyone else), or, without
 //! sessions, each statement in a short transaction of its own that first

@@ -31,9 +31,9 @@
 //! readers wait for each other here (first come, first served) rather
 //! than on the pool, writers never wait here (a writer finding no session
 //! at hand goes to the pool, and if the pool is at its size has a resting
-//! session handed back first: [`Sessions::make_room`]), and sessions resting for [`IDLE_FOR`] go
-//! back on their own (checked every half of it). A pool of one has no
-//! sessions.
+//! session handed back first: [`Sessions::make_room`]), and sessions
+//! resting for [`IDLE_FOR`] go back on their own (checked every half of
+//! it). A pool of one has no sessions.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};

@@ -1,16 +1,17 @@
-//! Write transactions: one per mutation, the tenant set for the
-//! transaction only.
+//! Write transactions: one per mutation, its first statement setting the
+//! writer's tenant.
 //!
 //! On PostgreSQL with [`Sessions`] a write runs on a session's connection
 //! when one is at hand without waiting ([`Sessions::checkout_for_write`]):
 //! `BEGIN` and the tenant go out as one statement, and the connection
 //! rests again after `COMMIT`, as the tenant's session, instead of going
-//! through the pool's return check. A `reportTaskProgress` then costs its statements, `BEGIN` and
-//! `COMMIT`: two round trips fewer than sea-orm's `begin`, a `set_config`
-//! of its own and the pool's ping (docs/benchmarks.md, "writes on
-//! sessions"). Otherwise (SQLite, a pool too small for sessions, or every
-//! session in use) it is sea-orm's transaction on a pooled connection, as
-//! before.
+//! through the pool's return check. A `reportTaskProgress` then costs its
+//! statements, `BEGIN` and `COMMIT`: two round trips fewer than sea-orm's
+//! `begin`, a `set_config` of its own and the pool's ping
+//! (docs/benchmarks.md, "Writes on sessions"). Otherwise (SQLite, a pool
+//! too small for sessions, every session in use, or a resting session
+//! found dead) it is sea-orm's transaction on a pooled connection, the
+//! tenant set for that transaction only.
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,

@@ -451,10 +451,9 @@ impl Services {
         // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction
         // never fails half-way upgrading from reader to writer when another
         // process (`cerebral import`) writes the same file.
-        // On PostgreSQL row-level security sees this tenant until the
-        // transaction ends, and no longer; BEGIN and the setting run to
-        // their end even when this request is cancelled meanwhile (see
-        // `rls::begin`).
+        // On PostgreSQL row-level security sees this tenant for the whole
+        // transaction (`rls::write`); BEGIN and the setting run to their
+        // end even when this request is cancelled meanwhile.
         let txn = WriteTxn::begin(
             &self.inner.db,
             self.inner.sessions.as_ref(),
