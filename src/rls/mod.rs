@@ -6,7 +6,7 @@
 //! `tenant_id` with the setting `cerebral.tenant_id`.
 //!
 //! Writes run in one transaction each ([`crate::service::Services::begin`],
-//! [`write`]) whose first statement sets the tenant: on a pooled
+//! [`mod@write`]) whose first statement sets the tenant: on a pooled
 //! connection for that transaction only (`set_config(…, true)`), on a kept
 //! session for the session, which PostgreSQL keeps only if the transaction
 //! commits; either way a write that rolls back or fails half-way leaves
