@@ -556,15 +556,7 @@ async fn a_read_session_never_hands_its_tenant_to_the_pool() {
     }
     let app = spawn(2).await;
     populate(&app, TENANT_A, "a").await;
-    let sessions = app
-        .services
-        .sessions()
-        .expect("PostgreSQL has read sessions");
-    let pool = app
-        .services
-        .unscoped()
-        .get_postgres_connection_pool()
-        .clone();
+    let (sessions, pool) = sessions_and_pool(&app);
     let reader = app.services.reader(TENANT_A);
     let read =
         |sql: &'static str| reader.query_one_raw(Statement::from_string(DbBackend::Postgres, sql));
@@ -628,15 +620,7 @@ async fn a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool
     let app = spawn(2).await;
     populate(&app, TENANT_A, "a").await;
     populate(&app, TENANT_B, "b").await;
-    let sessions = app
-        .services
-        .sessions()
-        .expect("PostgreSQL has read sessions");
-    let pool = app
-        .services
-        .unscoped()
-        .get_postgres_connection_pool()
-        .clone();
+    let (sessions, pool) = sessions_and_pool(&app);
     let (pa, reader_a, reader_b) = (
         principal(TENANT_A),
         app.services.reader(TENANT_A),
@@ -719,6 +703,25 @@ async fn a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool
         pool_hands_out_clean_connections(&pool, &sessions, round).await;
     }
     assert!(on_a_session > 0, "no write ran on a resting session");
+}
+
+/// The server's read sessions and the pool under them.
+fn sessions_and_pool(
+    app: &support::TestApp,
+) -> (
+    std::sync::Arc<cerebral::rls::Sessions>,
+    sea_orm::sqlx::PgPool,
+) {
+    let sessions = app
+        .services
+        .sessions()
+        .expect("PostgreSQL has read sessions");
+    let pool = app
+        .services
+        .unscoped()
+        .get_postgres_connection_pool()
+        .clone();
+    (sessions, pool)
 }
 
 /// Takes both connections of a pool of two (the reserve, then the one the
