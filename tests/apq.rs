@@ -170,3 +170,77 @@ async fn apq_can_be_turned_off() {
     assert_ne!(code(&by_hash), "", "{by_hash}");
     assert!(by_hash.get("data").is_none() || by_hash["data"].is_null());
 }
+
+/// A subscription sent by hash over a WebSocket keeps running the document
+/// it was admitted with: its items are run later, one event at a time,
+/// and by then the hash may have left the store.
+#[tokio::test]
+async fn a_subscription_sent_by_hash_outlives_its_entry_in_the_store() {
+    let app = support::spawn_with(|c| c.apq_cache_size = 1).await;
+    let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
+    let sub = "subscription Persisted($a: String) { events(after: $a) { cursor type } }";
+    let h = hash(sub);
+    let vars = json!({ "a": marker });
+    // The first socket sends the text with its hash (and so registers
+    // it), the second the hash alone once the store has it.
+    let mut ws = support::RawWs::connect_and_init(&app.base).await;
+    ws.send_json(json!({
+        "id": "1",
+        "type": "subscribe",
+        "payload": { "query": sub, "variables": vars, "extensions": ext(&h) }
+    }))
+    .await;
+    let mut known = false;
+    for _ in 0..100 {
+        let (_, body) = post(&app, json!({ "extensions": ext(&h) })).await;
+        if code(&body) != "PERSISTED_QUERY_NOT_FOUND" {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(known, "the socket's document was never remembered");
+    let mut by_hash = support::RawWs::connect_and_init(&app.base).await;
+    by_hash
+        .send_json(json!({
+            "id": "1",
+            "type": "subscribe",
+            "payload": { "query": "", "variables": vars, "extensions": ext(&h) }
+        }))
+        .await;
+    // Both run an item before the entry goes, and one after.
+    let created = "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }";
+    app.ok(created, json!({ "n": "before eviction" })).await;
+    for socket in [&mut ws, &mut by_hash] {
+        next_project_created(socket).await;
+    }
+    // Another document pushes the subscription's out of a store of one.
+    let (status, body) = post(
+        &app,
+        json!({ "query": COUNT, "extensions": ext(&hash(COUNT)) }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = post(&app, json!({ "extensions": ext(&h) })).await;
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    app.ok(created, json!({ "n": "after eviction" })).await;
+    for socket in [&mut ws, &mut by_hash] {
+        next_project_created(socket).await;
+    }
+}
+
+/// Reads operation `1`'s frames up to a clean `PROJECT_CREATED` item.
+async fn next_project_created(socket: &mut support::RawWs) {
+    for _ in 0..20 {
+        let msg = socket
+            .next_for("1", std::time::Duration::from_secs(10))
+            .await
+            .expect("an item");
+        assert_eq!(msg["type"], "next", "{msg}");
+        assert!(msg["payload"].get("errors").is_none(), "{msg}");
+        if msg["payload"]["data"]["events"]["type"] == "PROJECT_CREATED" {
+            return;
+        }
+    }
+    panic!("no PROJECT_CREATED item");
+}

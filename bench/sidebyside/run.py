@@ -311,7 +311,7 @@ pg_stat_statements.max = 10000
 
     def stop_cluster(self) -> None:
         if self.pg_started:
-            if self.args.keep:
+            if self.args.keep or self.args.seed_only:
                 log(f"--keep: PostgreSQL left running on port {self.port}, data in {self.pgdata} "
                     f"(stop: {' '.join(self.as_pg)} {PGBIN}/pg_ctl -D {self.pgdata} stop)")
                 return
@@ -319,7 +319,7 @@ pg_stat_statements.max = 10000
             subprocess.run(self.as_pg + [f"{PGBIN}/pg_ctl", "-D", self.pgdata, "-m", "fast", "-w", "stop"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.pg_started = False
-        if not self.args.keep:
+        if not (self.args.keep or self.args.seed_only):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def url(self, role: str, db: str = "cerebral") -> str:
@@ -733,6 +733,10 @@ COMMIT;
         self.check_tools()
         self.start_cluster()
         self.migrate_and_seed()
+        if self.args.seed_only:
+            log(f"seeded (--seed-only): the cluster stays for bench/profile_nested.sh and psql; "
+                f"the writes script is {self.lua_writes()}")
+            return
         self.check_same_rows()
         for name, start in self.servers():
             s = start()
@@ -908,6 +912,9 @@ def main() -> int:
     ap.add_argument("--starts", type=int, help="cold starts per case (default 5, --quick 3)")
     ap.add_argument("--pg-port", type=int, default=5499, help="port of the harness's own PostgreSQL (5499)")
     ap.add_argument("--keep", action="store_true", help="leave the cluster running and its directory in place")
+    ap.add_argument("--seed-only", action="store_true",
+                    help="start the cluster, migrate and seed it, then stop there and leave it running "
+                         "(implies --keep): a database for bench/profile_nested.sh and psql")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores 0 and 1")
     ap.add_argument("--no-postgraphile", action="store_true", help="measure Cerebral only (no ratios)")
     ap.add_argument("--flamegraph", metavar="OUT.svg",

@@ -94,6 +94,14 @@ impl PerRequest {
     /// Notes the operation the client asked for and lets the front door
     /// fill in the document's operations.
     pub(crate) fn prepare(&self, request: &mut Request) {
+        // One item of a light WebSocket operation: the operation was
+        // counted when it was planned.
+        if request
+            .data
+            .contains_key(&std::any::TypeId::of::<Arc<super::subscription::OneItem>>())
+        {
+            self.counted.store(true, Ordering::Relaxed);
+        }
         if let Ok(mut op) = self.operation.lock() {
             op.clone_from(&request.operation_name);
         }

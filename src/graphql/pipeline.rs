@@ -350,6 +350,15 @@ impl Extension for Hooks {
         let remember = self.admit(&mut request)?;
         let request = next.run(ctx, request).await?;
         self.remember(&request, remember);
+        // A WebSocket operation being planned runs its items later from
+        // this text (a persisted query's, once looked up), not the hash.
+        if let Some(plan) = request
+            .data
+            .get(&std::any::TypeId::of::<Arc<super::subscription::Plan>>())
+            .and_then(|d| d.downcast_ref::<Arc<super::subscription::Plan>>())
+        {
+            plan.ran(&request.query);
+        }
         Ok(request)
     }
 
@@ -395,11 +404,6 @@ impl Extension for Hooks {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        // A subscription item another socket already ran for the same
-        // selection is answered before any other work (see `share`).
-        if let Some(resp) = super::share::answer_from_cache(ctx) {
-            return resp;
-        }
         let span = tracing::info_span!(target: TARGET, "execute");
         let started = Instant::now();
         let resp = self

@@ -6,10 +6,9 @@
 //! again, for the same event and the same answer. Subscribers whose
 //! operation has the same document, operation name and variables, and whose
 //! caller has the same tenant and roles, get the same payload for the same
-//! event: the first of them to reach an event runs the selection, the
-//! socket serializes the result once into a [`FrameCache`], and every other
-//! stream of that selection answers the event from there without executing
-//! anything.
+//! event: the first of them to reach an event runs the selection for it,
+//! serializes the result once into a [`FrameCache`], and every other socket
+//! of that selection sends the event from there without executing anything.
 //!
 //! What makes an answer differ is what makes the key: the tenant (every read
 //! is scoped to it) and the roles (guards). No field of the event types
@@ -19,20 +18,16 @@
 //! own, and is computed by each. Entries live a few seconds at most, so a
 //! field resolved "as it is now" (`Event.task`) is never older than that.
 //!
-//! The pieces: the socket makes an [`ItemSlot`] per operation (its key and
-//! the event now being delivered) and puts it in the request's data; the
-//! subscription root writes each event's position into it as the event
-//! leaves the log ([`ItemSlot::item`]); the schema pipeline's `execute` hook ([`answer_from_cache`]), the
-//! outermost one, answers an item from the cache before anything else runs;
-//! the socket serializes what was executed and stores it.
+//! The socket's light operations (`crate::http::ws`) use this: each holds
+//! an [`ItemSlot`] (its interned key), looks every event up with
+//! [`ItemSlot::cached`], and on a miss runs the selection for that one event
+//! from [`ItemSlot::request`] and stores it with [`ItemSlot::keep`].
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_graphql::extensions::ExtensionContext;
-use async_graphql::{Response, Value};
+use async_graphql::Response;
 
 /// What must be equal for two subscribers to be sent the same payload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -189,109 +184,57 @@ impl FrameCache {
     }
 }
 
-/// The position of no event: the item is an error, or none yet.
-const NONE: i64 = i64::MIN;
-
-/// One subscription operation's link to the cache: its key, the event its
-/// stream is delivering now, and an answer found in the cache for it.
+/// One light WebSocket operation's link to the cache: its selection.
 pub struct ItemSlot {
     key: KeyId,
-    /// The event being delivered ([`NONE`] for an error item).
-    seq: AtomicI64,
-    /// How many root fields stream into this operation: with more than
-    /// one, items interleave and nothing is shared.
-    roots: AtomicUsize,
-    /// The cached payload for the item [`answer_from_cache`] answered, with its
-    /// event, until the socket takes it.
-    hit: Mutex<Option<(i64, Arc<str>)>>,
 }
-
-/// What an item of a sharing operation turned out to be.
-pub enum Found {
-    /// It was executed: serialize it (and [`ItemSlot::store`] it).
-    Executed,
-    /// It was answered from the cache with this payload.
-    Shared(Arc<str>),
-    /// Marked as shared but its payload is not in the slot: a bug, never
-    /// expected; the socket must not guess.
-    Lost,
-}
-
-/// The marker in a [`Response`]'s extensions that says "answered from the
-/// cache; the payload is in the slot".
-const SHARED: &str = "cerebral.sharedFrame";
 
 impl ItemSlot {
     /// The slot of an operation with this key.
     pub fn new(key: KeyId) -> Arc<ItemSlot> {
-        Arc::new(ItemSlot {
-            key,
-            seq: AtomicI64::new(NONE),
-            roots: AtomicUsize::new(0),
-            hit: Mutex::new(None),
-        })
-    }
-
-    /// A root field of the operation starts streaming.
-    pub fn root(&self) {
-        self.roots.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// The next item is event `seq` (`None`: an error).
-    pub fn item(&self, seq: Option<i64>) {
-        self.seq.store(seq.unwrap_or(NONE), Ordering::SeqCst);
-    }
-
-    /// The event being delivered, when the item can be shared. One root
-    /// field only: a second one would overwrite the position while the
-    /// first one's item is still executing; as it registers before it
-    /// yields anything, a single root seen here means the position is that
-    /// root's.
-    fn shareable(&self) -> Option<i64> {
-        if self.roots.load(Ordering::SeqCst) != 1 {
-            return None;
-        }
-        Some(self.seq.load(Ordering::SeqCst)).filter(|s| *s != NONE)
-    }
-
-    /// Whether `resp` was answered from the cache, and with what payload.
-    pub fn take_shared(&self, resp: &Response) -> Found {
-        let Some(marked) = resp.extensions.get(SHARED) else {
-            return Found::Executed;
-        };
-        let hit = self.hit.lock().ok().and_then(|mut h| h.take());
-        match (hit, marked) {
-            (Some((seq, payload)), Value::Number(n)) if n.as_i64() == Some(seq) => {
-                Found::Shared(payload)
-            }
-            _ => Found::Lost,
-        }
-    }
-
-    /// Stores the serialized payload of an executed item for the other
-    /// subscribers of the selection, when it can be shared.
-    pub fn store(&self, resp: &Response, payload: &Arc<str>) {
-        if !resp.errors.is_empty() {
-            return;
-        }
-        if let Some(seq) = self.shareable() {
-            self.key.cache.put(self.key.id, seq, payload.clone());
-        }
+        Arc::new(ItemSlot { key })
     }
 }
 
-/// Answers a subscription item from the cache, when another subscriber
-/// of the same selection already ran it: run first in the schema
-/// pipeline's `execute` hook, before any other work for the item.
-pub(crate) fn answer_from_cache(ctx: &ExtensionContext<'_>) -> Option<Response> {
-    let slot = ctx.data_opt::<Arc<ItemSlot>>()?;
-    let seq = slot.shareable()?;
-    let payload = slot.key.cache.get(slot.key.id, seq)?;
-    let mut hit = slot.hit.lock().ok()?;
-    *hit = Some((seq, payload));
-    let mut resp = Response::new(Value::Null);
-    resp.extensions.insert(SHARED.to_string(), Value::from(seq));
-    Some(resp)
+impl ItemSlot {
+    /// The payload another subscriber of this selection stored for event
+    /// `seq`, when young enough.
+    pub fn cached(&self, seq: i64) -> Option<Arc<str>> {
+        self.key.cache.get(self.key.id, seq)
+    }
+
+    /// Stores the payload of event `seq` for the other subscribers of this
+    /// selection (only clean answers: see the module comment).
+    pub fn keep(&self, seq: i64, resp: &Response, payload: &Arc<str>) {
+        if resp.errors.is_empty() {
+            self.key.cache.put(self.key.id, seq, payload.clone());
+        }
+    }
+
+    /// A request for this selection: its document (`query`, when given,
+    /// in place of the key's: a persisted query's text), operation name,
+    /// variables and extensions. `None` if the variables no longer read
+    /// back (they were written from a request, so never expected).
+    pub fn request(&self, query: Option<&str>) -> Option<async_graphql::Request> {
+        let key = &self.key.key;
+        let (variables, mut extensions): (async_graphql::Variables, async_graphql::Extensions) =
+            serde_json::from_str(&key.variables).ok()?;
+        let mut r = async_graphql::Request::new(query.unwrap_or(&key.query));
+        if query.is_some() {
+            // The text is known: no lookup by hash again (its entry may be
+            // gone by now).
+            extensions.0.remove("persistedQuery");
+        }
+        r.operation_name.clone_from(&key.operation_name);
+        r.variables = variables;
+        r.extensions = extensions;
+        Some(r)
+    }
+
+    /// Whether `query` is the key's document as sent.
+    pub fn sent(&self, query: &str) -> bool {
+        self.key.key.query == query
+    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! given cursor, then follows new commits, with no gap and no duplicate (see
 //! `crate::events`). Each item carries its cursor.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionDerive};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
-use super::share::ItemSlot;
 use super::types::{
     AgentStatusUpdate, ArtifactUpdate, Event, HitlRequestUpdate, TaskUpdate, seq_cursor,
 };
@@ -35,6 +35,64 @@ pub(crate) const TASK_EVENTS: [EventType; 9] = [
     EventType::TaskRetried,
 ];
 
+/// One operation's events as its root field streams them.
+pub type EventStream = BoxStream<'static, Result<Arc<crate::entity::event::Model>, AppError>>;
+
+/// Request data that asks the root field to check its arguments, set up
+/// its event stream and hand it over here instead of streaming it: the
+/// WebSocket then keeps the event stream and none of the library's
+/// per-operation state (see `crate::http::ws`'s light operations).
+#[derive(Default)]
+pub struct Plan {
+    streams: Mutex<Vec<EventStream>>,
+    query: Mutex<Option<String>>,
+}
+
+impl Plan {
+    /// The event streams handed over, one per root field that set one up.
+    pub fn take(&self) -> Vec<EventStream> {
+        self.streams
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    /// Notes the document the operation ran (a persisted query's text
+    /// once looked up), so its items run the same text later.
+    pub fn ran(&self, query: &str) {
+        if let Ok(mut q) = self.query.lock() {
+            *q = Some(query.to_string());
+        }
+    }
+
+    /// The document noted by [`Plan::ran`].
+    pub fn query(&self) -> Option<String> {
+        self.query.lock().ok().and_then(|mut q| q.take())
+    }
+
+    fn put(&self, s: EventStream) {
+        if let Ok(mut v) = self.streams.lock() {
+            v.push(s);
+        }
+    }
+}
+
+/// Request data that asks the root field to stream this one item and end:
+/// how a light operation runs its selection for one event.
+pub struct OneItem(Mutex<Option<Result<Arc<crate::entity::event::Model>, AppError>>>);
+
+impl OneItem {
+    /// The item to stream.
+    pub fn new(item: Result<Arc<crate::entity::event::Model>, AppError>) -> OneItem {
+        OneItem(Mutex::new(Some(item)))
+    }
+}
+
+/// Whether this execution streams one given item (see [`OneItem`]).
+fn one_item(ctx: &Context<'_>) -> bool {
+    ctx.data_opt::<Arc<OneItem>>().is_some()
+}
+
 fn parse_after(after: Option<String>) -> Result<Option<i64>, AppError> {
     match after.as_deref() {
         None | Some("HEAD") => Ok(None),
@@ -48,7 +106,13 @@ async fn events_of(
     types: Vec<EventType>,
     after: Option<String>,
     persona: Option<uuid::Uuid>,
-) -> Result<impl Stream<Item = Result<Arc<crate::entity::event::Model>, AppError>> + use<>> {
+) -> Result<EventStream> {
+    // The item is given: its arguments were checked when the operation
+    // was planned, and the filter already chose it.
+    if let Some(one) = ctx.data_opt::<Arc<OneItem>>() {
+        let item = one.0.lock().ok().and_then(|mut i| i.take());
+        return Ok(futures::stream::iter(item).boxed());
+    }
     let p = principal(ctx);
     let s = services(ctx);
     let filter = EventFilter {
@@ -79,20 +143,12 @@ async fn events_of(
             .into());
         }
     }
-    // Over a WebSocket, each event's position goes to the operation's
-    // slot as it leaves the log, so an item another subscriber of the same
-    // selection already ran is answered from the shared frames.
-    let slot = ctx.data_opt::<Arc<ItemSlot>>().cloned();
-    if let Some(slot) = &slot {
-        slot.root();
+    let events = stream(s.reader(p.tenant_id), s.bus().clone(), filter, after);
+    if let Some(plan) = ctx.data_opt::<Arc<Plan>>() {
+        plan.put(events.boxed());
+        return Ok(futures::stream::empty().boxed());
     }
-    Ok(
-        stream(s.reader(p.tenant_id), s.bus().clone(), filter, after).inspect(move |item| {
-            if let Some(slot) = &slot {
-                slot.item(item.as_ref().ok().map(|e| e.seq));
-            }
-        }),
-    )
+    Ok(events.boxed())
 }
 
 /// Wraps each event of a stream in its GraphQL item type.
@@ -170,12 +226,12 @@ impl Subscription {
         >,
     ) -> Result<impl Stream<Item = Result<AgentStatusUpdate>>> {
         let persona = match persona_id {
-            Some(p) => Some(
+            Some(p) if !one_item(ctx) => Some(
                 Box::pin(services(ctx).find_persona(principal(ctx), &p))
                     .await?
                     .id,
             ),
-            None => None,
+            _ => None,
         };
         let s = events_of(
             ctx,

@@ -35,7 +35,8 @@ use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use crate::graphql::share::{Found, ItemSlot, SelectionKey};
+use crate::graphql::share::{ItemSlot, SelectionKey};
+use crate::graphql::subscription::{EventStream, OneItem, Plan};
 
 /// The subprotocols this endpoint speaks, preferred first.
 pub const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
@@ -269,8 +270,8 @@ enum Item {
     /// serialized payload, and whether it came from another subscriber's
     /// execution (see [`crate::graphql::share`]).
     Next(Arc<str>, bool),
-    /// The shared-frame bookkeeping lost track of an item (a bug): the
-    /// socket is closed rather than sent a wrong payload.
+    /// An item could not be run or serialized (a bug, never expected):
+    /// the socket is closed rather than sent a wrong payload.
     Broken,
     /// The operation could not start: send `error` and forget it.
     Refused(Box<Response>),
@@ -280,7 +281,7 @@ enum Item {
 
 /// One operation's stream, counted in the gauge while it exists.
 struct Operation {
-    inner: BoxStream<'static, Response>,
+    run: Run,
     /// The operation's link to the shared frames; `None` when its items
     /// cannot be shared.
     slot: Option<Arc<ItemSlot>>,
@@ -289,24 +290,132 @@ struct Operation {
     _held: Held,
 }
 
+/// How an operation runs.
+///
+/// An idle subscription held by async-graphql costs its stream, the parsed
+/// document, the query environment and the root field's stream: about
+/// 8 KB a socket, most of an idle socket's memory (docs/benchmarks.md).
+/// Yet most sockets share their selection with others, whose items the
+/// shared frames answer anyway. So an operation that can share is *light*:
+/// it is planned first — the library runs it with a [`Plan`] in its data,
+/// the root field checks its arguments and hands its event stream over
+/// instead of streaming it — and then the operation holds only that event
+/// stream. For each event it takes the payload from the shared frames, or,
+/// the first of its selection to reach the event, runs the operation
+/// through the library once for that event ([`OneItem`]) and stores the
+/// payload for the others. The frames are the same as a full run's: the
+/// same document, variables and caller run the same resolvers and hooks.
+enum Run {
+    /// The library's stream does everything, item by item: an operation
+    /// that cannot share.
+    Full(BoxStream<'static, Response>),
+    /// Being planned; what was asked is kept to run it in full should it
+    /// not plan (several root fields, `__typename` at the root).
+    Planning {
+        setup: BoxStream<'static, Response>,
+        plan: Arc<Plan>,
+        asked: Box<Asked>,
+    },
+    /// Planned: its events, and each event's payload from the shared
+    /// frames or one run of the selection.
+    Light(Box<Light>),
+}
+
+/// What a subscribe asked for, to run it in full if planning does not do.
+struct Asked {
+    request: Value,
+    schema: crate::graphql::AppSchema,
+    session: Arc<Data>,
+}
+
+/// A planned operation.
+struct Light {
+    events: EventStream,
+    /// The document its items run, when it differs from the one sent (a
+    /// persisted query's text).
+    query: Option<String>,
+    schema: crate::graphql::AppSchema,
+    session: Arc<Data>,
+    /// The item being run: its event (`None` for an error) and the run.
+    running: Option<(Option<i64>, BoxStream<'static, Response>)>,
+}
+
 impl Operation {
-    /// The payload of an executed (or shared) item, serialized once.
-    fn payload(&self, r: Response) -> Item {
-        if let Some(slot) = &self.slot {
-            match slot.take_shared(&r) {
-                Found::Shared(payload) => return Item::Next(payload, true),
-                Found::Executed => {}
-                Found::Lost => return Item::Broken,
-            }
+    /// An operation run in full by the library.
+    fn full(stream: BoxStream<'static, Response>, held: Held) -> Operation {
+        Operation {
+            run: Run::Full(stream),
+            slot: None,
+            first: true,
+            ended: false,
+            _held: held,
+        }
+    }
+
+    /// An executed item: the protocol's `error` when it is the first and
+    /// nothing executed (a parse, validation or argument error), else its
+    /// payload.
+    fn answer(&mut self, r: Response, seq: Option<i64>) -> Item {
+        let first = std::mem::replace(&mut self.first, false);
+        if first && !r.errors.is_empty() && r.data == async_graphql::Value::Null {
+            self.ended = true;
+            return Item::Refused(Box::new(r));
         }
         let text: Arc<str> = match serde_json::to_string(&r) {
             Ok(t) => Arc::from(t),
             Err(_) => return Item::Broken,
         };
-        if let Some(slot) = &self.slot {
-            slot.store(&r, &text);
+        if let (Some(seq), Some(slot)) = (seq, &self.slot) {
+            slot.keep(seq, &r, &text);
         }
         Item::Next(text, false)
+    }
+
+    /// Planning ended with `streams` handed over: light with one, else
+    /// run in full (a root field that streams nothing of the log, or
+    /// several whose items would interleave).
+    fn planned(&mut self, mut streams: Vec<EventStream>, query: Option<String>) {
+        let Run::Planning { asked, .. } =
+            std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
+        else {
+            return;
+        };
+        let slot = match &self.slot {
+            Some(slot) if streams.len() == 1 => slot,
+            _ => {
+                // A full run's items are not shared.
+                self.slot = None;
+                self.run = Run::Full(asked.full());
+                return;
+            }
+        };
+        let query = query.filter(|q| !slot.sent(q));
+        if let Some(events) = streams.pop() {
+            self.run = Run::Light(Box::new(Light {
+                events,
+                query,
+                schema: asked.schema,
+                session: asked.session,
+                running: None,
+            }));
+        }
+    }
+}
+
+impl Asked {
+    /// The operation as a full run of the library's stream.
+    fn full(self) -> BoxStream<'static, Response> {
+        let request = match serde_json::from_value::<async_graphql::Request>(self.request) {
+            Ok(r) => r,
+            // It read the first time.
+            Err(e) => {
+                let err = async_graphql::ServerError::new(e.to_string(), None);
+                return futures::stream::once(async move { Response::from_errors(vec![err]) })
+                    .boxed();
+            }
+        };
+        self.schema
+            .execute_stream_with_session_data(request, self.session)
     }
 }
 
@@ -317,22 +426,92 @@ impl Stream for Operation {
         if self.ended {
             return Poll::Ready(None);
         }
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(r)) => {
-                let first = std::mem::replace(&mut self.first, false);
-                // Nothing executed (a parse, validation or argument error):
-                // the protocol's `error` message, not a `next`.
-                if first && !r.errors.is_empty() && r.data == async_graphql::Value::Null {
-                    self.ended = true;
-                    Poll::Ready(Some(Item::Refused(Box::new(r))))
-                } else {
-                    Poll::Ready(Some(self.payload(r)))
+        loop {
+            let this = &mut *self;
+            match &mut this.run {
+                Run::Full(inner) => {
+                    return match inner.poll_next_unpin(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Some(r)) => Poll::Ready(Some(this.answer(r, None))),
+                        Poll::Ready(None) => {
+                            this.ended = true;
+                            Poll::Ready(Some(Item::End))
+                        }
+                    };
                 }
-            }
-            Poll::Ready(None) => {
-                self.ended = true;
-                Poll::Ready(Some(Item::End))
+                Run::Planning { setup, plan, .. } => match setup.poll_next_unpin(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(r)) => {
+                        let planned = plan.take();
+                        if planned.is_empty() {
+                            // Nothing planned: a query or mutation sent over
+                            // the socket, or a subscription with no event
+                            // root. The stream is an ordinary full run.
+                            if let Run::Planning { setup, .. } = std::mem::replace(
+                                &mut this.run,
+                                Run::Full(Box::pin(futures::stream::empty())),
+                            ) {
+                                this.run = Run::Full(setup);
+                            }
+                            return Poll::Ready(Some(this.answer(r, None)));
+                        }
+                        // An argument refused: the operation ends here.
+                        if !r.errors.is_empty() && r.data == async_graphql::Value::Null {
+                            return Poll::Ready(Some(this.answer(r, None)));
+                        }
+                        // Event roots planned beside something that
+                        // streamed: run it all in full from the start
+                        // (nothing was sent yet).
+                        this.planned(Vec::new(), None);
+                    }
+                    Poll::Ready(None) => {
+                        let (streams, query) = (plan.take(), plan.query());
+                        this.planned(streams, query);
+                    }
+                },
+                Run::Light(light) => {
+                    if let Some((seq, running)) = &mut light.running {
+                        let seq = *seq;
+                        match running.poll_next_unpin(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(r) => {
+                                light.running = None;
+                                // One run, one item; none is a bug.
+                                let Some(r) = r else {
+                                    return Poll::Ready(Some(Item::Broken));
+                                };
+                                return Poll::Ready(Some(this.answer(r, seq)));
+                            }
+                        }
+                    }
+                    let item = match light.events.poll_next_unpin(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(None) => {
+                            this.ended = true;
+                            return Poll::Ready(Some(Item::End));
+                        }
+                        Poll::Ready(Some(item)) => item,
+                    };
+                    let seq = item.as_ref().ok().map(|e| e.seq);
+                    if let (Some(seq), Some(slot)) = (seq, &this.slot)
+                        && let Some(payload) = slot.cached(seq)
+                    {
+                        this.first = false;
+                        return Poll::Ready(Some(Item::Next(payload, true)));
+                    }
+                    let request = this
+                        .slot
+                        .as_ref()
+                        .and_then(|slot| slot.request(light.query.as_deref()));
+                    let Some(request) = request else {
+                        return Poll::Ready(Some(Item::Broken));
+                    };
+                    let request = request.data(Arc::new(OneItem::new(item)));
+                    let run = light
+                        .schema
+                        .execute_stream_with_session_data(request, light.session.clone());
+                    light.running = Some((seq, run));
+                }
             }
         }
     }
@@ -628,7 +807,7 @@ impl Connection {
                 self.queue(Message::Text(frame.into())).await
             }
             Item::Broken => {
-                tracing::error!("a shared subscription frame went missing; closing the socket");
+                tracing::error!("a subscription item could not be run; closing the socket");
                 self.operations.remove(&id);
                 false
             }
@@ -907,20 +1086,38 @@ impl Connection {
             };
         }
         let slot = self.slot_for(&request);
-        let request = match &slot {
-            Some(slot) => request.data(slot.clone()),
-            None => request,
-        };
-        let stream = self
-            .app
-            .schema
-            .execute_stream_with_session_data(request, session);
-        let op = Operation {
-            inner: stream,
-            slot,
-            first: true,
-            ended: false,
-            _held: Held::new(self.app.ws_gauges.clone(), |g| &g.subscriptions),
+        let held = Held::new(self.app.ws_gauges.clone(), |g| &g.subscriptions);
+        let op = match (slot, payload) {
+            // Shareable: planned, then light (see `Run`).
+            (Some(slot), Some(asked)) => {
+                let plan = Arc::new(Plan::default());
+                let setup = self
+                    .app
+                    .schema
+                    .execute_stream_with_session_data(request.data(plan.clone()), session.clone());
+                Operation {
+                    run: Run::Planning {
+                        setup,
+                        plan,
+                        asked: Box::new(Asked {
+                            request: asked.clone(),
+                            schema: self.app.schema.clone(),
+                            session,
+                        }),
+                    },
+                    slot: Some(slot),
+                    first: true,
+                    ended: false,
+                    _held: held,
+                }
+            }
+            _ => {
+                let stream = self
+                    .app
+                    .schema
+                    .execute_stream_with_session_data(request, session);
+                Operation::full(stream, held)
+            }
         };
         self.operations.insert(id, op);
         None
