@@ -58,7 +58,8 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     interval_ms: u64,
     /// The workflow each project is created from (its steps become tasks,
-    /// each with its own event).
+    /// each with its own event); `none` for a project without one: one
+    /// event per mutation.
     #[arg(long, default_value = "greenfield-service")]
     workflow: String,
     /// Handshakes in flight at once.
@@ -519,7 +520,8 @@ async fn create_project(
     name: &str,
     workflow: &str,
 ) -> Result<(String, i64)> {
-    let d = graphql(http, gql, MUTATION, json!({ "n": name, "w": workflow })).await?;
+    let w = (workflow != "none").then_some(workflow);
+    let d = graphql(http, gql, MUTATION, json!({ "n": name, "w": w })).await?;
     let project = d
         .pointer("/createProject/project/id")
         .and_then(Value::as_str)
