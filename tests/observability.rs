@@ -763,3 +763,75 @@ async fn counts_are_taken_again_after_the_ttl() {
         assert_eq!(s.value("cerebral_tasks", &[("status", "PENDING")]), 1.0);
     }
 }
+
+/// A WebSocket subscription is planned first and then runs light (one
+/// event stream) when it has one root field; with two root fields it is
+/// run again in full, and with its only root skipped it just completes.
+/// Either way it gets its items and counts once as an operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_that_do_not_plan_still_stream_and_count_once() {
+    let app = support::spawn().await;
+    let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
+    let mut ws = support::RawWs::connect_and_init(&app.base).await;
+    ws.send_json(json!({
+        "id": "two",
+        "type": "subscribe",
+        "payload": {
+            "operationName": "TwoRoots",
+            "query": "subscription TwoRoots($a: String) { created: events(after: $a, types: [PROJECT_CREATED]) { type } again: events(after: $a, types: [PROJECT_CREATED]) { cursor } }",
+            "variables": { "a": marker }
+        }
+    }))
+    .await;
+    ws.send_json(json!({
+        "id": "skipped",
+        "type": "subscribe",
+        "payload": {
+            "operationName": "Skipped",
+            "query": "subscription Skipped($a: String) { events(after: $a) @skip(if: true) { type } }",
+            "variables": { "a": marker }
+        }
+    }))
+    .await;
+    let done = ws
+        .next_for("skipped", Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(done["type"], "complete", "{done}");
+
+    app.ok(
+        "mutation { createProject(input: {name: \"seen twice\"}) { project { id } } }",
+        json!({}),
+    )
+    .await;
+    let mut roots = Vec::new();
+    for _ in 0..2 {
+        let msg = ws
+            .next_for("two", Duration::from_secs(10))
+            .await
+            .expect("an item");
+        assert_eq!(msg["type"], "next", "{msg}");
+        let data = msg["payload"]["data"].as_object().expect("data").clone();
+        roots.extend(data.keys().cloned());
+    }
+    roots.sort();
+    assert_eq!(roots, ["again", "created"], "one item from each root");
+
+    let scrape = scrape_until(&app.base, "the two subscriptions", |s| {
+        s.count(
+            "cerebral_graphql_operations_total",
+            &[("type", "subscription"), ("name", "Skipped")],
+        ) > 0.0
+    })
+    .await;
+    for name in ["TwoRoots", "Skipped"] {
+        assert_eq!(
+            scrape.count(
+                "cerebral_graphql_operations_total",
+                &[("type", "subscription"), ("name", name), ("outcome", "ok")],
+            ),
+            1.0,
+            "{name} counted once"
+        );
+    }
+}

@@ -27,6 +27,10 @@ impl Observe {
     }
 }
 
+/// Request data of a WebSocket operation run again in full after it was
+/// planned (and counted): not counted again.
+pub struct Counted;
+
 /// One instance per request (or WebSocket operation).
 pub(crate) struct PerRequest {
     metrics: Arc<Metrics>,
@@ -94,11 +98,14 @@ impl PerRequest {
     /// Notes the operation the client asked for and lets the front door
     /// fill in the document's operations.
     pub(crate) fn prepare(&self, request: &mut Request) {
-        // One item of a light WebSocket operation: the operation was
-        // counted when it was planned.
+        // One item of a light WebSocket operation, or one re-run in full
+        // after planning: the operation was counted when it was planned.
         if request
             .data
             .contains_key(&std::any::TypeId::of::<Arc<super::subscription::OneItem>>())
+            || request
+                .data
+                .contains_key(&std::any::TypeId::of::<Counted>())
         {
             self.counted.store(true, Ordering::Relaxed);
         }

@@ -213,18 +213,18 @@ impl ItemSlot {
 
     /// A request for this selection: its document (`query`, when given,
     /// in place of the key's: a persisted query's text), operation name,
-    /// variables and extensions. `None` if the variables no longer read
+    /// variables and extensions (but `persistedQuery`). `None` if the variables no longer read
     /// back (they were written from a request, so never expected).
     pub fn request(&self, query: Option<&str>) -> Option<async_graphql::Request> {
         let key = &self.key.key;
         let (variables, mut extensions): (async_graphql::Variables, async_graphql::Extensions) =
             serde_json::from_str(&key.variables).ok()?;
         let mut r = async_graphql::Request::new(query.unwrap_or(&key.query));
-        if query.is_some() {
-            // The text is known: no lookup by hash again (its entry may be
-            // gone by now).
-            extensions.0.remove("persistedQuery");
-        }
+        // The text is known and was checked against its hash when the
+        // operation was planned: no lookup by hash again (the entry may be
+        // gone by now), and no remembering it again either (that would
+        // push other callers' documents out of the store).
+        extensions.0.remove("persistedQuery");
         r.operation_name.clone_from(&key.operation_name);
         r.variables = variables;
         r.extensions = extensions;

@@ -371,23 +371,23 @@ impl Operation {
         Item::Next(text, false)
     }
 
-    /// Planning ended with `streams` handed over: light with one, else
-    /// run in full (a root field that streams nothing of the log, or
-    /// several whose items would interleave).
+    /// Planning ended with `streams` handed over: light with one; with
+    /// none (every root skipped by `@skip` or `@include`) nothing to
+    /// stream, as a full run would find; with several, whose items would
+    /// interleave, run in full.
     fn planned(&mut self, mut streams: Vec<EventStream>, query: Option<String>) {
+        let slot = match (&self.slot, streams.len()) {
+            (Some(slot), 1) => slot.clone(),
+            (_, 0) => {
+                self.run = Run::Full(futures::stream::empty().boxed());
+                return;
+            }
+            _ => return self.rerun(query),
+        };
         let Run::Planning { asked, .. } =
             std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
         else {
             return;
-        };
-        let slot = match &self.slot {
-            Some(slot) if streams.len() == 1 => slot,
-            _ => {
-                // A full run's items are not shared.
-                self.slot = None;
-                self.run = Run::Full(asked.full());
-                return;
-            }
         };
         let query = query.filter(|q| !slot.sent(q));
         if let Some(events) = streams.pop() {
@@ -400,13 +400,33 @@ impl Operation {
             }));
         }
     }
+
+    /// Runs a planned operation again, in full, from the start (nothing
+    /// was sent for it yet); its items are not shared.
+    fn rerun(&mut self, query: Option<String>) {
+        if let Run::Planning { asked, .. } =
+            std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
+        {
+            self.slot = None;
+            self.run = Run::Full(asked.full(query));
+        }
+    }
 }
 
 impl Asked {
-    /// The operation as a full run of the library's stream.
-    fn full(self) -> BoxStream<'static, Response> {
+    /// The operation as a full run of the library's stream, of `query`
+    /// when planning noted it (a persisted query's text: its hash may have
+    /// left the store since). The operation was counted when it was
+    /// planned, so this run is not.
+    fn full(self, query: Option<String>) -> BoxStream<'static, Response> {
         let request = match serde_json::from_value::<async_graphql::Request>(self.request) {
-            Ok(r) => r,
+            Ok(mut r) => {
+                if let Some(q) = query {
+                    r.query = q;
+                    r.extensions.0.remove("persistedQuery");
+                }
+                r.data(crate::graphql::observe::Counted)
+            }
             // It read the first time.
             Err(e) => {
                 let err = async_graphql::ServerError::new(e.to_string(), None);
@@ -461,8 +481,10 @@ impl Stream for Operation {
                         }
                         // Event roots planned beside something that
                         // streamed: run it all in full from the start
-                        // (nothing was sent yet).
-                        this.planned(Vec::new(), None);
+                        // (nothing was sent yet). Never the case today:
+                        // every root of the schema streams events.
+                        let query = plan.query();
+                        this.rerun(query);
                     }
                     Poll::Ready(None) => {
                         let (streams, query) = (plan.take(), plan.query());
@@ -993,7 +1015,10 @@ impl Connection {
     /// decides its payloads (see [`crate::graphql::share`]).
     fn slot_for(&self, request: &async_graphql::Request) -> Option<Arc<ItemSlot>> {
         let (tenant, roles) = self.caller.clone()?;
-        let variables = serde_json::to_string(&(&request.variables, &request.extensions)).ok()?;
+        // Extensions are a hash map: sorted, so equal requests make equal
+        // text whatever order their keys come out in.
+        let extensions: std::collections::BTreeMap<_, _> = request.extensions.0.iter().collect();
+        let variables = serde_json::to_string(&(&request.variables, &extensions)).ok()?;
         let key = SelectionKey {
             tenant,
             roles,
