@@ -194,9 +194,7 @@ impl ItemSlot {
     pub fn new(key: KeyId) -> Arc<ItemSlot> {
         Arc::new(ItemSlot { key })
     }
-}
 
-impl ItemSlot {
     /// The payload another subscriber of this selection stored for event
     /// `seq`, when young enough.
     pub fn cached(&self, seq: i64) -> Option<Arc<str>> {
@@ -213,8 +211,9 @@ impl ItemSlot {
 
     /// A request for this selection: its document (`query`, when given,
     /// in place of the key's: a persisted query's text), operation name,
-    /// variables and extensions (but `persistedQuery`). `None` if the variables no longer read
-    /// back (they were written from a request, so never expected).
+    /// variables and extensions (but `persistedQuery`). `None` if the
+    /// variables no longer read back (they were written from a request, so
+    /// never expected).
     pub fn request(&self, query: Option<&str>) -> Option<async_graphql::Request> {
         let key = &self.key.key;
         let (variables, mut extensions): (async_graphql::Variables, async_graphql::Extensions) =
