@@ -310,7 +310,7 @@ enum Run {
     /// that cannot share.
     Full(BoxStream<'static, Response>),
     /// Being planned; what was asked is kept to run it in full should it
-    /// not plan (several root fields, `__typename` at the root).
+    /// not plan (several root fields).
     Planning {
         setup: BoxStream<'static, Response>,
         plan: Arc<Plan>,
@@ -357,7 +357,7 @@ impl Operation {
     /// payload.
     fn answer(&mut self, r: Response, seq: Option<i64>) -> Item {
         let first = std::mem::replace(&mut self.first, false);
-        if first && !r.errors.is_empty() && r.data == async_graphql::Value::Null {
+        if first && nothing_ran(&r) {
             self.ended = true;
             return Item::Refused(Box::new(r));
         }
@@ -384,9 +384,7 @@ impl Operation {
             }
             _ => return self.rerun(query),
         };
-        let Run::Planning { asked, .. } =
-            std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
-        else {
+        let Run::Planning { asked, .. } = self.take_run() else {
             return;
         };
         let query = query.filter(|q| !slot.sent(q));
@@ -404,13 +402,23 @@ impl Operation {
     /// Runs a planned operation again, in full, from the start (nothing
     /// was sent for it yet); its items are not shared.
     fn rerun(&mut self, query: Option<String>) {
-        if let Run::Planning { asked, .. } =
-            std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
-        {
+        if let Run::Planning { asked, .. } = self.take_run() {
             self.slot = None;
             self.run = Run::Full(asked.full(query));
         }
     }
+
+    /// The operation's run, leaving an ended one in its place for the
+    /// caller to replace.
+    fn take_run(&mut self) -> Run {
+        std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
+    }
+}
+
+/// Whether an answer is a refusal: errors and no data (a parse, validation
+/// or argument error), so nothing executed.
+fn nothing_ran(r: &Response) -> bool {
+    !r.errors.is_empty() && r.data == async_graphql::Value::Null
 }
 
 impl Asked {
@@ -467,16 +475,13 @@ impl Stream for Operation {
                             // Nothing planned: a query or mutation sent over
                             // the socket, or a subscription with no event
                             // root. The stream is an ordinary full run.
-                            if let Run::Planning { setup, .. } = std::mem::replace(
-                                &mut this.run,
-                                Run::Full(Box::pin(futures::stream::empty())),
-                            ) {
+                            if let Run::Planning { setup, .. } = this.take_run() {
                                 this.run = Run::Full(setup);
                             }
                             return Poll::Ready(Some(this.answer(r, None)));
                         }
                         // An argument refused: the operation ends here.
-                        if !r.errors.is_empty() && r.data == async_graphql::Value::Null {
+                        if nothing_ran(&r) {
                             return Poll::Ready(Some(this.answer(r, None)));
                         }
                         // Event roots planned beside something that
