@@ -138,3 +138,180 @@ async fn a_query_is_one_statement_per_level_and_sets_no_tenant_when_warm() {
         "reportTaskProgress: {statements} statements"
     );
 }
+
+/// The leaf fields (no required arguments) of `ty` from an introspected
+/// schema, as a selection; `__typename` when it has none.
+fn leaves(types: &serde_json::Value, ty: &str) -> String {
+    let t = types
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == ty))
+        .unwrap_or_else(|| panic!("type {ty} in the schema"));
+    let mut out = vec!["__typename".to_string()];
+    for f in t["fields"].as_array().into_iter().flatten() {
+        let required = f["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["type"]["kind"] == "NON_NULL");
+        if !required && matches!(named(&f["type"]).1.as_str(), "SCALAR" | "ENUM") {
+            out.push(f["name"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    out.join(" ")
+}
+
+/// (name, kind) of the named type under any NON_NULL and LIST wrappers.
+fn named(t: &serde_json::Value) -> (String, String) {
+    let mut t = t;
+    while t["name"].is_null() {
+        t = &t["ofType"];
+    }
+    (
+        t["name"].as_str().unwrap_or_default().to_string(),
+        t["kind"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A page of tasks under a project reads only the columns its selection
+/// needs (on PostgreSQL; `Task::columns_of` in `src/graphql/types.rs`), so
+/// every field of `Task`, asked alone through `Project.tasks` and through
+/// `edges { node }`, must answer exactly what the same field answers on
+/// the whole row (`task(id:)`). A field whose resolver reads a column its
+/// entry does not name answers a default here, and this fails.
+#[tokio::test]
+async fn a_page_of_tasks_reading_some_columns_answers_every_field_as_whole_rows_do() {
+    let app = support::spawn().await;
+    let d = app
+        .ok(
+            "mutation { createProject(input: {name: \"Columns\", workflowId: \"greenfield-service\"}) { project { id tasks(first: 50) { nodes { id dependencies { id } } } } } }",
+            json!({}),
+        )
+        .await;
+    let project = d["createProject"]["project"]["id"]
+        .as_str()
+        .expect("project id")
+        .to_string();
+    let ready: Vec<String> = d["createProject"]["project"]["tasks"]["nodes"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["dependencies"].as_array().is_some_and(|d| d.is_empty()))
+        .map(|t| t["id"].as_str().expect("id").to_string())
+        .collect();
+    let extra = app
+        .ok(
+            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"Extra\", personaId: \"dev\", instructions: \"Do it\", priority: 2}) { task { id } } }",
+            json!({ "p": project }),
+        )
+        .await["createTask"]["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    // Give the rows something in every column: a failed attempt, a retry,
+    // progress with a stage and message, a checkpoint, an output.
+    let t = &ready[0];
+    for (q, v) in [
+        (
+            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            json!({}),
+        ),
+        (
+            "mutation($t: ID!) { failTask(input: {taskId: $t, error: \"first try failed\"}) { task { id } } }",
+            json!({}),
+        ),
+        (
+            "mutation($t: ID!) { retryTask(input: {taskId: $t}) { task { id } } }",
+            json!({}),
+        ),
+        (
+            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            json!({}),
+        ),
+        (
+            "mutation($t: ID!, $m: String) { reportTaskProgress(input: {taskId: $t, progress: 40, stage: $m, message: $m}) { task { id } } }",
+            json!({ "m": "drafting" }),
+        ),
+        (
+            "mutation($t: ID!, $s: JSON!) { createCheckpoint(input: {taskId: $t, stepId: \"s1\", state: $s}) { checkpoint { id } } }",
+            json!({ "s": { "k": 1 } }),
+        ),
+    ] {
+        let mut vars = v;
+        vars["t"] = json!(t);
+        app.ok(q, vars).await;
+    }
+    for (q, id) in [
+        (
+            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            &extra,
+        ),
+        (
+            "mutation($t: ID!) { completeTask(input: {taskId: $t, output: {done: [1, \"two\"]}}) { task { id } } }",
+            &extra,
+        ),
+    ] {
+        app.ok(q, json!({ "t": id })).await;
+    }
+
+    let schema = app
+        .ok(
+            "{ __schema { types { name kind fields { name args { name type { kind } } type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }",
+            json!({}),
+        )
+        .await;
+    let types = &schema["__schema"]["types"];
+    let task_fields = types
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "Task"))
+        .expect("Task")["fields"]
+        .as_array()
+        .expect("fields")
+        .clone();
+    assert!(
+        task_fields.len() >= 30,
+        "Task has its fields: {}",
+        task_fields.len()
+    );
+    for f in &task_fields {
+        let name = f["name"].as_str().expect("field name");
+        let (ty, kind) = named(&f["type"]);
+        let sel = if matches!(kind.as_str(), "SCALAR" | "ENUM") {
+            format!("id {name}")
+        } else {
+            format!("id {name} {{ {} }}", leaves(types, &ty))
+        };
+        let paged = app
+            .ok(
+                &format!("query($p: ID!) {{ project(id: $p) {{ tasks(first: 50) {{ nodes {{ {sel} }} }} }} }}"),
+                json!({ "p": project }),
+            )
+            .await;
+        let edged = app
+            .ok(
+                &format!("query($p: ID!) {{ project(id: $p) {{ tasks(first: 50) {{ edges {{ cursor node {{ {sel} }} }} }} }} }}"),
+                json!({ "p": project }),
+            )
+            .await;
+        let nodes = paged["project"]["tasks"]["nodes"]
+            .as_array()
+            .expect("nodes");
+        let edges = edged["project"]["tasks"]["edges"]
+            .as_array()
+            .expect("edges");
+        assert_eq!(nodes.len(), edges.len());
+        assert!(nodes.len() > 10, "the project's tasks: {}", nodes.len());
+        for (n, e) in nodes.iter().zip(edges) {
+            let whole = app
+                .ok(
+                    &format!("query($t: ID!) {{ task(id: $t) {{ {sel} }} }}"),
+                    json!({ "t": n["id"] }),
+                )
+                .await;
+            assert_eq!(
+                n, &whole["task"],
+                "Task.{name} through a page of chosen columns"
+            );
+            assert_eq!(&e["node"], &whole["task"], "Task.{name} through edges");
+        }
+    }
+}

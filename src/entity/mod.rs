@@ -47,16 +47,15 @@ pub(crate) mod by_position {
     use sea_orm::sqlx::{Column, Decode, Row, Type};
     use sea_orm::{DbErr, QueryResult};
 
-    /// The positions of `names` in the result set of `row`.
-    pub fn positions<const N: usize>(row: &PgRow, names: &[&str; N]) -> Result<[usize; N], DbErr> {
-        let mut at = [0; N];
+    /// The positions of `names` in the result set of `row`; `None` for a
+    /// column the statement did not read (a page that reads only some,
+    /// `crate::graphql::loaders::Columns`).
+    pub fn positions<const N: usize>(row: &PgRow, names: &[&str; N]) -> [Option<usize>; N] {
+        let mut at = [None; N];
         for (slot, name) in at.iter_mut().zip(names) {
-            *slot = row
-                .try_column(*name)
-                .map_err(|e| DbErr::Type(format!("column {name}: {e}")))?
-                .ordinal();
+            *slot = row.try_column(*name).ok().map(Column::ordinal);
         }
-        Ok(at)
+        at
     }
 
     /// The PostgreSQL row of `r` (every row of a statement has the same
@@ -66,13 +65,18 @@ pub(crate) mod by_position {
             .ok_or_else(|| DbErr::Type("a PostgreSQL row was expected".into()))
     }
 
-    /// The value at position `i`.
-    pub fn get<'r, T: Decode<'r, Postgres> + Type<Postgres>>(
+    /// The value at position `i`, or the type's default for a column the
+    /// statement did not read.
+    pub fn get<'r, T: Decode<'r, Postgres> + Type<Postgres> + Default>(
         row: &'r PgRow,
-        i: usize,
+        i: Option<usize>,
     ) -> Result<T, DbErr> {
-        row.try_get(i)
-            .map_err(|e| DbErr::Type(format!("column {i}: {e}")))
+        match i {
+            Some(i) => row
+                .try_get(i)
+                .map_err(|e| DbErr::Type(format!("column {i}: {e}"))),
+            None => Ok(T::default()),
+        }
     }
 }
 

@@ -79,11 +79,17 @@ impl super::FromRows for Model {
                 .map(|r| <Self as sea_orm::FromQueryResult>::from_query_result(r, ""))
                 .collect();
         };
-        let at = positions(first, &COLUMNS)?;
+        let at = positions(first, &COLUMNS);
         rows.iter()
             .map(|r| {
                 let row = pg(r)?;
-                let status: String = get(row, at[11])?;
+                let status = match at[11] {
+                    Some(_) => {
+                        let s: String = get(row, at[11])?;
+                        <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&s)?
+                    }
+                    None => TaskStatus::Pending,
+                };
                 Ok(Model {
                     id: get(row, at[0])?,
                     tenant_id: get(row, at[1])?,
@@ -96,7 +102,7 @@ impl super::FromRows for Model {
                     priority: get(row, at[8])?,
                     position: get(row, at[9])?,
                     required: get(row, at[10])?,
-                    status: <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&status)?,
+                    status,
                     progress: get(row, at[12])?,
                     stage: get(row, at[13])?,
                     status_message: get(row, at[14])?,
