@@ -106,3 +106,78 @@ async fn concurrent_answers_to_one_hitl_request_let_exactly_one_win() {
     assert_eq!(events_of(&app, &pid, "HITL_RESOLVED").await, 1);
     assert_eq!(events_of(&app, &pid, "TASK_RESUMED").await, 1);
 }
+
+/// Task verbs lock the project and then the task (on PostgreSQL in one
+/// statement, `lock_project_and_task`), and a project-wide change locks the
+/// project and then its tasks: one order, so a project cancelled while its
+/// tasks report progress and complete never deadlocks. A deadlock would
+/// abort one side with an internal error (after PostgreSQL's 1 s
+/// `deadlock_timeout`); here every answer is a success or a refusal that
+/// names the state it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn task_verbs_racing_a_project_cancel_never_deadlock() {
+    let app = Arc::new(support::spawn().await);
+    for round in 0..4 {
+        let p = app
+            .ok(
+                "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
+                json!({ "n": format!("race {round}") }),
+            )
+            .await;
+        let pid = p["createProject"]["project"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let mut tasks = vec![];
+        for i in 0..6 {
+            let t = app
+                .ok(
+                    "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { task { id } } }",
+                    json!({ "p": pid, "t": format!("t{i}") }),
+                )
+                .await;
+            let id = t["createTask"]["task"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string();
+            app.ok(START, json!({ "id": id })).await;
+            tasks.push(id);
+        }
+        let mut handles = vec![];
+        for (i, id) in tasks.iter().enumerate() {
+            for q in [
+                "mutation($id: ID!) { reportTaskProgress(input: {taskId: $id, progress: 50}) { task { id } } }",
+                "mutation($id: ID!) { completeTask(input: {taskId: $id}) { task { id } } }",
+            ] {
+                let app = app.clone();
+                let id = id.clone();
+                handles.push(tokio::spawn(async move {
+                    app.post(q, json!({ "id": id })).await
+                }));
+            }
+            if i == 2 {
+                let app = app.clone();
+                let pid = pid.clone();
+                handles.push(tokio::spawn(async move {
+                    app.post(
+                        "mutation($p: ID!) { cancelProject(input: {projectId: $p}) { project { id } } }",
+                        json!({ "p": pid }),
+                    )
+                    .await
+                }));
+            }
+        }
+        for h in handles {
+            let body = h.await.expect("task");
+            if let Some(code) = body["errors"][0]["extensions"]["code"].as_str() {
+                assert!(
+                    matches!(
+                        code,
+                        "CONFLICT" | "INVALID_TRANSITION" | "PRECONDITION_FAILED"
+                    ),
+                    "round {round}: {body}"
+                );
+            }
+        }
+    }
+}

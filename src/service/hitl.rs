@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::task::{
-    TaskChange, lock_project, lock_project_of_task, lock_task, move_task, require_active_project,
+    TaskChange, lock_project, lock_project_and_task, lock_task, move_task, require_active_project,
 };
 use super::{NewEvent, Services, guarded, now, snapshot};
 use crate::auth::Principal;
@@ -90,8 +90,7 @@ impl Services {
             return Err(AppError::bad_input("expiresAt must be in the future"));
         }
         let mut tx = self.begin(p).await?;
-        let project = lock_project_of_task(&tx, p, task_id, false).await?;
-        let task = lock_task(&tx, p, task_id).await?;
+        let (project, task) = lock_project_and_task(&tx, p, task_id, false).await?;
         require_active_project(&project, &task, TaskStatus::WaitingForHitl)?;
         let task = match task.status {
             TaskStatus::Working => {
