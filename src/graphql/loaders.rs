@@ -332,9 +332,14 @@ where
                 parent_phs.join(", ")
             );
             let stmt = Statement::from_sql_and_values(backend, sql, values);
-            let rows = crate::events::until_final(|| self.db.query_all_raw(stmt.clone()))
-                .await
-                .map_err(Arc::new)?;
+            // Only event pages carry a horizon; looking for it in every row
+            // of any other page costs an error built and dropped per row.
+            let rows = if horizon_sql.is_empty() {
+                self.db.query_all_raw(stmt).await
+            } else {
+                crate::events::until_final(|| self.db.query_all_raw(stmt.clone())).await
+            }
+            .map_err(Arc::new)?;
             let models = E::Model::from_rows(&rows).map_err(Arc::new)?;
             let mut by_parent: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
             for (r, m) in rows.iter().zip(models) {
