@@ -209,6 +209,15 @@ async fn a_page_of_tasks_reading_some_columns_answers_every_field_as_whole_rows_
         .as_str()
         .expect("task id")
         .to_string();
+    let broken = app
+        .ok(
+            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"Broken\"}) { task { id } } }",
+            json!({ "p": project }),
+        )
+        .await["createTask"]["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
     // Give the rows something in every column: a failed attempt, a retry,
     // progress with a stage and message, a checkpoint, an output.
     let t = &ready[0];
@@ -242,6 +251,7 @@ async fn a_page_of_tasks_reading_some_columns_answers_every_field_as_whole_rows_
         vars["t"] = json!(t);
         app.ok(q, vars).await;
     }
+    // A retry clears the error, so another task is left FAILED with one.
     for (q, id) in [
         (
             "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
@@ -250,6 +260,14 @@ async fn a_page_of_tasks_reading_some_columns_answers_every_field_as_whole_rows_
         (
             "mutation($t: ID!) { completeTask(input: {taskId: $t, output: {done: [1, \"two\"]}}) { task { id } } }",
             &extra,
+        ),
+        (
+            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+            &broken,
+        ),
+        (
+            "mutation($t: ID!) { failTask(input: {taskId: $t, error: \"it broke\"}) { task { id } } }",
+            &broken,
         ),
     ] {
         app.ok(q, json!({ "t": id })).await;

@@ -49,7 +49,9 @@ pub(crate) mod by_position {
 
     /// The positions of `names` in the result set of `row`; `None` for a
     /// column the statement did not read (a page that reads only some,
-    /// `crate::graphql::loaders::Columns`).
+    /// `crate::graphql::loaders::Columns`). A column missing from the
+    /// table itself is not caught here, but every other read of the same
+    /// rows (by id, in the services) decodes by name and fails on it.
     pub fn positions<const N: usize>(row: &PgRow, names: &[&str; N]) -> [Option<usize>; N] {
         let mut at = [None; N];
         for (slot, name) in at.iter_mut().zip(names) {
