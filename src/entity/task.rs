@@ -83,11 +83,9 @@ impl super::FromRows for Model {
         rows.iter()
             .map(|r| {
                 let row = pg(r)?;
-                let status = match at[11] {
-                    Some(_) => {
-                        let s: String = get(row, at[11])?;
-                        <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&s)?
-                    }
+                // Not read (a page that needs no status): any value will do.
+                let status = match get::<Option<String>>(row, at[11])? {
+                    Some(s) => <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
                     None => TaskStatus::Pending,
                 };
                 Ok(Model {

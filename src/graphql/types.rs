@@ -483,8 +483,8 @@ impl Task {
     /// The columns the field `name` of `Task` reads from its row; `None`
     /// for a field not listed, which makes its page read whole rows — so a
     /// new field is right before it is fast. Keep each entry in step with
-    /// its resolver below: `tests/round_trips.rs` checks every field read through
-    /// a page of chosen columns against the same field read whole.
+    /// its resolver below: `tests/round_trips.rs` checks every field read
+    /// through a page of chosen columns against the same field read whole.
     fn columns_of(name: &str) -> Option<Columns> {
         use task::Column as C;
         let cols: &[C] = match name {

@@ -121,21 +121,26 @@ pub async fn lock_project_and_task(
         let task = lock_task(tx, p, task_id).await?;
         return Ok((project, task));
     }
-    let mode = if exclusive { "UPDATE" } else { "SHARE" };
-    let project_columns = project::Column::iter()
-        .map(|c| format!("p.{0} AS p__{0}", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "WITH p AS MATERIALIZED (SELECT * FROM projects WHERE id = \
-         (SELECT project_id FROM tasks WHERE id = $1 AND tenant_id = $2) AND tenant_id = $2 \
-         FOR {mode}) \
-         SELECT {project_columns}, t.* FROM p, tasks t \
-         WHERE t.id = $1 AND t.tenant_id = $2 AND t.project_id = p.id FOR UPDATE OF t"
-    );
+    // The two statements (shared, exclusive), written once: this is the
+    // hot path of every task verb.
+    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        let project_columns = project::Column::iter()
+            .map(|c| format!("p.{0} AS p__{0}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ["SHARE", "UPDATE"].map(|mode| {
+            format!(
+                "WITH p AS MATERIALIZED (SELECT * FROM projects WHERE id = \
+                 (SELECT project_id FROM tasks WHERE id = $1 AND tenant_id = $2) AND tenant_id = $2 \
+                 FOR {mode}) \
+                 SELECT {project_columns}, t.* FROM p, tasks t \
+                 WHERE t.id = $1 AND t.tenant_id = $2 AND t.project_id = p.id FOR UPDATE OF t"
+            )
+        })
+    });
     let stmt = Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
-        sql,
+        SQL[usize::from(exclusive)].clone(),
         [task_id.into(), p.tenant_id.into()],
     );
     let row = tx
