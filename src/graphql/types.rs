@@ -131,30 +131,9 @@ pub fn db_err(e: loaders::LoadError) -> async_graphql::Error {
     AppError::Internal(anyhow::anyhow!("{e}")).into()
 }
 
+/// A page of children of `parent` under `rel`, reading `columns` of each
+/// row (`Columns::ALL` but for `Project.tasks`).
 async fn child_page<E, T>(
-    loader: &async_graphql::dataloader::DataLoader<loaders::Children<E>>,
-    rel: Rel,
-    parent: Uuid,
-    first: Option<i32>,
-    after: Option<String>,
-    cursor: impl Fn(&E::Model) -> String,
-    wrap: impl Fn(E::Model) -> T,
-) -> Result<Conn<T>>
-where
-    E: sea_orm::EntityTrait,
-    loaders::Children<E>: async_graphql::dataloader::Loader<
-            PageKey,
-            Value = Vec<E::Model>,
-            Error = loaders::LoadError,
-        >,
-    T: async_graphql::OutputType,
-{
-    let page = (rel, parent, first, after);
-    child_page_of(loader, page, Columns::ALL, cursor, wrap).await
-}
-
-/// [`child_page`] reading only `columns` of each row.
-async fn child_page_of<E, T>(
     loader: &async_graphql::dataloader::DataLoader<loaders::Children<E>>,
     (rel, parent, first, after): (Rel, Uuid, Option<i32>, Option<String>),
     columns: Columns,
@@ -357,7 +336,7 @@ impl Project {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<Task>> {
-        child_page_of(
+        child_page(
             &loaders(ctx).task_pages,
             (Rel::ProjectTasks, self.0.id, first, after),
             Task::columns_read(&ctx.field()),
@@ -376,10 +355,8 @@ impl Project {
     ) -> Result<Conn<Artifact>> {
         child_page(
             &loaders(ctx).artifact_pages,
-            Rel::ProjectArtifacts,
-            self.0.id,
-            first,
-            after,
+            (Rel::ProjectArtifacts, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             Artifact,
         )
@@ -395,10 +372,8 @@ impl Project {
     ) -> Result<Conn<HitlRequest>> {
         child_page(
             &loaders(ctx).hitl_pages,
-            Rel::ProjectHitl,
-            self.0.id,
-            first,
-            after,
+            (Rel::ProjectHitl, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             HitlRequest,
         )
@@ -415,10 +390,8 @@ impl Project {
     ) -> Result<Conn<Event>> {
         child_page(
             &loaders(ctx).event_pages,
-            Rel::ProjectEvents,
-            self.0.id,
-            first,
-            after,
+            (Rel::ProjectEvents, self.0.id, first, after),
+            Columns::ALL,
             |m| m.seq.to_string(),
             Event::from,
         )
@@ -434,10 +407,8 @@ impl Project {
     ) -> Result<Conn<AgentStatus>> {
         child_page(
             &loaders(ctx).agent_pages,
-            Rel::ProjectAgents,
-            self.0.id,
-            first,
-            after,
+            (Rel::ProjectAgents, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             AgentStatus,
         )
@@ -719,10 +690,8 @@ impl Task {
     ) -> Result<Conn<TaskCheckpoint>> {
         child_page(
             &loaders(ctx).checkpoint_pages,
-            Rel::TaskCheckpoints,
-            self.0.id,
-            first,
-            after,
+            (Rel::TaskCheckpoints, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             TaskCheckpoint,
         )
@@ -754,10 +723,8 @@ impl Task {
     ) -> Result<Conn<HitlRequest>> {
         child_page(
             &loaders(ctx).task_pending_hitl_pages,
-            Rel::TaskPendingHitl,
-            self.0.id,
-            first,
-            after,
+            (Rel::TaskPendingHitl, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             HitlRequest,
         )
@@ -773,10 +740,8 @@ impl Task {
     ) -> Result<Conn<HitlRequest>> {
         child_page(
             &loaders(ctx).task_hitl_pages,
-            Rel::TaskHitl,
-            self.0.id,
-            first,
-            after,
+            (Rel::TaskHitl, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             HitlRequest,
         )
@@ -792,10 +757,8 @@ impl Task {
     ) -> Result<Conn<Artifact>> {
         child_page(
             &loaders(ctx).task_artifact_pages,
-            Rel::TaskArtifacts,
-            self.0.id,
-            first,
-            after,
+            (Rel::TaskArtifacts, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             Artifact,
         )
@@ -1089,10 +1052,8 @@ impl Session {
     ) -> Result<Conn<PersonaContext>> {
         child_page(
             &loaders(ctx).context_pages,
-            Rel::SessionContexts,
-            self.0.id,
-            first,
-            after,
+            (Rel::SessionContexts, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             PersonaContext,
         )
@@ -1453,10 +1414,8 @@ impl AgentStatus {
     ) -> Result<Conn<AgentStatusHistoryEntry>> {
         child_page(
             &loaders(ctx).agent_history_pages,
-            Rel::AgentHistory,
-            self.0.id,
-            first,
-            after,
+            (Rel::AgentHistory, self.0.id, first, after),
+            Columns::ALL,
             |m| m.id.to_string(),
             AgentStatusHistoryEntry,
         )
