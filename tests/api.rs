@@ -436,6 +436,56 @@ async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_proje
 }
 
 #[tokio::test]
+async fn fields_answer_in_the_order_selected_and_as_the_full_schema_answers_them() {
+    // The GraphQL specification's "Serialized Map Ordering": the answer
+    // lists a selection's fields in the order they were asked for. A
+    // plain query resolves objects without the library's per-field futures
+    // (`graphql::fast`), which once put a field that waits on a DataLoader
+    // (`persona`) after its siblings; two fields with one response key
+    // merge into the first one's place. The same query inside a batch
+    // takes the library's own path: the two must agree on every value.
+    let app = support::spawn().await;
+    project(&app, Some("greenfield-service")).await;
+    let q = "{ projects(first: 1) { nodes { tasks(first: 3) { nodes { persona { name } id __typename t: title persona { key } status } } } } }";
+    let text = app
+        .http()
+        .post(app.graphql_url())
+        .json(&json!({ "query": q }))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    let plain: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let tasks = plain["data"]["projects"]["nodes"][0]["tasks"]["nodes"]
+        .as_array()
+        .expect("tasks")
+        .clone();
+    assert_eq!(tasks.len(), 3, "{text}");
+    for t in &tasks {
+        assert!(t["persona"]["name"].is_string(), "{text}");
+        let in_order = format!(
+            r#"{{"persona":{{"name":{},"key":{}}},"id":{},"__typename":"Task","t":{},"status":{}}}"#,
+            t["persona"]["name"], t["persona"]["key"], t["id"], t["t"], t["status"]
+        );
+        assert!(
+            text.contains(&in_order),
+            "expected {in_order} in selection order within {text}"
+        );
+    }
+    let batch = support::gql_batch(
+        app.http(),
+        &app.base,
+        &[json!({ "query": q }), json!({ "query": q })],
+    )
+    .await;
+    for full in batch {
+        assert_eq!(full, plain, "the library's path answers the same");
+    }
+}
+
+#[tokio::test]
 async fn agent_status_history_pages_newest_first() {
     let app = support::spawn().await;
     let p = project(&app, None).await;

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod codes;
+pub mod fast;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
@@ -103,9 +104,10 @@ pub fn build_schemas_with(
             mutation::Mutation::default(),
             subscription::Subscription,
         );
-        if let Some(p) = extension {
-            builder = builder.extension(p);
-        }
+        builder = match extension {
+            Some(p) => builder.extension(p),
+            None => builder.data(fast::NoFieldHooks),
+        };
         builder = builder
             .limit_complexity(limits.max_complexity)
             .data(services.clone());

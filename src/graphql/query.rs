@@ -764,7 +764,7 @@ fn twin_filter(
 /// One page of the log under a filter: the `events` query and every
 /// subscription's query twin (the same filter, items and cursors as the
 /// stream).
-async fn event_page<T: async_graphql::OutputType>(
+async fn event_page<T: async_graphql::ContainerType>(
     ctx: &Context<'_>,
     f: EventFilter,
     first: Option<i32>,

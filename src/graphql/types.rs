@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::fast::Fast;
 use super::limits::Counted;
 use super::loaders;
 use super::loaders::{Columns, Cursor, PageKey, Rel};
@@ -22,8 +23,9 @@ use crate::error::AppError;
 use crate::ids::{Kind, encode};
 use crate::service::query::{Completion as CompletionData, page_size};
 
-/// A list page in Relay form with `totalCount`.
-pub type Conn<T> = Connection<String, T, TotalCount>;
+/// A list page in Relay form with `totalCount`; its nodes resolve through
+/// [`Fast`] (schema unchanged).
+pub type Conn<T> = Connection<String, Fast<T>, TotalCount>;
 
 /// How a connection learns its `totalCount`: never before a client selects
 /// it, so a page costs one statement and its count a second only on demand.
@@ -64,20 +66,20 @@ pub fn connection<M, T>(
     wrap: impl Fn(M) -> T,
 ) -> Conn<T>
 where
-    T: async_graphql::OutputType,
+    T: async_graphql::ContainerType,
 {
     let has_next = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     let mut c = Connection::with_additional_fields(has_previous, has_next, total);
     c.edges.extend(rows.into_iter().map(|m| {
         let cur = cursor(&m);
-        Edge::new(cur, wrap(m))
+        Edge::new(cur, Fast(wrap(m)))
     }));
     c
 }
 
 /// Builds a connection from a page the service layer already cut.
-pub fn page_connection<M, T: async_graphql::OutputType>(
+pub fn page_connection<M, T: async_graphql::ContainerType>(
     pg: crate::service::query::Page<M>,
     has_previous: bool,
     cursor: impl Fn(&M) -> String,
@@ -87,7 +89,7 @@ pub fn page_connection<M, T: async_graphql::OutputType>(
         Connection::with_additional_fields(has_previous, pg.has_next, TotalCount::Count(pg.total));
     c.edges.extend(pg.items.into_iter().map(|m| {
         let cur = cursor(&m);
-        Edge::new(cur, wrap(m))
+        Edge::new(cur, Fast(wrap(m)))
     }));
     c
 }
@@ -147,7 +149,7 @@ where
             Value = Vec<E::Model>,
             Error = loaders::LoadError,
         >,
-    T: async_graphql::OutputType,
+    T: async_graphql::ContainerType,
 {
     let limit = page_size(first)?;
     let after_c = if rel == Rel::ProjectEvents {
@@ -535,11 +537,13 @@ impl Task {
             .map(Project))
     }
     /// The persona expected to do it.
-    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Fast<Persona>>> {
         let Some(id) = self.0.persona_id else {
             return Ok(None);
         };
-        Ok(one(&loaders(ctx).personas, id).await?.map(Persona))
+        Ok(one(&loaders(ctx).personas, id)
+            .await?
+            .map(|p| Fast(Persona(p))))
     }
     /// The workflow step it was created from, if any.
     async fn workflow_step(&self, ctx: &Context<'_>) -> Result<Option<WorkflowStep>> {
@@ -1309,11 +1313,13 @@ impl Artifact {
         Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
     }
     /// The persona that produced it.
-    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Persona>> {
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Fast<Persona>>> {
         let Some(id) = self.0.persona_id else {
             return Ok(None);
         };
-        Ok(one(&loaders(ctx).personas, id).await?.map(Persona))
+        Ok(one(&loaders(ctx).personas, id)
+            .await?
+            .map(|p| Fast(Persona(p))))
     }
     /// What it is.
     async fn kind(&self) -> ArtifactKind {
