@@ -201,7 +201,7 @@ impl App {
             let extras = crate::graphql::SchemaExtras {
                 metrics: Some(metrics.clone()),
                 persisted: persisted.clone(),
-                panic_probe: config.test_routes,
+                panic_probe: config.test_hooks(),
             };
             move || build_schemas_with(services, &limits, extras)
         });
@@ -284,6 +284,7 @@ impl App {
             metrics_on_main: config.metrics_listen.is_none(),
             migrated: Default::default(),
             cors_origins: Arc::new(config.cors_origins.clone()),
+            #[cfg(feature = "test-hooks")]
             test_routes: config.test_routes,
             persisted,
         };

@@ -629,7 +629,9 @@ pub struct Config {
     pub apq_cache_bytes: usize,
     /// Test-only routes that panic or sleep, and a resolver that panics
     /// when selected as `panicProbe`, to exercise the catch-panic and
-    /// timeout layers; not settable from the command line or environment.
+    /// timeout layers; not settable from the command line or environment,
+    /// and compiled only with the `test-hooks` feature (the tests').
+    #[cfg(feature = "test-hooks")]
     #[arg(skip)]
     pub test_routes: bool,
     /// Log format.
@@ -644,6 +646,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether the test-only hooks are on (`test_routes`):
+    /// never in a build without the `test-hooks` feature.
+    pub fn test_hooks(&self) -> bool {
+        #[cfg(feature = "test-hooks")]
+        return self.test_routes;
+        #[cfg(not(feature = "test-hooks"))]
+        false
+    }
+
     /// The URL migrations run with: the migration URL if set, else the
     /// serving one.
     pub fn migration_url(&self) -> &str {

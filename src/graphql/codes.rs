@@ -8,6 +8,7 @@
 //! other error without a code — in practice a value that does not coerce to
 //! its input type — `BAD_USER_INPUT`.
 
+use crate::error::code;
 use async_graphql::{Response, ServerError};
 
 /// Sets `code` unless the error already has one.
@@ -25,7 +26,7 @@ pub fn fill(mut resp: Response) -> Response {
     resp.errors = resp
         .errors
         .into_iter()
-        .map(|e| with_code(e, "BAD_USER_INPUT"))
+        .map(|e| with_code(e, code::BAD_USER_INPUT))
         .collect();
     resp
 }

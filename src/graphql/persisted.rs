@@ -10,6 +10,7 @@
 //! it back in the request, so a persisted query is parsed and checked like
 //! any other. Protocol: <https://github.com/apollographql/apollo-link-persisted-queries#protocol>.
 
+use crate::error::code;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -20,11 +21,11 @@ use super::codes::with_code;
 
 /// `extensions.code` when the hash is not (or no longer) known; Apollo
 /// clients answer it by sending the hash with the full document.
-pub const NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+pub const NOT_FOUND: &str = code::PERSISTED_QUERY_NOT_FOUND;
 
 /// `extensions.code` when the document does not hash to the given hash, or
 /// the extension is malformed.
-pub const INVALID: &str = "PERSISTED_QUERY_INVALID";
+pub const INVALID: &str = code::PERSISTED_QUERY_INVALID;
 
 /// Documents by SHA-256 (lower-case hex), least recently used dropped
 /// first. Shared by every tenant: a document is not data, and a document

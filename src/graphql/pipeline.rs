@@ -20,6 +20,7 @@
 //! The order of the old chain is kept: spans outermost, then error codes,
 //! then metrics, then persisted queries, then the limits.
 
+use crate::error::code;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,6 +71,7 @@ impl Pipeline {
             limits: self.limits.per_request(),
             observe: self.observe.as_ref().map(Observe::per_request),
             persisted: self.persisted.clone(),
+            #[cfg(feature = "test-hooks")]
             panic_probe: self.panic_probe,
         }
     }
@@ -194,6 +196,7 @@ struct Hooks {
     limits: Check,
     observe: Option<PerRequest>,
     persisted: Option<PersistedQueries>,
+    #[cfg(feature = "test-hooks")]
     panic_probe: bool,
 }
 
@@ -375,7 +378,7 @@ impl Extension for Hooks {
             if let Some(o) = &self.observe {
                 o.parse_failed();
             }
-            with_code(e, "GRAPHQL_PARSE_FAILED")
+            with_code(e, code::GRAPHQL_PARSE_FAILED)
         })
     }
 
@@ -393,7 +396,7 @@ impl Extension for Hooks {
         }
         result.map_err(|errs| {
             errs.into_iter()
-                .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
+                .map(|e| with_code(e, code::GRAPHQL_VALIDATION_FAILED))
                 .collect()
         })
     }
@@ -423,6 +426,7 @@ impl Extension for Hooks {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
+        #[cfg(feature = "test-hooks")]
         if self.panic_probe && info.alias == Some("panicProbe") {
             panic!("a resolver panicked on purpose (panicProbe)");
         }

@@ -6,6 +6,7 @@
 //! handler that misbehaves), and their bare refusals are given the same
 //! JSON error shape so every client parses one format.
 
+use crate::error::code;
 use std::time::Duration;
 
 use axum::Router;
@@ -158,10 +159,10 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic payload");
     tracing::error!(panic = detail, "request handler panicked");
-    refusal(
+    super::error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal server error",
-        "INTERNAL_SERVER_ERROR",
+        code::INTERNAL_SERVER_ERROR,
     )
 }
 
@@ -178,21 +179,16 @@ async fn json_refusals(resp: Response<Body>) -> Response<Body> {
         return resp;
     }
     match resp.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => refusal(
+        StatusCode::PAYLOAD_TOO_LARGE => super::error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "the request body is too large",
-            "PAYLOAD_TOO_LARGE",
+            code::PAYLOAD_TOO_LARGE,
         ),
-        StatusCode::GATEWAY_TIMEOUT => refusal(
+        StatusCode::GATEWAY_TIMEOUT => super::error_response(
             StatusCode::GATEWAY_TIMEOUT,
             "the request took too long and was cancelled",
-            "TIMEOUT",
+            code::TIMEOUT,
         ),
         _ => resp,
     }
-}
-
-fn refusal(status: StatusCode, message: &str, code: &str) -> Response<Body> {
-    use axum::response::IntoResponse;
-    super::error_response(status, message, code).into_response()
 }

@@ -8,6 +8,7 @@ pub mod rate;
 pub mod ws;
 pub mod zip;
 
+use crate::error::code;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +79,9 @@ pub struct AppState {
     /// Origins allowed by CORS (`CEREBRAL_CORS_ORIGINS`).
     pub cors_origins: Arc<Vec<String>>,
     /// Adds `/__test/panic` and `/__test/sleep/{ms}`, for the tests of
-    /// the catch-panic and timeout layers; never set from the command line.
+    /// the catch-panic and timeout layers; never set from the command line
+    /// and compiled only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub test_routes: bool,
     /// The automatic persisted queries store (None when APQ is off): GET
     /// looks a hash up before it checks the operation type.
@@ -93,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         request_timeout: state.limits.request_timeout,
     };
     let mut routes = Router::new();
+    #[cfg(feature = "test-hooks")]
     if state.test_routes {
         routes = routes
             .route(
@@ -188,7 +192,7 @@ pub(crate) async fn principal_of(
     match app.auth.from_headers(headers).await {
         Ok((p, _)) => Ok(p),
         Err(crate::error::AppError::Forbidden(m)) => {
-            Err(error_response(StatusCode::FORBIDDEN, &m, "FORBIDDEN"))
+            Err(error_response(StatusCode::FORBIDDEN, &m, code::FORBIDDEN))
         }
         Err(_) => Err(unauthenticated()),
     }
@@ -199,7 +203,7 @@ fn unauthenticated() -> Response {
     let mut resp = error_response(
         StatusCode::UNAUTHORIZED,
         "authentication required: send Authorization: Bearer <token>",
-        "UNAUTHENTICATED",
+        code::UNAUTHENTICATED,
     );
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -348,7 +352,7 @@ async fn run(
                     "the request ran longer than {} s and was cancelled",
                     app.limits.request_timeout.as_secs_f32()
                 ),
-                "TIMEOUT",
+                code::TIMEOUT,
             );
         }
     };
@@ -378,7 +382,7 @@ async fn run(
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the answer could not be serialized",
-            "INTERNAL_SERVER_ERROR",
+            code::INTERNAL_SERVER_ERROR,
         );
     };
     // A lean run counts its answer in the fields that can be large
@@ -450,7 +454,7 @@ fn not_acceptable() -> Response {
     error_response(
         StatusCode::NOT_ACCEPTABLE,
         "send Accept: application/graphql-response+json or application/json",
-        "NOT_ACCEPTABLE",
+        code::NOT_ACCEPTABLE,
     )
 }
 
@@ -485,13 +489,13 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
                         "the request body is larger than {} bytes",
                         app.limits.max_body_bytes
                     ),
-                    "PAYLOAD_TOO_LARGE",
+                    code::PAYLOAD_TOO_LARGE,
                 )
             } else {
                 error_response(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
-                    "BAD_REQUEST",
+                    code::BAD_REQUEST,
                 )
             };
         }
@@ -505,7 +509,7 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!("the body is not a GraphQL request: {e}"),
-                "BAD_REQUEST",
+                code::BAD_REQUEST,
             );
         }
     };
@@ -521,7 +525,7 @@ async fn graphql_post(State(app): State<AppState>, req: Request) -> Response {
                 requests.len(),
                 app.limits.max_batch
             ),
-            "BATCH_TOO_LARGE",
+            code::BATCH_TOO_LARGE,
         );
     }
     let principal = match principal_of(&app, &headers).await {
@@ -546,7 +550,7 @@ fn too_many_values(text: &[u8], limits: &crate::graphql::limits::Limits) -> Opti
         error_response(
             StatusCode::BAD_REQUEST,
             &format!("the request holds more than {max} JSON values (CEREBRAL_MAX_JSON_VALUES)"),
-            "BAD_REQUEST",
+            code::BAD_REQUEST,
         )
     })
 }
@@ -559,7 +563,7 @@ async fn graphql_other_method(State(app): State<AppState>, req: Request) -> Resp
     let mut resp = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "GraphQL over HTTP is GET (queries) and POST",
-        "METHOD_NOT_ALLOWED",
+        code::METHOD_NOT_ALLOWED,
     );
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
@@ -602,7 +606,7 @@ fn bad_request(e: &GraphQLRejection) -> Response {
         }
         _ => "the request could not be read as GraphQL over HTTP".to_string(),
     };
-    error_response(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST")
+    error_response(StatusCode::BAD_REQUEST, &message, code::BAD_REQUEST)
 }
 
 async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
@@ -637,7 +641,7 @@ async fn graphql_get(State(app): State<AppState>, req: Request) -> Response {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "only queries may be sent with GET; send mutations and subscriptions with POST or WebSocket",
-            "METHOD_NOT_ALLOWED",
+            code::METHOD_NOT_ALLOWED,
         );
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -670,7 +674,7 @@ async fn websocket(app: AppState, req: Request) -> Response {
         return error_response(
             StatusCode::FORBIDDEN,
             "WebSockets are accepted from this server's own pages, the origins in CEREBRAL_CORS_ORIGINS and clients that send no Origin",
-            "FORBIDDEN",
+            code::FORBIDDEN,
         );
     }
     let address = parts
@@ -697,12 +701,12 @@ fn too_many_connections(refusal: ws::Refusal) -> Response {
         ws::Refusal::Total => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server holds as many WebSockets as it may; try again later or another replica",
-            "TOO_MANY_CONNECTIONS",
+            code::TOO_MANY_CONNECTIONS,
         ),
         ws::Refusal::PerAddress => error_response(
             StatusCode::TOO_MANY_REQUESTS,
             "this address holds as many WebSockets as it may (CEREBRAL_WS_MAX_CONNECTIONS_PER_ADDRESS); close one first",
-            "TOO_MANY_CONNECTIONS",
+            code::TOO_MANY_CONNECTIONS,
         ),
         ws::Refusal::Rate(wait) => {
             let secs = rate::retry_after(wait);
@@ -711,7 +715,7 @@ fn too_many_connections(refusal: ws::Refusal) -> Response {
                 &format!(
                     "this address opens WebSockets too fast (CEREBRAL_WS_UPGRADES_PER_SECOND); retry in {secs} s"
                 ),
-                "TOO_MANY_CONNECTIONS",
+                code::TOO_MANY_CONNECTIONS,
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -811,7 +815,7 @@ fn unsupported_media_type() -> Response {
     error_response(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "POST bodies must be application/json (GraphQL over HTTP)",
-        "UNSUPPORTED_MEDIA_TYPE",
+        code::UNSUPPORTED_MEDIA_TYPE,
     )
 }
 

@@ -15,6 +15,7 @@
 //!   origins, and without `Origin` (non-browser clients); any other is 403
 //!   before the socket exists.
 
+use crate::error::code;
 use std::net::IpAddr;
 
 use axum::extract::{Request, State};
@@ -143,7 +144,7 @@ pub async fn check_host(
     super::error_response(
         StatusCode::FORBIDDEN,
         "this host name is not served: without authentication only loopback names (localhost, 127.0.0.1, [::1]) are, unless CEREBRAL_ALLOWED_HOSTS lists it",
-        "FORBIDDEN",
+        code::FORBIDDEN,
     )
 }
 

@@ -6,6 +6,7 @@
 //! A refusal is HTTP 429 with `Retry-After` (whole seconds, rounded up) and
 //! a GraphQL error `RATE_LIMITED`; nothing runs.
 
+use crate::error::code;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl RateLimiter {
             ),
         };
         let mut resp =
-            super::error_response(StatusCode::TOO_MANY_REQUESTS, &message, "RATE_LIMITED");
+            super::error_response(StatusCode::TOO_MANY_REQUESTS, &message, code::RATE_LIMITED);
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         Some(resp)

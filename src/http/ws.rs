@@ -18,6 +18,7 @@
 //! connections and subscriptions; server shutdown closes every socket with
 //! 1001 (going away) so clients reconnect to another replica.
 
+use crate::error::code;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -1080,7 +1081,7 @@ impl Connection {
                     ),
                     None,
                 ),
-                "TOO_MANY_SUBSCRIPTIONS",
+                code::TOO_MANY_SUBSCRIPTIONS,
             );
             return if self
                 .send_json(json!({ "id": id, "type": "error", "payload": [err] }))
@@ -1104,7 +1105,7 @@ impl Connection {
                     format!("too many requests; retry in {secs} s"),
                     None,
                 ),
-                "RATE_LIMITED",
+                code::RATE_LIMITED,
             );
             return if self
                 .send_json(json!({ "id": id, "type": "error", "payload": [err] }))

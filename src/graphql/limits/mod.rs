@@ -30,6 +30,7 @@
 mod fuzz;
 pub mod shape;
 
+use crate::error::code;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -187,7 +188,7 @@ fn too_complex(max: usize) -> ServerError {
         format!(
             "the operation costs more than {max} (each page costs its size times what it selects; introspection lists multiply by the schema's sizes; a batch shares one budget)"
         ),
-        "MAX_COMPLEXITY_EXCEEDED",
+        code::MAX_COMPLEXITY_EXCEEDED,
     )
 }
 
@@ -209,7 +210,7 @@ pub fn admit(
                 query.len(),
                 l.max_document_bytes
             ),
-            "DOCUMENT_TOO_LARGE",
+            code::DOCUMENT_TOO_LARGE,
         ));
     }
     let text = scan(query, l.max_tokens);
@@ -219,17 +220,17 @@ pub fn admit(
                 "the document has more than {} tokens; at most {} are accepted",
                 l.max_tokens, l.max_tokens
             ),
-            "DOCUMENT_TOO_LARGE",
+            code::DOCUMENT_TOO_LARGE,
         ));
     }
     if text.nesting > MAX_NESTING {
         return Err(refuse(
             format!("the document nests brackets more than {MAX_NESTING} deep"),
-            "MAX_DEPTH_EXCEEDED",
+            code::MAX_DEPTH_EXCEEDED,
         ));
     }
     let doc = async_graphql::parser::parse_query(query)
-        .map_err(|e| with_code(ServerError::from(e), "GRAPHQL_PARSE_FAILED"))?;
+        .map_err(|e| with_code(ServerError::from(e), code::GRAPHQL_PARSE_FAILED))?;
     if let Some(seen) = seen
         && let Ok(mut ops) = seen.0.lock()
     {
@@ -252,7 +253,7 @@ impl Check {
             resp.errors.truncate(max - 1);
             resp.errors.push(refuse(
                 format!("{dropped} more errors were left out (at most {max} are returned)"),
-                "TOO_MANY_ERRORS",
+                code::TOO_MANY_ERRORS,
             ));
         }
         resp
@@ -328,7 +329,7 @@ impl Check {
                         "the operation ran longer than {} s and was cancelled",
                         limit.as_secs_f32()
                     ),
-                    "TIMEOUT",
+                    code::TIMEOUT,
                 )]),
             }
         };
@@ -398,7 +399,7 @@ impl Check {
     /// complexity refusal becomes `MAX_COMPLEXITY_EXCEEDED`, any other
     /// `GRAPHQL_VALIDATION_FAILED`.
     pub(crate) fn validation_error(&self, e: ServerError) -> ServerError {
-        with_code(self.name_complexity(e), "GRAPHQL_VALIDATION_FAILED")
+        with_code(self.name_complexity(e), code::GRAPHQL_VALIDATION_FAILED)
     }
 
     /// async-graphql's own complexity refusal has no code.
@@ -417,7 +418,7 @@ impl Check {
                 "the answer is larger than {} bytes; select less or page with a smaller `first`",
                 self.limits.max_response_bytes
             ),
-            "RESPONSE_TOO_LARGE",
+            code::RESPONSE_TOO_LARGE,
         )
     }
 }

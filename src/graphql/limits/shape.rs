@@ -17,6 +17,7 @@
 //! the sizes of this schema: `__schema { types { fields { type { fields
 //! … } } } }` costs types × fields × fields, the answer it would build.
 
+use crate::error::code;
 use std::collections::HashMap;
 
 use async_graphql::parser::types::{ExecutableDocument, Field, Selection, SelectionSet};
@@ -236,7 +237,7 @@ impl<'a> Walk<'a> {
                         "the operation selects {} root fields; at most {} are accepted",
                         o.top_fields, limits.max_root_fields
                     ),
-                    "MAX_ROOT_FIELDS_EXCEEDED",
+                    code::MAX_ROOT_FIELDS_EXCEEDED,
                 ));
             }
             worst = Outline {
@@ -260,7 +261,7 @@ impl<'a> Walk<'a> {
                     "a {on} has {n} directives; at most {} are accepted",
                     self.limits.max_directives
                 ),
-                "MAX_DIRECTIVES_EXCEEDED",
+                code::MAX_DIRECTIVES_EXCEEDED,
             ));
         }
         Ok(())
@@ -276,13 +277,13 @@ impl<'a> Walk<'a> {
                     "the document selects more than {} fields with its fragments expanded",
                     l.max_fields
                 ),
-                "MAX_FIELDS_EXCEEDED",
+                code::MAX_FIELDS_EXCEEDED,
             ));
         }
         if o.aliases > l.max_aliases as u64 {
             return Err(refuse(
                 format!("the document uses more than {} aliases", l.max_aliases),
-                "MAX_ALIASES_EXCEEDED",
+                code::MAX_ALIASES_EXCEEDED,
             ));
         }
         if o.depth as usize > l.max_depth {
@@ -291,7 +292,7 @@ impl<'a> Walk<'a> {
                     "the operation is nested more than {} fields deep",
                     l.max_depth
                 ),
-                "MAX_DEPTH_EXCEEDED",
+                code::MAX_DEPTH_EXCEEDED,
             ));
         }
         if o.introspection_depth as usize > l.max_introspection_depth {
@@ -301,7 +302,7 @@ impl<'a> Walk<'a> {
                     l.max_introspection_depth,
                     super::STANDARD_INTROSPECTION_DEPTH
                 ),
-                "MAX_DEPTH_EXCEEDED",
+                code::MAX_DEPTH_EXCEEDED,
             ));
         }
         if o.introspection_cost > l.max_complexity as u64 {
@@ -352,7 +353,7 @@ impl<'a> Walk<'a> {
                     format!("Cannot spread fragment \"{name}\" within itself."),
                     None,
                 ),
-                "GRAPHQL_VALIDATION_FAILED",
+                code::GRAPHQL_VALIDATION_FAILED,
             ));
         }
         // An unknown fragment is refused by validation; it adds nothing.
@@ -380,7 +381,7 @@ impl<'a> Walk<'a> {
         if !self.limits.introspection && name.starts_with("__") && name != "__typename" {
             return Err(refuse(
                 "introspection is switched off on this server".into(),
-                "INTROSPECTION_DISABLED",
+                code::INTROSPECTION_DISABLED,
             ));
         }
         let (child_place, per_parent, node_count) = match at {

@@ -1,12 +1,12 @@
 //! The one error type of the services and its one conversion to a GraphQL
 //! error.
 //!
-//! Codes are API: `BAD_USER_INPUT`, `NOT_FOUND`, `INVALID_TRANSITION`,
-//! `CONFLICT`, `UNAUTHENTICATED`, `FORBIDDEN`, `RESYNC_REQUIRED`,
-//! `INTERNAL_SERVER_ERROR`. They are
-//! tested and never renamed. The crate enables async-graphql's
-//! `custom-error-conversion`, so a bare `?` on any other error type does not
-//! compile: nothing can reach a client without a code.
+//! Codes are API, listed in [`code`] with every other code the server
+//! answers with; they are tested and never renamed. The crate enables
+//! async-graphql's `custom-error-conversion`, so a bare `?` on any other
+//! error type does not compile: nothing can reach a client without a code.
+
+pub mod code;
 
 use async_graphql::ErrorExtensions;
 use sea_orm::{DbErr, SqlErr};
@@ -89,15 +89,15 @@ impl AppError {
     /// The stable `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::BadInput(_) => "BAD_USER_INPUT",
-            AppError::NotFound { .. } => "NOT_FOUND",
-            AppError::InvalidTransition { .. } => "INVALID_TRANSITION",
-            AppError::Conflict(_) | AppError::VersionConflict { .. } => "CONFLICT",
-            AppError::Unauthenticated => "UNAUTHENTICATED",
-            AppError::Forbidden(_) => "FORBIDDEN",
-            AppError::ResyncRequired { .. } => "RESYNC_REQUIRED",
-            AppError::Timeout => "TIMEOUT",
-            AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
+            AppError::BadInput(_) => code::BAD_USER_INPUT,
+            AppError::NotFound { .. } => code::NOT_FOUND,
+            AppError::InvalidTransition { .. } => code::INVALID_TRANSITION,
+            AppError::Conflict(_) | AppError::VersionConflict { .. } => code::CONFLICT,
+            AppError::Unauthenticated => code::UNAUTHENTICATED,
+            AppError::Forbidden(_) => code::FORBIDDEN,
+            AppError::ResyncRequired { .. } => code::RESYNC_REQUIRED,
+            AppError::Timeout => code::TIMEOUT,
+            AppError::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
 
