@@ -527,12 +527,12 @@ async fn agent_status_history_pages_newest_first() {
     );
 }
 
-/// Tasks have a decoder of their own on PostgreSQL (by column position,
-/// `entity::FromRows`); it must build the same models as sea-orm's, from
-/// the same rows, nulls and JSON included.
+/// Tasks and projects have a decoder of their own on PostgreSQL (by column
+/// position, `entity::FromRows`); it must build the same models as
+/// sea-orm's, from the same rows, nulls and JSON included.
 #[tokio::test]
-async fn tasks_decode_by_position_as_sea_orm_decodes_them_by_name() {
-    use cerebral::entity::{FromRows, task};
+async fn tasks_and_projects_decode_by_position_as_sea_orm_decodes_them_by_name() {
+    use cerebral::entity::{FromRows, project, task};
     use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
     let app = support::spawn().await;
     let p = project(&app, Some("greenfield-service")).await;
@@ -578,6 +578,29 @@ async fn tasks_decode_by_position_as_sea_orm_decodes_them_by_name() {
             .iter()
             .any(|m| m.output.is_none() && m.started_at.is_none())
     );
+
+    // Projects too (the root page of most queries), one with its optional
+    // columns set and one without, in a column order of their own.
+    app.ok(
+        "mutation { createProject(input: {name: \"bare\"}) { project { id } } }",
+        json!({}),
+    )
+    .await;
+    let sql = "SELECT p.updated_at AS x__, p.* FROM projects p ORDER BY p.id";
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("rows");
+    let by_name: Vec<project::Model> = rows
+        .iter()
+        .map(|r| project::Model::from_query_result(r, "").expect("by name"))
+        .collect();
+    assert_eq!(
+        project::Model::from_rows(&rows).expect("by position"),
+        by_name
+    );
+    assert!(by_name.iter().any(|m| m.workflow_id.is_some()));
+    assert!(by_name.iter().any(|m| m.workflow_id.is_none()));
 }
 
 /// A plain query over HTTP runs on the schema without the extension

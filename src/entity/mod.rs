@@ -89,3 +89,4 @@ impl FromRows for task_checkpoint::Model {}
 impl FromRows for persona_context::Model {}
 impl FromRows for agent_status::Model {}
 impl FromRows for agent_status_history::Model {}
+impl FromRows for session::Model {}

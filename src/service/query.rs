@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::domain::TaskStatus;
-use crate::entity::task;
+use crate::entity::{FromRows, task};
 use crate::error::{AppError, AppResult};
 
 /// Page size when `first` is not given.
@@ -80,16 +80,18 @@ pub async fn page<E, C>(
 ) -> AppResult<Page<E::Model>>
 where
     E: EntityTrait,
-    E::Model: Sync,
+    E::Model: FromRows + Sync,
     C: ConnectionTrait,
 {
     let limit = page_size(first)?;
-    let total = Count::of(db.get_database_backend(), &select);
+    let backend = db.get_database_backend();
+    let total = Count::of(backend, &select);
     let mut q = select;
     if let Some(a) = after {
         q = q.filter(id_col.gt(a));
     }
-    let mut items = q.order_by_asc(id_col).limit(limit + 1).all(db).await?;
+    let stmt = q.order_by_asc(id_col).limit(limit + 1).build(backend);
+    let mut items = E::Model::from_rows(&db.query_all_raw(stmt).await?)?;
     let has_next = items.len() as u64 > limit;
     items.truncate(limit as usize);
     Ok(Page {
