@@ -601,6 +601,16 @@ async fn tasks_and_projects_decode_by_position_as_sea_orm_decodes_them_by_name()
     );
     assert!(by_name.iter().any(|m| m.workflow_id.is_some()));
     assert!(by_name.iter().any(|m| m.workflow_id.is_none()));
+    // Projects are always read whole: a column missing is an error, never
+    // a default (on SQLite both decoders are sea-orm's, which fails too).
+    let partial = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT p.id, p.tenant_id, p.name FROM projects p",
+        ))
+        .await
+        .expect("rows");
+    assert!(project::Model::from_rows(&partial).is_err());
 }
 
 /// A plain query over HTTP runs on the schema without the extension

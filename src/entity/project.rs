@@ -57,6 +57,14 @@ impl super::FromRows for Model {
                 .collect();
         };
         let at = positions(first, &COLUMNS);
+        // Projects are always read whole: a column missing is a fault, not
+        // a default (tasks default the columns a page chose not to read).
+        if let Some(i) = at.iter().position(Option::is_none) {
+            return Err(DbErr::Type(format!(
+                "projects: column {} missing from the result",
+                COLUMNS[i]
+            )));
+        }
         rows.iter()
             .map(|r| {
                 let row = pg(r)?;

@@ -8,17 +8,20 @@
 //! and 2,000 fields, so that machinery was a fifth of the nested query's
 //! server CPU (`docs/benchmarks.md`, "Objects without per-field boxing").
 //! [`Fast`] resolves the same fields through the same generated
-//! `resolve_field`, as one unboxed future per field joined in place, and
+//! `resolve_field`, one boxed future per field polled in place, and
 //! only where that is exactly what the library would do: no extension in
 //! the schema (so no per-field hook to call) and a selection of plain
 //! fields (no fragment, no directive left after `@skip`/`@include`, which
 //! the library strips before execution). Anything else takes the library's
 //! own path.
 //!
-//! One difference is deliberate: fields go into the answer in the order
-//! they were selected, as the GraphQL specification asks ("Serialized Map
-//! Ordering"), where the library's set inserts them in the order they
-//! finish — a field waiting on a DataLoader moved after its siblings.
+//! One difference is deliberate: the fields of an object resolved here go
+//! into the answer in the order they were selected, as the GraphQL
+//! specification asks ("Serialized Map Ordering"), where the library's set
+//! inserts them in the order they finish — a field waiting on a DataLoader
+//! moved after its siblings. Objects the library resolves (the root, a
+//! connection and its edges, a selection with fragments, any object on the
+//! schema with the extension) keep the library's order.
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -438,7 +438,10 @@ impl Asked {
             }
             // It read the first time.
             Err(e) => {
-                let err = async_graphql::ServerError::new(e.to_string(), None);
+                let err = crate::graphql::codes::with_code(
+                    async_graphql::ServerError::new(e.to_string(), None),
+                    code::INTERNAL_SERVER_ERROR,
+                );
                 return futures::stream::once(async move { Response::from_errors(vec![err]) })
                     .boxed();
             }
