@@ -60,6 +60,21 @@ pub(crate) mod by_position {
         at
     }
 
+    /// Decodes `rows` with `row_of`, given each row and the positions of
+    /// `names` (looked up once, in the first row); rows that are not
+    /// PostgreSQL's (SQLite) go through sea-orm's decoder by name.
+    pub fn decode<M: sea_orm::FromQueryResult, const N: usize>(
+        rows: &[QueryResult],
+        names: &[&str; N],
+        row_of: impl Fn(&PgRow, &[Option<usize>; N]) -> Result<M, DbErr>,
+    ) -> Result<Vec<M>, DbErr> {
+        let Some(first) = rows.first().and_then(QueryResult::try_as_pg_row) else {
+            return rows.iter().map(|r| M::from_query_result(r, "")).collect();
+        };
+        let at = positions(first, names);
+        rows.iter().map(|r| row_of(pg(r)?, &at)).collect()
+    }
+
     /// The PostgreSQL row of `r` (every row of a statement has the same
     /// back-end as its first).
     pub fn pg(r: &QueryResult) -> Result<&PgRow, DbErr> {

@@ -49,43 +49,34 @@ impl super::FromRows for Model {
     /// rows are decoded by position (by name, sea-orm's decoder was 9 % of
     /// a flat query's server CPU).
     fn from_rows(rows: &[sea_orm::QueryResult]) -> Result<Vec<Self>, DbErr> {
-        use super::by_position::{get, pg, positions};
-        let Some(first) = rows.first().and_then(sea_orm::QueryResult::try_as_pg_row) else {
-            return rows
-                .iter()
-                .map(|r| <Self as sea_orm::FromQueryResult>::from_query_result(r, ""))
-                .collect();
-        };
-        let at = positions(first, &COLUMNS);
-        // Projects are always read whole: a column missing is a fault, not
-        // a default (tasks default the columns a page chose not to read).
-        if let Some(i) = at.iter().position(Option::is_none) {
-            return Err(DbErr::Type(format!(
-                "projects: column {} missing from the result",
-                COLUMNS[i]
-            )));
-        }
-        rows.iter()
-            .map(|r| {
-                let row = pg(r)?;
-                let status = match get::<Option<String>>(row, at[6])? {
-                    Some(s) => <ProjectStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
-                    None => ProjectStatus::Active,
-                };
-                Ok(Model {
-                    id: get(row, at[0])?,
-                    tenant_id: get(row, at[1])?,
-                    name: get(row, at[2])?,
-                    product_idea: get(row, at[3])?,
-                    workflow_id: get(row, at[4])?,
-                    auto_complete: get(row, at[5])?,
-                    status,
-                    created_by: get(row, at[7])?,
-                    ended_at: get(row, at[8])?,
-                    created_at: get(row, at[9])?,
-                    updated_at: get(row, at[10])?,
-                })
+        use super::by_position::{decode, get};
+        decode(rows, &COLUMNS, |row, at| {
+            // Projects are always read whole: a column missing is a fault,
+            // not a default (tasks default the columns a page chose not to
+            // read).
+            if let Some(i) = at.iter().position(Option::is_none) {
+                return Err(DbErr::Type(format!(
+                    "projects: column {} missing from the result",
+                    COLUMNS[i]
+                )));
+            }
+            let status = match get::<Option<String>>(row, at[6])? {
+                Some(s) => <ProjectStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
+                None => ProjectStatus::Active,
+            };
+            Ok(Model {
+                id: get(row, at[0])?,
+                tenant_id: get(row, at[1])?,
+                name: get(row, at[2])?,
+                product_idea: get(row, at[3])?,
+                workflow_id: get(row, at[4])?,
+                auto_complete: get(row, at[5])?,
+                status,
+                created_by: get(row, at[7])?,
+                ended_at: get(row, at[8])?,
+                created_at: get(row, at[9])?,
+                updated_at: get(row, at[10])?,
             })
-            .collect()
+        })
     }
 }

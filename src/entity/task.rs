@@ -72,48 +72,38 @@ impl super::FromRows for Model {
     /// Tasks are the rows a nested query reads most (a page under each
     /// project): on PostgreSQL they are decoded by position.
     fn from_rows(rows: &[sea_orm::QueryResult]) -> Result<Vec<Self>, DbErr> {
-        use super::by_position::{get, pg, positions};
-        let Some(first) = rows.first().and_then(sea_orm::QueryResult::try_as_pg_row) else {
-            return rows
-                .iter()
-                .map(|r| <Self as sea_orm::FromQueryResult>::from_query_result(r, ""))
-                .collect();
-        };
-        let at = positions(first, &COLUMNS);
-        rows.iter()
-            .map(|r| {
-                let row = pg(r)?;
-                // Not read (a page that needs no status): any value will do.
-                let status = match get::<Option<String>>(row, at[11])? {
-                    Some(s) => <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
-                    None => TaskStatus::Pending,
-                };
-                Ok(Model {
-                    id: get(row, at[0])?,
-                    tenant_id: get(row, at[1])?,
-                    project_id: get(row, at[2])?,
-                    workflow_step_id: get(row, at[3])?,
-                    step_key: get(row, at[4])?,
-                    persona_id: get(row, at[5])?,
-                    title: get(row, at[6])?,
-                    instructions: get(row, at[7])?,
-                    priority: get(row, at[8])?,
-                    position: get(row, at[9])?,
-                    required: get(row, at[10])?,
-                    status,
-                    progress: get(row, at[12])?,
-                    stage: get(row, at[13])?,
-                    status_message: get(row, at[14])?,
-                    output: get(row, at[15])?,
-                    error: get(row, at[16])?,
-                    attempt: get(row, at[17])?,
-                    version: get(row, at[18])?,
-                    started_at: get(row, at[19])?,
-                    ended_at: get(row, at[20])?,
-                    created_at: get(row, at[21])?,
-                    updated_at: get(row, at[22])?,
-                })
+        use super::by_position::{decode, get};
+        decode(rows, &COLUMNS, |row, at| {
+            // Not read (a page that needs no status): any value will do.
+            let status = match get::<Option<String>>(row, at[11])? {
+                Some(s) => <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
+                None => TaskStatus::Pending,
+            };
+            Ok(Model {
+                id: get(row, at[0])?,
+                tenant_id: get(row, at[1])?,
+                project_id: get(row, at[2])?,
+                workflow_step_id: get(row, at[3])?,
+                step_key: get(row, at[4])?,
+                persona_id: get(row, at[5])?,
+                title: get(row, at[6])?,
+                instructions: get(row, at[7])?,
+                priority: get(row, at[8])?,
+                position: get(row, at[9])?,
+                required: get(row, at[10])?,
+                status,
+                progress: get(row, at[12])?,
+                stage: get(row, at[13])?,
+                status_message: get(row, at[14])?,
+                output: get(row, at[15])?,
+                error: get(row, at[16])?,
+                attempt: get(row, at[17])?,
+                version: get(row, at[18])?,
+                started_at: get(row, at[19])?,
+                ended_at: get(row, at[20])?,
+                created_at: get(row, at[21])?,
+                updated_at: get(row, at[22])?,
             })
-            .collect()
+        })
     }
 }
