@@ -60,18 +60,37 @@ pub(crate) mod by_position {
         at
     }
 
+    /// What a column of `names` missing from a statement's result means.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Missing {
+        /// Not read on purpose (a page of chosen columns): [`get`] defaults it.
+        Default,
+        /// A fault: the model is always read whole.
+        Error,
+    }
+
     /// Decodes `rows` with `row_of`, given each row and the positions of
-    /// `names` (looked up once, in the first row); rows that are not
-    /// PostgreSQL's (SQLite) go through sea-orm's decoder by name.
+    /// `names` (looked up, and checked against `missing`, once, in the first
+    /// row); rows that are not PostgreSQL's (SQLite) go through sea-orm's
+    /// decoder by name.
     pub fn decode<M: sea_orm::FromQueryResult, const N: usize>(
         rows: &[QueryResult],
         names: &[&str; N],
+        missing: Missing,
         row_of: impl Fn(&PgRow, &[Option<usize>; N]) -> Result<M, DbErr>,
     ) -> Result<Vec<M>, DbErr> {
         let Some(first) = rows.first().and_then(QueryResult::try_as_pg_row) else {
             return rows.iter().map(|r| M::from_query_result(r, "")).collect();
         };
         let at = positions(first, names);
+        if missing == Missing::Error
+            && let Some(i) = at.iter().position(Option::is_none)
+        {
+            return Err(DbErr::Type(format!(
+                "column {} missing from the result",
+                names[i]
+            )));
+        }
         rows.iter().map(|r| row_of(pg(r)?, &at)).collect()
     }
 

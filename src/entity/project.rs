@@ -49,17 +49,10 @@ impl super::FromRows for Model {
     /// rows are decoded by position (by name, sea-orm's decoder was 9 % of
     /// a flat query's server CPU).
     fn from_rows(rows: &[sea_orm::QueryResult]) -> Result<Vec<Self>, DbErr> {
-        use super::by_position::{decode, get};
-        decode(rows, &COLUMNS, |row, at| {
-            // Projects are always read whole: a column missing is a fault,
-            // not a default (tasks default the columns a page chose not to
-            // read).
-            if let Some(i) = at.iter().position(Option::is_none) {
-                return Err(DbErr::Type(format!(
-                    "projects: column {} missing from the result",
-                    COLUMNS[i]
-                )));
-            }
+        use super::by_position::{Missing, decode, get};
+        // Projects are always read whole: a column missing is a fault, not a
+        // default (tasks default the columns a page chose not to read).
+        decode(rows, &COLUMNS, Missing::Error, |row, at| {
             let status = match get::<Option<String>>(row, at[6])? {
                 Some(s) => <ProjectStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
                 None => ProjectStatus::Active,

@@ -72,8 +72,8 @@ impl super::FromRows for Model {
     /// Tasks are the rows a nested query reads most (a page under each
     /// project): on PostgreSQL they are decoded by position.
     fn from_rows(rows: &[sea_orm::QueryResult]) -> Result<Vec<Self>, DbErr> {
-        use super::by_position::{decode, get};
-        decode(rows, &COLUMNS, |row, at| {
+        use super::by_position::{Missing, decode, get};
+        decode(rows, &COLUMNS, Missing::Default, |row, at| {
             // Not read (a page that needs no status): any value will do.
             let status = match get::<Option<String>>(row, at[11])? {
                 Some(s) => <TaskStatus as sea_orm::ActiveEnum>::try_from_value(&s)?,
