@@ -110,6 +110,19 @@ pub fn decode(kind: Kind, id: &str) -> Result<Uuid, AppError> {
     Ok(uuid)
 }
 
+/// Parses an optional global id that must be of `kind`.
+pub fn decode_opt<S: AsRef<str>>(kind: Kind, id: Option<S>) -> Result<Option<Uuid>, AppError> {
+    id.map(|i| decode(kind, i.as_ref())).transpose()
+}
+
+/// Parses global ids that must all be of `kind`; the first bad one is the error.
+pub fn decode_all<S: AsRef<str>>(
+    kind: Kind,
+    ids: impl IntoIterator<Item = S>,
+) -> Result<Vec<Uuid>, AppError> {
+    ids.into_iter().map(|i| decode(kind, i.as_ref())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,3 +126,191 @@ async fn session_and_checkpoint_verbs_take_keys_too() {
         Some(1)
     );
 }
+
+/// Sends a keyed mutation twice with the key `k` and asserts that the
+/// repeat answers exactly as the first run did and appends no event;
+/// returns the first answer's data.
+async fn twice(
+    app: &support::TestApp,
+    k: &str,
+    query: &str,
+    mut vars: serde_json::Value,
+) -> serde_json::Value {
+    vars["k"] = json!(k);
+    let first = app.ok(query, vars.clone()).await;
+    let events = count(app, "{ events(first: 0) { totalCount } }").await;
+    let again = app.ok(query, vars).await;
+    assert_eq!(first, again, "{k}: the repeat answers as the first run did");
+    assert_eq!(
+        count(app, "{ events(first: 0) { totalCount } }").await,
+        events,
+        "{k}: the repeat appends nothing"
+    );
+    first
+}
+
+/// Every mutation that takes a key is rebuilt from what its first run
+/// recorded, payload objects and event alike (the replay of each shape of
+/// result: snapshots, the task beside a HITL request, the context beside a
+/// session, the checkpoints a revert touched, artifacts and contexts read
+/// back).
+#[tokio::test]
+async fn every_keyed_mutation_answers_a_repeat_as_it_answered_the_first() {
+    let app = support::spawn().await;
+    const EV: &str = "event { id type cursor subjectId payload }";
+    let project = |name: &str, k: &str| {
+        let q = format!(
+            "mutation($k: String) {{ createProject(input: {{name: \"{name}\", idempotencyKey: $k}}) {{ project {{ id status }} {EV} }} }}"
+        );
+        let (app, k) = (&app, k.to_string());
+        async move { twice(app, &k, &q, json!({})).await["createProject"]["project"]["id"].clone() }
+    };
+    let p = project("P", "create-project").await;
+    let task = format!(
+        "mutation($p: ID!, $k: String) {{ createTask(input: {{projectId: $p, title: \"t\", personaId: \"dev\", idempotencyKey: $k}}) {{ task {{ id status persona {{ key }} }} {EV} }} }}"
+    );
+    let t = twice(&app, "create-task", &task, json!({ "p": p })).await["createTask"]["task"]["id"]
+        .clone();
+    for (k, verb, extra) in [
+        ("start", "startTask", ""),
+        (
+            "progress",
+            "reportTaskProgress",
+            ", progress: 50, stage: \"drafting\"",
+        ),
+    ] {
+        let q = format!(
+            "mutation($t: ID!, $k: String) {{ {verb}(input: {{taskId: $t, idempotencyKey: $k{extra}}}) {{ task {{ id status progress version }} {EV} }} }}"
+        );
+        twice(&app, k, &q, json!({ "t": t })).await;
+    }
+
+    let ask = format!(
+        "mutation($t: ID!, $k: String) {{ requestHitl(input: {{taskId: $t, question: \"ok?\", idempotencyKey: $k}}) {{ hitlRequest {{ id status }} task {{ id status version }} {EV} }} }}"
+    );
+    let h = twice(&app, "ask", &ask, json!({ "t": t })).await["requestHitl"]["hitlRequest"]["id"]
+        .clone();
+    let answer = format!(
+        "mutation($h: ID!, $k: String) {{ resolveHitlRequest(input: {{requestId: $h, decision: APPROVE, idempotencyKey: $k}}) {{ hitlRequest {{ id status }} task {{ id status version }} {EV} }} }}"
+    );
+    let a = twice(&app, "answer", &answer, json!({ "h": h })).await;
+    assert_eq!(a["resolveHitlRequest"]["task"]["status"], "WORKING");
+
+    const CP: &str = "checkpoint { id version status pinned state }";
+    let create = format!(
+        "mutation($t: ID!, $k: String) {{ createCheckpoint(input: {{taskId: $t, stepId: \"s\", state: {{n: 1}}, idempotencyKey: $k}}) {{ {CP} {EV} }} }}"
+    );
+    let c1 = twice(&app, "checkpoint", &create, json!({ "t": t })).await["createCheckpoint"]["checkpoint"]["id"].clone();
+    let fork = format!(
+        "mutation($c: ID!, $k: String) {{ forkFromCheckpoint(input: {{checkpointId: $c, statePatch: {{m: 2}}, idempotencyKey: $k}}) {{ {CP} {EV} }} }}"
+    );
+    let c2 = twice(&app, "fork", &fork, json!({ "c": c1 })).await["forkFromCheckpoint"]["checkpoint"]["id"].clone();
+    let pin = format!(
+        "mutation($c: ID!, $k: String) {{ pinCheckpoint(input: {{checkpointId: $c, pinned: true, idempotencyKey: $k}}) {{ {CP} {EV} }} }}"
+    );
+    twice(&app, "pin", &pin, json!({ "c": c1 })).await;
+    let status = format!(
+        "mutation($c: ID!, $k: String) {{ updateCheckpointStatus(input: {{checkpointId: $c, status: COMPLETED, idempotencyKey: $k}}) {{ {CP} {EV} }} }}"
+    );
+    twice(&app, "status", &status, json!({ "c": c2 })).await;
+    let revert = format!(
+        "mutation($c: ID!, $k: String) {{ revertToCheckpoint(input: {{checkpointId: $c, idempotencyKey: $k}}) {{ {CP} reverted {{ id version status }} {EV} }} }}"
+    );
+    let r = twice(&app, "revert", &revert, json!({ "c": c1 })).await;
+    assert_eq!(
+        r["revertToCheckpoint"]["reverted"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let artifact = format!(
+        "mutation($p: ID!, $t: ID!, $k: String) {{ createArtifact(input: {{projectId: $p, taskId: $t, kind: DOCUMENT, name: \"prd.md\", content: {{text: \"x\"}}, idempotencyKey: $k}}) {{ artifact {{ id version kind name persona {{ key }} }} {EV} }} }}"
+    );
+    twice(&app, "artifact", &artifact, json!({ "p": p, "t": t })).await;
+    let agent = format!(
+        "mutation($p: ID!, $t: ID!, $k: String) {{ updateAgentStatus(input: {{projectId: $p, personaId: \"dev\", status: WORKING, currentTaskId: $t, message: \"on it\", idempotencyKey: $k}}) {{ agentStatus {{ id status message }} {EV} }} }}"
+    );
+    twice(&app, "agent", &agent, json!({ "p": p, "t": t })).await;
+    let reset = format!(
+        "mutation($p: ID!, $k: String) {{ resetAgentStatus(input: {{projectId: $p, personaId: \"dev\", idempotencyKey: $k}}) {{ agentStatus {{ id status message }} {EV} }} }}"
+    );
+    twice(&app, "reset", &reset, json!({ "p": p })).await;
+
+    let done = format!(
+        "mutation($t: ID!, $k: String) {{ completeTask(input: {{taskId: $t, output: {{ok: true}}, idempotencyKey: $k}}) {{ task {{ id status output }} {EV} }} }}"
+    );
+    twice(&app, "complete", &done, json!({ "t": t })).await;
+    let t2 = app
+        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t2\"}) { task { id } } }", json!({ "p": p }))
+        .await["createTask"]["task"]["id"]
+        .clone();
+    app.ok(
+        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
+        json!({ "t": t2 }),
+    )
+    .await;
+    for (k, verb, extra) in [
+        ("fail", "failTask", ", error: \"boom\""),
+        ("retry", "retryTask", ""),
+        ("cancel", "cancelTask", ", reason: \"not needed\""),
+    ] {
+        let q = format!(
+            "mutation($t: ID!, $k: String) {{ {verb}(input: {{taskId: $t, idempotencyKey: $k{extra}}}) {{ task {{ id status attempt error }} {EV} }} }}"
+        );
+        twice(&app, k, &q, json!({ "t": t2 })).await;
+    }
+    for (k, verb) in [
+        ("complete-project", "completeProject"),
+        ("fail-project", "failProject"),
+        ("cancel-project", "cancelProject"),
+        ("force-project", "forceCompleteProject"),
+    ] {
+        let target = if verb == "completeProject" {
+            p.clone()
+        } else {
+            project(verb, &format!("{k}-create")).await
+        };
+        let q = format!(
+            "mutation($p: ID!, $k: String) {{ {verb}(input: {{projectId: $p, reason: \"r\", idempotencyKey: $k}}) {{ project {{ id status }} {EV} }} }}"
+        );
+        twice(&app, k, &q, json!({ "p": target })).await;
+    }
+
+    let start = format!(
+        "mutation($k: String) {{ startSession(input: {{name: \"S\", idempotencyKey: $k}}) {{ session {{ id status }} {EV} }} }}"
+    );
+    let s =
+        twice(&app, "session", &start, json!({})).await["startSession"]["session"]["id"].clone();
+    let switch = format!(
+        "mutation($s: ID!, $k: String) {{ switchPersona(input: {{sessionId: $s, personaId: \"dev\", initialState: {{a: 0}}, idempotencyKey: $k}}) {{ session {{ id status }} context {{ id state }} {EV} }} }}"
+    );
+    let c =
+        twice(&app, "switch", &switch, json!({ "s": s })).await["switchPersona"]["context"]["id"]
+            .clone();
+    const CTX: &str = "context { id state historyCount activeTool }";
+    let update = format!(
+        "mutation($c: ID!, $k: String) {{ updatePersonaContext(input: {{contextId: $c, statePatch: {{a: 1}}, activeTool: \"editor\", idempotencyKey: $k}}) {{ {CTX} {EV} }} }}"
+    );
+    twice(&app, "update-context", &update, json!({ "c": c })).await;
+    let append = format!(
+        "mutation($c: ID!, $k: String) {{ appendPersonaContextHistory(input: {{contextId: $c, entry: {{role: \"user\"}}, idempotencyKey: $k}}) {{ {CTX} {EV} }} }}"
+    );
+    twice(&app, "append", &append, json!({ "c": c })).await;
+    let snap = app
+        .ok("mutation($c: ID!) { exportPersonaContext(input: {contextId: $c}) { snapshot { data compressed checksum size } } }", json!({ "c": c }))
+        .await["exportPersonaContext"]["snapshot"]
+        .clone();
+    let import = format!(
+        "mutation($s: ID!, $snap: PersonaContextSnapshotInput!, $k: String) {{ importPersonaContext(input: {{sessionId: $s, snapshot: $snap, idempotencyKey: $k}}) {{ {CTX} {EV} }} }}"
+    );
+    twice(&app, "import", &import, json!({ "s": s, "snap": snap })).await;
+    for (k, verb) in [
+        ("suspend", "suspendSession"),
+        ("resume", "resumeSession"),
+        ("terminate", "terminateSession"),
+    ] {
+        let q = format!(
+            "mutation($s: ID!, $k: String) {{ {verb}(input: {{sessionId: $s, idempotencyKey: $k}}) {{ session {{ id status }} {EV} }} }}"
+        );
+        twice(&app, k, &q, json!({ "s": s })).await;
+    }
+}

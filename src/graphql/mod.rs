@@ -1,6 +1,8 @@
 //! The GraphQL schema: per-domain query, mutation and subscription roots
 //! merged into one schema.
 
+#[macro_use]
+mod macros;
 pub mod batch;
 pub mod codes;
 pub mod fast;

@@ -13,7 +13,9 @@ use crate::domain::{
     SessionStatus,
 };
 use crate::ids::{self, Kind};
+use crate::service::Services;
 use crate::service::artifact::NewArtifact;
+use crate::service::idempotency::Replay;
 use crate::service::project::NewProject;
 use crate::service::task::{NewTask, TaskChange, TaskVerb};
 
@@ -28,146 +30,64 @@ pub struct Mutation(
     CatalogMutation,
 );
 
-/// Runs a mutation under its idempotency key (see
-/// `crate::service::idempotency`), or rebuilds the original result from the
-/// events of the first run.
-async fn keyed<T, Run, RunFut, Replay, ReplayFut>(
-    ctx: &Context<'_>,
-    key: Option<&str>,
-    run: Run,
-    replay: Replay,
-) -> Result<T>
+/// Runs a mutation under its `idempotencyKey` through the service layer
+/// (`crate::service::idempotency`), which also rebuilds a repeat's result;
+/// the field's name and arguments identify the request.
+async fn keyed<P, R, Run, Fut>(ctx: &Context<'_>, key: Option<&str>, run: Run) -> Result<P>
 where
-    Run: FnOnce() -> RunFut,
-    RunFut: std::future::Future<Output = Result<T>>,
-    Replay: FnOnce(Vec<crate::entity::event::Model>) -> ReplayFut,
-    ReplayFut: std::future::Future<Output = Result<T>>,
+    P: From<R>,
+    R: Replay,
+    Run: FnOnce(Services) -> Fut,
+    Fut: std::future::Future<Output = crate::error::AppResult<R>>,
 {
-    use crate::service::idempotency::{CLAIM, Lookup};
-    let Some(key) = key else { return run().await };
-    let field = ctx.field();
-    let args: serde_json::Map<String, serde_json::Value> = field
-        .arguments()
-        .map_err(|e| async_graphql::Error::new(e.message))?
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.into_json().unwrap_or_default()))
-        .collect();
-    match services(ctx)
-        .idempotency_lookup(
-            principal(ctx),
-            key,
-            field.name(),
-            &serde_json::Value::Object(args),
-        )
-        .await?
-    {
-        Lookup::New(claim) => CLAIM.scope(claim, run()).await,
-        Lookup::Replay(events) => replay(events).await,
-    }
-}
-
-/// The first recorded event about a `subject` type and the object snapshot
-/// it carries.
-fn recorded<M: serde::de::DeserializeOwned>(
-    events: &[crate::entity::event::Model],
-    subject: &str,
-) -> Result<(M, crate::entity::event::Model)> {
-    events
-        .iter()
-        .find(|e| e.subject_type == subject)
-        .and_then(|e| super::types::recorded(e).map(|m| (m, e.clone())))
-        .ok_or_else(|| {
-            crate::error::AppError::Internal(anyhow::anyhow!(
-                "idempotent replay found no {subject} event"
-            ))
-            .into()
-        })
-}
-
-/// Replays a persona context mutation: the context as it is now (context
-/// events record a summary, not the whole state).
-async fn replay_context(
-    ctx: &Context<'_>,
-    events: Vec<crate::entity::event::Model>,
-) -> Result<PersonaContextPayload> {
-    let ev = events
-        .into_iter()
-        .find(|e| e.subject_type == "PersonaContext")
-        .ok_or_else(|| {
-            crate::error::AppError::Internal(anyhow::anyhow!(
-                "idempotent replay found no context event"
-            ))
-        })?;
-    let c = super::types::one(&super::loaders(ctx).contexts, ev.subject_id)
-        .await?
-        .ok_or_else(|| crate::error::AppError::not_found("PersonaContext", ev.subject_id))?;
-    Ok(PersonaContextPayload {
-        context: PersonaContext(c),
-        event: Event(ev.into()),
-    })
-}
-
-/// The task as a replayed change recorded it, or as it is now when the
-/// change did not touch it.
-async fn recorded_task_or_current(
-    ctx: &Context<'_>,
-    events: &[crate::entity::event::Model],
-    task_id: uuid::Uuid,
-) -> Result<crate::entity::task::Model> {
-    match recorded::<crate::entity::task::Model>(events, "Task") {
-        Ok((t, _)) => Ok(t),
-        Err(_) => super::types::one(&super::loaders(ctx).tasks, task_id)
-            .await?
-            .ok_or_else(|| crate::error::AppError::not_found("Task", task_id).into()),
-    }
-}
-
-macro_rules! payload {
-    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? }) => {
-        $(#[$m])*
-        #[derive(SimpleObject)]
-        pub struct $name {
-            $($(#[$fm])* pub $f: $t,)*
-            /// The event this change appended to the log.
-            pub event: Event,
+    let request = match key {
+        Some(_) => {
+            let field = ctx.field();
+            let args = field
+                .arguments()
+                .map_err(|e| async_graphql::Error::new(e.message))?;
+            Value::Object(
+                args.into_iter()
+                    .map(|(k, v)| (k.to_string(), v.into_json().unwrap_or_default()))
+                    .collect(),
+            )
         }
+        None => Value::Null,
     };
+    let done = services(ctx)
+        .keyed(principal(ctx), key, (ctx.field().name(), &request), run)
+        .await?;
+    Ok(done.into())
 }
 
 // ---------- projects ----------
 
-/// Input of `createProject`.
-#[derive(InputObject)]
-pub struct CreateProjectInput {
-    /// Display name, 1–200 characters.
-    pub name: String,
-    /// The product idea in the user's words.
-    pub product_idea: Option<String>,
-    /// A workflow id or key (e.g. `greenfield-service`): its work steps
-    /// become the project's tasks, with dependencies.
-    pub workflow_id: Option<ID>,
-    /// Complete the project automatically when its last required task
-    /// completes. Default: true with a workflow, false without (an ad-hoc
-    /// project grows task by task and is completed by hand).
-    pub auto_complete: Option<bool>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `createProject`.
+    CreateProjectInput {
+        /// Display name, 1–200 characters.
+        name: String,
+        /// The product idea in the user's words.
+        product_idea: Option<String>,
+        /// A workflow id or key (e.g. `greenfield-service`): its work steps
+        /// become the project's tasks, with dependencies.
+        workflow_id: Option<ID>,
+        /// Complete the project automatically when its last required task
+        /// completes. Default: true with a workflow, false without (an ad-hoc
+        /// project grows task by task and is completed by hand).
+        auto_complete: Option<bool>,
+    }
+);
 
-/// Input of `completeProject`, `failProject` and `cancelProject`.
-#[derive(InputObject)]
-pub struct ProjectTransitionInput {
-    /// The project.
-    pub project_id: ID,
-    /// Why, recorded in the event.
-    pub reason: Option<String>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `completeProject`, `failProject` and `cancelProject`.
+    ProjectTransitionInput {
+        /// The project.
+        project_id: ID,
+        /// Why, recorded in the event.
+        reason: Option<String>,
+    }
+);
 
 payload!(
     /// Result of `createProject`.
@@ -201,35 +121,15 @@ impl ProjectMutation {
         #[graphql(desc = "What to do, field by field on `CreateProjectInput`.")]
         input: CreateProjectInput,
     ) -> Result<CreateProjectPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async {
-                let (project, ev) = services(ctx)
-                    .create_project(
-                        principal(ctx),
-                        NewProject {
-                            name: input.name,
-                            product_idea: input.product_idea,
-                            workflow: input.workflow_id.map(|w| w.0),
-                            auto_complete: input.auto_complete,
-                        },
-                    )
-                    .await?;
-                Ok(CreateProjectPayload {
-                    project: Project(project),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "Project")?;
-                Ok(CreateProjectPayload {
-                    project: Project(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let new = NewProject {
+            name: input.name,
+            product_idea: input.product_idea,
+            workflow: input.workflow_id.map(|w| w.0),
+            auto_complete: input.auto_complete,
+        };
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.create_project(principal(ctx), new).await
+        })
         .await
     }
 
@@ -295,140 +195,103 @@ async fn project_transition(
     force: bool,
 ) -> Result<ProjectTransitionPayload> {
     let id = ids::decode(Kind::Project, &input.project_id)?;
-    keyed(
-        ctx,
-        input.idempotency_key.as_deref(),
-        || async {
-            let (project, ev) = services(ctx)
-                .transition_project(principal(ctx), id, to, input.reason.clone(), force)
-                .await?;
-            Ok(ProjectTransitionPayload {
-                project: Project(project),
-                event: Event(ev.into()),
-            })
-        },
-        |events| async move {
-            let (m, ev) = recorded(&events, "Project")?;
-            Ok(ProjectTransitionPayload {
-                project: Project(m),
-                event: Event(ev.into()),
-            })
-        },
-    )
+    keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+        s.transition_project(principal(ctx), id, to, input.reason, force)
+            .await
+    })
     .await
 }
 
 // ---------- tasks ----------
 
-/// Input of `createTask`.
-#[derive(InputObject)]
-pub struct CreateTaskInput {
-    /// The project (must be ACTIVE).
-    pub project_id: ID,
-    /// The persona expected to do it (global id or key).
-    pub persona_id: Option<ID>,
-    /// Short title, 1–200 characters.
-    pub title: String,
-    /// What to do.
-    pub instructions: Option<String>,
-    /// Higher runs first among ready tasks; default 0.
-    #[graphql(default)]
-    pub priority: i32,
-    /// Tasks of the same project that must complete first (duplicates count once).
-    pub depends_on: Option<Vec<ID>>,
-    /// Whether the project needs it done to complete; default true.
-    #[graphql(default = true)]
-    pub required: bool,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `createTask`.
+    CreateTaskInput {
+        /// The project (must be ACTIVE).
+        project_id: ID,
+        /// The persona expected to do it (global id or key).
+        persona_id: Option<ID>,
+        /// Short title, 1–200 characters.
+        title: String,
+        /// What to do.
+        instructions: Option<String>,
+        /// Higher runs first among ready tasks; default 0.
+        #[graphql(default)]
+        priority: i32,
+        /// Tasks of the same project that must complete first (duplicates count once).
+        depends_on: Option<Vec<ID>>,
+        /// Whether the project needs it done to complete; default true.
+        #[graphql(default = true)]
+        required: bool,
+    }
+);
 
-/// Input of `startTask`.
-#[derive(InputObject)]
-pub struct StartTaskInput {
-    /// The task (PENDING, with every dependency COMPLETED or CANCELLED).
-    pub task_id: ID,
-    /// A status message.
-    pub message: Option<String>,
-    /// Start even though dependencies are still open. Admins only
-    /// (`FORBIDDEN` otherwise); logged, and the event lists the dependencies
-    /// it went past (`forcedPastDependencies`).
-    #[graphql(default)]
-    pub force: bool,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `startTask`.
+    StartTaskInput {
+        /// The task (PENDING, with every dependency COMPLETED or CANCELLED).
+        task_id: ID,
+        /// A status message.
+        message: Option<String>,
+        /// Start even though dependencies are still open. Admins only
+        /// (`FORBIDDEN` otherwise); logged, and the event lists the dependencies
+        /// it went past (`forcedPastDependencies`).
+        #[graphql(default)]
+        force: bool,
+    }
+);
 
-/// Input of `reportTaskProgress`.
-#[derive(InputObject)]
-pub struct ReportTaskProgressInput {
-    /// The task (WORKING).
-    pub task_id: ID,
-    /// Progress in percent, 0–100.
-    pub progress: i32,
-    /// Free-form stage label, e.g. `drafting`.
-    pub stage: Option<String>,
-    /// A status message.
-    pub message: Option<String>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `reportTaskProgress`.
+    ReportTaskProgressInput {
+        /// The task (WORKING).
+        task_id: ID,
+        /// Progress in percent, 0–100.
+        progress: i32,
+        /// Free-form stage label, e.g. `drafting`.
+        stage: Option<String>,
+        /// A status message.
+        message: Option<String>,
+    }
+);
 
-/// Input of `completeTask`.
-#[derive(InputObject)]
-pub struct CompleteTaskInput {
-    /// The task (WORKING).
-    pub task_id: ID,
-    /// The result, any JSON.
-    pub output: Option<Json<Value>>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `completeTask`.
+    CompleteTaskInput {
+        /// The task (WORKING).
+        task_id: ID,
+        /// The result, any JSON.
+        output: Option<Json<Value>>,
+    }
+);
 
-/// Input of `failTask`.
-#[derive(InputObject)]
-pub struct FailTaskInput {
-    /// The task (WORKING or WAITING_FOR_HITL).
-    pub task_id: ID,
-    /// What went wrong.
-    pub error: String,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `failTask`.
+    FailTaskInput {
+        /// The task (WORKING or WAITING_FOR_HITL).
+        task_id: ID,
+        /// What went wrong.
+        error: String,
+    }
+);
 
-/// Input of `cancelTask`.
-#[derive(InputObject)]
-pub struct CancelTaskInput {
-    /// The task (PENDING, WORKING or WAITING_FOR_HITL).
-    pub task_id: ID,
-    /// Why, e.g. `skipped: condition not met`.
-    pub reason: Option<String>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `cancelTask`.
+    CancelTaskInput {
+        /// The task (PENDING, WORKING or WAITING_FOR_HITL).
+        task_id: ID,
+        /// Why, e.g. `skipped: condition not met`.
+        reason: Option<String>,
+    }
+);
 
-/// Input of `retryTask`.
-#[derive(InputObject)]
-pub struct RetryTaskInput {
-    /// The task (FAILED).
-    pub task_id: ID,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `retryTask`.
+    RetryTaskInput {
+        /// The task (FAILED).
+        task_id: ID,
+    }
+);
 
 payload!(
     /// Result of `createTask`.
@@ -461,50 +324,22 @@ impl TaskMutation {
         #[graphql(desc = "What to do, field by field on `CreateTaskInput`.")]
         input: CreateTaskInput,
     ) -> Result<CreateTaskPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let s = services(ctx);
-                let p = principal(ctx);
-                let persona_id = match input.persona_id {
-                    Some(per) => Some(s.find_persona(p, &per).await?.id),
-                    None => None,
-                };
-                let depends_on = input
-                    .depends_on
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|d| ids::decode(Kind::Task, d))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let (task, ev) = s
-                    .create_task(
-                        p,
-                        NewTask {
-                            project_id: ids::decode(Kind::Project, &input.project_id)?,
-                            persona_id,
-                            title: input.title,
-                            instructions: input.instructions,
-                            priority: input.priority,
-                            depends_on,
-                            required: input.required,
-                        },
-                    )
-                    .await?;
-                Ok(CreateTaskPayload {
-                    task: Task(task),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "Task")?;
-                Ok(CreateTaskPayload {
-                    task: Task(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let project_id = ids::decode(Kind::Project, &input.project_id)?;
+        let depends_on = ids::decode_all(Kind::Task, input.depends_on.unwrap_or_default())?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let persona_id = s.find_persona_id(p, input.persona_id.as_ref()).await?;
+            let new = NewTask {
+                project_id,
+                persona_id,
+                title: input.title,
+                instructions: input.instructions,
+                priority: input.priority,
+                depends_on,
+                required: input.required,
+            };
+            s.create_task(p, new).await
+        })
         .await
     }
 
@@ -657,134 +492,105 @@ async fn task_verb(
     key: Option<&str>,
 ) -> Result<TaskTransitionPayload> {
     let id = ids::decode(Kind::Task, id)?;
-    keyed(
-        ctx,
-        key,
-        || async {
-            let (task, ev) = services(ctx)
-                .task_verb(principal(ctx), id, verb, change)
-                .await?;
-            Ok(TaskTransitionPayload {
-                task: Task(task),
-                event: Event(ev.into()),
-            })
-        },
-        |events| async move {
-            let (m, ev) = recorded(&events, "Task")?;
-            Ok(TaskTransitionPayload {
-                task: Task(m),
-                event: Event(ev.into()),
-            })
-        },
-    )
+    keyed(ctx, key, |s| async move {
+        s.task_verb(principal(ctx), id, verb, change).await
+    })
     .await
 }
 
 // ---------- HITL, checkpoints, artifacts ----------
 
-/// Input of `requestHitl`.
-#[derive(InputObject)]
-pub struct RequestHitlInput {
-    /// The task (WORKING, or already WAITING_FOR_HITL).
-    pub task_id: ID,
-    /// The question for the human.
-    pub question: String,
-    /// Suggested answers.
-    pub options: Option<Vec<String>>,
-    /// When the question stops being useful (UTC). After it, the request
-    /// can no longer be answered and the sweeper marks it EXPIRED.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// What happens to the task if it expires unanswered; default FAIL_TASK.
-    #[graphql(default_with = "HitlExpiryPolicy::FailTask")]
-    pub on_expiry: HitlExpiryPolicy,
-    /// A JSON Schema the `response` of an APPROVE or AMEND must match; an
-    /// answer that does not is refused with `BAD_USER_INPUT`.
-    pub response_schema: Option<Json<Value>>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `requestHitl`.
+    RequestHitlInput {
+        /// The task (WORKING, or already WAITING_FOR_HITL).
+        task_id: ID,
+        /// The question for the human.
+        question: String,
+        /// Suggested answers.
+        options: Option<Vec<String>>,
+        /// When the question stops being useful (UTC). After it, the request
+        /// can no longer be answered and the sweeper marks it EXPIRED.
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// What happens to the task if it expires unanswered; default FAIL_TASK.
+        #[graphql(default_with = "HitlExpiryPolicy::FailTask")]
+        on_expiry: HitlExpiryPolicy,
+        /// A JSON Schema the `response` of an APPROVE or AMEND must match; an
+        /// answer that does not is refused with `BAD_USER_INPUT`.
+        response_schema: Option<Json<Value>>,
+    }
+);
 
-/// Input of `resolveHitlRequest`.
-#[derive(InputObject)]
-pub struct ResolveHitlRequestInput {
-    /// The request (PENDING).
-    pub request_id: ID,
-    /// The answer.
-    pub decision: HitlDecision,
-    /// A comment, or for AMEND the changes; any JSON.
-    pub response: Option<Json<Value>>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `resolveHitlRequest`.
+    ResolveHitlRequestInput {
+        /// The request (PENDING).
+        request_id: ID,
+        /// The answer.
+        decision: HitlDecision,
+        /// A comment, or for AMEND the changes; any JSON.
+        response: Option<Json<Value>>,
+    }
+);
 
-/// Input of `createCheckpoint`.
-#[derive(InputObject)]
-pub struct CreateCheckpointInput {
-    /// The task.
-    pub task_id: ID,
-    /// The workflow step (or any step label) the state belongs to.
-    pub step_id: String,
-    /// The state to save, any JSON.
-    pub state: Json<Value>,
-    /// The latest version the caller has seen for this step (0 for none).
-    /// When it is not the latest, the write is refused with `CONFLICT`.
-    pub expected_version: Option<i32>,
-    /// Initial status; default IN_PROGRESS.
-    #[graphql(default_with = "CheckpointStatus::InProgress")]
-    pub status: CheckpointStatus,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `createCheckpoint`.
+    CreateCheckpointInput {
+        /// The task.
+        task_id: ID,
+        /// The workflow step (or any step label) the state belongs to.
+        step_id: String,
+        /// The state to save, any JSON.
+        state: Json<Value>,
+        /// The latest version the caller has seen for this step (0 for none).
+        /// When it is not the latest, the write is refused with `CONFLICT`.
+        expected_version: Option<i32>,
+        /// Initial status; default IN_PROGRESS.
+        #[graphql(default_with = "CheckpointStatus::InProgress")]
+        status: CheckpointStatus,
+    }
+);
 
-/// Input of `createArtifact`.
-#[derive(InputObject)]
-pub struct CreateArtifactInput {
-    /// The project (ACTIVE).
-    pub project_id: ID,
-    /// The task that produced it.
-    pub task_id: Option<ID>,
-    /// The persona that produced it; defaults to the task's persona.
-    pub persona_id: Option<ID>,
-    /// What it is.
-    pub kind: ArtifactKind,
-    /// Its name, e.g. `prd.md`; storing the same name again makes a new version.
-    pub name: String,
-    /// The content, any JSON.
-    pub content: Json<Value>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `createArtifact`.
+    CreateArtifactInput {
+        /// The project (ACTIVE).
+        project_id: ID,
+        /// The task that produced it.
+        task_id: Option<ID>,
+        /// The persona that produced it; defaults to the task's persona.
+        persona_id: Option<ID>,
+        /// What it is.
+        kind: ArtifactKind,
+        /// Its name, e.g. `prd.md`; storing the same name again makes a new version.
+        name: String,
+        /// The content, any JSON.
+        content: Json<Value>,
+    }
+);
 
-/// Result of `requestHitl`.
-#[derive(SimpleObject)]
-pub struct RequestHitlPayload {
-    /// The new request.
-    pub hitl_request: HitlRequest,
-    /// The task, now WAITING_FOR_HITL.
-    pub task: Task,
-    /// The `HITL_REQUESTED` event.
-    pub event: Event,
-}
+payload!(
+    /// Result of `requestHitl`.
+    RequestHitlPayload {
+        /// The new request.
+        hitl_request: HitlRequest,
+        /// The task, now WAITING_FOR_HITL.
+        task: Task,
+    }
+    event "The `HITL_REQUESTED` event."
+);
 
-/// Result of `resolveHitlRequest`.
-#[derive(SimpleObject)]
-pub struct ResolveHitlRequestPayload {
-    /// The request in its final state.
-    pub hitl_request: HitlRequest,
-    /// The task: WORKING again, FAILED on rejection, or still waiting for
-    /// its other pending requests.
-    pub task: Task,
-    /// The `HITL_RESOLVED` event.
-    pub event: Event,
-}
+payload!(
+    /// Result of `resolveHitlRequest`.
+    ResolveHitlRequestPayload {
+        /// The request in its final state.
+        hitl_request: HitlRequest,
+        /// The task: WORKING again, FAILED on rejection, or still waiting for
+        /// its other pending requests.
+        task: Task,
+    }
+    event "The `HITL_RESOLVED` event."
+);
 
 payload!(
     /// Result of `createCheckpoint`.
@@ -841,66 +647,54 @@ pub struct ResolveHitlRequestsPayload {
     pub failed_count: i32,
 }
 
-/// Input of `forkFromCheckpoint`.
-#[derive(InputObject)]
-pub struct ForkFromCheckpointInput {
-    /// The checkpoint to branch from.
-    pub checkpoint_id: ID,
-    /// An RFC 7386 merge patch applied to the source's state.
-    pub state_patch: Option<Json<Value>>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `forkFromCheckpoint`.
+    ForkFromCheckpointInput {
+        /// The checkpoint to branch from.
+        checkpoint_id: ID,
+        /// An RFC 7386 merge patch applied to the source's state.
+        state_patch: Option<Json<Value>>,
+    }
+);
 
-/// Input of `updateCheckpointStatus`.
-#[derive(InputObject)]
-pub struct UpdateCheckpointStatusInput {
-    /// The checkpoint.
-    pub checkpoint_id: ID,
-    /// The new status (`IN_PROGRESS → COMPLETED / FAILED / REVERTED`).
-    pub status: CheckpointStatus,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `updateCheckpointStatus`.
+    UpdateCheckpointStatusInput {
+        /// The checkpoint.
+        checkpoint_id: ID,
+        /// The new status (`IN_PROGRESS → COMPLETED / FAILED / REVERTED`).
+        status: CheckpointStatus,
+    }
+);
 
-/// Input of `revertToCheckpoint`.
-#[derive(InputObject)]
-pub struct RevertToCheckpointInput {
-    /// The checkpoint to go back to.
-    pub checkpoint_id: ID,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `revertToCheckpoint`.
+    RevertToCheckpointInput {
+        /// The checkpoint to go back to.
+        checkpoint_id: ID,
+    }
+);
 
-/// Input of `pinCheckpoint`.
-#[derive(InputObject)]
-pub struct PinCheckpointInput {
-    /// The checkpoint.
-    pub checkpoint_id: ID,
-    /// Pin (true) or unpin (false).
-    pub pinned: bool,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `pinCheckpoint`.
+    PinCheckpointInput {
+        /// The checkpoint.
+        checkpoint_id: ID,
+        /// Pin (true) or unpin (false).
+        pinned: bool,
+    }
+);
 
-/// Result of `revertToCheckpoint`.
-#[derive(SimpleObject)]
-pub struct RevertToCheckpointPayload {
-    /// The checkpoint gone back to.
-    pub checkpoint: TaskCheckpoint,
-    /// The later checkpoints of its step now REVERTED (kept, not deleted).
-    pub reverted: Vec<TaskCheckpoint>,
-    /// The `CHECKPOINT_REVERTED` event.
-    pub event: Event,
-}
+payload!(
+    /// Result of `revertToCheckpoint`.
+    RevertToCheckpointPayload {
+        /// The checkpoint gone back to.
+        checkpoint: TaskCheckpoint,
+        /// The later checkpoints of its step now REVERTED (kept, not deleted).
+        reverted: Vec<TaskCheckpoint>,
+    }
+    event "The `CHECKPOINT_REVERTED` event."
+);
 
 /// HITL requests, checkpoints and artifacts.
 #[derive(Default)]
@@ -918,42 +712,17 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `RequestHitlInput`.")]
         input: RequestHitlInput,
     ) -> Result<RequestHitlPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let tid = ids::decode(Kind::Task, &input.task_id)?;
-                let (req, task, ev) = services(ctx)
-                    .request_hitl(
-                        principal(ctx),
-                        crate::service::hitl::NewHitlRequest {
-                            task_id: tid,
-                            question: input.question,
-                            options: input.options.unwrap_or_default(),
-                            expires_at: input.expires_at,
-                            on_expiry: input.on_expiry,
-                            response_schema: input.response_schema.map(|j| j.0),
-                        },
-                    )
-                    .await?;
-                Ok(RequestHitlPayload {
-                    hitl_request: HitlRequest(req),
-                    task: Task(task),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (h, ev) =
-                    recorded::<crate::entity::hitl_request::Model>(&events, "HitlRequest")?;
-                let task = recorded_task_or_current(ctx, &events, h.task_id).await?;
-                Ok(RequestHitlPayload {
-                    hitl_request: HitlRequest(h),
-                    task: Task(task),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let new = crate::service::hitl::NewHitlRequest {
+            task_id: ids::decode(Kind::Task, &input.task_id)?,
+            question: input.question,
+            options: input.options.unwrap_or_default(),
+            expires_at: input.expires_at,
+            on_expiry: input.on_expiry,
+            response_schema: input.response_schema.map(|j| j.0),
+        };
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.request_hitl(principal(ctx), new).await
+        })
         .await
     }
 
@@ -969,37 +738,12 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `ResolveHitlRequestInput`.")]
         input: ResolveHitlRequestInput,
     ) -> Result<ResolveHitlRequestPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::HitlRequest, &input.request_id)?;
-                let (req, task, ev) = services(ctx)
-                    .resolve_hitl(
-                        principal(ctx),
-                        id,
-                        input.decision,
-                        input.response.map(|j| j.0),
-                    )
-                    .await?;
-                Ok(ResolveHitlRequestPayload {
-                    hitl_request: HitlRequest(req),
-                    task: Task(task),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (h, ev) =
-                    recorded::<crate::entity::hitl_request::Model>(&events, "HitlRequest")?;
-                let task = recorded_task_or_current(ctx, &events, h.task_id).await?;
-                Ok(ResolveHitlRequestPayload {
-                    hitl_request: HitlRequest(h),
-                    task: Task(task),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let id = ids::decode(Kind::HitlRequest, &input.request_id)?;
+        let response = input.response.map(|j| j.0);
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.resolve_hitl(principal(ctx), id, input.decision, response)
+                .await
+        })
         .await
     }
 
@@ -1070,35 +814,13 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `CreateCheckpointInput`.")]
         input: CreateCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let tid = ids::decode(Kind::Task, &input.task_id)?;
-                let (cp, ev) = services(ctx)
-                    .create_checkpoint(
-                        principal(ctx),
-                        tid,
-                        input.step_id,
-                        input.state.0,
-                        input.expected_version,
-                        input.status,
-                    )
-                    .await?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let task = ids::decode(Kind::Task, &input.task_id)?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let (step, state) = (input.step_id, input.state.0);
+            s.create_checkpoint(p, task, step, state, input.expected_version, input.status)
+                .await
+        })
         .await
     }
 
@@ -1114,28 +836,11 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `ForkFromCheckpointInput`.")]
         input: ForkFromCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-                let (cp, ev) = services(ctx)
-                    .fork_checkpoint(principal(ctx), id, input.state_patch.map(|j| j.0))
-                    .await?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        let patch = input.state_patch.map(|j| j.0);
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.fork_checkpoint(principal(ctx), id, patch).await
+        })
         .await
     }
 
@@ -1149,28 +854,11 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `UpdateCheckpointStatusInput`.")]
         input: UpdateCheckpointStatusInput,
     ) -> Result<CreateCheckpointPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-                let (cp, ev) = services(ctx)
-                    .update_checkpoint_status(principal(ctx), id, input.status)
-                    .await?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.update_checkpoint_status(principal(ctx), id, input.status)
+                .await
+        })
         .await
     }
 
@@ -1185,57 +873,10 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `RevertToCheckpointInput`.")]
         input: RevertToCheckpointInput,
     ) -> Result<RevertToCheckpointPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-                let (cp, reverted, ev) = services(ctx)
-                    .revert_to_checkpoint(principal(ctx), id)
-                    .await?;
-                Ok(RevertToCheckpointPayload {
-                    checkpoint: TaskCheckpoint(cp),
-                    reverted: reverted.into_iter().map(TaskCheckpoint).collect(),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let ev = events
-                    .into_iter()
-                    .find(|e| e.subject_type == "TaskCheckpoint")
-                    .ok_or_else(|| {
-                        crate::error::AppError::Internal(anyhow::anyhow!(
-                            "idempotent replay found no checkpoint event"
-                        ))
-                    })?;
-                let target = super::types::one(&super::loaders(ctx).checkpoints, ev.subject_id)
-                    .await?
-                    .ok_or_else(|| {
-                        crate::error::AppError::not_found("TaskCheckpoint", ev.subject_id)
-                    })?;
-                let ids: Vec<uuid::Uuid> = ev
-                    .payload
-                    .get("reverted")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default();
-                let mut found = super::loaders(ctx)
-                    .checkpoints
-                    .load_many(ids.iter().copied())
-                    .await
-                    .map_err(super::types::db_err)?;
-                let reverted = ids
-                    .iter()
-                    .filter_map(|i| found.remove(i))
-                    .map(TaskCheckpoint)
-                    .collect();
-                Ok(RevertToCheckpointPayload {
-                    checkpoint: TaskCheckpoint(target),
-                    reverted,
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.revert_to_checkpoint(principal(ctx), id).await
+        })
         .await
     }
 
@@ -1249,28 +890,10 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `PinCheckpointInput`.")]
         input: PinCheckpointInput,
     ) -> Result<CreateCheckpointPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
-                let (cp, ev) = services(ctx)
-                    .pin_checkpoint(principal(ctx), id, input.pinned)
-                    .await?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(cp),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "TaskCheckpoint")?;
-                Ok(CreateCheckpointPayload {
-                    checkpoint: TaskCheckpoint(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.pin_checkpoint(principal(ctx), id, input.pinned).await
+        })
         .await
     }
 
@@ -1284,80 +907,41 @@ impl HitlMutation {
         #[graphql(desc = "What to do, field by field on `CreateArtifactInput`.")]
         input: CreateArtifactInput,
     ) -> Result<CreateArtifactPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let s = services(ctx);
-                let p = principal(ctx);
-                let persona_id = match input.persona_id {
-                    Some(per) => Some(s.find_persona(p, &per).await?.id),
-                    None => None,
-                };
-                let (a, ev) = s
-                    .create_artifact(
-                        p,
-                        NewArtifact {
-                            project_id: ids::decode(Kind::Project, &input.project_id)?,
-                            task_id: input
-                                .task_id
-                                .map(|t| ids::decode(Kind::Task, &t))
-                                .transpose()?,
-                            persona_id,
-                            kind: input.kind,
-                            name: input.name,
-                            content: input.content.0,
-                        },
-                    )
-                    .await?;
-                Ok(CreateArtifactPayload {
-                    artifact: Artifact(a),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let ev = events
-                    .into_iter()
-                    .find(|e| e.subject_type == "Artifact")
-                    .ok_or_else(|| {
-                        crate::error::AppError::Internal(anyhow::anyhow!(
-                            "idempotent replay found no artifact event"
-                        ))
-                    })?;
-                let a = super::types::one(&super::loaders(ctx).artifacts, ev.subject_id)
-                    .await?
-                    .ok_or_else(|| crate::error::AppError::not_found("Artifact", ev.subject_id))?;
-                Ok(CreateArtifactPayload {
-                    artifact: Artifact(a),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let project_id = ids::decode(Kind::Project, &input.project_id)?;
+        let task_id = ids::decode_opt(Kind::Task, input.task_id.as_ref())?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let new = NewArtifact {
+                project_id,
+                task_id,
+                persona_id: s.find_persona_id(p, input.persona_id.as_ref()).await?,
+                kind: input.kind,
+                name: input.name,
+                content: input.content.0,
+            };
+            s.create_artifact(p, new).await
+        })
         .await
     }
 }
 
 // ---------- agents ----------
 
-/// Input of `updateAgentStatus`.
-#[derive(InputObject)]
-pub struct UpdateAgentStatusInput {
-    /// The persona whose agent reports (global id or key, e.g. `dev`).
-    pub persona_id: ID,
-    /// The project it works on.
-    pub project_id: ID,
-    /// What it is doing.
-    pub status: AgentState,
-    /// The task it is on.
-    pub current_task_id: Option<ID>,
-    /// A short message.
-    pub message: Option<String>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `updateAgentStatus`.
+    UpdateAgentStatusInput {
+        /// The persona whose agent reports (global id or key, e.g. `dev`).
+        persona_id: ID,
+        /// The project it works on.
+        project_id: ID,
+        /// What it is doing.
+        status: AgentState,
+        /// The task it is on.
+        current_task_id: Option<ID>,
+        /// A short message.
+        message: Option<String>,
+    }
+);
 
 payload!(
     /// Result of `updateAgentStatus`.
@@ -1376,18 +960,15 @@ pub struct AgentInput {
     pub project_id: ID,
 }
 
-/// Input of `resetAgentStatus`.
-#[derive(InputObject)]
-pub struct ResetAgentStatusInput {
-    /// The persona whose agent it is (global id or key, e.g. `dev`).
-    pub persona_id: ID,
-    /// The project it works on.
-    pub project_id: ID,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `resetAgentStatus`.
+    ResetAgentStatusInput {
+        /// The persona whose agent it is (global id or key, e.g. `dev`).
+        persona_id: ID,
+        /// The project it works on.
+        project_id: ID,
+    }
+);
 
 /// Result of `heartbeat`.
 #[derive(SimpleObject)]
@@ -1440,37 +1021,14 @@ impl AgentMutation {
         #[graphql(desc = "What to do, field by field on `ResetAgentStatusInput`.")]
         input: ResetAgentStatusInput,
     ) -> Result<UpdateAgentStatusPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let s = services(ctx);
-                let p = principal(ctx);
-                let persona = s.find_persona(p, &input.persona_id).await?;
-                let (st, ev) = s
-                    .update_agent_status(
-                        p,
-                        ids::decode(Kind::Project, &input.project_id)?,
-                        persona.id,
-                        AgentState::Idle,
-                        None,
-                        Some(format!("reset by {}", p.user_id)),
-                    )
-                    .await?;
-                Ok(UpdateAgentStatusPayload {
-                    agent_status: AgentStatus(st),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "AgentStatus")?;
-                Ok(UpdateAgentStatusPayload {
-                    agent_status: AgentStatus(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let project = ids::decode(Kind::Project, &input.project_id)?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let persona = s.find_persona(p, &input.persona_id).await?.id;
+            let why = Some(format!("reset by {}", p.user_id));
+            s.update_agent_status(p, project, persona, AgentState::Idle, None, why)
+                .await
+        })
         .await
     }
 
@@ -1484,113 +1042,73 @@ impl AgentMutation {
         #[graphql(desc = "What to do, field by field on `UpdateAgentStatusInput`.")]
         input: UpdateAgentStatusInput,
     ) -> Result<UpdateAgentStatusPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let s = services(ctx);
-                let p = principal(ctx);
-                let persona = s.find_persona(p, &input.persona_id).await?;
-                let (st, ev) = s
-                    .update_agent_status(
-                        p,
-                        ids::decode(Kind::Project, &input.project_id)?,
-                        persona.id,
-                        input.status,
-                        input
-                            .current_task_id
-                            .map(|t| ids::decode(Kind::Task, &t))
-                            .transpose()?,
-                        input.message,
-                    )
-                    .await?;
-                Ok(UpdateAgentStatusPayload {
-                    agent_status: AgentStatus(st),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "AgentStatus")?;
-                Ok(UpdateAgentStatusPayload {
-                    agent_status: AgentStatus(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let project = ids::decode(Kind::Project, &input.project_id)?;
+        let task = ids::decode_opt(Kind::Task, input.current_task_id.as_ref())?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let persona = s.find_persona(p, &input.persona_id).await?.id;
+            s.update_agent_status(p, project, persona, input.status, task, input.message)
+                .await
+        })
         .await
     }
 }
 
 // ---------- sessions ----------
 
-/// Input of `startSession`.
-#[derive(InputObject, Default)]
-pub struct StartSessionInput {
-    /// Display name.
-    pub name: Option<String>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `startSession`.
+    #[derive(Default)]
+    StartSessionInput {
+        /// Display name.
+        name: Option<String>,
+    }
+);
 
-/// Input of `suspendSession`, `resumeSession` and `terminateSession`.
-#[derive(InputObject)]
-pub struct SessionTransitionInput {
-    /// The session.
-    pub session_id: ID,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `suspendSession`, `resumeSession` and `terminateSession`.
+    SessionTransitionInput {
+        /// The session.
+        session_id: ID,
+    }
+);
 
-/// Input of `switchPersona`.
-#[derive(InputObject)]
-pub struct SwitchPersonaInput {
-    /// The session (ACTIVE).
-    pub session_id: ID,
-    /// The persona to switch to (global id or key).
-    pub persona_id: ID,
-    /// State of a newly created context (a JSON object); ignored when the
-    /// persona already has a context in this session.
-    pub initial_state: Option<Json<Value>>,
-    /// A context of the same session to nest the new one under.
-    pub parent_context_id: Option<ID>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `switchPersona`.
+    SwitchPersonaInput {
+        /// The session (ACTIVE).
+        session_id: ID,
+        /// The persona to switch to (global id or key).
+        persona_id: ID,
+        /// State of a newly created context (a JSON object); ignored when the
+        /// persona already has a context in this session.
+        initial_state: Option<Json<Value>>,
+        /// A context of the same session to nest the new one under.
+        parent_context_id: Option<ID>,
+    }
+);
 
-/// Input of `updatePersonaContext`.
-#[derive(InputObject)]
-pub struct UpdatePersonaContextInput {
-    /// The context.
-    pub context_id: ID,
-    /// An RFC 7386 JSON merge patch applied to the state (`null` removes a key).
-    pub state_patch: Json<Value>,
-    /// The tool the persona is now using.
-    pub active_tool: Option<String>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `updatePersonaContext`.
+    UpdatePersonaContextInput {
+        /// The context.
+        context_id: ID,
+        /// An RFC 7386 JSON merge patch applied to the state (`null` removes a key).
+        state_patch: Json<Value>,
+        /// The tool the persona is now using.
+        active_tool: Option<String>,
+    }
+);
 
-/// Input of `appendPersonaContextHistory`.
-#[derive(InputObject)]
-pub struct AppendPersonaContextHistoryInput {
-    /// The context.
-    pub context_id: ID,
-    /// The entry, any JSON (e.g. `{"role": "user", "content": "…"}`).
-    pub entry: Json<Value>,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `appendPersonaContextHistory`.
+    AppendPersonaContextHistoryInput {
+        /// The context.
+        context_id: ID,
+        /// The entry, any JSON (e.g. `{"role": "user", "content": "…"}`).
+        entry: Json<Value>,
+    }
+);
 
 payload!(
     /// Result of `startSession` and the session lifecycle verbs.
@@ -1649,18 +1167,15 @@ pub struct ExportPersonaContextPayload {
     pub snapshot: PersonaContextSnapshot,
 }
 
-/// Input of `importPersonaContext`.
-#[derive(InputObject)]
-pub struct ImportPersonaContextInput {
-    /// The ACTIVE session to import into.
-    pub session_id: ID,
-    /// A snapshot as `exportPersonaContext` returned it.
-    pub snapshot: PersonaContextSnapshot,
-    /// Makes the request safe to retry: a repeat with the same key and the
-    /// same input returns the original result and changes nothing; the same
-    /// key with other input is `CONFLICT`. Per tenant, kept ≥ 24 h; 1–200 chars.
-    pub idempotency_key: Option<String>,
-}
+keyed_input!(
+    /// Input of `importPersonaContext`.
+    ImportPersonaContextInput {
+        /// The ACTIVE session to import into.
+        session_id: ID,
+        /// A snapshot as `exportPersonaContext` returned it.
+        snapshot: PersonaContextSnapshot,
+    }
+);
 
 /// Input of `touchSession` (a heartbeat repeats by design, so it takes no
 /// idempotency key).
@@ -1702,27 +1217,10 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `StartSessionInput`; optional.")]
         input: Option<StartSessionInput>,
     ) -> Result<SessionPayload> {
-        let key = input.as_ref().and_then(|i| i.idempotency_key.clone());
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let (s, ev) = services(ctx)
-                    .start_session(principal(ctx), input.unwrap_or_default().name)
-                    .await?;
-                Ok(SessionPayload {
-                    session: Session(s),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded(&events, "Session")?;
-                Ok(SessionPayload {
-                    session: Session(m),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let input = input.unwrap_or_default();
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.start_session(principal(ctx), input.name).await
+        })
         .await
     }
     /// Records activity in an ACTIVE session: its inactivity deadline moves
@@ -1804,28 +1302,16 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `ImportPersonaContextInput`.")]
         input: ImportPersonaContextInput,
     ) -> Result<PersonaContextPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let sid = ids::decode(Kind::Session, &input.session_id)?;
-                let snap = crate::service::session::ContextSnapshot {
-                    data: input.snapshot.data,
-                    compressed: input.snapshot.compressed,
-                    checksum: input.snapshot.checksum,
-                    size: input.snapshot.size,
-                };
-                let (c, ev) = services(ctx)
-                    .import_context(principal(ctx), sid, &snap)
-                    .await?;
-                Ok(PersonaContextPayload {
-                    context: PersonaContext(c),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| replay_context(ctx, events),
-        )
+        let session = ids::decode(Kind::Session, &input.session_id)?;
+        let snap = crate::service::session::ContextSnapshot {
+            data: input.snapshot.data,
+            compressed: input.snapshot.compressed,
+            checksum: input.snapshot.checksum,
+            size: input.snapshot.size,
+        };
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.import_context(principal(ctx), session, &snap).await
+        })
         .await
     }
 
@@ -1875,54 +1361,14 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `SwitchPersonaInput`.")]
         input: SwitchPersonaInput,
     ) -> Result<SwitchPersonaPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let s = services(ctx);
-                let p = principal(ctx);
-                let persona = s.find_persona(p, &input.persona_id).await?;
-                let (sess, c, ev) = s
-                    .switch_persona(
-                        p,
-                        ids::decode(Kind::Session, &input.session_id)?,
-                        persona.id,
-                        input.initial_state.map(|j| j.0),
-                        input
-                            .parent_context_id
-                            .map(|c| ids::decode(Kind::PersonaContext, &c))
-                            .transpose()?,
-                    )
-                    .await?;
-                Ok(SwitchPersonaPayload {
-                    session: Session(sess),
-                    context: PersonaContext(c),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| async move {
-                let (m, ev) = recorded::<crate::entity::session::Model>(&events, "Session")?;
-                let cid = ev
-                    .payload
-                    .get("toContextId")
-                    .and_then(|v| v.as_str())
-                    .and_then(|v| uuid::Uuid::parse_str(v).ok())
-                    .ok_or_else(|| {
-                        crate::error::AppError::Internal(anyhow::anyhow!(
-                            "switch event without context"
-                        ))
-                    })?;
-                let c = super::types::one(&super::loaders(ctx).contexts, cid)
-                    .await?
-                    .ok_or_else(|| crate::error::AppError::not_found("PersonaContext", cid))?;
-                Ok(SwitchPersonaPayload {
-                    session: Session(m),
-                    context: PersonaContext(c),
-                    event: Event(ev.into()),
-                })
-            },
-        )
+        let session = ids::decode(Kind::Session, &input.session_id)?;
+        let parent = ids::decode_opt(Kind::PersonaContext, input.parent_context_id.as_ref())?;
+        let state = input.initial_state.map(|j| j.0);
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let persona = s.find_persona(p, &input.persona_id).await?.id;
+            s.switch_persona(p, session, persona, state, parent).await
+        })
         .await
     }
     /// Merges a patch into a context's state.
@@ -1935,27 +1381,12 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `UpdatePersonaContextInput`.")]
         input: UpdatePersonaContextInput,
     ) -> Result<PersonaContextPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
-                let (c, ev) = services(ctx)
-                    .update_persona_context(
-                        principal(ctx),
-                        id,
-                        input.state_patch.0,
-                        input.active_tool.map(Some),
-                    )
-                    .await?;
-                Ok(PersonaContextPayload {
-                    context: PersonaContext(c),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| replay_context(ctx, events),
-        )
+        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+        let tool = input.active_tool.map(Some);
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.update_persona_context(principal(ctx), id, input.state_patch.0, tool)
+                .await
+        })
         .await
     }
     /// Appends to a context's conversation history (bounded; the oldest
@@ -1969,22 +1400,11 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `AppendPersonaContextHistoryInput`.")]
         input: AppendPersonaContextHistoryInput,
     ) -> Result<PersonaContextPayload> {
-        let key = input.idempotency_key.clone();
-        keyed(
-            ctx,
-            key.as_deref(),
-            || async move {
-                let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
-                let (c, ev) = services(ctx)
-                    .append_context_history(principal(ctx), id, input.entry.0)
-                    .await?;
-                Ok(PersonaContextPayload {
-                    context: PersonaContext(c),
-                    event: Event(ev.into()),
-                })
-            },
-            |events| replay_context(ctx, events),
-        )
+        let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.append_context_history(principal(ctx), id, input.entry.0)
+                .await
+        })
         .await
     }
 }
@@ -1995,26 +1415,9 @@ async fn session_transition(
     to: SessionStatus,
 ) -> Result<SessionPayload> {
     let id = ids::decode(Kind::Session, &input.session_id)?;
-    keyed(
-        ctx,
-        input.idempotency_key.as_deref(),
-        || async {
-            let (s, ev) = services(ctx)
-                .transition_session(principal(ctx), id, to)
-                .await?;
-            Ok(SessionPayload {
-                session: Session(s),
-                event: Event(ev.into()),
-            })
-        },
-        |events| async move {
-            let (m, ev) = recorded(&events, "Session")?;
-            Ok(SessionPayload {
-                session: Session(m),
-                event: Event(ev.into()),
-            })
-        },
-    )
+    keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+        s.transition_session(principal(ctx), id, to).await
+    })
     .await
 }
 
@@ -2108,17 +1511,12 @@ impl CatalogMutation {
         let pack = &report.pack;
         // The answer is read back from the catalog either way, so a replay
         // only has to skip the write.
-        keyed(
-            ctx,
-            input.idempotency_key.as_deref(),
-            || async {
-                if has_items {
-                    s.import_catalog(p, pack).await?;
-                }
-                Ok(())
-            },
-            |_| async { Ok(()) },
-        )
+        keyed::<(), _, _, _>(ctx, input.idempotency_key.as_deref(), |s| async move {
+            if has_items {
+                s.import_catalog(p, pack).await?;
+            }
+            Ok(())
+        })
         .await?;
         let mut personas = vec![];
         for d in &report.pack.personas {

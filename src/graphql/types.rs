@@ -23,6 +23,45 @@ use crate::error::AppError;
 use crate::ids::{Kind, encode};
 use crate::service::query::{Completion as CompletionData, page_size};
 
+/// An output type that wraps what the service layer returns, so a payload
+/// can be built from a service result (see `payload!`).
+pub trait Wraps {
+    /// What the service returns.
+    type Model;
+    /// Wraps it.
+    fn wrap(m: Self::Model) -> Self;
+}
+
+/// Output types that are a newtype over an entity model.
+macro_rules! wraps {
+    ($($t:ident => $m:ty),* $(,)?) => {$(
+        impl Wraps for $t {
+            type Model = $m;
+            fn wrap(m: $m) -> Self {
+                $t(m)
+            }
+        }
+    )*};
+}
+
+wraps!(
+    Project => project::Model,
+    Task => task::Model,
+    Session => session::Model,
+    PersonaContext => persona_context::Model,
+    TaskCheckpoint => task_checkpoint::Model,
+    HitlRequest => hitl_request::Model,
+    Artifact => artifact::Model,
+    AgentStatus => agent_status::Model,
+);
+
+impl<T: Wraps> Wraps for Vec<T> {
+    type Model = Vec<T::Model>;
+    fn wrap(m: Self::Model) -> Self {
+        m.into_iter().map(T::wrap).collect()
+    }
+}
+
 /// A list page in Relay form with `totalCount`; its nodes resolve through
 /// [`Fast`] (schema unchanged).
 pub type Conn<T> = Connection<String, Fast<T>, TotalCount>;

@@ -102,6 +102,19 @@ impl Services {
         Ok(counts)
     }
 
+    /// The id of an optional persona given by global id or key; `NOT_FOUND`
+    /// when given and unknown.
+    pub async fn find_persona_id<S: AsRef<str>>(
+        &self,
+        p: &Principal,
+        id_or_key: Option<S>,
+    ) -> AppResult<Option<Uuid>> {
+        match id_or_key {
+            Some(k) => Ok(Some(self.find_persona(p, k.as_ref()).await?.id)),
+            None => Ok(None),
+        }
+    }
+
     /// A persona by global id or catalog key (`analyst`), the tenant's own
     /// before the built-in one.
     pub async fn find_persona(&self, p: &Principal, id_or_key: &str) -> AppResult<persona::Model> {

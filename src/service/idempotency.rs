@@ -6,20 +6,30 @@
 //! of the events the change appended — is written **in the same
 //! transaction** as the change (see `Tx::commit`), so the key exists exactly
 //! when the change does. A repeat with the same key and the same arguments
-//! changes nothing and returns the original result, rebuilt from those
-//! events; the same key with other arguments is a `CONFLICT`. Keys are per
-//! tenant and kept at least 24 hours (the sweeper drops them after 25).
+//! changes nothing and returns the original result, rebuilt here from those
+//! events ([`Replay`]); the same key with other arguments is a `CONFLICT`.
+//! Keys are per tenant and kept at least 24 hours (the sweeper drops them
+//! after 25).
 //!
-//! The claim travels to `Services::begin` in a task-local, so service
-//! signatures stay as they are; a mutation that opens more than one write
-//! transaction must not take a key (the second commit would collide).
+//! [`Services::keyed`] hands the mutation a [`Services`] that carries the
+//! claim; every transaction begun through it records the key at commit, so
+//! a mutation that committed twice under one key would collide with
+//! itself (`CONFLICT`) rather than record half of its change.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
 
 use super::Services;
 use crate::auth::Principal;
-use crate::entity::{event, idempotency_key};
+use crate::entity::{
+    agent_status, artifact, event, hitl_request, idempotency_key, persona_context, project,
+    session, task, task_checkpoint,
+};
 use crate::error::{AppError, AppResult};
+use crate::ids::Kind;
 
 /// The key a running mutation has claimed.
 #[derive(Debug, Clone)]
@@ -30,11 +40,6 @@ pub struct Claim {
     pub operation: String,
     /// SHA-256 (hex) of the operation and its arguments.
     pub request_hash: String,
-}
-
-tokio::task_local! {
-    /// The claim of the mutation running on this task, if any.
-    pub static CLAIM: Claim;
 }
 
 /// How long keys are kept at least.
@@ -95,6 +100,57 @@ impl Services {
         Ok(Lookup::Replay(events))
     }
 
+    /// Runs a mutation under an idempotency key, or rebuilds the result of
+    /// the first run with that key. `operation` is the mutation's name and
+    /// `request` its arguments (the key included): the pair identifies the
+    /// request. `run` gets the services to write through; without a key it
+    /// simply runs.
+    pub async fn keyed<R, Run, Fut>(
+        &self,
+        p: &Principal,
+        key: Option<&str>,
+        (operation, request): (&str, &serde_json::Value),
+        run: Run,
+    ) -> AppResult<R>
+    where
+        R: Replay,
+        Run: FnOnce(Services) -> Fut,
+        Fut: Future<Output = AppResult<R>>,
+    {
+        let Some(key) = key else {
+            return run(self.clone()).await;
+        };
+        match self.idempotency_lookup(p, key, operation, request).await? {
+            Lookup::New(claim) => {
+                run(Services {
+                    inner: self.inner.clone(),
+                    claim: Some(Arc::new(claim)),
+                })
+                .await
+            }
+            Lookup::Replay(events) => R::replay(self, p, &events).await,
+        }
+    }
+
+    /// The row `id` of the caller's tenant as it is now.
+    async fn current<E>(
+        &self,
+        p: &Principal,
+        tenant: E::Column,
+        kind: Kind,
+        id: Uuid,
+    ) -> AppResult<E::Model>
+    where
+        E: EntityTrait,
+        E::PrimaryKey: sea_orm::PrimaryKeyTrait<ValueType = Uuid>,
+    {
+        E::find_by_id(id)
+            .filter(tenant.eq(p.tenant_id))
+            .one(&self.reader(p.tenant_id))
+            .await?
+            .ok_or_else(|| AppError::not_found(kind.name(), id))
+    }
+
     /// Drops keys older than [`KEEP`]. Returns how many.
     pub async fn prune_idempotency_keys(&self) -> AppResult<u64> {
         let res = idempotency_key::Entity::delete_many()
@@ -105,9 +161,184 @@ impl Services {
     }
 }
 
-/// The claim of the running task, if any.
-pub fn current_claim() -> Option<Claim> {
-    CLAIM.try_with(|c| c.clone()).ok()
+/// A keyed mutation's result, rebuilt on a repeat from the events the first
+/// run appended (in order) — from the object snapshot an event carries, or,
+/// where events record a summary, from the object as it is now.
+pub trait Replay: Sized {
+    /// Rebuilds the result.
+    fn replay(
+        s: &Services,
+        p: &Principal,
+        events: &[event::Model],
+    ) -> impl Future<Output = AppResult<Self>> + Send;
+}
+
+/// The first event about a `kind` of object.
+fn first(events: &[event::Model], kind: Kind) -> AppResult<event::Model> {
+    events
+        .iter()
+        .find(|e| e.subject_type == kind.name())
+        .cloned()
+        .ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "idempotent replay found no {} event",
+                kind.name()
+            ))
+        })
+}
+
+/// The first event about a `kind` of object and the snapshot it recorded
+/// of the object right after the change.
+fn snapshot<M: serde::de::DeserializeOwned>(
+    events: &[event::Model],
+    kind: Kind,
+) -> AppResult<(M, event::Model)> {
+    let e = first(events, kind)?;
+    let m = serde_json::from_value(e.payload.clone()).map_err(|err| {
+        AppError::Internal(anyhow::anyhow!(
+            "idempotent replay: {} event {} holds no snapshot: {err}",
+            kind.name(),
+            e.seq
+        ))
+    })?;
+    Ok((m, e))
+}
+
+/// Objects whose events carry a whole-row snapshot.
+macro_rules! replayed_from_snapshot {
+    ($($model:ty => $kind:expr),* $(,)?) => {$(
+        impl Replay for ($model, event::Model) {
+            async fn replay(_: &Services, _: &Principal, events: &[event::Model]) -> AppResult<Self> {
+                snapshot(events, $kind)
+            }
+        }
+    )*};
+}
+
+replayed_from_snapshot!(
+    project::Model => Kind::Project,
+    task::Model => Kind::Task,
+    task_checkpoint::Model => Kind::TaskCheckpoint,
+    agent_status::Model => Kind::AgentStatus,
+    session::Model => Kind::Session,
+);
+
+/// `importCatalog`: its answer is read back from the catalog either way,
+/// so a repeat only has to skip the write.
+impl Replay for () {
+    async fn replay(_: &Services, _: &Principal, _: &[event::Model]) -> AppResult<Self> {
+        Ok(())
+    }
+}
+
+/// `requestHitl`, `resolveHitlRequest`: the request's snapshot and the task
+/// as the change left it (as it is now when the change did not move it).
+impl Replay for (hitl_request::Model, task::Model, event::Model) {
+    async fn replay(s: &Services, p: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let (h, ev) = snapshot::<hitl_request::Model>(events, Kind::HitlRequest)?;
+        let task = match snapshot::<task::Model>(events, Kind::Task) {
+            Ok((t, _)) => t,
+            Err(_) => {
+                s.current::<task::Entity>(p, task::Column::TenantId, Kind::Task, h.task_id)
+                    .await?
+            }
+        };
+        Ok((h, task, ev))
+    }
+}
+
+/// `createArtifact`: artifact events record a summary, never the content.
+impl Replay for (artifact::Model, event::Model) {
+    async fn replay(s: &Services, p: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let ev = first(events, Kind::Artifact)?;
+        let a = s
+            .current::<artifact::Entity>(
+                p,
+                artifact::Column::TenantId,
+                Kind::Artifact,
+                ev.subject_id,
+            )
+            .await?;
+        Ok((a, ev))
+    }
+}
+
+/// Persona context changes: context events record a summary, not the
+/// whole state, so the context is returned as it is now.
+impl Replay for (persona_context::Model, event::Model) {
+    async fn replay(s: &Services, p: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let ev = first(events, Kind::PersonaContext)?;
+        let c = s
+            .current::<persona_context::Entity>(
+                p,
+                persona_context::Column::TenantId,
+                Kind::PersonaContext,
+                ev.subject_id,
+            )
+            .await?;
+        Ok((c, ev))
+    }
+}
+
+/// `switchPersona`: the session's snapshot and the context the event
+/// switched to (`toContextId`), as it is now.
+impl Replay for (session::Model, persona_context::Model, event::Model) {
+    async fn replay(s: &Services, p: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let (sess, ev) = snapshot::<session::Model>(events, Kind::Session)?;
+        let cid = ev
+            .payload
+            .get("toContextId")
+            .and_then(|v| v.as_str())
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("switch event without context")))?;
+        let c = s
+            .current::<persona_context::Entity>(
+                p,
+                persona_context::Column::TenantId,
+                Kind::PersonaContext,
+                cid,
+            )
+            .await?;
+        Ok((sess, c, ev))
+    }
+}
+
+/// `revertToCheckpoint`: the target and the versions it reverted
+/// (`reverted`, in the event's order), as they are now.
+impl Replay
+    for (
+        task_checkpoint::Model,
+        Vec<task_checkpoint::Model>,
+        event::Model,
+    )
+{
+    async fn replay(s: &Services, p: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let ev = first(events, Kind::TaskCheckpoint)?;
+        let target = s
+            .current::<task_checkpoint::Entity>(
+                p,
+                task_checkpoint::Column::TenantId,
+                Kind::TaskCheckpoint,
+                ev.subject_id,
+            )
+            .await?;
+        let ids: Vec<Uuid> = ev
+            .payload
+            .get("reverted")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let mut found: std::collections::HashMap<Uuid, task_checkpoint::Model> =
+            task_checkpoint::Entity::find()
+                .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
+                .filter(task_checkpoint::Column::Id.is_in(ids.iter().copied()))
+                .all(&s.reader(p.tenant_id))
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect();
+        let reverted = ids.iter().filter_map(|i| found.remove(i)).collect();
+        Ok((target, reverted, ev))
+    }
 }
 
 #[cfg(test)]
@@ -115,10 +346,5 @@ mod tests {
     #[test]
     fn keep_is_at_least_a_day() {
         assert!(super::KEEP >= chrono::Duration::hours(24));
-    }
-
-    #[test]
-    fn no_claim_outside_a_scope() {
-        assert!(super::current_claim().is_none());
     }
 }

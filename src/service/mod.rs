@@ -113,6 +113,10 @@ pub fn json_longer_than(value: &Json, max: usize) -> bool {
 #[derive(Clone)]
 pub struct Services {
     inner: Arc<Inner>,
+    /// The idempotency key a keyed mutation runs under
+    /// ([`Services::keyed`]); every transaction begun through this handle
+    /// records it at commit.
+    claim: Option<Arc<idempotency::Claim>>,
 }
 
 struct Inner {
@@ -336,6 +340,7 @@ impl Services {
                 sqlite_writer,
                 sessions,
             }),
+            claim: None,
         }
     }
 
@@ -474,7 +479,7 @@ impl Services {
             bus: &self.inner.bus,
             principal,
             pending: Vec::new(),
-            claim: idempotency::current_claim(),
+            claim: self.claim.as_deref().cloned(),
         })
     }
 }
