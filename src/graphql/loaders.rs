@@ -189,7 +189,7 @@ pub struct PageKey {
 
 /// The columns of a child row a page reads, by position in the entity's
 /// `Column` enum (its model's field order): all of them, or only those
-/// the page's selection reads (`Task::columns_of` in `graphql/types.rs`).
+/// the page's selection reads (`Task::columns_of` in `graphql/task.rs`).
 ///
 /// Why: a nested page is the biggest result a query reads, and on
 /// PostgreSQL most of its cost, in the database and in decoding, is per

@@ -3,18 +3,30 @@
 
 #[macro_use]
 mod macros;
+pub mod agent;
+pub mod analytics;
+pub mod artifact;
 pub mod batch;
+pub mod catalog;
+pub mod checkpoint;
 pub mod codes;
+pub mod event;
 pub mod fast;
+pub mod hitl;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod node;
 pub mod observe;
 pub mod persisted;
+pub mod persona_context;
 pub mod pipeline;
-pub mod query;
+pub mod project;
+pub mod schema;
+pub mod session;
 pub mod share;
 pub mod subscription;
+pub mod task;
 pub mod types;
 
 use std::time::Duration;
@@ -27,7 +39,7 @@ use crate::service::Services;
 use batch::Batching;
 
 /// The schema type served at `/graphql`.
-pub type AppSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
+pub type AppSchema = Schema<schema::Query, schema::Mutation, schema::Subscription>;
 
 /// Builds the schema over the services with the default limits.
 pub fn build_schema(services: Services) -> AppSchema {
@@ -102,9 +114,9 @@ pub fn build_schemas_with(
     };
     let build = |extension: Option<pipeline::Pipeline>| {
         let mut builder = Schema::build(
-            query::Query::default(),
-            mutation::Mutation::default(),
-            subscription::Subscription,
+            schema::Query::default(),
+            schema::Mutation::default(),
+            schema::Subscription::default(),
         );
         builder = match extension {
             Some(p) => builder.extension(p),
@@ -148,9 +160,9 @@ pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
 /// sorting rules and a reviewer finds a field where they expect it.
 pub fn sdl() -> String {
     Schema::build(
-        query::Query::default(),
-        mutation::Mutation::default(),
-        subscription::Subscription,
+        schema::Query::default(),
+        schema::Mutation::default(),
+        schema::Subscription::default(),
     )
     .finish()
     .sdl_with_options(

@@ -2,38 +2,16 @@
 //! given cursor, then follows new commits, with no gap and no duplicate (see
 //! `crate::events`). Each item carries its cursor.
 
-use std::sync::{Arc, Mutex};
-
-use async_graphql::{Context, ID, Result, Subscription as SubscriptionDerive};
-use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
-
-use super::types::{
-    AgentStatusUpdate, ArtifactUpdate, Event, HitlRequestUpdate, TaskUpdate, seq_cursor,
-};
+use super::types::seq_cursor;
 use super::{principal, services};
 use crate::domain::EventType;
 use crate::error::AppError;
 use crate::events::{EventBus, EventFilter, stream};
 use crate::ids::{self, Kind};
-
-/// The subscription root: live streams of the tenant's events that resume
-/// from a cursor without a gap.
-#[derive(async_graphql::Description)]
-pub struct Subscription;
-
-/// The event types of `taskUpdated` and its query twin `taskUpdates`.
-pub(crate) const TASK_EVENTS: [EventType; 9] = [
-    EventType::TaskCreated,
-    EventType::TaskStarted,
-    EventType::TaskProgress,
-    EventType::TaskWaitingForHitl,
-    EventType::TaskResumed,
-    EventType::TaskCompleted,
-    EventType::TaskFailed,
-    EventType::TaskCancelled,
-    EventType::TaskRetried,
-];
+use async_graphql::{Context, ID, Result};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use std::sync::{Arc, Mutex};
 
 /// One operation's events as its root field streams them.
 pub type EventStream = BoxStream<'static, Result<Arc<crate::entity::event::Model>, AppError>>;
@@ -89,7 +67,7 @@ impl OneItem {
 }
 
 /// Whether this execution streams one given item (see [`OneItem`]).
-fn one_item(ctx: &Context<'_>) -> bool {
+pub(crate) fn one_item(ctx: &Context<'_>) -> bool {
     ctx.data_opt::<Arc<OneItem>>().is_some()
 }
 
@@ -100,7 +78,7 @@ fn parse_after(after: Option<String>) -> Result<Option<i64>, AppError> {
     }
 }
 
-async fn events_of(
+pub(crate) async fn events_of(
     ctx: &Context<'_>,
     project_id: Option<ID>,
     types: Vec<EventType>,
@@ -152,115 +130,9 @@ async fn events_of(
 }
 
 /// Wraps each event of a stream in its GraphQL item type.
-fn items<T>(
+pub(crate) fn items<T>(
     s: impl Stream<Item = Result<Arc<crate::entity::event::Model>, AppError>>,
     wrap: fn(Arc<crate::entity::event::Model>) -> T,
 ) -> impl Stream<Item = Result<T>> {
     s.map(move |r| r.map(wrap).map_err(async_graphql::Error::from))
-}
-
-#[SubscriptionDerive(use_type_description)]
-impl Subscription {
-    /// Every event of the caller's tenant, optionally narrowed, in sequence
-    /// order. `after` is the cursor of the last event already seen (`"0"`
-    /// replays the whole log); omitted or `"HEAD"`, the stream starts with
-    /// the next commit.
-    async fn events(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-        #[graphql(desc = "Only events of this project.")] project_id: Option<ID>,
-        #[graphql(desc = "Only events of these types.")] types: Option<Vec<EventType>>,
-    ) -> Result<impl Stream<Item = Result<Event>>> {
-        let s = events_of(ctx, project_id, types.unwrap_or_default(), after, None).await?;
-        Ok(items(s, Event))
-    }
-
-    /// Task changes of a project (created, started, progress, waiting,
-    /// resumed, completed, failed, cancelled, retried), as events: the
-    /// payload holds the task as it was right after the change and `task`
-    /// resolves it as it is now.
-    async fn task_updated(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<TaskUpdate>>> {
-        let types = TASK_EVENTS.to_vec();
-        let s = events_of(ctx, Some(project_id), types, after, None).await?;
-        Ok(items(s, TaskUpdate))
-    }
-
-    /// Artifacts stored in a project.
-    async fn artifact_created(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<ArtifactUpdate>>> {
-        let s = events_of(
-            ctx,
-            Some(project_id),
-            vec![EventType::ArtifactCreated],
-            after,
-            None,
-        )
-        .await?;
-        Ok(items(s, ArtifactUpdate))
-    }
-
-    /// Agent status changes in a project, optionally of one persona.
-    async fn agent_status_changed(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Only this persona (global id or key).")] persona_id: Option<ID>,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<AgentStatusUpdate>>> {
-        let persona = match persona_id {
-            Some(p) if !one_item(ctx) => Some(
-                Box::pin(services(ctx).find_persona(principal(ctx), &p))
-                    .await?
-                    .id,
-            ),
-            _ => None,
-        };
-        let s = events_of(
-            ctx,
-            Some(project_id),
-            vec![EventType::AgentStatusChanged],
-            after,
-            persona,
-        )
-        .await?;
-        Ok(items(s, AgentStatusUpdate))
-    }
-
-    /// HITL requests opened in a project.
-    async fn hitl_requested(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<HitlRequestUpdate>>> {
-        let s = events_of(
-            ctx,
-            Some(project_id),
-            vec![EventType::HitlRequested],
-            after,
-            None,
-        )
-        .await?;
-        Ok(items(s, HitlRequestUpdate))
-    }
 }

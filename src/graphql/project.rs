@@ -1,0 +1,439 @@
+//! Projects: the `Project` type, its queries and its lifecycle verbs.
+
+use async_graphql::{Context, ID, InputObject, Object, Result};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use super::limits::Counted;
+use super::loaders::{Columns, Rel};
+use super::mutation::keyed;
+use super::types::*;
+use super::{ADMIN, OPERATOR, loaders, principal, services};
+use crate::domain::ProjectStatus;
+use crate::entity::project;
+use crate::ids::{self, Kind, encode};
+use crate::service::project::NewProject;
+use crate::service::query::{Completion as CompletionData, page};
+
+/// One product being built, with its tasks, artifacts and event history.
+#[derive(async_graphql::Description)]
+pub struct Project(pub project::Model);
+
+#[Object(use_type_description)]
+impl Project {
+    /// Global id.
+    pub(crate) async fn id(&self) -> ID {
+        encode(Kind::Project, self.0.id)
+    }
+    /// Display name.
+    async fn name(&self) -> Counted<&str> {
+        Counted(&self.0.name)
+    }
+    /// The product idea in the user's words.
+    async fn product_idea(&self) -> Counted<Option<&str>> {
+        Counted(self.0.product_idea.as_deref())
+    }
+    /// Lifecycle state: `ACTIVE → COMPLETED / FAILED / CANCELLED`.
+    async fn status(&self) -> ProjectStatus {
+        self.0.status
+    }
+    /// Whether the project completes by itself when its last required task
+    /// completes.
+    async fn auto_complete(&self) -> bool {
+        self.0.auto_complete
+    }
+    /// States this project may move to next (empty when terminal), so a UI
+    /// need not copy the state machine.
+    async fn allowed_transitions(&self) -> Vec<ProjectStatus> {
+        self.0.status.allowed_transitions().to_vec()
+    }
+    /// The workflow the project was started with, if any.
+    async fn workflow(&self, ctx: &Context<'_>) -> Result<Option<Workflow>> {
+        let Some(id) = self.0.workflow_id else {
+            return Ok(None);
+        };
+        Ok(one(&loaders(ctx).workflows, id).await?.map(Workflow))
+    }
+    /// Who created it.
+    async fn created_by(&self) -> Counted<&str> {
+        Counted(&self.0.created_by)
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// When it reached a terminal state.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// Seconds this project's tasks have waited for humans: the sum over its
+    /// HITL requests of the time from asking to answer (to now while
+    /// pending).
+    async fn human_wait_seconds(&self, ctx: &Context<'_>) -> Result<f64> {
+        match &loaders(ctx).human_wait {
+            Some(l) => Ok(one(l, self.0.id).await?.unwrap_or(0.0)),
+            None => Ok(0.0),
+        }
+    }
+    /// HITL requests of this project waiting for a human, for dashboards.
+    async fn pending_hitl_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        Ok(
+            one(&loaders(ctx).counts, (Rel::ProjectPendingHitl, self.0.id))
+                .await?
+                .unwrap_or(0),
+        )
+    }
+    /// How far the project is, computed from its tasks.
+    async fn completion(&self, ctx: &Context<'_>) -> Result<Completion> {
+        Ok(Completion(
+            loaders(ctx)
+                .completions
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default(),
+        ))
+    }
+    /// Tasks in creation order (which, for a workflow, is step order).
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<Task>> {
+        child_page(
+            &loaders(ctx).task_pages,
+            (Rel::ProjectTasks, self.0.id, first, after),
+            Task::columns_read(&ctx.field()),
+            |m| m.id.to_string(),
+            Task,
+        )
+        .await
+    }
+    /// Artifacts, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn artifacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<Artifact>> {
+        child_page(
+            &loaders(ctx).artifact_pages,
+            (Rel::ProjectArtifacts, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            Artifact,
+        )
+        .await
+    }
+    /// HITL requests, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn hitl_requests(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        child_page(
+            &loaders(ctx).hitl_pages,
+            (Rel::ProjectHitl, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            HitlRequest,
+        )
+        .await
+    }
+    /// The project's event log, in sequence order.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Event cursor (sequence number) of the last event already seen.")]
+        after: Option<String>,
+    ) -> Result<Conn<Event>> {
+        child_page(
+            &loaders(ctx).event_pages,
+            (Rel::ProjectEvents, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.seq.to_string(),
+            Event::from,
+        )
+        .await
+    }
+    /// The agents working on this project and what they are doing.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn agent_statuses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<AgentStatus>> {
+        child_page(
+            &loaders(ctx).agent_pages,
+            (Rel::ProjectAgents, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            AgentStatus,
+        )
+        .await
+    }
+}
+
+/// Progress of a project, counted over its tasks.
+#[derive(async_graphql::Description)]
+pub struct Completion(pub CompletionData);
+
+#[Object(use_type_description)]
+impl Completion {
+    /// Every task of the project.
+    async fn total_tasks(&self) -> i64 {
+        self.0.total
+    }
+    /// Tasks COMPLETED.
+    async fn completed_tasks(&self) -> i64 {
+        self.0.completed
+    }
+    /// Tasks FAILED.
+    async fn failed_tasks(&self) -> i64 {
+        self.0.failed
+    }
+    /// Tasks CANCELLED (skipped optional or conditional work).
+    async fn cancelled_tasks(&self) -> i64 {
+        self.0.cancelled
+    }
+    /// Completed share of the tasks that count, in percent (0–100, one
+    /// decimal). Cancelled tasks leave the denominator: skipped work is not
+    /// missing work.
+    async fn percentage(&self) -> f64 {
+        self.0.percentage()
+    }
+}
+
+/// Filter of `projects`.
+#[derive(InputObject, Default)]
+pub struct ProjectFilter {
+    /// Only projects in one of these states.
+    pub status: Option<Vec<ProjectStatus>>,
+    /// Only projects whose name contains this text, ignoring ASCII case
+    /// (`%` and `_` match themselves).
+    pub name_contains: Option<String>,
+}
+
+/// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both
+/// back-ends agree (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    Expr::expr(Func::lower(Expr::col((
+        project::Entity,
+        project::Column::Name,
+    ))))
+    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+}
+
+keyed_input!(
+    /// Input of `createProject`.
+    CreateProjectInput {
+        /// Display name, 1–200 characters.
+        name: String,
+        /// The product idea in the user's words.
+        product_idea: Option<String>,
+        /// A workflow id or key (e.g. `greenfield-service`): its work steps
+        /// become the project's tasks, with dependencies.
+        workflow_id: Option<ID>,
+        /// Complete the project automatically when its last required task
+        /// completes. Default: true with a workflow, false without (an ad-hoc
+        /// project grows task by task and is completed by hand).
+        auto_complete: Option<bool>,
+    }
+);
+
+keyed_input!(
+    /// Input of `completeProject`, `failProject` and `cancelProject`.
+    ProjectTransitionInput {
+        /// The project.
+        project_id: ID,
+        /// Why, recorded in the event.
+        reason: Option<String>,
+    }
+);
+
+payload!(
+    /// Result of `createProject`.
+    CreateProjectPayload {
+        /// The new project.
+        project: Project,
+    }
+);
+
+payload!(
+    /// Result of a project lifecycle verb.
+    ProjectTransitionPayload {
+        /// The project in its new state.
+        project: Project,
+    }
+);
+
+async fn project_transition(
+    ctx: &Context<'_>,
+    input: ProjectTransitionInput,
+    to: ProjectStatus,
+    force: bool,
+) -> Result<ProjectTransitionPayload> {
+    let id = ids::decode(Kind::Project, &input.project_id)?;
+    keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+        s.transition_project(principal(ctx), id, to, input.reason, force)
+            .await
+    })
+    .await
+}
+
+/// Project queries.
+#[derive(Default)]
+pub struct ProjectQuery;
+
+#[Object]
+impl ProjectQuery {
+    /// A project by id; null when it does not exist for the caller.
+    async fn project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] id: ID,
+    ) -> Result<Option<Project>> {
+        let id = ids::decode(Kind::Project, &id)?;
+        Ok(one(&loaders(ctx).projects, id).await?.map(Project))
+    }
+
+    /// Projects, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn projects(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<ProjectFilter>,
+    ) -> Result<Conn<Project>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = project::Entity::find().filter(project::Column::TenantId.eq(p.tenant_id));
+        if let Some(s) = f.status {
+            q = q.filter(project::Column::Status.is_in(s));
+        }
+        if let Some(n) = f.name_contains {
+            q = q.filter(name_contains(n));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(
+            &services(ctx).reader(p.tenant_id),
+            q,
+            project::Column::Id,
+            first,
+            after,
+        )
+        .await?;
+        Ok(page_connection(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Project,
+        ))
+    }
+}
+
+/// Project mutations.
+#[derive(Default)]
+pub struct ProjectMutation;
+
+#[Object]
+impl ProjectMutation {
+    /// Creates an ACTIVE project; with `workflowId`, also its tasks.
+    /// Errors: `BAD_USER_INPUT` (name), `NOT_FOUND` (workflow).
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn create_project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CreateProjectInput`.")]
+        input: CreateProjectInput,
+    ) -> Result<CreateProjectPayload> {
+        let new = NewProject {
+            name: input.name,
+            product_idea: input.product_idea,
+            workflow: input.workflow_id.map(|w| w.0),
+            auto_complete: input.auto_complete,
+        };
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.create_project(principal(ctx), new).await
+        })
+        .await
+    }
+
+    /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn complete_project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Completed, false).await
+    }
+
+    /// ACTIVE → COMPLETED even with required tasks open (they are
+    /// cancelled). Admins only (`FORBIDDEN` otherwise); the event records
+    /// `forced: true` and the server logs it.
+    ///
+    /// Roles: admin.
+    #[graphql(guard = "ADMIN")]
+    async fn force_complete_project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Completed, true).await
+    }
+
+    /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn fail_project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Failed, false).await
+    }
+
+    /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn cancel_project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
+        input: ProjectTransitionInput,
+    ) -> Result<ProjectTransitionPayload> {
+        project_transition(ctx, input, ProjectStatus::Cancelled, false).await
+    }
+}

@@ -1,0 +1,384 @@
+//! Sessions: a caller's working session, its queries and lifecycle verbs, and persona switching.
+
+use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::Value;
+
+use super::limits::Counted;
+use super::loaders::{Columns, Rel};
+use super::mutation::keyed;
+use super::types::*;
+use super::{AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
+use crate::domain::{HitlStatus, SessionStatus};
+use crate::entity::{hitl_request, session};
+use crate::ids::{self, Kind, encode};
+use crate::service::query::page;
+
+/// A user's working session with the agents.
+#[derive(async_graphql::Description)]
+pub struct Session(pub session::Model);
+
+#[Object(use_type_description)]
+impl Session {
+    /// Global id.
+    pub(crate) async fn id(&self) -> ID {
+        encode(Kind::Session, self.0.id)
+    }
+    /// The user it belongs to.
+    async fn user_id(&self) -> Counted<&str> {
+        Counted(&self.0.user_id)
+    }
+    /// Display name.
+    async fn name(&self) -> Counted<Option<&str>> {
+        Counted(self.0.name.as_deref())
+    }
+    /// Lifecycle state: `ACTIVE ⇄ SUSPENDED → TERMINATED`, or `EXPIRED`.
+    async fn status(&self) -> SessionStatus {
+        self.0.status
+    }
+    /// States this session may move to next.
+    async fn allowed_transitions(&self) -> Vec<SessionStatus> {
+        self.0.status.allowed_transitions().to_vec()
+    }
+    /// The context of the current persona.
+    async fn current_context(&self, ctx: &Context<'_>) -> Result<Option<PersonaContext>> {
+        let Some(id) = self.0.current_context_id else {
+            return Ok(None);
+        };
+        Ok(one(&loaders(ctx).contexts, id).await?.map(PersonaContext))
+    }
+    /// HITL requests waiting for a human that this session's user may
+    /// answer, oldest first. Requests have no assignee, so this is every
+    /// PENDING request of the tenant; `totalCount` is the badge a dashboard
+    /// shows.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn pending_hitl(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let q = hitl_request::Entity::find()
+            .filter(hitl_request::Column::TenantId.eq(self.0.tenant_id))
+            .filter(hitl_request::Column::Status.eq(HitlStatus::Pending));
+        let after = id_cursor(after)?;
+        let pg = crate::service::query::page(
+            &super::services(ctx).reader(self.0.tenant_id),
+            q,
+            hitl_request::Column::Id,
+            first,
+            after,
+        )
+        .await?;
+        Ok(page_connection(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            HitlRequest,
+        ))
+    }
+    /// Every persona context of this session, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn contexts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<PersonaContext>> {
+        child_page(
+            &loaders(ctx).context_pages,
+            (Rel::SessionContexts, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            PersonaContext,
+        )
+        .await
+    }
+    /// Last activity.
+    async fn last_activity_at(&self) -> DateTime<Utc> {
+        self.0.last_activity_at
+    }
+    /// When it expires without further activity.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    /// When it was terminated or expired.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// When it was started.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Filter of `sessions`.
+#[derive(InputObject, Default)]
+pub struct SessionFilter {
+    /// Only sessions in one of these states.
+    pub status: Option<Vec<SessionStatus>>,
+    /// Only sessions of this user.
+    pub user_id: Option<String>,
+}
+
+keyed_input!(
+    /// Input of `startSession`.
+    #[derive(Default)]
+    StartSessionInput {
+        /// Display name.
+        name: Option<String>,
+    }
+);
+
+keyed_input!(
+    /// Input of `suspendSession`, `resumeSession` and `terminateSession`.
+    SessionTransitionInput {
+        /// The session.
+        session_id: ID,
+    }
+);
+
+keyed_input!(
+    /// Input of `switchPersona`.
+    SwitchPersonaInput {
+        /// The session (ACTIVE).
+        session_id: ID,
+        /// The persona to switch to (global id or key).
+        persona_id: ID,
+        /// State of a newly created context (a JSON object); ignored when the
+        /// persona already has a context in this session.
+        initial_state: Option<Json<Value>>,
+        /// A context of the same session to nest the new one under.
+        parent_context_id: Option<ID>,
+    }
+);
+
+payload!(
+    /// Result of `startSession` and the session lifecycle verbs.
+    SessionPayload {
+        /// The session in its new state.
+        session: Session,
+    }
+);
+
+payload!(
+    /// Result of `switchPersona`.
+    SwitchPersonaPayload {
+        /// The session, now pointing at the context.
+        session: Session,
+        /// The incoming persona's context.
+        context: PersonaContext,
+    }
+);
+
+/// Input of `touchSession` (a heartbeat repeats by design, so it takes no
+/// idempotency key).
+#[derive(InputObject)]
+pub struct TouchSessionInput {
+    /// The session.
+    pub session_id: ID,
+}
+
+/// Result of `touchSession`.
+#[derive(SimpleObject)]
+pub struct TouchSessionPayload {
+    /// The session with its new deadline (`expiresAt`).
+    pub session: Session,
+}
+
+/// Result of `cleanupExpiredSessions`.
+#[derive(SimpleObject)]
+pub struct CleanupExpiredSessionsPayload {
+    /// How many sessions this call expired.
+    pub expired_count: i32,
+    /// The sessions it expired (at most 500; call again for more).
+    pub sessions: Vec<Session>,
+}
+
+async fn session_transition(
+    ctx: &Context<'_>,
+    input: SessionTransitionInput,
+    to: SessionStatus,
+) -> Result<SessionPayload> {
+    let id = ids::decode(Kind::Session, &input.session_id)?;
+    keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+        s.transition_session(principal(ctx), id, to).await
+    })
+    .await
+}
+
+/// Session queries.
+#[derive(Default)]
+pub struct SessionQuery;
+
+#[Object]
+impl SessionQuery {
+    /// A session by id.
+    async fn session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Session` id.")] id: ID,
+    ) -> Result<Option<Session>> {
+        find_session(ctx, ids::decode(Kind::Session, &id)?).await
+    }
+
+    /// Sessions, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<SessionFilter>,
+    ) -> Result<Conn<Session>> {
+        let p = principal(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = session::Entity::find().filter(session::Column::TenantId.eq(p.tenant_id));
+        if let Some(s) = f.status {
+            q = q.filter(session::Column::Status.is_in(s));
+        }
+        if let Some(u) = f.user_id {
+            q = q.filter(session::Column::UserId.eq(u));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(
+            &services(ctx).reader(p.tenant_id),
+            q,
+            session::Column::Id,
+            first,
+            after,
+        )
+        .await?;
+        Ok(page_connection(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Session,
+        ))
+    }
+}
+
+/// Session mutations.
+#[derive(Default)]
+pub struct SessionMutation;
+
+#[Object]
+impl SessionMutation {
+    /// Starts an ACTIVE session for the caller.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn start_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `StartSessionInput`; optional.")]
+        input: Option<StartSessionInput>,
+    ) -> Result<SessionPayload> {
+        let input = input.unwrap_or_default();
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            s.start_session(principal(ctx), input.name).await
+        })
+        .await
+    }
+
+    /// Records activity in an ACTIVE session: its inactivity deadline moves
+    /// to now + `CEREBRAL_SESSION_TIMEOUT_MINUTES`. Heartbeats append no
+    /// event; the expiry they prevent does.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn touch_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `TouchSessionInput`.")]
+        input: TouchSessionInput,
+    ) -> Result<TouchSessionPayload> {
+        let id = ids::decode(Kind::Session, &input.session_id)?;
+        let s = services(ctx).touch_session(principal(ctx), id).await?;
+        Ok(TouchSessionPayload {
+            session: Session(s),
+        })
+    }
+
+    /// Expires the caller's tenant's sessions that are past their
+    /// inactivity deadline now, without waiting for the background sweeper
+    /// (`CEREBRAL_SWEEP_INTERVAL_SECONDS`). One `SESSION_EXPIRED` event each.
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn cleanup_expired_sessions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<CleanupExpiredSessionsPayload> {
+        let p = principal(ctx);
+        let expired = services(ctx)
+            .expire_overdue_sessions(Some(p.tenant_id), 500)
+            .await?;
+        Ok(CleanupExpiredSessionsPayload {
+            expired_count: expired.len() as i32,
+            sessions: expired.into_iter().map(Session).collect(),
+        })
+    }
+
+    /// ACTIVE → SUSPENDED; contexts are kept.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn suspend_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
+        input: SessionTransitionInput,
+    ) -> Result<SessionPayload> {
+        session_transition(ctx, input, SessionStatus::Suspended).await
+    }
+
+    /// SUSPENDED → ACTIVE; the inactivity timer restarts.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn resume_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
+        input: SessionTransitionInput,
+    ) -> Result<SessionPayload> {
+        session_transition(ctx, input, SessionStatus::Active).await
+    }
+
+    /// ACTIVE / SUSPENDED → TERMINATED.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn terminate_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
+        input: SessionTransitionInput,
+    ) -> Result<SessionPayload> {
+        session_transition(ctx, input, SessionStatus::Terminated).await
+    }
+
+    /// Makes a persona current in a session, creating its context on first use.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn switch_persona(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `SwitchPersonaInput`.")]
+        input: SwitchPersonaInput,
+    ) -> Result<SwitchPersonaPayload> {
+        let session = ids::decode(Kind::Session, &input.session_id)?;
+        let parent = ids::decode_opt(Kind::PersonaContext, input.parent_context_id.as_ref())?;
+        let state = input.initial_state.map(|j| j.0);
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let persona = s.find_persona(p, &input.persona_id).await?.id;
+            s.switch_persona(p, session, persona, state, parent).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,826 @@
+//! Tasks: the `Task` type, its attempts and updates, its queries, lifecycle verbs and stream.
+
+use async_graphql::{Context, ID, InputObject, Json, Object, Result};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::Value;
+
+use super::fast::Fast;
+use super::limits::Counted;
+use super::loaders::{Columns, PageKey, Rel};
+use super::mutation::keyed;
+use super::subscription::{events_of, items};
+use super::types::*;
+use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
+use crate::domain::{EventType, TaskStatus};
+use crate::entity::{event, task};
+use crate::ids::{self, Kind, encode};
+use crate::service::query::page;
+use crate::service::task::{NewTask, TaskChange, TaskVerb};
+
+/// One unit of work for one persona, inside a project.
+#[derive(async_graphql::Description)]
+pub struct Task(pub task::Model);
+
+impl Task {
+    /// The columns the field `name` of `Task` reads from its row; `None`
+    /// for a field not listed, which makes its page read whole rows — so a
+    /// new field is right before it is fast. Keep each entry in step with
+    /// its resolver below: `tests/round_trips.rs` checks every field read
+    /// through a page of chosen columns against the same field read whole.
+    fn columns_of(name: &str) -> Option<Columns> {
+        use task::Column as C;
+        let cols: &[C] = match name {
+            "__typename" => &[],
+            "id" | "dependencies" | "failedAttempts" | "checkpoints" | "latestCheckpoint"
+            | "pendingHitl" | "hitlRequests" | "artifacts" => &[C::Id],
+            "project" => &[C::ProjectId],
+            "persona" => &[C::PersonaId],
+            "workflowStep" => &[C::WorkflowStepId],
+            "stepKey" => &[C::StepKey],
+            "title" => &[C::Title],
+            "instructions" => &[C::Instructions],
+            "priority" => &[C::Priority],
+            "position" => &[C::Position],
+            "required" => &[C::Required],
+            "status" | "allowedTransitions" => &[C::Status],
+            "progress" => &[C::Progress],
+            "stage" => &[C::Stage],
+            "statusMessage" => &[C::StatusMessage],
+            "output" => &[C::Output],
+            "error" => &[C::Error],
+            "attempt" => &[C::Attempt],
+            "retryOf" => &[C::Id, C::Attempt],
+            "version" => &[C::Version],
+            "startedAt" => &[C::StartedAt],
+            "endedAt" => &[C::EndedAt],
+            "createdAt" => &[C::CreatedAt],
+            "updatedAt" => &[C::UpdatedAt],
+            _ => return None,
+        };
+        Some(
+            cols.iter()
+                .fold(Columns::NONE, |acc, c| acc.with(*c as usize)),
+        )
+    }
+
+    /// The columns a connection of tasks (`field`, with `nodes` and/or
+    /// `edges { node }`) needs for what its selection asks of each task.
+    pub(crate) fn columns_read(field: &async_graphql::SelectionField<'_>) -> Columns {
+        let mut cols = Columns::NONE;
+        let mut add = |task: async_graphql::SelectionField<'_>| -> bool {
+            for f in task.selection_set() {
+                match Task::columns_of(f.name()) {
+                    Some(c) => cols = cols.union(c),
+                    None => return false,
+                }
+            }
+            true
+        };
+        for f in field.selection_set() {
+            let whole = match f.name() {
+                "nodes" => !add(f),
+                "edges" => f.selection_set().any(|e| match e.name() {
+                    "node" => !add(e),
+                    _ => false,
+                }),
+                _ => false,
+            };
+            if whole {
+                return Columns::ALL;
+            }
+        }
+        cols
+    }
+}
+
+#[Object(use_type_description)]
+impl Task {
+    /// Global id.
+    pub(crate) async fn id(&self) -> ID {
+        encode(Kind::Task, self.0.id)
+    }
+    /// The project it belongs to.
+    async fn project(&self, ctx: &Context<'_>) -> Result<Option<Project>> {
+        Ok(one(&loaders(ctx).projects, self.0.project_id)
+            .await?
+            .map(Project))
+    }
+    /// The persona expected to do it.
+    async fn persona(&self, ctx: &Context<'_>) -> Result<Option<Fast<Persona>>> {
+        let Some(id) = self.0.persona_id else {
+            return Ok(None);
+        };
+        Ok(one(&loaders(ctx).personas, id)
+            .await?
+            .map(|p| Fast(Persona(p))))
+    }
+    /// The workflow step it was created from, if any.
+    async fn workflow_step(&self, ctx: &Context<'_>) -> Result<Option<WorkflowStep>> {
+        let Some(id) = self.0.workflow_step_id else {
+            return Ok(None);
+        };
+        Ok(one(&loaders(ctx).steps, id).await?.map(WorkflowStep))
+    }
+    /// Key of the workflow step it was created from (kept even if the
+    /// workflow is later re-imported).
+    async fn step_key(&self) -> Counted<Option<&str>> {
+        Counted(self.0.step_key.as_deref())
+    }
+    /// Short title.
+    async fn title(&self) -> Counted<&str> {
+        Counted(&self.0.title)
+    }
+    /// What to do.
+    async fn instructions(&self) -> Counted<Option<&str>> {
+        Counted(self.0.instructions.as_deref())
+    }
+    /// Higher runs first among ready tasks.
+    async fn priority(&self) -> i32 {
+        self.0.priority
+    }
+    /// Order within the project.
+    async fn position(&self) -> i32 {
+        self.0.position
+    }
+    /// Whether the project needs it done; optional and conditional workflow
+    /// steps are not required and may be cancelled (skipped).
+    async fn required(&self) -> bool {
+        self.0.required
+    }
+    /// Lifecycle state.
+    async fn status(&self) -> TaskStatus {
+        self.0.status
+    }
+    /// States this task may move to next.
+    async fn allowed_transitions(&self) -> Vec<TaskStatus> {
+        self.0.status.allowed_transitions().to_vec()
+    }
+    /// Progress in percent, 0–100.
+    async fn progress(&self) -> i32 {
+        self.0.progress
+    }
+    /// Free-form label of the current stage, as reported by the agent.
+    async fn stage(&self) -> Counted<Option<&str>> {
+        Counted(self.0.stage.as_deref())
+    }
+    /// The last message the agent reported.
+    async fn status_message(&self) -> Counted<Option<&str>> {
+        Counted(self.0.status_message.as_deref())
+    }
+    /// The output, set on completion.
+    async fn output(&self) -> Counted<Option<Json<Value>>> {
+        Counted(self.0.output.clone().map(Json))
+    }
+    /// The error, set on failure.
+    async fn error(&self) -> Counted<Option<&str>> {
+        Counted(self.0.error.as_deref())
+    }
+    /// Attempt number, 1 for the first run, +1 per retry.
+    async fn attempt(&self) -> i32 {
+        self.0.attempt
+    }
+    /// The failed attempt this run retries (null on the first attempt): the
+    /// lineage link of `retryTask`, which keeps the task's row and counts up
+    /// `attempt`.
+    async fn retry_of(&self, ctx: &Context<'_>) -> Result<Option<TaskAttempt>> {
+        if self.0.attempt <= 1 {
+            return Ok(None);
+        }
+        Ok(one(&loaders(ctx).failed_attempts, self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find(|e| {
+                e.payload.get("attempt").and_then(|v| v.as_i64())
+                    == Some(i64::from(self.0.attempt) - 1)
+            })
+            .map(TaskAttempt))
+    }
+    /// The attempts before this one that failed, oldest first (at most 100):
+    /// a retry keeps the task's row — and so every edge to it — and counts
+    /// up `attempt`, and each failed attempt stays in the log.
+    async fn failed_attempts(&self, ctx: &Context<'_>) -> Result<Counted<Vec<TaskAttempt>>> {
+        {
+            Ok(one(&loaders(ctx).failed_attempts, self.0.id)
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(TaskAttempt)
+                .collect())
+        }
+        .map(Counted)
+    }
+    /// Row version, +1 on every change (for optimistic concurrency).
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    /// When it first started.
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    /// When it completed, failed or was cancelled.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Tasks that must be COMPLETED (or CANCELLED) before this one starts.
+    async fn dependencies(&self, ctx: &Context<'_>) -> Result<Counted<Vec<Task>>> {
+        {
+            let ids = loaders(ctx)
+                .dependencies
+                .load_one(self.0.id)
+                .await
+                .map_err(db_err)?
+                .unwrap_or_default();
+            let mut found = loaders(ctx)
+                .tasks
+                .load_many(ids.iter().copied())
+                .await
+                .map_err(db_err)?;
+            Ok(ids
+                .iter()
+                .filter_map(|i| found.remove(i))
+                .map(Task)
+                .collect())
+        }
+        .map(Counted)
+    }
+    /// Checkpoints, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn checkpoints(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<TaskCheckpoint>> {
+        child_page(
+            &loaders(ctx).checkpoint_pages,
+            (Rel::TaskCheckpoints, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            TaskCheckpoint,
+        )
+        .await
+    }
+    /// The newest checkpoint of any step.
+    async fn latest_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<TaskCheckpoint>> {
+        let key = PageKey {
+            parent: self.0.id,
+            limit: 1,
+            after: None,
+            columns: Columns::ALL,
+        };
+        Ok(loaders(ctx)
+            .latest_checkpoint
+            .load_one(key)
+            .await
+            .map_err(db_err)?
+            .and_then(|v| v.into_iter().next())
+            .map(TaskCheckpoint))
+    }
+    /// HITL requests of this task still waiting for a human, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn pending_hitl(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        child_page(
+            &loaders(ctx).task_pending_hitl_pages,
+            (Rel::TaskPendingHitl, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            HitlRequest,
+        )
+        .await
+    }
+    /// HITL requests about this task, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn hitl_requests(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<HitlRequest>> {
+        child_page(
+            &loaders(ctx).task_hitl_pages,
+            (Rel::TaskHitl, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            HitlRequest,
+        )
+        .await
+    }
+    /// Artifacts this task produced, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn artifacts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+    ) -> Result<Conn<Artifact>> {
+        child_page(
+            &loaders(ctx).task_artifact_pages,
+            (Rel::TaskArtifacts, self.0.id, first, after),
+            Columns::ALL,
+            |m| m.id.to_string(),
+            Artifact,
+        )
+        .await
+    }
+}
+
+/// One failed attempt of a task, as its `TASK_FAILED` event recorded it.
+#[derive(async_graphql::Description)]
+pub struct TaskAttempt(pub event::Model);
+
+#[Object(use_type_description)]
+impl TaskAttempt {
+    /// The attempt number (1 for the first run).
+    async fn attempt(&self) -> i64 {
+        self.0
+            .payload
+            .get("attempt")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(1)
+    }
+    /// The error it failed with.
+    async fn error(&self) -> Counted<Option<String>> {
+        Counted({
+            self.0
+                .payload
+                .get("error")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+    }
+    /// When it started.
+    async fn started_at(&self) -> Counted<Option<String>> {
+        Counted({
+            self.0
+                .payload
+                .get("startedAt")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+    }
+    /// When it failed.
+    async fn failed_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The `TASK_FAILED` event.
+    async fn event(&self) -> Event {
+        Event::from(self.0.clone())
+    }
+}
+
+/// An item of `taskUpdated`: the event and the task as it was right after
+/// the change.
+#[derive(async_graphql::Description)]
+pub struct TaskUpdate(pub std::sync::Arc<event::Model>);
+
+#[Object(use_type_description)]
+impl TaskUpdate {
+    /// Stream cursor; pass it as `after` to resume.
+    async fn cursor(&self) -> Counted<String> {
+        Counted(self.0.seq.to_string())
+    }
+    /// What happened to the task.
+    #[graphql(name = "type")]
+    async fn event_type(&self) -> EventType {
+        self.0.event_type
+    }
+    /// The task as recorded by the event.
+    async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
+        match recorded::<task::Model>(&self.0) {
+            Some(t) => Ok(Some(Task(t))),
+            None => match self.0.task_id {
+                Some(id) => Ok(one(&loaders(ctx).tasks, id).await?.map(Task)),
+                None => Ok(None),
+            },
+        }
+    }
+    /// The event itself.
+    async fn event(&self) -> Event {
+        Event(self.0.clone())
+    }
+}
+
+/// Filter of `tasks`.
+#[derive(InputObject, Default)]
+pub struct TaskFilter {
+    /// Only tasks of this project.
+    pub project_id: Option<ID>,
+    /// Only tasks in one of these states.
+    pub status: Option<Vec<TaskStatus>>,
+    /// Only tasks of this persona (global id or catalog key).
+    pub persona_id: Option<ID>,
+}
+
+/// The event types of `taskUpdated` and its query twin `taskUpdates`.
+const TASK_EVENTS: [EventType; 9] = [
+    EventType::TaskCreated,
+    EventType::TaskStarted,
+    EventType::TaskProgress,
+    EventType::TaskWaitingForHitl,
+    EventType::TaskResumed,
+    EventType::TaskCompleted,
+    EventType::TaskFailed,
+    EventType::TaskCancelled,
+    EventType::TaskRetried,
+];
+
+keyed_input!(
+    /// Input of `createTask`.
+    CreateTaskInput {
+        /// The project (must be ACTIVE).
+        project_id: ID,
+        /// The persona expected to do it (global id or key).
+        persona_id: Option<ID>,
+        /// Short title, 1–200 characters.
+        title: String,
+        /// What to do.
+        instructions: Option<String>,
+        /// Higher runs first among ready tasks; default 0.
+        #[graphql(default)]
+        priority: i32,
+        /// Tasks of the same project that must complete first (duplicates count once).
+        depends_on: Option<Vec<ID>>,
+        /// Whether the project needs it done to complete; default true.
+        #[graphql(default = true)]
+        required: bool,
+    }
+);
+
+keyed_input!(
+    /// Input of `startTask`.
+    StartTaskInput {
+        /// The task (PENDING, with every dependency COMPLETED or CANCELLED).
+        task_id: ID,
+        /// A status message.
+        message: Option<String>,
+        /// Start even though dependencies are still open. Admins only
+        /// (`FORBIDDEN` otherwise); logged, and the event lists the dependencies
+        /// it went past (`forcedPastDependencies`).
+        #[graphql(default)]
+        force: bool,
+    }
+);
+
+keyed_input!(
+    /// Input of `reportTaskProgress`.
+    ReportTaskProgressInput {
+        /// The task (WORKING).
+        task_id: ID,
+        /// Progress in percent, 0–100.
+        progress: i32,
+        /// Free-form stage label, e.g. `drafting`.
+        stage: Option<String>,
+        /// A status message.
+        message: Option<String>,
+    }
+);
+
+keyed_input!(
+    /// Input of `completeTask`.
+    CompleteTaskInput {
+        /// The task (WORKING).
+        task_id: ID,
+        /// The result, any JSON.
+        output: Option<Json<Value>>,
+    }
+);
+
+keyed_input!(
+    /// Input of `failTask`.
+    FailTaskInput {
+        /// The task (WORKING or WAITING_FOR_HITL).
+        task_id: ID,
+        /// What went wrong.
+        error: String,
+    }
+);
+
+keyed_input!(
+    /// Input of `cancelTask`.
+    CancelTaskInput {
+        /// The task (PENDING, WORKING or WAITING_FOR_HITL).
+        task_id: ID,
+        /// Why, e.g. `skipped: condition not met`.
+        reason: Option<String>,
+    }
+);
+
+keyed_input!(
+    /// Input of `retryTask`.
+    RetryTaskInput {
+        /// The task (FAILED).
+        task_id: ID,
+    }
+);
+
+payload!(
+    /// Result of `createTask`.
+    CreateTaskPayload {
+        /// The new task.
+        task: Task,
+    }
+);
+
+payload!(
+    /// Result of a task lifecycle verb.
+    TaskTransitionPayload {
+        /// The task in its new state.
+        task: Task,
+    }
+);
+
+async fn task_verb(
+    ctx: &Context<'_>,
+    id: &ID,
+    verb: TaskVerb,
+    change: TaskChange,
+    key: Option<&str>,
+) -> Result<TaskTransitionPayload> {
+    let id = ids::decode(Kind::Task, id)?;
+    keyed(ctx, key, |s| async move {
+        s.task_verb(principal(ctx), id, verb, change).await
+    })
+    .await
+}
+
+/// Task queries.
+#[derive(Default)]
+pub struct TaskQuery;
+
+#[Object]
+impl TaskQuery {
+    /// A task by id.
+    async fn task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Task` id.")] id: ID,
+    ) -> Result<Option<Task>> {
+        let id = ids::decode(Kind::Task, &id)?;
+        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
+    }
+
+    /// Tasks, oldest first.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
+        #[graphql(desc = "What to include.")] filter: Option<TaskFilter>,
+    ) -> Result<Conn<Task>> {
+        let p = principal(ctx);
+        let s = services(ctx);
+        let f = filter.unwrap_or_default();
+        let mut q = task::Entity::find().filter(task::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(task::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
+        }
+        if let Some(st) = f.status {
+            q = q.filter(task::Column::Status.is_in(st));
+        }
+        if let Some(per) = f.persona_id {
+            q = q.filter(task::Column::PersonaId.eq(s.find_persona(p, &per).await?.id));
+        }
+        let after = id_cursor(after)?;
+        let pg = page(&s.reader(p.tenant_id), q, task::Column::Id, first, after).await?;
+        Ok(page_connection(
+            pg,
+            after.is_some(),
+            |m| m.id.to_string(),
+            Task,
+        ))
+    }
+
+    /// Task changes of a project, oldest first: the query twin of the
+    /// `taskUpdated` subscription (same items, same cursors), for clients
+    /// that poll.
+    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
+    async fn task_updates(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
+        after: Option<String>,
+    ) -> Result<Conn<TaskUpdate>> {
+        let f = twin_filter(ctx, &project_id, TASK_EVENTS.to_vec(), None)?;
+        event_page(ctx, f, first, after, TaskUpdate).await
+    }
+}
+
+/// Task mutations.
+#[derive(Default)]
+pub struct TaskMutation;
+
+#[Object]
+impl TaskMutation {
+    /// Adds a task to an ACTIVE project. Errors: `BAD_USER_INPUT`, `NOT_FOUND`.
+    ///
+    /// Roles: agent, operator, admin.
+    #[graphql(guard = "AGENT_OR_OPERATOR")]
+    async fn create_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CreateTaskInput`.")]
+        input: CreateTaskInput,
+    ) -> Result<CreateTaskPayload> {
+        let project_id = ids::decode(Kind::Project, &input.project_id)?;
+        let depends_on = ids::decode_all(Kind::Task, input.depends_on.unwrap_or_default())?;
+        keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+            let p = principal(ctx);
+            let persona_id = s.find_persona_id(p, input.persona_id.as_ref()).await?;
+            let new = NewTask {
+                project_id,
+                persona_id,
+                title: input.title,
+                instructions: input.instructions,
+                priority: input.priority,
+                depends_on,
+                required: input.required,
+            };
+            s.create_task(p, new).await
+        })
+        .await
+    }
+
+    /// PENDING → WORKING. Refused with `INVALID_TRANSITION` while a
+    /// dependency is not COMPLETED or CANCELLED.
+    ///
+    /// Roles: agent, admin.
+    #[graphql(guard = "AGENT")]
+    async fn start_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `StartTaskInput`.")] input: StartTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Start,
+            TaskChange {
+                message: Some(input.message),
+                force: input.force,
+                ..Default::default()
+            },
+            input.idempotency_key.as_deref(),
+        )
+        .await
+    }
+
+    /// Reports progress of a WORKING task. Errors: `BAD_USER_INPUT`
+    /// (progress outside 0–100), `INVALID_TRANSITION` (not WORKING).
+    ///
+    /// Roles: agent, admin.
+    #[graphql(guard = "AGENT")]
+    async fn report_task_progress(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `ReportTaskProgressInput`.")]
+        input: ReportTaskProgressInput,
+    ) -> Result<TaskTransitionPayload> {
+        let change = TaskChange {
+            progress: Some(input.progress),
+            stage: Some(input.stage),
+            message: Some(input.message),
+            ..Default::default()
+        };
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Progress,
+            change,
+            input.idempotency_key.as_deref(),
+        )
+        .await
+    }
+
+    /// WORKING → COMPLETED with its output; progress becomes 100.
+    ///
+    /// Roles: agent, admin.
+    #[graphql(guard = "AGENT")]
+    async fn complete_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CompleteTaskInput`.")]
+        input: CompleteTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        let change = TaskChange {
+            output: Some(input.output.map(|j| j.0).unwrap_or(Value::Null)),
+            ..Default::default()
+        };
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Complete,
+            change,
+            input.idempotency_key.as_deref(),
+        )
+        .await
+    }
+
+    /// WORKING / WAITING_FOR_HITL → FAILED with the error.
+    ///
+    /// Roles: agent, admin.
+    #[graphql(guard = "AGENT")]
+    async fn fail_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `FailTaskInput`.")] input: FailTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Fail,
+            TaskChange {
+                error: Some(Some(input.error)),
+                ..Default::default()
+            },
+            input.idempotency_key.as_deref(),
+        )
+        .await
+    }
+
+    /// PENDING / WORKING / WAITING_FOR_HITL → CANCELLED. A cancelled
+    /// dependency counts as skipped: it no longer blocks its dependants.
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn cancel_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CancelTaskInput`.")]
+        input: CancelTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Cancel,
+            TaskChange {
+                message: Some(input.reason),
+                ..Default::default()
+            },
+            input.idempotency_key.as_deref(),
+        )
+        .await
+    }
+
+    /// FAILED → PENDING for another attempt (`attempt` + 1, error cleared).
+    ///
+    /// Roles: operator, admin.
+    #[graphql(guard = "OPERATOR")]
+    async fn retry_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `RetryTaskInput`.")] input: RetryTaskInput,
+    ) -> Result<TaskTransitionPayload> {
+        task_verb(
+            ctx,
+            &input.task_id,
+            TaskVerb::Retry,
+            TaskChange::default(),
+            input.idempotency_key.as_deref(),
+        )
+        .await
+    }
+}
+
+/// Task streams.
+#[derive(Default)]
+pub struct TaskSubscription;
+
+#[async_graphql::Subscription]
+impl TaskSubscription {
+    /// Task changes of a project (created, started, progress, waiting,
+    /// resumed, completed, failed, cancelled, retried), as events: the
+    /// payload holds the task as it was right after the change and `task`
+    /// resolves it as it is now.
+    async fn task_updated(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A `Project` id.")] project_id: ID,
+        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
+            String,
+        >,
+    ) -> Result<impl Stream<Item = Result<TaskUpdate>>> {
+        let types = TASK_EVENTS.to_vec();
+        let s = events_of(ctx, Some(project_id), types, after, None).await?;
+        Ok(items(s, TaskUpdate))
+    }
+}
