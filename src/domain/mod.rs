@@ -7,7 +7,9 @@
 //! are one type. Stored values are stable upper-case strings.
 
 pub mod event;
+pub mod hitl;
 pub mod lifecycle;
+pub mod task;
 
 pub use event::EventType;
 pub use lifecycle::*;

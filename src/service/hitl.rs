@@ -17,6 +17,7 @@ use super::task::{
 };
 use super::{NewEvent, Services, guarded, now, snapshot};
 use crate::auth::Principal;
+use crate::domain::hitl::{self, Closing};
 use crate::domain::{EventType, HitlDecision, HitlExpiryPolicy, HitlStatus, TaskStatus};
 use crate::entity::{event, hitl_request, task};
 use crate::error::{AppError, AppResult};
@@ -92,28 +93,13 @@ impl Services {
         let mut tx = self.begin(p).await?;
         let (project, task) = lock_project_and_task(&tx, p, task_id, false).await?;
         require_active_project(&project, &task, TaskStatus::WaitingForHitl)?;
-        let task = match task.status {
-            TaskStatus::Working => {
-                move_task(
-                    &mut tx,
-                    task,
-                    TaskStatus::WaitingForHitl,
-                    EventType::TaskWaitingForHitl,
-                    TaskChange::default(),
-                )
-                .await?
-                .0
+        let task = match hitl::ask(task.status)? {
+            Some((to, event)) => {
+                move_task(&mut tx, task, to, event, TaskChange::default())
+                    .await?
+                    .0
             }
-            TaskStatus::WaitingForHitl => task,
-            other => {
-                return Err(AppError::transition(
-                    "Task",
-                    other,
-                    TaskStatus::WaitingForHitl,
-                    other.allowed_transitions(),
-                )
-                .because("only a WORKING task can ask a human"));
-            }
+            None => task,
         };
         let t = now();
         let req = hitl_request::ActiveModel {
@@ -173,27 +159,8 @@ impl Services {
             .ok_or_else(not_found)?;
         let project = lock_project(&tx, p, req.project_id, false).await?;
         let task = lock_task(&tx, p, req.task_id).await?;
-        let to = decision.resulting_status();
-        if !req.status.can_transition_to(to) {
-            return Err(AppError::transition(
-                "HitlRequest",
-                req.status,
-                to,
-                req.status.allowed_transitions(),
-            ));
-        }
         let t = now();
-        if let Some(e) = req.expires_at
-            && e <= t
-        {
-            return Err(AppError::transition(
-                "HitlRequest",
-                req.status,
-                to,
-                req.status.allowed_transitions(),
-            )
-            .because(format!("it expired at {}", e.to_rfc3339())));
-        }
+        let to = hitl::answer(req.status, req.expires_at, t, decision)?;
         require_active_project(&project, &task, task.status)?;
         if decision != HitlDecision::Reject
             && let Some(schema) = &req.response_schema
@@ -247,38 +214,21 @@ impl Services {
                 .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
                 .count(&*tx)
                 .await?;
-            match decision {
-                HitlDecision::Reject => {
+            match hitl::task_after(task.status, still_pending, Closing::Answered(decision)) {
+                Some((to, event)) => {
                     let change = TaskChange {
-                        error: Some(Some(format!(
-                            "rejected by {}: {}",
-                            p.user_id,
-                            response_text(&response)
-                        ))),
+                        error: (to == TaskStatus::Failed).then(|| {
+                            Some(format!(
+                                "rejected by {}: {}",
+                                p.user_id,
+                                response_text(&response)
+                            ))
+                        }),
                         ..Default::default()
                     };
-                    move_task(
-                        &mut tx,
-                        task,
-                        TaskStatus::Failed,
-                        EventType::TaskFailed,
-                        change,
-                    )
-                    .await?
-                    .0
+                    move_task(&mut tx, task, to, event, change).await?.0
                 }
-                _ if still_pending == 0 => {
-                    move_task(
-                        &mut tx,
-                        task,
-                        TaskStatus::Working,
-                        EventType::TaskResumed,
-                        TaskChange::default(),
-                    )
-                    .await?
-                    .0
-                }
-                _ => task,
+                None => task,
             }
         } else {
             task
@@ -336,33 +286,15 @@ impl Services {
                 .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
                 .count(&*tx)
                 .await?;
-            if task.status == TaskStatus::WaitingForHitl && others == 0 {
-                match expired.on_expiry {
-                    HitlExpiryPolicy::FailTask => {
-                        let change = TaskChange {
-                            error: Some(Some("a HITL request expired unanswered".into())),
-                            ..Default::default()
-                        };
-                        move_task(
-                            &mut tx,
-                            task,
-                            TaskStatus::Failed,
-                            EventType::TaskFailed,
-                            change,
-                        )
-                        .await?;
-                    }
-                    HitlExpiryPolicy::ResumeTask => {
-                        move_task(
-                            &mut tx,
-                            task,
-                            TaskStatus::Working,
-                            EventType::TaskResumed,
-                            TaskChange::default(),
-                        )
-                        .await?;
-                    }
-                }
+            if let Some((to, event)) =
+                hitl::task_after(task.status, others, Closing::Expired(expired.on_expiry))
+            {
+                let change = TaskChange {
+                    error: (to == TaskStatus::Failed)
+                        .then(|| Some("a HITL request expired unanswered".into())),
+                    ..Default::default()
+                };
+                move_task(&mut tx, task, to, event, change).await?;
             }
             tx.commit().await?;
             n += 1;

@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
+pub use crate::domain::task::TaskVerb;
+use crate::domain::task::{TaskFacts, decide};
 use crate::domain::{EventType, HitlStatus, ProjectStatus, TaskStatus};
 use crate::entity::{event, hitl_request, project, task, task_dependency};
 use crate::error::{AppError, AppResult};
@@ -440,72 +442,34 @@ impl Services {
         // the second sees the first done.
         let (project, current) =
             lock_project_and_task(&tx, p, id, verb == TaskVerb::Complete).await?;
-        let (to, event_type) = match verb {
-            TaskVerb::Start => (TaskStatus::Working, EventType::TaskStarted),
-            TaskVerb::Progress => (TaskStatus::Working, EventType::TaskProgress),
-            TaskVerb::Complete => (TaskStatus::Completed, EventType::TaskCompleted),
-            TaskVerb::Fail => (TaskStatus::Failed, EventType::TaskFailed),
-            TaskVerb::Cancel => (TaskStatus::Cancelled, EventType::TaskCancelled),
-            TaskVerb::Retry => (TaskStatus::Pending, EventType::TaskRetried),
+        // Open dependencies matter only to a start that could go ahead.
+        let blockers = if verb == TaskVerb::Start
+            && current.status == TaskStatus::Pending
+            && project.status == ProjectStatus::Active
+        {
+            blocking_dependencies(&*tx, &current).await?
+        } else {
+            vec![]
         };
-        let refuse = |why: &str| {
-            AppError::transition(
-                "Task",
-                current.status,
-                to,
-                current.status.allowed_transitions(),
-            )
-            .because(why)
+        let facts = TaskFacts {
+            status: current.status,
+            attempt: current.attempt,
+            project: project.status,
+            blockers,
+            force: change.force,
         };
-        match verb {
-            TaskVerb::Progress if current.status != TaskStatus::Working => {
-                return Err(refuse("progress is reported while WORKING"));
-            }
-            TaskVerb::Start if current.status != TaskStatus::Pending => {
-                return Err(refuse(
-                    "only a PENDING task starts; a task waiting for a human resumes when its HITL requests are answered",
-                ));
-            }
-            TaskVerb::Progress => {}
-            _ if current.status == to => {
-                return Err(AppError::transition(
-                    "Task",
-                    current.status,
-                    to,
-                    current.status.allowed_transitions(),
-                ));
-            }
-            _ => {}
-        }
-        require_active_project(&project, &current, to)?;
-        let mut forced_past = vec![];
-        if verb == TaskVerb::Start {
-            let blockers = blocking_dependencies(&*tx, &current).await?;
-            if !blockers.is_empty() && change.force {
-                tracing::warn!(task = %current.id, user = %p.user_id, ?blockers, "task started before its dependencies (forced)");
-                forced_past = blockers;
-            } else if !blockers.is_empty() {
-                return Err(refuse(&format!(
-                    "waiting for dependencies: {}",
-                    blockers
-                        .iter()
-                        .map(|b| encode(Kind::Task, *b).0)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
+        let step = decide(&facts, verb)?;
+        if !step.forced_past.is_empty() {
+            tracing::warn!(task = %current.id, user = %p.user_id, blockers = ?step.forced_past, "task started before its dependencies (forced)");
         }
         let mut change = change;
-        match verb {
-            TaskVerb::Complete => change.progress = Some(100),
-            TaskVerb::Retry => {
-                change.progress = Some(0);
-                change.error = Some(None);
-                change.attempt = Some(current.attempt + 1);
-            }
-            _ => {}
+        change.progress = step.progress.or(change.progress);
+        if step.clears_error {
+            change.error = Some(None);
         }
-        let (model, ev) = move_task(&mut tx, current, to, event_type, change).await?;
+        change.attempt = step.attempt.or(change.attempt);
+        let (model, ev) = move_task(&mut tx, current, step.to, step.event, change).await?;
+        let forced_past = step.forced_past;
         if !forced_past.is_empty() {
             tx.annotate(ev, "forcedPastDependencies", json!(forced_past));
         }
@@ -526,23 +490,6 @@ impl Services {
         let done = tx.commit().await?;
         Ok((model, done.event(ev)))
     }
-}
-
-/// The lifecycle verbs of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskVerb {
-    /// PENDING → WORKING.
-    Start,
-    /// WORKING → WORKING with progress.
-    Progress,
-    /// WORKING → COMPLETED.
-    Complete,
-    /// WORKING / WAITING_FOR_HITL → FAILED.
-    Fail,
-    /// any live state → CANCELLED.
-    Cancel,
-    /// FAILED → PENDING.
-    Retry,
 }
 
 async fn blocking_dependencies<C: sea_orm::ConnectionTrait>(
