@@ -5,7 +5,6 @@
 //! step and lets every argument refuse an id of the wrong type with a clear
 //! `BAD_USER_INPUT` instead of a confusing `NOT_FOUND`.
 
-use async_graphql::ID;
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -78,9 +77,9 @@ impl Kind {
     ];
 }
 
-/// Formats a global id.
-pub fn encode(kind: Kind, id: Uuid) -> ID {
-    ID(format!("{}:{}", kind.name(), id))
+/// Formats a global id (the GraphQL layer wraps it in an `ID`).
+pub fn encode(kind: Kind, id: Uuid) -> String {
+    format!("{}:{}", kind.name(), id)
 }
 
 /// Splits any global id into its kind and UUID.

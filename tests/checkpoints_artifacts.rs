@@ -276,3 +276,55 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
         .await;
     assert_eq!(e["events"]["totalCount"], 2);
 }
+
+#[tokio::test]
+async fn a_checkpoint_in_progress_is_completed_or_failed_by_its_verbs_once() {
+    let app = support::spawn().await;
+    let p = app
+        .ok(
+            "mutation { createProject(input: {name: \"P\"}) { project { id } } }",
+            json!({}),
+        )
+        .await["createProject"]["project"]["id"]
+        .clone();
+    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let cp = "mutation($t: ID!, $s: String!) { createCheckpoint(input: {taskId: $t, stepId: $s, state: {}}) { checkpoint { id } } }";
+    let a = app.ok(cp, json!({ "t": t, "s": "a" })).await["createCheckpoint"]["checkpoint"]["id"]
+        .clone();
+    let b = app.ok(cp, json!({ "t": t, "s": "b" })).await["createCheckpoint"]["checkpoint"]["id"]
+        .clone();
+    let verb = |v: &str| {
+        format!(
+            "mutation($c: ID!) {{ {v}(input: {{checkpointId: $c}}) {{ checkpoint {{ id status }} event {{ type subjectId }} }} }}"
+        )
+    };
+    let done = app.ok(&verb("completeCheckpoint"), json!({ "c": a })).await;
+    assert_eq!(
+        done["completeCheckpoint"]["checkpoint"]["status"],
+        "COMPLETED"
+    );
+    assert_eq!(
+        done["completeCheckpoint"]["event"]["type"],
+        "CHECKPOINT_STATUS_CHANGED"
+    );
+    let failed = app.ok(&verb("failCheckpoint"), json!({ "c": b })).await;
+    assert_eq!(failed["failCheckpoint"]["checkpoint"]["status"], "FAILED");
+    for (v, c) in [
+        ("completeCheckpoint", &a),
+        ("failCheckpoint", &a),
+        ("completeCheckpoint", &b),
+    ] {
+        let again = app.post(&verb(v), json!({ "c": c })).await;
+        assert_eq!(
+            again["errors"][0]["extensions"]["code"], "INVALID_TRANSITION",
+            "{v}: {again}"
+        );
+    }
+    let n = app
+        .ok(
+            "{ events(first: 0, filter: {types: [CHECKPOINT_STATUS_CHANGED]}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(n["events"]["totalCount"], 2, "refusals write nothing");
+}

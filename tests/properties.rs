@@ -214,6 +214,28 @@ proptest! {
     }
 }
 
+/// The session verb that moves a session to `to`.
+fn session_verb(to: cerebral::domain::SessionStatus) -> cerebral::domain::session::SessionVerb {
+    use cerebral::domain::SessionStatus::*;
+    use cerebral::domain::session::SessionVerb::*;
+    match to {
+        Active => Resume,
+        Suspended => Suspend,
+        _ => Terminate,
+    }
+}
+
+/// The project verb that moves a project to `to`.
+fn project_verb(to: cerebral::domain::ProjectStatus) -> cerebral::domain::project::ProjectVerb {
+    use cerebral::domain::ProjectStatus::*;
+    use cerebral::domain::project::ProjectVerb::*;
+    match to {
+        Completed => Complete,
+        Failed => Fail,
+        _ => Cancel,
+    }
+}
+
 #[derive(Debug, Clone)]
 enum SessionCmd {
     To(cerebral::domain::SessionStatus),
@@ -256,7 +278,7 @@ proptest! {
                 let before = session::Entity::find_by_id(sess.id).one(&s.all_tenants()).await.expect("q").expect("row");
                 let events_before = tenant_events(s, a.tenant_id).await;
                 let result = match c.clone() {
-                    SessionCmd::To(to) => s.transition_session(&a, sess.id, to).await.map(|_| ()),
+                    SessionCmd::To(to) => s.transition_session(&a, sess.id, session_verb(to)).await.map(|_| ()),
                     SessionCmd::Switch(i) => s.switch_persona(&a, sess.id, personas[i], None, None).await.map(|_| ()),
                     SessionCmd::Patch(n) => match before.current_context_id {
                         Some(cid) => s.update_persona_context(&a, cid, serde_json::json!({ "n": n }), None).await.map(|_| ()),
@@ -432,11 +454,11 @@ fn every_other_state_and_command_pair_follows_its_table() {
             for to in ends {
                 let (p, _) = s.create_project(&a, new_project()).await.expect("project");
                 if from != ProjectStatus::Active {
-                    s.transition_project(&a, p.id, from, None, false)
+                    s.transition_project(&a, p.id, project_verb(from), None)
                         .await
                         .expect("reach");
                 }
-                let got = s.transition_project(&a, p.id, to, None, false).await;
+                let got = s.transition_project(&a, p.id, project_verb(to), None).await;
                 assert_eq!(
                     got.is_ok(),
                     from.can_transition_to(to),
@@ -458,11 +480,11 @@ fn every_other_state_and_command_pair_follows_its_table() {
             ] {
                 let (sess, _) = s.start_session(&a, None).await.expect("session");
                 if from != SessionStatus::Active {
-                    s.transition_session(&a, sess.id, from)
+                    s.transition_session(&a, sess.id, session_verb(from))
                         .await
                         .expect("reach");
                 }
-                let got = s.transition_session(&a, sess.id, to).await;
+                let got = s.transition_session(&a, sess.id, session_verb(to)).await;
                 assert_eq!(
                     got.is_ok(),
                     from.can_transition_to(to),
@@ -486,7 +508,9 @@ fn every_other_state_and_command_pair_follows_its_table() {
             SessionStatus::Active,
             SessionStatus::Terminated,
         ] {
-            let got = s.transition_session(&crowd, oldest.id, to).await;
+            let got = s
+                .transition_session(&crowd, oldest.id, session_verb(to))
+                .await;
             assert!(got.is_err(), "EXPIRED -> {to:?} must be refused");
         }
 

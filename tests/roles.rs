@@ -159,6 +159,18 @@ fn mutations(ids: &Value) -> Vec<(&'static str, &'static str, Value, &'static [&
             AGENT,
         ),
         (
+            "completeCheckpoint",
+            "CheckpointTransitionInput",
+            json!({"checkpointId": c}),
+            AGENT,
+        ),
+        (
+            "failCheckpoint",
+            "CheckpointTransitionInput",
+            json!({"checkpointId": c}),
+            AGENT,
+        ),
+        (
             "revertToCheckpoint",
             "RevertToCheckpointInput",
             json!({"checkpointId": c}),
@@ -323,7 +335,7 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
     let schema = post(
         &app,
         &["viewer"],
-        "{ __type(name: \"Mutation\") { fields { name description } } }",
+        "{ __type(name: \"Mutation\") { fields(includeDeprecated: true) { name description } } }",
         json!({}),
     )
     .await;

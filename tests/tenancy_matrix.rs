@@ -675,6 +675,16 @@ fn mutations(
             json!({"checkpointId": c, "status": "COMPLETED"}),
         ),
         (
+            "completeCheckpoint",
+            "CheckpointTransitionInput",
+            json!({"checkpointId": c}),
+        ),
+        (
+            "failCheckpoint",
+            "CheckpointTransitionInput",
+            json!({"checkpointId": c}),
+        ),
+        (
             "revertToCheckpoint",
             "RevertToCheckpointInput",
             json!({"checkpointId": c}),
@@ -1076,7 +1086,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
     let schema = m
         .a
         .ok(
-            "{ q: __type(name: \"Query\") { fields { name } } m: __type(name: \"Mutation\") { fields { name } } s: __type(name: \"Subscription\") { fields { name } } }",
+            "{ q: __type(name: \"Query\") { fields { name } } m: __type(name: \"Mutation\") { fields(includeDeprecated: true) { name } } s: __type(name: \"Subscription\") { fields { name } } }",
             json!({}),
         )
         .await;

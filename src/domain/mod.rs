@@ -6,9 +6,12 @@
 //! stored in the database, the value in the API and the value the rules check
 //! are one type. Stored values are stable upper-case strings.
 
+pub mod checkpoint;
 pub mod event;
 pub mod hitl;
 pub mod lifecycle;
+pub mod project;
+pub mod session;
 pub mod task;
 
 pub use event::EventType;

@@ -107,7 +107,7 @@ pub fn decide(facts: &TaskFacts, verb: TaskVerb) -> Result<TaskTransition, AppEr
                 facts
                     .blockers
                     .iter()
-                    .map(|b| crate::ids::encode(crate::ids::Kind::Task, *b).0)
+                    .map(|b| crate::ids::encode(crate::ids::Kind::Task, *b))
                     .collect::<Vec<_>>()
                     .join(", ")
             )));

@@ -13,7 +13,7 @@ use super::types::*;
 use super::{AGENT, OPERATOR, loaders, principal, services};
 use crate::domain::{AgentState, EventType};
 use crate::entity::{agent_status, agent_status_history, event};
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::query::page;
 
 /// The live state of one persona's agent in one project.

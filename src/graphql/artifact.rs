@@ -14,7 +14,7 @@ use super::types::*;
 use super::{AGENT, loaders, principal, services};
 use crate::domain::{ArtifactKind, EventType};
 use crate::entity::{artifact, event};
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::artifact::NewArtifact;
 use crate::service::query::page;
 

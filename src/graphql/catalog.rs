@@ -11,7 +11,7 @@ use super::{ADMIN, loaders, principal, services};
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{persona, team, workflow, workflow_step};
 use crate::error::AppError;
-use crate::ids::{Kind, encode};
+use crate::ids::Kind;
 use crate::service::query::page_size;
 
 /// An agent role: built in (visible to every tenant) or the tenant's own.

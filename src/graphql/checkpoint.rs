@@ -10,8 +10,9 @@ use super::mutation::keyed;
 use super::types::*;
 use super::{AGENT, OPERATOR, loaders, principal, services};
 use crate::domain::CheckpointStatus;
+use crate::domain::checkpoint::CheckpointVerb;
 use crate::entity::task_checkpoint;
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 
 /// A versioned snapshot of a task's state at a workflow step.
 #[derive(async_graphql::Description)]
@@ -129,6 +130,22 @@ keyed_input!(
 );
 
 keyed_input!(
+    /// Input of `completeCheckpoint` and `failCheckpoint`.
+    CheckpointTransitionInput {
+        /// The checkpoint (IN_PROGRESS).
+        checkpoint_id: ID,
+    }
+);
+
+payload!(
+    /// Result of a checkpoint lifecycle verb.
+    CheckpointTransitionPayload {
+        /// The checkpoint in its new state.
+        checkpoint: TaskCheckpoint,
+    }
+);
+
+keyed_input!(
     /// Input of `revertToCheckpoint`.
     RevertToCheckpointInput {
         /// The checkpoint to go back to.
@@ -229,10 +246,43 @@ impl CheckpointMutation {
         .await
     }
 
-    /// Moves a checkpoint along its lifecycle.
+    /// IN_PROGRESS → COMPLETED: the step's work this version holds is done.
+    /// Errors: `NOT_FOUND`, `INVALID_TRANSITION`.
     ///
     /// Roles: agent, admin.
     #[graphql(guard = "AGENT")]
+    async fn complete_checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CheckpointTransitionInput`.")]
+        input: CheckpointTransitionInput,
+    ) -> Result<CheckpointTransitionPayload> {
+        checkpoint_verb(ctx, input, CheckpointVerb::Complete).await
+    }
+
+    /// IN_PROGRESS → FAILED: the step's work this version holds failed.
+    /// Errors: `NOT_FOUND`, `INVALID_TRANSITION`.
+    ///
+    /// Roles: agent, admin.
+    #[graphql(guard = "AGENT")]
+    async fn fail_checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to do, field by field on `CheckpointTransitionInput`.")]
+        input: CheckpointTransitionInput,
+    ) -> Result<CheckpointTransitionPayload> {
+        checkpoint_verb(ctx, input, CheckpointVerb::Fail).await
+    }
+
+    /// Moves a checkpoint to a status. Deprecated (see
+    /// `docs/schema/deprecations.md`): use the verbs `completeCheckpoint`
+    /// and `failCheckpoint`, and `revertToCheckpoint` to go back.
+    ///
+    /// Roles: agent, admin.
+    #[graphql(
+        guard = "AGENT",
+        deprecation = "Use completeCheckpoint or failCheckpoint (revertToCheckpoint to go back); removed in the release after next."
+    )]
     async fn update_checkpoint_status(
         &self,
         ctx: &Context<'_>,
@@ -281,4 +331,16 @@ impl CheckpointMutation {
         })
         .await
     }
+}
+
+async fn checkpoint_verb(
+    ctx: &Context<'_>,
+    input: CheckpointTransitionInput,
+    verb: CheckpointVerb,
+) -> Result<CheckpointTransitionPayload> {
+    let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
+    keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
+        s.checkpoint_verb(principal(ctx), id, verb).await
+    })
+    .await
 }

@@ -13,7 +13,7 @@ use super::{loaders, principal, services};
 use crate::domain::EventType;
 use crate::entity::event;
 use crate::events::EventFilter;
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::query::page_size;
 
 /// An immutable record of one change. `cursor` orders all events of a

@@ -13,7 +13,7 @@ use super::types::*;
 use super::{AGENT, OPERATOR, loaders, principal, services};
 use crate::domain::{EventType, HitlDecision, HitlExpiryPolicy, HitlStatus};
 use crate::entity::{event, hitl_request};
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::query::page;
 
 /// A question from an agent to a human about one task.

@@ -10,7 +10,7 @@ use super::mutation::keyed;
 use super::types::*;
 use super::{AGENT_OR_OPERATOR, loaders, principal, services};
 use crate::entity::persona_context;
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 
 /// One persona's context inside one session.
 #[derive(async_graphql::Description)]

@@ -10,8 +10,9 @@ use super::mutation::keyed;
 use super::types::*;
 use super::{ADMIN, OPERATOR, loaders, principal, services};
 use crate::domain::ProjectStatus;
+use crate::domain::project::ProjectVerb;
 use crate::entity::project;
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::project::NewProject;
 use crate::service::query::{Completion as CompletionData, page};
 
@@ -291,12 +292,11 @@ payload!(
 async fn project_transition(
     ctx: &Context<'_>,
     input: ProjectTransitionInput,
-    to: ProjectStatus,
-    force: bool,
+    verb: ProjectVerb,
 ) -> Result<ProjectTransitionPayload> {
     let id = ids::decode(Kind::Project, &input.project_id)?;
     keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
-        s.transition_project(principal(ctx), id, to, input.reason, force)
+        s.transition_project(principal(ctx), id, verb, input.reason)
             .await
     })
     .await
@@ -393,7 +393,7 @@ impl ProjectMutation {
         #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Completed, false).await
+        project_transition(ctx, input, ProjectVerb::Complete).await
     }
 
     /// ACTIVE → COMPLETED even with required tasks open (they are
@@ -408,7 +408,7 @@ impl ProjectMutation {
         #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Completed, true).await
+        project_transition(ctx, input, ProjectVerb::ForceComplete).await
     }
 
     /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
@@ -421,7 +421,7 @@ impl ProjectMutation {
         #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Failed, false).await
+        project_transition(ctx, input, ProjectVerb::Fail).await
     }
 
     /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
@@ -434,6 +434,6 @@ impl ProjectMutation {
         #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
         input: ProjectTransitionInput,
     ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectStatus::Cancelled, false).await
+        project_transition(ctx, input, ProjectVerb::Cancel).await
     }
 }

@@ -10,9 +10,10 @@ use super::loaders::{Columns, Rel};
 use super::mutation::keyed;
 use super::types::*;
 use super::{AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
+use crate::domain::session::SessionVerb;
 use crate::domain::{HitlStatus, SessionStatus};
 use crate::entity::{hitl_request, session};
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::query::page;
 
 /// A user's working session with the agents.
@@ -200,11 +201,11 @@ pub struct CleanupExpiredSessionsPayload {
 async fn session_transition(
     ctx: &Context<'_>,
     input: SessionTransitionInput,
-    to: SessionStatus,
+    verb: SessionVerb,
 ) -> Result<SessionPayload> {
     let id = ids::decode(Kind::Session, &input.session_id)?;
     keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
-        s.transition_session(principal(ctx), id, to).await
+        s.transition_session(principal(ctx), id, verb).await
     })
     .await
 }
@@ -332,7 +333,7 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
         input: SessionTransitionInput,
     ) -> Result<SessionPayload> {
-        session_transition(ctx, input, SessionStatus::Suspended).await
+        session_transition(ctx, input, SessionVerb::Suspend).await
     }
 
     /// SUSPENDED → ACTIVE; the inactivity timer restarts.
@@ -345,7 +346,7 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
         input: SessionTransitionInput,
     ) -> Result<SessionPayload> {
-        session_transition(ctx, input, SessionStatus::Active).await
+        session_transition(ctx, input, SessionVerb::Resume).await
     }
 
     /// ACTIVE / SUSPENDED → TERMINATED.
@@ -358,7 +359,7 @@ impl SessionMutation {
         #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
         input: SessionTransitionInput,
     ) -> Result<SessionPayload> {
-        session_transition(ctx, input, SessionStatus::Terminated).await
+        session_transition(ctx, input, SessionVerb::Terminate).await
     }
 
     /// Makes a persona current in a session, creating its context on first use.

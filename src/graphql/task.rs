@@ -15,7 +15,7 @@ use super::types::*;
 use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
 use crate::domain::{EventType, TaskStatus};
 use crate::entity::{event, task};
-use crate::ids::{self, Kind, encode};
+use crate::ids::{self, Kind};
 use crate::service::query::page;
 use crate::service::task::{NewTask, TaskChange, TaskVerb};
 

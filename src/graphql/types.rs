@@ -27,6 +27,11 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
+/// A global id (`<Type>:<uuid>`, see [`crate::ids`]) as a GraphQL `ID`.
+pub fn encode(kind: crate::ids::Kind, id: Uuid) -> async_graphql::ID {
+    async_graphql::ID(crate::ids::encode(kind, id))
+}
+
 /// An output type that wraps what the service layer returns, so a payload
 /// can be built from a service result (see `payload!`).
 pub trait Wraps {

@@ -91,7 +91,7 @@ async fn require_project(tx: &Tx<'_>, p: &Principal, project_id: Uuid) -> AppRes
         .one(&**tx)
         .await?
         .map(|_| ())
-        .ok_or_else(|| AppError::not_found("Project", encode(Kind::Project, project_id).0))
+        .ok_or_else(|| AppError::not_found("Project", encode(Kind::Project, project_id)))
 }
 
 impl Services {

@@ -130,7 +130,7 @@ impl Services {
             .ok_or_else(|| {
                 AppError::not_found(
                     "Project",
-                    crate::ids::encode(crate::ids::Kind::Project, project_id).0,
+                    crate::ids::encode(crate::ids::Kind::Project, project_id),
                 )
             })?;
         let rows = artifact::Entity::find()

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::task::lock_task;
 use super::{EventRef, NewEvent, Services, Tx, now, snapshot};
 use crate::auth::Principal;
+use crate::domain::checkpoint::CheckpointVerb;
 use crate::domain::{CheckpointStatus, EventType};
 use crate::entity::{event, task_checkpoint, task_checkpoint_state};
 use crate::error::{AppError, AppResult};
@@ -30,7 +31,7 @@ async fn lock_checkpoint(
         .lock_exclusive()
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id).0))
+        .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id)))
 }
 
 /// The state of a checkpoint of the caller's tenant.
@@ -43,7 +44,7 @@ pub async fn state_of<C: sea_orm::ConnectionTrait>(
         .filter(task_checkpoint_state::Column::TenantId.eq(p.tenant_id))
         .one(db)
         .await?
-        .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id).0))?
+        .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id)))?
         .state)
 }
 
@@ -208,7 +209,7 @@ impl Services {
             .one(&*tx)
             .await?
             .ok_or_else(|| {
-                AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, source_id).0)
+                AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, source_id))
             })?
             .task_id;
         let task = lock_task(&tx, p, task_id).await?;
@@ -237,9 +238,30 @@ impl Services {
         Ok((model, done.event(ev)))
     }
 
-    /// Moves a checkpoint along `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
-    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    /// Applies a lifecycle verb to a checkpoint (`CHECKPOINT_STATUS_CHANGED`).
+    pub async fn checkpoint_verb(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        verb: CheckpointVerb,
+    ) -> AppResult<(task_checkpoint::Model, event::Model)> {
+        self.move_checkpoint(p, id, verb.target()).await
+    }
+
+    /// The deprecated `updateCheckpointStatus` (kept for one release, see
+    /// `docs/schema/deprecations.md`): a move to any status the lifecycle
+    /// allows, as the verbs make it.
     pub async fn update_checkpoint_status(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        to: CheckpointStatus,
+    ) -> AppResult<(task_checkpoint::Model, event::Model)> {
+        self.move_checkpoint(p, id, to).await
+    }
+
+    #[tracing::instrument(skip(self), fields(tenant = %p.tenant_id))]
+    async fn move_checkpoint(
         &self,
         p: &Principal,
         id: Uuid,
@@ -247,14 +269,7 @@ impl Services {
     ) -> AppResult<(task_checkpoint::Model, event::Model)> {
         let mut tx = self.begin(p).await?;
         let cp = lock_checkpoint(&tx, p, id).await?;
-        if !cp.status.can_transition_to(to) {
-            return Err(AppError::transition(
-                "TaskCheckpoint",
-                cp.status,
-                to,
-                cp.status.allowed_transitions(),
-            ));
-        }
+        let to = crate::domain::checkpoint::decide(cp.status, to)?;
         let mut am = cp.into_active_model();
         am.status = Set(to);
         am.updated_at = Set(now());
@@ -290,9 +305,7 @@ impl Services {
             .filter(task_checkpoint::Column::TenantId.eq(p.tenant_id))
             .one(&*tx)
             .await?
-            .ok_or_else(|| {
-                AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id).0)
-            })?
+            .ok_or_else(|| AppError::not_found("TaskCheckpoint", encode(Kind::TaskCheckpoint, id)))?
             .task_id;
         lock_task(&tx, p, task_id).await?;
         let target = lock_checkpoint(&tx, p, id).await?;

@@ -151,7 +151,7 @@ impl Services {
             self.json_within("response", r, super::JsonLimit::Small)?;
         }
         let mut tx = self.begin(p).await?;
-        let not_found = || AppError::not_found("HitlRequest", encode(Kind::HitlRequest, id).0);
+        let not_found = || AppError::not_found("HitlRequest", encode(Kind::HitlRequest, id));
         let req = hitl_request::Entity::find_by_id(id)
             .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
             .one(&*tx)

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::catalog::visible;
 use super::{EventRef, NewEvent, Services, Tx, guarded, json_strings, now, snapshot};
 use crate::auth::{Principal, Role};
+use crate::domain::project::{ProjectVerb, decide};
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
 use crate::error::{AppError, AppResult};
@@ -178,17 +179,16 @@ impl Services {
         &self,
         p: &Principal,
         id: Uuid,
-        to: ProjectStatus,
+        verb: ProjectVerb,
         reason: Option<String>,
-        force: bool,
     ) -> AppResult<(project::Model, event::Model)> {
-        if force {
+        if verb.forced() {
             p.require(Role::Admin, "force-complete a project")?;
             tracing::warn!(project = %id, user = %p.user_id, "project completion forced");
         }
         let mut tx = self.begin(p).await?;
         let current = super::task::lock_project(&tx, p, id, true).await?;
-        let (updated, ev) = end_project(&mut tx, current, to, reason, force).await?;
+        let (updated, ev) = end_project(&mut tx, current, verb, reason).await?;
         let done = tx.commit().await?;
         Ok((updated, done.event(ev)))
     }
@@ -219,33 +219,18 @@ pub async fn open_required(tx: &Tx<'_>, project: Uuid) -> AppResult<u64> {
 pub async fn end_project(
     tx: &mut Tx<'_>,
     current: project::Model,
-    to: ProjectStatus,
+    verb: ProjectVerb,
     reason: Option<String>,
-    forced: bool,
 ) -> AppResult<(project::Model, EventRef)> {
     let id = current.id;
-    if !current.status.can_transition_to(to) {
-        return Err(AppError::transition(
-            "Project",
-            current.status,
-            to,
-            current.status.allowed_transitions(),
-        ));
-    }
-    if to == ProjectStatus::Completed && !forced {
-        let blocking = open_required(tx, id).await?;
-        if blocking > 0 {
-            return Err(AppError::transition(
-                "Project",
-                current.status,
-                to,
-                current.status.allowed_transitions(),
-            )
-            .because(format!(
-                "{blocking} required task(s) are not finished; complete or cancel them first, or force completion"
-            )));
+    let open = match verb {
+        ProjectVerb::Complete if current.status.can_transition_to(ProjectStatus::Completed) => {
+            open_required(tx, id).await?
         }
-    }
+        _ => 0,
+    };
+    let (to, event_type) = decide(current.status, verb, open)?;
+    let forced = verb.forced();
     let t = now();
     let res = project::Entity::update_many()
         .col_expr(project::Column::Status, to.into())
@@ -262,11 +247,6 @@ pub async fn end_project(
     updated.updated_at = Set(t);
     updated.ended_at = Set(Some(t));
     let updated = sea_orm::TryIntoModel::try_into_model(updated)?;
-    let event_type = match to {
-        ProjectStatus::Completed => EventType::ProjectCompleted,
-        ProjectStatus::Failed => EventType::ProjectFailed,
-        _ => EventType::ProjectCancelled,
-    };
     let note = format!(
         "stopped: project {}",
         sea_orm::ActiveEnum::to_value(&to).to_lowercase()

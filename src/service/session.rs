@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
+use crate::domain::session::{self as lifecycle, SessionVerb};
 use crate::domain::{EventType, SessionStatus};
 use crate::entity::{event, persona_context, session};
 use crate::error::{AppError, AppResult};
@@ -141,22 +142,12 @@ impl Services {
         &self,
         p: &Principal,
         id: Uuid,
-        to: SessionStatus,
+        verb: SessionVerb,
     ) -> AppResult<(session::Model, event::Model)> {
         let mut tx = self.begin(p).await?;
         let current = load_session(&tx, p, id).await?;
-        if to == SessionStatus::Active {
-            require_not_overdue(&current)?;
-        }
-        if !current.status.can_transition_to(to) {
-            return Err(AppError::transition(
-                "Session",
-                current.status,
-                to,
-                current.status.allowed_transitions(),
-            ));
-        }
         let t = now();
+        let (to, event_type) = lifecycle::decide(current.status, verb, current.expires_at, t)?;
         let mut am = current.clone().into_active_model();
         am.status = Set(to);
         am.updated_at = Set(t);
@@ -176,12 +167,6 @@ impl Services {
             .exec(&*tx)
             .await?;
         guarded(res.rows_affected, "the session")?;
-        let event_type = match to {
-            SessionStatus::Active => EventType::SessionResumed,
-            SessionStatus::Suspended => EventType::SessionSuspended,
-            SessionStatus::Terminated => EventType::SessionTerminated,
-            SessionStatus::Expired => EventType::SessionExpired,
-        };
         let ev = session_event(&mut tx, event_type, &updated, json!({}));
         let done = tx.commit().await?;
         Ok((updated, done.event(ev)))
@@ -354,7 +339,7 @@ async fn load_session(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<session
         .lock_exclusive()
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("Session", encode(Kind::Session, id).0))
+        .ok_or_else(|| AppError::not_found("Session", encode(Kind::Session, id)))
 }
 
 /// Loads a context and locks its row; state and history are read, changed
@@ -393,16 +378,8 @@ async fn expire_one(
     Ok(Some(expired))
 }
 
-/// Refuses work in a session past its inactivity deadline, even before the
-/// sweeper has marked it EXPIRED.
 fn require_not_overdue(s: &session::Model) -> AppResult<()> {
-    if s.expires_at <= now() {
-        return Err(AppError::bad_input(format!(
-            "the session expired at {} after inactivity; start a new one",
-            s.expires_at.to_rfc3339()
-        )));
-    }
-    Ok(())
+    crate::domain::session::require_not_overdue(s.expires_at, now())
 }
 
 /// Locks the session of a context (which must be ACTIVE), then the context.
@@ -415,7 +392,7 @@ async fn lock_active_context(
         .filter(persona_context::Column::TenantId.eq(p.tenant_id))
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0))?
+        .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id)))?
         .session_id;
     let session = load_session(tx, p, session_id).await?;
     if session.status != SessionStatus::Active {
@@ -434,7 +411,7 @@ async fn load_context(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<persona
         .lock_exclusive()
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0))
+        .ok_or_else(|| AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id)))
 }
 
 fn session_event(
@@ -704,7 +681,7 @@ impl Services {
             .one(&self.reader(p.tenant_id))
             .await?
             .ok_or_else(|| {
-                AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id).0)
+                AppError::not_found("PersonaContext", encode(Kind::PersonaContext, id))
             })?;
         let persona = crate::entity::persona::Entity::find_by_id(ctx.persona_id)
             .one(&self.reader(p.tenant_id))

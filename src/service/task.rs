@@ -69,7 +69,7 @@ pub async fn load_task<C: sea_orm::ConnectionTrait>(
         .filter(task::Column::TenantId.eq(p.tenant_id))
         .one(db)
         .await?
-        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id).0))
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id)))
 }
 
 /// Finds the project of a task and locks it (see [`lock_project`]) in one
@@ -95,7 +95,7 @@ pub async fn lock_project_of_task(
     locked(q, exclusive)
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id).0))
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id)))
 }
 
 /// Locks a task's project (shared, or `exclusive`) and then the task, in
@@ -148,7 +148,7 @@ pub async fn lock_project_and_task(
     let row = tx
         .query_one_raw(stmt)
         .await?
-        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id).0))?;
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, task_id)))?;
     let project = project::Model::from_query_result(&row, "p__")?;
     let task = task::Model::from_query_result(&row, "")?;
     Ok((project, task))
@@ -175,7 +175,7 @@ pub async fn lock_task(tx: &Tx<'_>, p: &Principal, id: Uuid) -> AppResult<task::
         .lock_exclusive()
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id).0))
+        .ok_or_else(|| AppError::not_found("Task", encode(Kind::Task, id)))
 }
 
 /// Loads a project and locks it: `exclusive` for changes of the project or
@@ -192,7 +192,7 @@ pub async fn lock_project(
     locked(q, exclusive)
         .one(&**tx)
         .await?
-        .ok_or_else(|| AppError::not_found("Project", encode(Kind::Project, id).0))
+        .ok_or_else(|| AppError::not_found("Project", encode(Kind::Project, id)))
 }
 
 /// Moves a task to `to` inside `tx` with a guarded update and queues the
@@ -481,9 +481,8 @@ impl Services {
             super::project::end_project(
                 &mut tx,
                 project,
-                ProjectStatus::Completed,
+                crate::domain::project::ProjectVerb::Complete,
                 Some("its last required task completed".into()),
-                false,
             )
             .await?;
         }
