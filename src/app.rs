@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::auth::{AuthSettings, Authenticator};
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::events::EventBus;
@@ -17,6 +18,48 @@ use crate::http::{AppState, metrics_router, router};
 use crate::rls::{Scope, Scoped, Sessions};
 use crate::service::{ServiceSettings, Services};
 use tokio_util::sync::CancellationToken;
+
+/// The authenticator's settings from the server's.
+pub fn auth_settings(c: &Config) -> AuthSettings {
+    AuthSettings {
+        jwt_secret: c.jwt_secret.clone(),
+        jwt_public_key: c.jwt_public_key.clone(),
+        jwks_url: c.jwks_url.clone(),
+        require_auth: c.require_auth,
+        jwt_issuer: c.jwt_issuer.clone(),
+        jwt_audience: c.jwt_audience.clone(),
+    }
+}
+
+/// The size bounds of a catalog import the settings describe.
+pub fn catalog_limits(c: &Config) -> crate::catalog::ImportLimits {
+    crate::catalog::ImportLimits {
+        max_file_bytes: c.max_catalog_file_bytes,
+        max_total_bytes: c.max_catalog_import_bytes,
+    }
+}
+
+/// The operation limits the settings describe.
+pub fn query_limits(c: &Config) -> crate::graphql::limits::Limits {
+    crate::graphql::limits::Limits {
+        max_body_bytes: c.max_body_bytes,
+        max_json_values: c.max_json_values,
+        max_document_bytes: c.max_document_bytes,
+        max_tokens: c.max_tokens,
+        max_depth: c.max_depth,
+        max_introspection_depth: c.max_introspection_depth,
+        max_fields: c.max_fields,
+        max_complexity: c.max_complexity,
+        max_aliases: c.max_aliases,
+        max_root_fields: c.max_root_fields,
+        max_directives: c.max_directives,
+        max_batch: c.max_batch,
+        max_errors: c.max_errors,
+        max_response_bytes: c.max_response_bytes,
+        request_timeout: std::time::Duration::from_secs(c.request_timeout_seconds),
+        introspection: c.introspection,
+    }
+}
 
 /// A built server, bound but not yet serving.
 pub struct App {
@@ -40,7 +83,7 @@ impl App {
         let no_key = config.jwt_secret.is_none()
             && config.jwt_public_key.is_none()
             && config.jwks_url.is_none();
-        let auth = match crate::auth::Authenticator::from_config(config) {
+        let auth = match Authenticator::new(&auth_settings(config)) {
             // The container image sets CEREBRAL_REQUIRE_AUTH: say how to
             // opt out, since a local trial is the one case that should.
             Err(e) if config.require_auth && no_key => {
@@ -177,7 +220,7 @@ impl App {
                 session_timeout: chrono::Duration::minutes(config.session_timeout_minutes),
                 max_context_history: config.max_context_history,
                 max_snapshot_bytes: config.max_snapshot_bytes,
-                catalog_limits: config.catalog_limits(),
+                catalog_limits: catalog_limits(config),
                 max_sessions_per_user: config.max_sessions_per_user,
                 max_checkpoints_per_task: config.max_checkpoints_per_task,
                 checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),
@@ -197,7 +240,7 @@ impl App {
         // the built-in catalog is looked at below.
         let schema = tokio::task::spawn_blocking({
             let services = services.clone();
-            let limits = config.limits();
+            let limits = query_limits(config);
             let extras = crate::graphql::SchemaExtras {
                 metrics: Some(metrics.clone()),
                 persisted: persisted.clone(),
@@ -266,7 +309,7 @@ impl App {
             ),
             hosts: Arc::new(hosts),
             shutdown: shutdown.clone(),
-            limits: Arc::new(config.limits()),
+            limits: Arc::new(query_limits(config)),
             limiter: {
                 let l = crate::http::rate::RateLimiter::new(
                     config.rate_limit_per_second,

@@ -276,11 +276,30 @@ struct Claims {
 /// `None` in development mode).
 pub type Verified = (Principal, Option<u64>);
 
+/// What the authenticator is built from (`crate::app` fills it from the
+/// `CEREBRAL_JWT_*`, `CEREBRAL_JWKS_URL` and `CEREBRAL_REQUIRE_AUTH`
+/// settings).
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// HS256 shared secret, at least 32 bytes.
+    pub jwt_secret: Option<String>,
+    /// RS256 or ES256 public key: PEM text, or the path of a PEM file.
+    pub jwt_public_key: Option<String>,
+    /// JWKS endpoint: `https://`, or `http://` on a loopback host.
+    pub jwks_url: Option<String>,
+    /// Refuse to start without a key (no development mode).
+    pub require_auth: bool,
+    /// The `iss` every token must carry, when set.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry, when set.
+    pub jwt_audience: Option<String>,
+}
+
 impl Authenticator {
-    /// Reads the key settings. More than one of secret, public key and JWKS
-    /// URL is an error, as is none with `require_auth`; none without it is
-    /// development mode, logged loudly.
-    pub fn from_config(c: &crate::config::Config) -> anyhow::Result<Self> {
+    /// Builds the verifier from the key settings. More than one of secret,
+    /// public key and JWKS URL is an error, as is none with `require_auth`;
+    /// none without it is development mode, logged loudly.
+    pub fn new(c: &AuthSettings) -> anyhow::Result<Self> {
         let configured = [
             c.jwt_secret.is_some(),
             c.jwt_public_key.is_some(),
@@ -520,9 +539,7 @@ pub fn mint(
 fn jwks_url_is_loopback(url: &str) -> anyhow::Result<bool> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| anyhow::anyhow!("CEREBRAL_JWKS_URL is not a URL ({e}): {url}"))?;
-    let loopback = parsed
-        .host_str()
-        .is_some_and(crate::http::origin::is_loopback_name);
+    let loopback = parsed.host_str().is_some_and(crate::net::is_loopback_name);
     match parsed.scheme() {
         "https" => Ok(loopback),
         "http" if loopback => Ok(true),

@@ -676,36 +676,6 @@ impl Config {
         format!("http://{addr}")
     }
 
-    /// The size bounds of a catalog import these settings describe.
-    pub fn catalog_limits(&self) -> crate::catalog::ImportLimits {
-        crate::catalog::ImportLimits {
-            max_file_bytes: self.max_catalog_file_bytes,
-            max_total_bytes: self.max_catalog_import_bytes,
-        }
-    }
-
-    /// The operation limits these settings describe.
-    pub fn limits(&self) -> crate::graphql::limits::Limits {
-        crate::graphql::limits::Limits {
-            max_body_bytes: self.max_body_bytes,
-            max_json_values: self.max_json_values,
-            max_document_bytes: self.max_document_bytes,
-            max_tokens: self.max_tokens,
-            max_depth: self.max_depth,
-            max_introspection_depth: self.max_introspection_depth,
-            max_fields: self.max_fields,
-            max_complexity: self.max_complexity,
-            max_aliases: self.max_aliases,
-            max_root_fields: self.max_root_fields,
-            max_directives: self.max_directives,
-            max_batch: self.max_batch,
-            max_errors: self.max_errors,
-            max_response_bytes: self.max_response_bytes,
-            request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
-            introspection: self.introspection,
-        }
-    }
-
     /// Settings for tests and embedding: the defaults with the given database
     /// and port 0.
     pub fn for_database(database_url: impl Into<String>) -> Self {

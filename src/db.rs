@@ -36,14 +36,34 @@ impl StatementCounter {
 
     pub(crate) fn count(&self, sql: &str) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        if sql.starts_with(crate::rls::SET_SCOPE_SQL)
-            || sql.starts_with(crate::rls::sessions::SET_SESSION_SCOPE_SQL)
-            || sql.starts_with(crate::rls::sessions::BEGIN_WRITE_SQL_PREFIX)
+        if sql.starts_with(SET_SCOPE_SQL)
+            || sql.starts_with(SET_SESSION_SCOPE_SQL)
+            || sql.starts_with(BEGIN_WRITE_SQL_PREFIX)
         {
             self.transactions.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
+
+// The statements that open a tenant scope. `crate::rls` writes them; they
+// live here so the statement counter can tell them apart without the
+// connection layer depending on the security layer above it.
+
+/// The statement that opens every scoped transaction (counted as one
+/// transaction by [`StatementCounter`]).
+pub const SET_SCOPE_SQL: &str = "SELECT set_config($1, $2, true)";
+
+/// The statement that sets a session's scope: both settings at once, so
+/// that a session switched from one scope to another keeps nothing of the
+/// first (counted by [`StatementCounter`] as a scope set, like
+/// [`SET_SCOPE_SQL`]).
+pub const SET_SESSION_SCOPE_SQL: &str = "SELECT set_config('cerebral.tenant_id', $1, false), \
+     set_config('cerebral.all_tenants', $2, false)";
+
+/// How the statement that opens a write transaction on a session starts
+/// (see `crate::rls::sessions::begin_write_sql`; counted by [`StatementCounter`] as a scope
+/// set).
+pub const BEGIN_WRITE_SQL_PREFIX: &str = "BEGIN; SELECT set_config('cerebral.tenant_id', '";
 
 /// Connects, creating the SQLite file and its folder when needed.
 ///

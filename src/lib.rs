@@ -16,5 +16,6 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod net;
 pub mod rls;
 pub mod service;

@@ -97,7 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import { dir } => {
             // Reading and parsing block: off the async workers.
-            let limits = config.catalog_limits();
+            let limits = cerebral::app::catalog_limits(&config);
             let folder = dir.clone();
             let report = tokio::task::spawn_blocking(move || {
                 cerebral::catalog::parse_dir_with(&folder, &limits)

@@ -453,7 +453,7 @@ async fn a_plain_http_jwks_url_is_refused_at_start_up_except_on_loopback() {
     ] {
         let mut config = cerebral::config::Config::for_database("sqlite::memory:");
         config.jwks_url = Some(url.into());
-        let built = cerebral::auth::Authenticator::from_config(&config);
+        let built = cerebral::auth::Authenticator::new(&cerebral::app::auth_settings(&config));
         assert_eq!(built.is_ok(), starts, "{url}");
     }
 }

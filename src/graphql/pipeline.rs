@@ -239,8 +239,8 @@ impl Hooks {
         self.remember(&request, remember);
         let mark = request
             .data
-            .get(&std::any::TypeId::of::<Arc<crate::http::Executed>>())
-            .and_then(|d| d.downcast_ref::<Arc<crate::http::Executed>>())
+            .get(&std::any::TypeId::of::<Arc<Executed>>())
+            .and_then(|d| d.downcast_ref::<Arc<Executed>>())
             .cloned();
         // An operation the library would not find (an unknown name, none
         // given among several) is refused after validation, with codes the
@@ -453,5 +453,23 @@ impl Extension for Hooks {
             Some(span) => fut.instrument(span).await,
             None => fut.await,
         }
+    }
+}
+
+/// Set by the limits extension when an operation reached execution: a
+/// response without it was refused before (parse, validation, limits) and
+/// carries no `data` key.
+#[derive(Default)]
+pub struct Executed(std::sync::atomic::AtomicBool);
+
+impl Executed {
+    /// Records that execution began.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether execution began.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -9,6 +9,7 @@ pub mod ws;
 pub mod zip;
 
 use crate::error::code;
+use crate::graphql::pipeline::Executed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,23 +262,6 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
         }
     }
     json.then_some(MediaType::Json)
-}
-
-/// Set by the limits extension when an operation reached execution: a
-/// response without it was refused before (parse, validation, limits) and
-/// carries no `data` key.
-#[derive(Default)]
-pub struct Executed(std::sync::atomic::AtomicBool);
-
-impl Executed {
-    /// Records that execution began.
-    pub fn set(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn get(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 /// Runs GraphQL requests for one HTTP request: the caller, the loaders,

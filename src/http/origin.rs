@@ -16,7 +16,7 @@
 //!   before the socket exists.
 
 use crate::error::code;
-use std::net::IpAddr;
+use crate::net::is_loopback_name;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -85,21 +85,6 @@ impl HostPolicy {
             }
         }
     }
-}
-
-/// Whether `name` (a host name without port; IPv6 with or without
-/// brackets) can only mean this machine: `localhost` and its subdomains
-/// (RFC 6761), 127.0.0.0/8 and `::1`.
-pub fn is_loopback_name(name: &str) -> bool {
-    let name = name.trim_end_matches('.');
-    let bare = name
-        .strip_prefix('[')
-        .and_then(|n| n.strip_suffix(']'))
-        .unwrap_or(name);
-    let lower = bare.to_ascii_lowercase();
-    lower == "localhost"
-        || lower.ends_with(".localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A `host[:port]` authority as (host, port); an IPv6 host keeps its

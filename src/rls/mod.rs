@@ -34,6 +34,8 @@ use sea_orm::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use crate::db::SET_SCOPE_SQL;
+
 use tokio::sync::MutexGuard;
 use uuid::Uuid;
 
@@ -52,10 +54,6 @@ pub enum Scope {
     /// No setting at all: tenant tables look empty.
     Unscoped,
 }
-
-/// The statement that opens every scoped transaction (counted as one
-/// transaction by [`crate::db::StatementCounter`]).
-pub const SET_SCOPE_SQL: &str = "SELECT set_config($1, $2, true)";
 
 /// Sets `scope` for the rest of the transaction `txn` (PostgreSQL only; a
 /// no-op elsewhere). Must be the first statement of the transaction.

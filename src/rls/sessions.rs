@@ -38,6 +38,8 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+pub use crate::db::{BEGIN_WRITE_SQL_PREFIX, SET_SESSION_SCOPE_SQL};
+
 use super::Scope;
 use crate::db::StatementCounter;
 use futures::{Stream, StreamExt};
@@ -47,18 +49,6 @@ use sea_orm::sqlx::postgres::{PgPool, PgRow};
 use sea_orm::sqlx::{self, Postgres};
 use sea_orm::{ConnAcquireErr, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
-
-/// The statement that sets a session's scope: both settings at once, so
-/// that a session switched from one scope to another keeps nothing of the
-/// first (counted by [`StatementCounter`] as a scope set, like
-/// `super::SET_SCOPE_SQL`).
-pub const SET_SESSION_SCOPE_SQL: &str = "SELECT set_config('cerebral.tenant_id', $1, false), \
-     set_config('cerebral.all_tenants', $2, false)";
-
-/// How the statement that opens a write transaction on a session starts
-/// (see [`begin_write_sql`]; counted by [`StatementCounter`] as a scope
-/// set).
-pub const BEGIN_WRITE_SQL_PREFIX: &str = "BEGIN; SELECT set_config('cerebral.tenant_id', '";
 
 /// `BEGIN` and the writer's tenant, sent as one simple-protocol string:
 /// one round trip where sea-orm's `begin` and a `set_config` take two.

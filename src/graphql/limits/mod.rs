@@ -311,7 +311,7 @@ impl Check {
         F: std::future::Future<Output = Response>,
     {
         // Reached only when parsing, validation and every limit passed.
-        let http = ctx.data_opt::<Arc<crate::http::Executed>>();
+        let http = ctx.data_opt::<Arc<crate::graphql::pipeline::Executed>>();
         if let Some(mark) = http {
             mark.set();
         }
