@@ -194,7 +194,7 @@ impl PersonaContextMutation {
         input: ImportPersonaContextInput,
     ) -> Result<PersonaContextPayload> {
         let session = ids::decode(Kind::Session, &input.session_id)?;
-        let snap = crate::service::session::ContextSnapshot {
+        let snap = crate::service::persona_context::ContextSnapshot {
             data: input.snapshot.data,
             compressed: input.snapshot.compressed,
             checksum: input.snapshot.checksum,

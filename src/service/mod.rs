@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod hitl;
 pub mod idempotency;
+pub mod persona_context;
 pub mod project;
 pub mod query;
 pub mod session;
