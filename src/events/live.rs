@@ -168,7 +168,7 @@ pub(crate) async fn settled(bus: &EventBus) -> i64 {
 /// One page of matching events in `(after, upto]` and whether it was full,
 /// read under one of the bus's read permits. A failing read is retried
 /// with a growing pause (0.1 s up to 5 s): a delay, never a gap.
-pub(crate) async fn read_page(
+async fn read_page(
     db: &Scoped,
     bus: &EventBus,
     filter: &EventFilter,
@@ -199,13 +199,7 @@ pub(crate) async fn read_page(
 /// `(after, upto]`. Counted in the stream's own events, so a quiet tenant is
 /// not sent away because another one was busy. A failed check lets the
 /// replay go ahead: the limit protects the server, it never hides events.
-pub(crate) async fn too_far(
-    db: &Scoped,
-    bus: &EventBus,
-    filter: &EventFilter,
-    after: i64,
-    upto: i64,
-) -> bool {
+async fn too_far(db: &Scoped, bus: &EventBus, filter: &EventFilter, after: i64, upto: i64) -> bool {
     let limit = bus.inner.max_replay;
     // Positions are distinct integers: a range no wider than the limit
     // cannot hold more events than it (with holes it usually holds far

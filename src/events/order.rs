@@ -15,7 +15,7 @@ pub const TXN_BITS: u32 = 20;
 
 /// Largest transaction id whose positions still fit an `i64` (2^43: some
 /// two thousand wraparounds of the 32-bit id).
-pub(crate) const MAX_XID: i64 = 1 << (63 - TXN_BITS);
+const MAX_XID: i64 = 1 << (63 - TXN_BITS);
 
 /// SQL for the PostgreSQL horizon: every position below it is final (its
 /// transaction has committed or aborted). Evaluated inside a statement, it

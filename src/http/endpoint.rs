@@ -14,11 +14,11 @@ pub(crate) enum MediaType {
     GraphqlResponse,
 }
 
-pub(crate) const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// The media type to answer with, or `None` when the client accepts none
 /// we can send (406). No `Accept`, `*/*` and `application/*` get JSON.
-pub(crate) fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Some(MediaType::Json);
     };
@@ -211,7 +211,7 @@ impl serde::Serialize for Body {
     }
 }
 
-pub(crate) fn set_media_type(resp: &mut Response, media: MediaType) {
+fn set_media_type(resp: &mut Response, media: MediaType) {
     let value = match media {
         MediaType::Json => HeaderValue::from_static("application/json"),
         MediaType::GraphqlResponse => HeaderValue::from_static(GRAPHQL_RESPONSE),
@@ -219,7 +219,7 @@ pub(crate) fn set_media_type(resp: &mut Response, media: MediaType) {
     resp.headers_mut().insert(header::CONTENT_TYPE, value);
 }
 
-pub(crate) fn not_acceptable() -> Response {
+fn not_acceptable() -> Response {
     error_response(
         StatusCode::NOT_ACCEPTABLE,
         "send Accept: application/graphql-response+json or application/json",
@@ -313,10 +313,7 @@ pub(crate) async fn graphql_post(State(app): State<AppState>, req: Request) -> R
 
 /// The 400 for a body (or query string) with more JSON values than the
 /// limit allows, before any of it is parsed.
-pub(crate) fn too_many_values(
-    text: &[u8],
-    limits: &crate::graphql::limits::Limits,
-) -> Option<Response> {
+fn too_many_values(text: &[u8], limits: &crate::graphql::limits::Limits) -> Option<Response> {
     let max = limits.max_json_values;
     (crate::graphql::limits::json_values(text, max) > max).then(|| {
         error_response(
@@ -344,7 +341,7 @@ pub(crate) async fn graphql_other_method(State(app): State<AppState>, req: Reque
 
 /// How long a refused request's body may take to arrive before the
 /// answer goes out anyway.
-pub(crate) const DRAIN_WITHIN: Duration = Duration::from_secs(2);
+const DRAIN_WITHIN: Duration = Duration::from_secs(2);
 
 /// Reads and drops the body of a request refused from its headers alone
 /// (at most `limit` bytes, for at most [`DRAIN_WITHIN`]). A client that
@@ -371,7 +368,7 @@ pub(crate) async fn drain(body: axum::body::Body, limit: usize) {
 
 /// A request that is not a GraphQL request at all (malformed JSON, wrong
 /// shape): 400 with a GraphQL error body, never the parser's debug text.
-pub(crate) fn bad_request(e: &GraphQLRejection) -> Response {
+fn bad_request(e: &GraphQLRejection) -> Response {
     let message = match &e.0 {
         async_graphql::ParseRequestError::InvalidRequest(inner) => {
             format!("the body is not a GraphQL request: {inner}")
@@ -436,7 +433,7 @@ pub(crate) fn is_json(h: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-pub(crate) fn unsupported_media_type() -> Response {
+fn unsupported_media_type() -> Response {
     error_response(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "POST bodies must be application/json (GraphQL over HTTP)",
@@ -447,7 +444,7 @@ pub(crate) fn unsupported_media_type() -> Response {
 /// The type of the operation a request would run, when it can be told.
 /// A document over the size limit is not parsed here: the limits refuse it
 /// before anything runs, and the parser should never see it.
-pub(crate) fn operation_type(
+fn operation_type(
     req: &async_graphql::Request,
     limits: &crate::graphql::limits::Limits,
 ) -> Option<OperationType> {

@@ -37,7 +37,7 @@ pub(crate) fn fenced_yaml(markdown: &str) -> Option<(String, usize)> {
 
 /// Recognises an opening code fence and returns its character, length and
 /// info string.
-pub(crate) fn fence_open(line: &str) -> Option<(char, usize, &str)> {
+fn fence_open(line: &str) -> Option<(char, usize, &str)> {
     let trimmed = line.trim_start_matches(' ');
     if line.len() - trimmed.len() > 3 {
         return None;
@@ -55,7 +55,7 @@ pub(crate) fn fence_open(line: &str) -> Option<(char, usize, &str)> {
 }
 
 /// Recognises the closing fence matching an opening fence.
-pub(crate) fn is_fence_close(line: &str, fence_char: char, fence_len: usize) -> bool {
+fn is_fence_close(line: &str, fence_char: char, fence_len: usize) -> bool {
     let trimmed = line.trim_start_matches(' ');
     if line.len() - trimmed.len() > 3 {
         return false;
@@ -108,7 +108,7 @@ pub(crate) fn parse_agent(content: &str) -> Result<PersonaDef, String> {
 
 /// Extracts command names from a `commands` section, which packs write as a
 /// list of one-key maps, a list of `"name args: text"` strings, or a map.
-pub(crate) fn command_names(commands: Option<&Value>) -> Vec<String> {
+fn command_names(commands: Option<&Value>) -> Vec<String> {
     let mut names = Vec::new();
     let take_keys = |map: &Mapping, names: &mut Vec<String>| {
         for key in map.keys() {

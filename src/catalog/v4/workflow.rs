@@ -44,7 +44,7 @@ pub(crate) fn parse_workflow(content: &str) -> Result<WorkflowDef, String> {
 
 /// Parses one entry of `workflow.sequence`; `used_keys` keeps step keys
 /// unique within the workflow.
-pub(crate) fn parse_step(
+fn parse_step(
     index: usize,
     item: &Value,
     used_keys: &mut HashSet<String>,
@@ -124,7 +124,7 @@ pub(crate) fn parse_step(
 /// Picks the default persona of a step from its agent text: the first of
 /// several `/`-separated agents, and none for "various" or anything that is
 /// not a valid persona key.
-pub(crate) fn persona_of_agent(agent: &str) -> Option<String> {
+fn persona_of_agent(agent: &str) -> Option<String> {
     let first = agent
         .split('/')
         .next()

@@ -88,7 +88,7 @@ pub(crate) fn prescan_yaml(text: &str, first_line: usize) -> Result<(), String> 
     Ok(())
 }
 
-pub(crate) fn anchors_refused(found: &str, line: usize) -> String {
+fn anchors_refused(found: &str, line: usize) -> String {
     format!(
         "YAML anchors and aliases (&name, *name) are not accepted in catalog files: {found} at line {line}; write the value out instead"
     )

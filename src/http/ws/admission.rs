@@ -9,7 +9,7 @@ use std::time::Duration;
 /// total, and new upgrades per address. Checked before the upgrade, so a
 /// refused client costs a short HTTP answer, not a socket.
 pub struct Admission {
-    pub(crate) per_address: usize,
+    per_address: usize,
     pub(crate) total: usize,
     pub(crate) open: std::sync::Mutex<OpenSockets>,
     pub(crate) upgrades: Option<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
@@ -18,7 +18,7 @@ pub struct Admission {
 #[derive(Default)]
 pub(crate) struct OpenSockets {
     pub(crate) total: usize,
-    pub(crate) by_address: std::collections::HashMap<std::net::IpAddr, usize>,
+    by_address: std::collections::HashMap<std::net::IpAddr, usize>,
 }
 
 /// Why an upgrade was refused.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 
 pub(crate) struct Connection {
-    pub(crate) sink: SplitSink<WebSocket, Message>,
+    sink: SplitSink<WebSocket, Message>,
     pub(crate) source: futures::stream::SplitStream<WebSocket>,
     pub(crate) protocol: Protocol,
     pub(crate) app: AppState,
@@ -31,7 +31,7 @@ pub(crate) struct Connection {
     /// The client's address, for rate limits without authentication.
     pub(crate) address: Option<std::net::IpAddr>,
     /// The rate-limit bucket each operation draws from, set at init.
-    pub(crate) rate_key: Option<crate::http::rate::Key>,
+    rate_key: Option<crate::http::rate::Key>,
     pub(crate) shutdown: CancellationToken,
     /// Resolves at shutdown. Made once and kept: a fresh `cancelled()` per
     /// loop turn or per send would join and leave the token's waiter list
@@ -50,13 +50,13 @@ pub(crate) struct Connection {
     /// servers accepted that. Bounded by count and bytes (`early_bytes`);
     /// kept as text, so what is held is what was counted.
     pub(crate) early: Vec<(String, Utf8Bytes)>,
-    pub(crate) early_bytes: usize,
-    pub(crate) init_received: bool,
+    early_bytes: usize,
+    init_received: bool,
     /// Bytes of `next` frames queued since the last flush.
-    pub(crate) unflushed: usize,
-    pub(crate) last_heard: Instant,
+    unflushed: usize,
+    last_heard: Instant,
     pub(crate) _held: Held,
-    pub(crate) _admitted: Admitted,
+    _admitted: Admitted,
 }
 
 impl Connection {
@@ -264,11 +264,11 @@ impl Connection {
         }
     }
 
-    pub(crate) async fn send_json(&mut self, v: Value) -> bool {
+    async fn send_json(&mut self, v: Value) -> bool {
         self.send(Message::Text(v.to_string().into())).await
     }
 
-    pub(crate) async fn on_item(&mut self, id: String, item: Item) -> bool {
+    async fn on_item(&mut self, id: String, item: Item) -> bool {
         let legacy = self.protocol == Protocol::Legacy;
         match item {
             Item::Next(payload, shared) => {
@@ -301,7 +301,7 @@ impl Connection {
     }
 
     /// Handles one client frame; `Some` ends the connection.
-    pub(crate) async fn on_message(&mut self, msg: Message) -> Option<Stop> {
+    async fn on_message(&mut self, msg: Message) -> Option<Stop> {
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(_) => return Some(Stop::ClientClosed),
@@ -376,7 +376,7 @@ impl Connection {
         }
     }
 
-    pub(crate) async fn on_init(&mut self, payload: Option<&Value>) -> Option<Stop> {
+    async fn on_init(&mut self, payload: Option<&Value>) -> Option<Stop> {
         if self.init_received {
             return Some(close(4429, "Too many initialisation requests"));
         }
@@ -454,7 +454,7 @@ impl Connection {
     /// Keeps a legacy `start` that came before `connection_init` until the
     /// connection is initialised, within the count and byte limits; past
     /// them the socket is closed (4400) and the queue dropped with it.
-    pub(crate) fn queue_early(&mut self, id: String, text: Utf8Bytes) -> Option<Stop> {
+    fn queue_early(&mut self, id: String, text: Utf8Bytes) -> Option<Stop> {
         let s = &self.app.ws;
         let bytes = self.early_bytes.saturating_add(text.len());
         if self.early.len() >= s.max_early_operations || bytes > s.max_early_bytes {
@@ -467,7 +467,7 @@ impl Connection {
 
     /// The shared-frames slot of an operation: keyed by everything that
     /// decides its payloads (see [`crate::graphql::share`]).
-    pub(crate) fn slot_for(&self, request: &async_graphql::Request) -> Option<Arc<ItemSlot>> {
+    fn slot_for(&self, request: &async_graphql::Request) -> Option<Arc<ItemSlot>> {
         let (tenant, roles) = self.caller.clone()?;
         // Extensions are a hash map: sorted, so equal requests make equal
         // text whatever order their keys come out in.
@@ -483,7 +483,7 @@ impl Connection {
         self.app.frames.intern(key).map(ItemSlot::new)
     }
 
-    pub(crate) fn too_much_before_init(&self) -> Stop {
+    fn too_much_before_init(&self) -> Stop {
         let s = &self.app.ws;
         close(
             4400,
@@ -494,11 +494,7 @@ impl Connection {
         )
     }
 
-    pub(crate) async fn on_subscribe(
-        &mut self,
-        id: String,
-        payload: Option<&Value>,
-    ) -> Option<Stop> {
+    async fn on_subscribe(&mut self, id: String, payload: Option<&Value>) -> Option<Stop> {
         let Some(session) = self.session.clone() else {
             return Some(close(4401, "Unauthorized"));
         };

@@ -160,7 +160,7 @@ impl Operation {
 
     /// Runs a planned operation again, in full, from the start (nothing
     /// was sent for it yet); its items are not shared.
-    pub(crate) fn rerun(&mut self, query: Option<String>) {
+    fn rerun(&mut self, query: Option<String>) {
         if let Run::Planning { asked, .. } = self.take_run() {
             self.slot = None;
             self.run = Run::Full(asked.full(query));
@@ -169,14 +169,14 @@ impl Operation {
 
     /// The operation's run, leaving an ended one in its place for the
     /// caller to replace.
-    pub(crate) fn take_run(&mut self) -> Run {
+    fn take_run(&mut self) -> Run {
         std::mem::replace(&mut self.run, Run::Full(futures::stream::empty().boxed()))
     }
 }
 
 /// Whether an answer is a refusal: errors and no data (a parse, validation
 /// or argument error), so nothing executed.
-pub(crate) fn nothing_ran(r: &Response) -> bool {
+fn nothing_ran(r: &Response) -> bool {
     !r.errors.is_empty() && r.data == async_graphql::Value::Null
 }
 
