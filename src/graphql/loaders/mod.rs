@@ -6,27 +6,26 @@
 //! loader can never return another tenant's row and its cache never
 //! outlives the request.
 
+use super::batch::Batching;
+use crate::auth::SYSTEM_TENANT;
+use crate::entity::{
+    agent_status, agent_status_history, artifact, artifact_content, event, hitl_request, persona,
+    persona_context, project, task, task_checkpoint, task_checkpoint_state, workflow,
+    workflow_step,
+};
+use crate::rls::Scoped;
+use async_graphql::dataloader::{DataLoader, Loader};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-
-use async_graphql::dataloader::{DataLoader, Loader};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    QueryFilter, Statement, Value,
-};
 use uuid::Uuid;
 
-use super::batch::Batching;
-use crate::auth::SYSTEM_TENANT;
-use crate::entity::FromRows;
-use crate::entity::{
-    agent_status, agent_status_history, artifact, artifact_content, event, hitl_request, persona,
-    persona_context, project, task, task_checkpoint, task_checkpoint_state, task_dependency,
-    team_member, team_workflow, workflow, workflow_step,
-};
-use crate::rls::Scoped;
+mod children;
+mod relations;
+pub use children::*;
+pub use relations::*;
 
 /// Errors of loaders are shared between every field waiting on the batch.
 pub type LoadError = Arc<sea_orm::DbErr>;
@@ -60,6 +59,7 @@ macro_rules! by_id {
         }
     };
 }
+
 // Personas are shared (`Arc`): a persona carries its whole prompt, and a
 // page of tasks resolves the same few personas hundreds of times; the
 // loader hands each field a copy of its value.
@@ -109,6 +109,7 @@ macro_rules! by_key {
         }
     )*};
 }
+
 by_key!(persona => Arc<persona::Model>, Arc::new; workflow => workflow::Model, std::convert::identity);
 
 /// The relations that are paginated lists under a parent.
@@ -238,164 +239,6 @@ pub enum Cursor {
     Seq(i64),
 }
 
-/// Loads pages of children for many parents with one windowed query per
-/// distinct (limit, after): `ROW_NUMBER() OVER (PARTITION BY parent ORDER BY
-/// key)` keeps the first `limit` of every parent.
-pub struct Children<E> {
-    db: Scoped,
-    tenant: Uuid,
-    rel: Rel,
-    _e: PhantomData<E>,
-}
-
-impl<E> Children<E>
-where
-    E: EntityTrait,
-    E::Model: FromRows + Send + Sync,
-{
-    async fn fetch(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Vec<E::Model>>, LoadError> {
-        let (table, parent, order) = self.rel.shape();
-        let (dir, cmp) = if self.rel.descending() {
-            ("DESC", "<")
-        } else {
-            ("ASC", ">")
-        };
-        let backend = self.db.get_database_backend();
-        let mut groups: HashMap<(u64, Option<Cursor>, Columns), Vec<Uuid>> = HashMap::new();
-        for k in keys {
-            groups
-                .entry((k.limit, k.after.clone(), k.columns))
-                .or_default()
-                .push(k.parent);
-        }
-        let mut out = HashMap::new();
-        for ((limit, after, columns), parents) in groups {
-            let mut values: Vec<Value> = vec![self.tenant.into()];
-            let ph = |values: &mut Vec<Value>, v: Value| {
-                values.push(v);
-                match backend {
-                    sea_orm::DbBackend::Postgres => format!("${}", values.len()),
-                    _ => "?".to_string(),
-                }
-            };
-            let tenant_ph = match backend {
-                sea_orm::DbBackend::Postgres => "$1".to_string(),
-                _ => "?".to_string(),
-            };
-            let parent_phs: Vec<String> = parents
-                .iter()
-                .map(|p| ph(&mut values, (*p).into()))
-                .collect();
-            let after_sql = match &after {
-                Some(Cursor::Id(a)) => {
-                    format!(" AND t.{order} {cmp} {}", ph(&mut values, (*a).into()))
-                }
-                Some(Cursor::Seq(s)) => {
-                    format!(" AND t.{order} {cmp} {}", ph(&mut values, (*s).into()))
-                }
-                None => String::new(),
-            };
-            let status_sql = match self.rel.status() {
-                Some(st) => format!(" AND t.status = {}", ph(&mut values, st.into())),
-                None => String::new(),
-            };
-            // Events: only final positions, so paging on never skips one
-            // committed later; the statement's horizon comes along with
-            // each row and the rows beyond it are waited for (see
-            // `crate::events::until_final`).
-            let horizon_sql = match (self.rel, backend) {
-                (Rel::ProjectEvents, sea_orm::DbBackend::Postgres) => format!(
-                    ", {} AS {}",
-                    crate::events::PG_HORIZON,
-                    crate::events::HORIZON_COLUMN
-                ),
-                _ => String::new(),
-            };
-            let limit_ph = ph(&mut values, (limit as i64).into());
-            let select = if columns == Columns::ALL || backend != sea_orm::DbBackend::Postgres {
-                "t.*".to_string()
-            } else {
-                E::Column::iter()
-                    .enumerate()
-                    .filter(|(i, c)| {
-                        let name = c.as_str();
-                        columns.has(*i) || name == "id" || name == parent || name == order
-                    })
-                    .map(|(_, c)| format!("t.{}", c.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let sql = format!(
-                "SELECT *{horizon_sql} FROM (SELECT {select}, ROW_NUMBER() OVER (PARTITION BY t.{parent} ORDER BY t.{order} {dir}) AS rn__ \
-                 FROM {table} t WHERE t.tenant_id = {tenant_ph} AND t.{parent} IN ({}){after_sql}{status_sql}) w \
-                 WHERE w.rn__ <= {limit_ph} ORDER BY w.{parent}, w.rn__",
-                parent_phs.join(", ")
-            );
-            let stmt = Statement::from_sql_and_values(backend, sql, values);
-            // Only event pages carry a horizon; looking for it in every row
-            // of any other page costs an error built and dropped per row.
-            let rows = if horizon_sql.is_empty() {
-                self.db.query_all_raw(stmt).await
-            } else {
-                crate::events::until_final(|| self.db.query_all_raw(stmt.clone())).await
-            }
-            .map_err(Arc::new)?;
-            let models = E::Model::from_rows(&rows).map_err(Arc::new)?;
-            let mut by_parent: HashMap<Uuid, Vec<E::Model>> = HashMap::new();
-            for (r, m) in rows.iter().zip(models) {
-                let pid: Uuid = r.try_get("", parent).map_err(Arc::new)?;
-                by_parent.entry(pid).or_default().push(m);
-            }
-            for p in parents {
-                out.insert(
-                    PageKey {
-                        parent: p,
-                        limit,
-                        after: after.clone(),
-                        columns,
-                    },
-                    by_parent.remove(&p).unwrap_or_default(),
-                );
-            }
-        }
-        Ok(out)
-    }
-}
-
-macro_rules! children {
-    ($($m:ident),*) => {$(
-        impl Loader<PageKey> for Children<$m::Entity> {
-            type Value = Vec<$m::Model>;
-            type Error = LoadError;
-            async fn load(&self, keys: &[PageKey]) -> Result<HashMap<PageKey, Self::Value>, Self::Error> {
-                self.fetch(keys).await
-            }
-        }
-    )*};
-}
-children!(
-    task,
-    artifact,
-    hitl_request,
-    event,
-    task_checkpoint,
-    persona_context,
-    agent_status,
-    agent_status_history
-);
-
-/// Counts children per parent for `totalCount`, one grouped query per relation.
-pub struct ChildCounts {
-    db: Scoped,
-    tenant: Uuid,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct CountRow {
-    parent: Uuid,
-    n: i64,
-}
-
 impl Loader<(Rel, Uuid)> for ChildCounts {
     type Value = u64;
     type Error = LoadError;
@@ -429,208 +272,6 @@ impl Loader<(Rel, Uuid)> for ChildCounts {
             }
         }
         Ok(out)
-    }
-}
-
-/// The tasks each task depends on (ids), from the dependency edges.
-pub struct Dependencies {
-    db: Scoped,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for Dependencies {
-    type Value = Vec<Uuid>;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<Uuid>>, LoadError> {
-        let rows = task_dependency::Entity::find()
-            .filter(task_dependency::Column::TenantId.eq(self.tenant))
-            .filter(task_dependency::Column::TaskId.is_in(keys.to_vec()))
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        let mut out: HashMap<Uuid, Vec<Uuid>> = keys.iter().map(|k| (*k, vec![])).collect();
-        for r in rows {
-            out.entry(r.task_id).or_default().push(r.depends_on_id);
-        }
-        Ok(out)
-    }
-}
-
-/// Steps of each workflow, in order (bounded by the definition itself).
-pub struct Steps {
-    db: Scoped,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for Steps {
-    type Value = Vec<workflow_step::Model>;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
-        let rows = workflow_step::Entity::find()
-            .filter(workflow_step::Column::WorkflowId.is_in(keys.to_vec()))
-            .filter(workflow_step::Column::TenantId.is_in([self.tenant, SYSTEM_TENANT]))
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        let mut out: HashMap<Uuid, Self::Value> = keys.iter().map(|k| (*k, vec![])).collect();
-        for r in rows {
-            out.entry(r.workflow_id).or_default().push(r);
-        }
-        for v in out.values_mut() {
-            v.sort_by_key(|s| s.position);
-        }
-        Ok(out)
-    }
-}
-
-/// Persona and workflow keys of each team, in team order.
-pub struct TeamKeys {
-    db: Scoped,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for TeamKeys {
-    type Value = (Vec<String>, Vec<String>);
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
-        let tenants = Condition::any()
-            .add(team_member::Column::TenantId.eq(self.tenant))
-            .add(team_member::Column::TenantId.eq(SYSTEM_TENANT));
-        let mut members = team_member::Entity::find()
-            .filter(team_member::Column::TeamId.is_in(keys.to_vec()))
-            .filter(tenants)
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        members.sort_by_key(|m| m.position);
-        let mut flows = team_workflow::Entity::find()
-            .filter(team_workflow::Column::TeamId.is_in(keys.to_vec()))
-            .filter(team_workflow::Column::TenantId.is_in([self.tenant, SYSTEM_TENANT]))
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        flows.sort_by_key(|m| m.position);
-        let mut out: HashMap<Uuid, Self::Value> =
-            keys.iter().map(|k| (*k, Default::default())).collect();
-        for m in members {
-            out.entry(m.team_id).or_default().0.push(m.persona_key);
-        }
-        for f in flows {
-            out.entry(f.team_id).or_default().1.push(f.workflow_key);
-        }
-        Ok(out)
-    }
-}
-
-/// Checkpoint states and artifact contents, loaded only when a client asks
-/// for them.
-pub struct Bodies<E> {
-    db: Scoped,
-    tenant: Uuid,
-    _e: PhantomData<E>,
-}
-
-impl Loader<Uuid> for Bodies<task_checkpoint_state::Entity> {
-    type Value = serde_json::Value;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
-        let rows = task_checkpoint_state::Entity::find()
-            .filter(task_checkpoint_state::Column::CheckpointId.is_in(keys.to_vec()))
-            .filter(task_checkpoint_state::Column::TenantId.eq(self.tenant))
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.checkpoint_id, r.state))
-            .collect())
-    }
-}
-
-impl Loader<Uuid> for Bodies<artifact_content::Entity> {
-    type Value = serde_json::Value;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
-        let rows = artifact_content::Entity::find()
-            .filter(artifact_content::Column::ArtifactId.is_in(keys.to_vec()))
-            .filter(artifact_content::Column::TenantId.eq(self.tenant))
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.artifact_id, r.content))
-            .collect())
-    }
-}
-
-/// Seconds each project spent waiting for humans, one grouped query per batch.
-pub struct HumanWait {
-    services: crate::service::Services,
-    reads: Scoped,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for HumanWait {
-    type Value = f64;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, f64>, LoadError> {
-        // The loader runs in a task of its own: hand it the request's reader.
-        crate::service::Services::with_request_reader(
-            self.reads.clone(),
-            self.services.human_wait(self.tenant, keys),
-        )
-        .await
-        .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
-    }
-}
-
-/// The `TASK_FAILED` events of tasks (their earlier attempts), oldest first,
-/// at most 100 per task.
-pub struct FailedAttempts {
-    db: Scoped,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for FailedAttempts {
-    type Value = Vec<event::Model>;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
-        use sea_orm::QueryOrder;
-        let rows = event::Entity::find()
-            .filter(event::Column::TenantId.eq(self.tenant))
-            .filter(event::Column::TaskId.is_in(keys.to_vec()))
-            .filter(event::Column::EventType.eq(crate::domain::EventType::TaskFailed))
-            .order_by_asc(event::Column::Seq)
-            .all(&self.db)
-            .await
-            .map_err(Arc::new)?;
-        let mut out: HashMap<Uuid, Self::Value> = keys.iter().map(|k| (*k, vec![])).collect();
-        for e in rows {
-            if let Some(t) = e.task_id {
-                let v = out.entry(t).or_default();
-                if v.len() < 100 {
-                    v.push(e);
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Completion summaries of projects, one grouped query per batch.
-pub struct Completions {
-    db: Scoped,
-    tenant: Uuid,
-}
-
-impl Loader<Uuid> for Completions {
-    type Value = crate::service::query::Completion;
-    type Error = LoadError;
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
-        crate::service::query::completions(&self.db, self.tenant, keys)
-            .await
-            .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))
     }
 }
 
