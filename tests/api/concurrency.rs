@@ -1,0 +1,183 @@
+//! Racing transitions on one row: exactly one wins, exactly one event.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::support;
+
+const START: &str = "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { status } } }";
+const RESOLVE: &str = "mutation($id: ID!) { resolveHitlRequest(input: {requestId: $id, decision: APPROVE}) { hitlRequest { status } } }";
+
+async fn setup(app: &support::TestApp) -> (String, String) {
+    let p = app
+        .ok(
+            "mutation { createProject(input: {name: \"race\"}) { project { id } } }",
+            json!({}),
+        )
+        .await;
+    let pid = p["createProject"]["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let t = app
+        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": pid }))
+        .await;
+    (
+        pid,
+        t["createTask"]["task"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string(),
+    )
+}
+
+async fn race(
+    app: Arc<support::TestApp>,
+    query: &'static str,
+    id: String,
+    n: usize,
+) -> (usize, Vec<String>) {
+    let mut handles = vec![];
+    for _ in 0..n {
+        let app = app.clone();
+        let id = id.clone();
+        handles.push(tokio::spawn(async move {
+            app.post(query, json!({ "id": id })).await
+        }));
+    }
+    let mut wins = 0;
+    let mut codes = vec![];
+    for h in handles {
+        let body = h.await.expect("task");
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            Some(code) => codes.push(code.to_string()),
+            None => wins += 1,
+        }
+    }
+    (wins, codes)
+}
+
+async fn events_of(app: &support::TestApp, project: &str, ty: &str) -> i64 {
+    app.ok(
+        "query($p: ID!, $t: [EventType!]) { events(first: 0, filter: {projectId: $p, types: $t}) { totalCount } }",
+        json!({ "p": project, "t": [ty] }),
+    )
+    .await["events"]["totalCount"]
+        .as_i64()
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_starts_of_one_task_let_exactly_one_win() {
+    let app = Arc::new(support::spawn().await);
+    let (pid, tid) = setup(&app).await;
+    let (wins, codes) = race(app.clone(), START, tid, 50).await;
+    assert_eq!(wins, 1, "codes of the losers: {codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "CONFLICT" || c == "INVALID_TRANSITION"),
+        "{codes:?}"
+    );
+    assert_eq!(events_of(&app, &pid, "TASK_STARTED").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_answers_to_one_hitl_request_let_exactly_one_win() {
+    let app = Arc::new(support::spawn().await);
+    let (pid, tid) = setup(&app).await;
+    app.ok(START, json!({ "id": tid })).await;
+    let r = app
+        .ok("mutation($id: ID!) { requestHitl(input: {taskId: $id, question: \"go?\"}) { hitlRequest { id } } }", json!({ "id": tid }))
+        .await;
+    let rid = r["requestHitl"]["hitlRequest"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (wins, codes) = race(app.clone(), RESOLVE, rid, 20).await;
+    assert_eq!(wins, 1, "codes of the losers: {codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "CONFLICT" || c == "INVALID_TRANSITION"),
+        "{codes:?}"
+    );
+    assert_eq!(events_of(&app, &pid, "HITL_RESOLVED").await, 1);
+    assert_eq!(events_of(&app, &pid, "TASK_RESUMED").await, 1);
+}
+
+/// Task verbs lock the project and then the task (on PostgreSQL in one
+/// statement, `lock_project_and_task`), and a project-wide change locks the
+/// project and then its tasks: one order, so a project cancelled while its
+/// tasks report progress and complete never deadlocks. A deadlock would
+/// abort one side with an internal error (after PostgreSQL's 1 s
+/// `deadlock_timeout`); here every answer is a success or a refusal that
+/// names the state it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn task_verbs_racing_a_project_cancel_never_deadlock() {
+    let app = Arc::new(support::spawn().await);
+    for round in 0..4 {
+        let p = app
+            .ok(
+                "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
+                json!({ "n": format!("race {round}") }),
+            )
+            .await;
+        let pid = p["createProject"]["project"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let mut tasks = vec![];
+        for i in 0..6 {
+            let t = app
+                .ok(
+                    "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { task { id } } }",
+                    json!({ "p": pid, "t": format!("t{i}") }),
+                )
+                .await;
+            let id = t["createTask"]["task"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string();
+            app.ok(START, json!({ "id": id })).await;
+            tasks.push(id);
+        }
+        let mut handles = vec![];
+        for (i, id) in tasks.iter().enumerate() {
+            for q in [
+                "mutation($id: ID!) { reportTaskProgress(input: {taskId: $id, progress: 50}) { task { id } } }",
+                "mutation($id: ID!) { completeTask(input: {taskId: $id}) { task { id } } }",
+            ] {
+                let app = app.clone();
+                let id = id.clone();
+                handles.push(tokio::spawn(async move {
+                    app.post(q, json!({ "id": id })).await
+                }));
+            }
+            if i == 2 {
+                let app = app.clone();
+                let pid = pid.clone();
+                handles.push(tokio::spawn(async move {
+                    app.post(
+                        "mutation($p: ID!) { cancelProject(input: {projectId: $p}) { project { id } } }",
+                        json!({ "p": pid }),
+                    )
+                    .await
+                }));
+            }
+        }
+        for h in handles {
+            let body = h.await.expect("task");
+            if let Some(code) = body["errors"][0]["extensions"]["code"].as_str() {
+                assert!(
+                    matches!(
+                        code,
+                        "CONFLICT" | "INVALID_TRANSITION" | "PRECONDITION_FAILED"
+                    ),
+                    "round {round}: {body}"
+                );
+            }
+        }
+    }
+}
