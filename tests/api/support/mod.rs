@@ -7,6 +7,7 @@
 // file by path (`src/catalog/mod.rs`).
 #[path = "../../support/bmad.rs"]
 pub mod bmad;
+mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +34,27 @@ pub struct TestApp {
     /// The server's service layer, for driving the schema as another
     /// principal in-process.
     pub services: cerebral::service::Services,
-    http: reqwest::Client,
+    /// Requests without a token (see [`Caller`]; `app.ok(…)` is this).
+    caller: Caller,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// One caller of a test server over HTTP: GraphQL requests with its bearer
+/// token, or with none. The setup steps of `steps.rs` are its methods too,
+/// so a test seeds a tenant as that tenant's caller.
+#[derive(Clone)]
+pub struct Caller {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
 }
 
 /// Which back-end this run tests: `postgres` when TEST_DATABASE_URL is set.
@@ -105,12 +125,16 @@ pub async fn spawn_on(
     let services = app.services().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        base,
         statements,
         database_url: url,
         serving_url,
         services,
-        http: reqwest::Client::new(),
+        caller: Caller {
+            http: reqwest::Client::new(),
+            url: format!("{base}/graphql"),
+            token: None,
+        },
+        base,
         _dir: dir,
     }
 }
@@ -150,30 +174,18 @@ pub async fn spawn() -> TestApp {
 }
 
 impl TestApp {
-    /// The GraphQL endpoint.
-    pub fn graphql_url(&self) -> String {
-        format!("{}/graphql", self.base)
+    /// The same server as the caller with `Authorization: Bearer {token}`.
+    pub fn bearer(&self, token: &str) -> Caller {
+        Caller {
+            token: Some(token.to_string()),
+            ..self.caller.clone()
+        }
     }
 
-    /// Posts one operation and returns the whole response body.
-    pub async fn post(&self, query: &str, variables: Value) -> Value {
-        gql(&self.http, &self.base, query, variables).await
-    }
-
-    /// Posts one operation and returns `data`, panicking on errors.
-    pub async fn ok(&self, query: &str, variables: Value) -> Value {
-        let body = self.post(query, variables).await;
-        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
-        body["data"].clone()
-    }
-
-    /// Posts one operation that must fail and returns its first error code.
-    pub async fn error_code(&self, query: &str, variables: Value) -> String {
-        let body = self.post(query, variables).await;
-        body["errors"][0]["extensions"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
-            .to_string()
+    /// Posts one operation with `Authorization: Bearer {token}` and
+    /// returns the whole response body.
+    pub async fn post_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        self.bearer(token).post(query, variables).await
     }
 
     /// Runs an operation in-process as `principal` (authentication is not
@@ -194,11 +206,6 @@ impl TestApp {
             Duration::from_micros(200),
         );
         serde_json::to_value(schema.execute(req).await).expect("response is JSON")
-    }
-
-    /// A raw HTTP client for protocol-level checks.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     /// Opens a graphql-transport-ws connection and subscribes.
@@ -229,6 +236,57 @@ impl TestApp {
         .await
         .expect("subscribe sent");
         Subscription { ws }
+    }
+}
+
+impl Caller {
+    /// The GraphQL endpoint.
+    pub fn graphql_url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// A raw HTTP client for protocol-level checks.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Posts one operation with extra request headers and returns the
+    /// whole response body.
+    pub async fn post_with(
+        &self,
+        query: &str,
+        variables: Value,
+        headers: &[(&str, &str)],
+    ) -> Value {
+        let body = json!({ "query": query, "variables": variables });
+        self.post_body(&body, headers).await
+    }
+
+    /// Posts one request body as it is (`query`, `extensions`, …) with
+    /// extra request headers and returns the answer.
+    pub async fn post_body(&self, body: &Value, headers: &[(&str, &str)]) -> Value {
+        post_json(&self.http, &self.url, self.token.as_deref(), headers, body).await
+    }
+
+    /// Posts one operation and returns the whole response body.
+    pub async fn post(&self, query: &str, variables: Value) -> Value {
+        self.post_with(query, variables, &[]).await
+    }
+
+    /// Posts one operation and returns `data`, panicking on errors.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.post(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Posts one operation that must fail and returns its first error code.
+    pub async fn error_code(&self, query: &str, variables: Value) -> String {
+        let body = self.post(query, variables).await;
+        body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
+            .to_string()
     }
 }
 
@@ -582,16 +640,58 @@ pub async fn gql_ok(client: &reqwest::Client, base: &str, query: &str, variables
 /// Posts one request body as it is (`query`, `operationName`, `variables`
 /// …) to `{base}/graphql` and returns the answer.
 pub async fn gql_body(client: &reqwest::Client, base: &str, body: &Value) -> Value {
-    client
-        .post(format!("{base}/graphql"))
-        .timeout(Duration::from_secs(60))
-        .json(body)
-        .send()
+    post_json(client, &format!("{base}/graphql"), None, &[], body).await
+}
+
+/// Posts `body` to `url`, with `Authorization: Bearer {token}` when a token
+/// is given and the extra `headers`, and returns the JSON answer.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Value {
+    let mut req = client.post(url).timeout(Duration::from_secs(60)).json(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send()
         .await
         .expect("request sent")
         .json()
         .await
         .expect("JSON body")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// An HS256 token of `claims` as they are, signed with `secret`.
+pub fn hs256(secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("token")
+}
+
+/// An HS256 token signed with `secret` for user `sub` of `tenant` with
+/// `roles`, expiring `ttl` seconds from now (in the past when negative).
+pub fn token(secret: &str, tenant: &str, sub: &str, roles: &[&str], ttl: i64) -> String {
+    hs256(
+        secret,
+        &json!({ "sub": sub, "tenant_id": tenant, "roles": roles, "exp": unix_now() + ttl }),
+    )
 }
 
 /// Posts a batch (a JSON array of `{query, variables}`) and returns the
@@ -629,6 +729,26 @@ pub async fn create_project_cursor(client: &reqwest::Client, base: &str, name: &
         .as_str()
         .expect("cursor")
         .to_string()
+}
+
+/// The `extensions.code` of a response's first error; empty without one.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// Polls `fut` `polls` times, sleeping between polls so that the socket
+/// has the answer to whatever the last poll sent, then drops it: the
+/// moment a request is cancelled with its statement on the wire.
+pub async fn drop_after_polls<F: std::future::Future>(fut: F, polls: usize) {
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..polls {
+        if futures::poll!(fut.as_mut()).is_ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// A port that was free a moment ago.
