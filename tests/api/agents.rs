@@ -11,13 +11,7 @@ const STATUS: &str =
 #[tokio::test]
 async fn a_silent_agent_is_reported_stale_once_and_a_heartbeat_brings_it_back() {
     let app = support::spawn_with(|c| c.agent_stale_seconds = 0).await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
+    let p = app.create_project("p").await;
     let first = app.ok(HEARTBEAT, json!({ "p": p })).await;
     assert_eq!(
         first["heartbeat"]["agentStatus"]["status"], "IDLE",
@@ -79,14 +73,8 @@ async fn a_silent_agent_is_reported_stale_once_and_a_heartbeat_brings_it_back() 
 #[tokio::test]
 async fn reset_puts_an_agent_back_to_idle_without_a_task() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let p = app.create_project("p").await;
+    let t = app.create_task(&p, "t").await;
     app.ok(
         "mutation($p: ID!, $t: ID!) { updateAgentStatus(input: {personaId: \"dev\", projectId: $p, status: ERROR, currentTaskId: $t}) { agentStatus { status } } }",
         json!({ "p": p, "t": t }),

@@ -5,41 +5,20 @@ use serde_json::{Value, json};
 use crate::support;
 
 async fn run_task(app: &support::TestApp, p: &Value, persona: &str, fail: bool, ms: u64) {
-    let t = app
-        .ok("mutation($p: ID!, $per: ID!) { createTask(input: {projectId: $p, title: \"t\", personaId: $per}) { task { id } } }", json!({ "p": p, "per": persona }))
-        .await["createTask"]["task"]["id"]
-        .clone();
-    app.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": t }),
-    )
-    .await;
+    let t = app.create_task_for(p, "t", persona).await;
+    app.start_task(&t).await;
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     if fail {
-        app.ok(
-            "mutation($t: ID!) { failTask(input: {taskId: $t, error: \"x\"}) { task { id } } }",
-            json!({ "t": t }),
-        )
-        .await;
+        app.fail_task(&t, "x").await;
     } else {
-        app.ok(
-            "mutation($t: ID!) { completeTask(input: {taskId: $t}) { task { id } } }",
-            json!({ "t": t }),
-        )
-        .await;
+        app.complete_task(&t).await;
     }
 }
 
 #[tokio::test]
 async fn persona_workflow_and_waiting_figures_come_out_of_sql() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"a\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
+    let p = app.create_project("a").await;
     for ms in [100, 100, 100, 400] {
         run_task(&app, &p, "dev", false, ms).await;
     }
@@ -75,18 +54,11 @@ async fn persona_workflow_and_waiting_figures_come_out_of_sql() {
     );
 
     // Waiting for humans: one request answered after ~300 ms.
-    let t = app
-        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"w\"}) { task { id } } }", json!({ "p": p }))
-        .await["createTask"]["task"]["id"]
-        .clone();
-    app.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": t }),
-    )
-    .await;
-    let r = app.ok("mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"?\"}) { hitlRequest { id } } }", json!({ "t": t })).await["requestHitl"]["hitlRequest"]["id"].clone();
+    let t = app.create_task(&p, "w").await;
+    app.start_task(&t).await;
+    let r = app.request_hitl(&t, "?").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    app.ok("mutation($r: ID!) { resolveHitlRequest(input: {requestId: $r, decision: APPROVE}) { hitlRequest { id } } }", json!({ "r": r })).await;
+    app.approve_hitl(&r).await;
     let w = app
         .ok(
             "query($p: ID!) { project(id: $p) { humanWaitSeconds } }",
@@ -97,8 +69,8 @@ async fn persona_workflow_and_waiting_figures_come_out_of_sql() {
     assert!((0.25..5.0).contains(&secs), "≈ 0.3 s, got {secs}");
 
     // Workflows: two started, one completed.
-    app.ok("mutation { createProject(input: {name: \"w1\", workflowId: \"greenfield-ui\"}) { project { id } } }", json!({})).await;
-    let done = app.ok("mutation { createProject(input: {name: \"w2\", workflowId: \"greenfield-ui\"}) { project { id } } }", json!({})).await["createProject"]["project"]["id"].clone();
+    app.create_project_from("w1", "greenfield-ui").await;
+    let done = app.create_project_from("w2", "greenfield-ui").await;
     app.ok(
         "mutation($p: ID!) { forceCompleteProject(input: {projectId: $p}) { project { id } } }",
         json!({ "p": done }),

@@ -8,14 +8,8 @@ use crate::support;
 const CREATE: &str = "mutation($t: ID!, $s: JSON!) { createCheckpoint(input: {taskId: $t, stepId: \"draft\", state: $s}) { checkpoint { id version } } }";
 
 async fn task(app: &support::TestApp) -> (Value, Value) {
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let p = app.create_project("p").await;
+    let t = app.create_task(&p, "t").await;
     (p, t)
 }
 

@@ -4,19 +4,6 @@ use serde_json::{Value, json};
 
 use crate::support;
 
-async fn working_task(app: &support::TestApp, p: &Value) -> Value {
-    let t = app
-        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p }))
-        .await["createTask"]["task"]["id"]
-        .clone();
-    app.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": t }),
-    )
-    .await;
-    t
-}
-
 async fn ask(app: &support::TestApp, t: &Value, extra: Value) -> Value {
     let mut input = json!({ "taskId": t, "question": "ok?" });
     if let (Some(i), Some(e)) = (input.as_object_mut(), extra.as_object()) {
@@ -33,15 +20,9 @@ async fn ask(app: &support::TestApp, t: &Value, extra: Value) -> Value {
 #[tokio::test]
 async fn many_answers_in_one_call_each_with_its_own_result() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t1 = working_task(&app, &p).await;
-    let t2 = working_task(&app, &p).await;
+    let p = app.create_project("p").await;
+    let t1 = app.working_task(&p).await;
+    let t2 = app.working_task(&p).await;
     let r1 = ask(&app, &t1, json!({})).await;
     let r2 = ask(&app, &t2, json!({})).await;
     let r3 = ask(&app, &t2, json!({})).await;
@@ -50,8 +31,7 @@ async fn many_answers_in_one_call_each_with_its_own_result() {
     assert_eq!(c["project"]["pendingHitlCount"], 3);
     assert_eq!(c["task"]["pendingHitl"]["totalCount"], 2);
 
-    app.ok("mutation($r: ID!) { resolveHitlRequest(input: {requestId: $r, decision: APPROVE}) { hitlRequest { id } } }", json!({ "r": r1 }))
-        .await;
+    app.approve_hitl(&r1).await;
     let q = "mutation($items: [ResolveHitlRequestInput!]!) { resolveHitlRequests(input: {items: $items}) { resolvedCount failedCount results { requestId hitlRequest { status } task { status } error { code } } } }";
     let items = json!([
         { "requestId": r1, "decision": "APPROVE" },
@@ -85,16 +65,10 @@ async fn many_answers_in_one_call_each_with_its_own_result() {
 #[tokio::test]
 async fn unanswered_requests_expire_and_their_task_fails_or_resumes_as_asked() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
+    let p = app.create_project("p").await;
     let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(2000)).to_rfc3339();
-    let failing = working_task(&app, &p).await;
-    let resuming = working_task(&app, &p).await;
+    let failing = app.working_task(&p).await;
+    let resuming = app.working_task(&p).await;
     let r_fail = ask(&app, &failing, json!({ "expiresAt": soon })).await;
     ask(
         &app,
@@ -138,14 +112,8 @@ async fn unanswered_requests_expire_and_their_task_fails_or_resumes_as_asked() {
 #[tokio::test]
 async fn answers_must_match_the_requests_schema() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t = working_task(&app, &p).await;
+    let p = app.create_project("p").await;
+    let t = app.working_task(&p).await;
     let bad_schema = app
         .post("mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"?\", responseSchema: {type: 12}}) { hitlRequest { id } } }", json!({ "t": t }))
         .await;
@@ -184,20 +152,11 @@ async fn answers_must_match_the_requests_schema() {
 #[tokio::test]
 async fn a_session_shows_the_questions_waiting_for_its_user() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t = working_task(&app, &p).await;
+    let p = app.create_project("p").await;
+    let t = app.working_task(&p).await;
     ask(&app, &t, json!({})).await;
     ask(&app, &t, json!({})).await;
-    let s = app
-        .ok("mutation { startSession { session { id } } }", json!({}))
-        .await["startSession"]["session"]["id"]
-        .clone();
+    let s = app.start_session().await;
     let d = app.ok("query($s: ID!) { session(id: $s) { pendingHitl(first: 1) { totalCount pageInfo { hasNextPage } nodes { question } } } }", json!({ "s": s })).await;
     assert_eq!(d["session"]["pendingHitl"]["totalCount"], 2);
     assert_eq!(d["session"]["pendingHitl"]["pageInfo"]["hasNextPage"], true);

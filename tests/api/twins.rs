@@ -54,25 +54,8 @@ async fn polled(app: &support::TestApp, field: &str, args: &str, p: &Value) -> (
 #[tokio::test]
 async fn each_typed_subscription_and_its_query_twin_agree_item_for_item() {
     let app = support::spawn().await;
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"twins\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t = app
-        .ok(
-            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }",
-            json!({ "p": p }),
-        )
-        .await["createTask"]["task"]["id"]
-        .clone();
-    app.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": t }),
-    )
-    .await;
+    let p = app.create_project("twins").await;
+    let t = app.working_task(&p).await;
     for pct in [10, 50] {
         app.ok(
             "mutation($t: ID!, $n: Int!) { reportTaskProgress(input: {taskId: $t, progress: $n}) { task { id } } }",
@@ -94,11 +77,7 @@ async fn each_typed_subscription_and_its_query_twin_agree_item_for_item() {
         )
         .await;
     }
-    app.ok(
-        "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"ok?\"}) { hitlRequest { id } } }",
-        json!({ "t": t }),
-    )
-    .await;
+    app.request_hitl(&t, "ok?").await;
 
     let cases = [
         ("taskUpdated", "taskUpdates", "", 5),
@@ -157,49 +136,25 @@ async fn a_client_reads_its_own_events_while_an_older_write_transaction_is_open(
         // SQLite writers take turns: an event is final at commit.
         return;
     }
-    use sea_orm::{ConnectionTrait, TransactionTrait};
     let (owner, _) = cerebral::db::connect(&app_url(), 2).await.expect("connect");
     let app = support::spawn().await;
-    let create = "mutation($n: String!) { createProject(input: {name: $n}) { project { id } event { cursor } } }";
 
     // An older transaction with an id, open while the project is created,
     // ending a moment after the query began.
-    let older = owner.begin().await.expect("begin");
-    older
-        .execute_unprepared("SELECT pg_current_xact_id()")
-        .await
-        .expect("take a transaction id");
-    let d = app.ok(create, json!({ "n": "mine" })).await;
-    let project = d["createProject"]["project"]["id"].clone();
-    let mine = d["createProject"]["event"]["cursor"]
-        .as_str()
-        .expect("cursor")
-        .to_string();
+    let (older, project, mine) = create_beside_an_older_transaction(&owner, &app, "mine").await;
     let ender = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         older.commit().await.expect("commit");
     });
-    let (all, of_project) = polled_now(&app, project.as_str().expect("id")).await;
+    let (all, of_project) = polled_now(&app, &project).await;
     assert!(all.contains(&mine), "{mine} not in {all:?}");
     assert!(of_project.contains(&mine), "{mine} not in {of_project:?}");
     ender.await.expect("ender");
 
     // One that stays open: the read answers after its bound with what is
     // final, and lists the event once the transaction ends.
-    let older = owner.begin().await.expect("begin");
-    older
-        .execute_unprepared("SELECT pg_current_xact_id()")
-        .await
-        .expect("take a transaction id");
-    let d = app.ok(create, json!({ "n": "held" })).await;
-    let held_project = d["createProject"]["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let held = d["createProject"]["event"]["cursor"]
-        .as_str()
-        .expect("cursor")
-        .to_string();
+    let (older, held_project, held) =
+        create_beside_an_older_transaction(&owner, &app, "held").await;
     let began = std::time::Instant::now();
     let (all, of_project) = polled_now(&app, &held_project).await;
     // The bound is 1 s per read (two reads here); generous for a loaded machine.
@@ -214,6 +169,34 @@ async fn a_client_reads_its_own_events_while_an_older_write_transaction_is_open(
     let (all, of_project) = polled_now(&app, &held_project).await;
     assert!(all.contains(&held), "{held} not in {all:?}");
     assert!(of_project.contains(&held), "{held} not in {of_project:?}");
+}
+
+/// Begins a transaction on `owner` that takes a transaction id, then
+/// creates a project named `name` while it is open: the transaction, the
+/// project's id and the cursor of its PROJECT_CREATED event.
+async fn create_beside_an_older_transaction(
+    owner: &sea_orm::DatabaseConnection,
+    app: &support::TestApp,
+    name: &str,
+) -> (sea_orm::DatabaseTransaction, String, String) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let older = owner.begin().await.expect("begin");
+    older
+        .execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .expect("take a transaction id");
+    let d = app
+        .ok(
+            "mutation($n: String!) { createProject(input: {name: $n}) { project { id } event { cursor } } }",
+            json!({ "n": name }),
+        )
+        .await;
+    let text = |v: &Value| v.as_str().expect("text").to_string();
+    (
+        older,
+        text(&d["createProject"]["project"]["id"]),
+        text(&d["createProject"]["event"]["cursor"]),
+    )
 }
 
 /// Any database of the test cluster: transaction ids are cluster-wide.
