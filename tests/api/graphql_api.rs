@@ -6,44 +6,16 @@ use serde_json::json;
 use crate::support;
 
 const CREATE_PROJECT: &str = "mutation($input: CreateProjectInput!) { createProject(input: $input) { project { id status tasks(first: 100) { nodes { id status required dependencies { id } } } } event { type cursor } } }";
-const CREATE_TASK: &str =
-    "mutation($input: CreateTaskInput!) { createTask(input: $input) { task { id status } } }";
 const START: &str = "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { status startedAt } event { type } } }";
 const COMPLETE: &str = "mutation($id: ID!) { completeTask(input: {taskId: $id, output: {ok: true}}) { task { status progress } } }";
 const EVENT_COUNT: &str = "query { events(first: 0) { totalCount } }";
 
-async fn project(app: &support::TestApp, workflow: Option<&str>) -> serde_json::Value {
-    app.ok(
-        CREATE_PROJECT,
-        json!({ "input": { "name": "P", "workflowId": workflow } }),
-    )
-    .await["createProject"]["project"]
-        .clone()
-}
-
-async fn task(app: &support::TestApp, project_id: &str) -> String {
-    app.ok(
-        CREATE_TASK,
-        json!({ "input": { "projectId": project_id, "title": "T", "personaId": "dev" } }),
-    )
-    .await["createTask"]["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string()
-}
-
-async fn event_count(app: &support::TestApp) -> i64 {
-    app.ok(EVENT_COUNT, json!({})).await["events"]["totalCount"]
-        .as_i64()
-        .expect("count")
-}
-
 #[tokio::test]
 async fn completing_a_pending_task_is_refused_and_changes_nothing() {
     let app = support::spawn().await;
-    let p = project(&app, None).await;
-    let t = task(&app, p["id"].as_str().expect("id")).await;
-    let before = event_count(&app).await;
+    let p = app.create_project("P").await;
+    let t = app.create_task_for(&p, "T", "dev").await;
+    let before = app.total_count(EVENT_COUNT).await;
     let snapshot = "query($id: ID!) { task(id: $id) { status version updatedAt progress } }";
     let task_before = app.ok(snapshot, json!({ "id": t })).await;
     let body = app.post(COMPLETE, json!({ "id": t })).await;
@@ -52,7 +24,7 @@ async fn completing_a_pending_task_is_refused_and_changes_nothing() {
     assert_eq!(err["from"], "PENDING");
     assert_eq!(err["to"], "COMPLETED");
     assert_eq!(
-        event_count(&app).await,
+        app.total_count(EVENT_COUNT).await,
         before,
         "no event for a refused change"
     );
@@ -77,16 +49,16 @@ async fn completing_a_pending_task_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn a_task_lifecycle_runs_and_every_change_appends_one_event() {
     let app = support::spawn().await;
-    let p = project(&app, None).await;
-    let t = task(&app, p["id"].as_str().expect("id")).await;
-    let before = event_count(&app).await;
+    let p = app.create_project("P").await;
+    let t = app.create_task_for(&p, "T", "dev").await;
+    let before = app.total_count(EVENT_COUNT).await;
     let started = app.ok(START, json!({ "id": t })).await;
     assert_eq!(started["startTask"]["task"]["status"], "WORKING");
     assert_eq!(started["startTask"]["event"]["type"], "TASK_STARTED");
     let done = app.ok(COMPLETE, json!({ "id": t })).await;
     assert_eq!(done["completeTask"]["task"]["status"], "COMPLETED");
     assert_eq!(done["completeTask"]["task"]["progress"], 100);
-    assert_eq!(event_count(&app).await, before + 2);
+    assert_eq!(app.total_count(EVENT_COUNT).await, before + 2);
     assert_eq!(
         app.error_code(START, json!({ "id": t })).await,
         "INVALID_TRANSITION"
@@ -105,14 +77,14 @@ async fn unknown_ids_are_not_found_and_malformed_input_is_bad_user_input() {
         app.error_code(START, json!({ "id": "Project:0" })).await,
         "BAD_USER_INPUT"
     );
-    let p = project(&app, None).await;
+    let p = app.create_project("P").await;
     assert_eq!(
-        app.error_code(START, json!({ "id": p["id"] })).await,
+        app.error_code(START, json!({ "id": p })).await,
         "BAD_USER_INPUT",
         "a Project id where a Task id belongs"
     );
-    let t = task(&app, p["id"].as_str().expect("id")).await;
-    app.ok(START, json!({ "id": t })).await;
+    let t = app.create_task_for(&p, "T", "dev").await;
+    app.start_task(&t).await;
     let code = app
         .error_code("mutation($id: ID!) { reportTaskProgress(input: {taskId: $id, progress: 101}) { task { id } } }", json!({ "id": t }))
         .await;
@@ -135,7 +107,13 @@ async fn unknown_ids_are_not_found_and_malformed_input_is_bad_user_input() {
 #[tokio::test]
 async fn a_workflow_project_blocks_tasks_until_their_dependencies_complete() {
     let app = support::spawn().await;
-    let p = project(&app, Some("greenfield-service")).await;
+    let p = app
+        .ok(
+            CREATE_PROJECT,
+            json!({ "input": { "name": "P", "workflowId": "greenfield-service" } }),
+        )
+        .await["createProject"]["project"]
+        .clone();
     let tasks = p["tasks"]["nodes"].as_array().expect("tasks");
     assert!(
         tasks.len() >= 10,
@@ -156,10 +134,10 @@ async fn a_workflow_project_blocks_tasks_until_their_dependencies_complete() {
 #[tokio::test]
 async fn hitl_approval_resumes_and_rejection_fails_the_task() {
     let app = support::spawn().await;
-    let p = project(&app, None).await;
+    let p = app.create_project("P").await;
     for (decision, task_after) in [("APPROVE", "WORKING"), ("REJECT", "FAILED")] {
-        let t = task(&app, p["id"].as_str().expect("id")).await;
-        app.ok(START, json!({ "id": t })).await;
+        let t = app.create_task_for(&p, "T", "dev").await;
+        app.start_task(&t).await;
         let req = app
             .ok("mutation($id: ID!) { requestHitl(input: {taskId: $id, question: \"ok?\", options: [\"yes\", \"no\"]}) { hitlRequest { id status } task { status } } }", json!({ "id": t }))
             .await;
@@ -184,8 +162,8 @@ async fn hitl_approval_resumes_and_rejection_fails_the_task() {
 #[tokio::test]
 async fn a_stale_checkpoint_version_is_a_conflict_not_an_overwrite() {
     let app = support::spawn().await;
-    let p = project(&app, None).await;
-    let t = task(&app, p["id"].as_str().expect("id")).await;
+    let p = app.create_project("P").await;
+    let t = app.create_task_for(&p, "T", "dev").await;
     let q = "mutation($id: ID!, $v: Int, $s: JSON!) { createCheckpoint(input: {taskId: $id, stepId: \"s1\", state: $s, expectedVersion: $v}) { checkpoint { version state } } }";
     let v1 = app.ok(q, json!({ "id": t, "v": 0, "s": { "n": 1 } })).await;
     assert_eq!(v1["createCheckpoint"]["checkpoint"]["version"], 1);
@@ -412,11 +390,7 @@ async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_proje
     let mut created = 0;
     for n in [1usize, 50] {
         while created < n {
-            app.ok(
-                "mutation { createProject(input: {name: \"P\", workflowId: \"greenfield-service\"}) { project { id } } }",
-                json!({}),
-            )
-            .await;
+            app.create_project_from("P", "greenfield-service").await;
             created += 1;
         }
         // Less the scope sets: whether the read session had to take the
@@ -445,7 +419,7 @@ async fn fields_answer_in_the_order_selected_and_as_the_full_schema_answers_them
     // merge into the first one's place. The same query inside a batch
     // takes the library's own path: the two must agree on every value.
     let app = support::spawn().await;
-    project(&app, Some("greenfield-service")).await;
+    app.create_project_from("P", "greenfield-service").await;
     let q = "{ projects(first: 1) { nodes { tasks(first: 3) { nodes { persona { name } id __typename t: title persona { key } status } } } } }";
     let text = app
         .http()
@@ -488,7 +462,7 @@ async fn fields_answer_in_the_order_selected_and_as_the_full_schema_answers_them
 #[tokio::test]
 async fn agent_status_history_pages_newest_first() {
     let app = support::spawn().await;
-    let p = project(&app, None).await;
+    let p = app.create_project("P").await;
     let q = "mutation($p: ID!, $s: AgentState!, $m: String) { updateAgentStatus(input: {personaId: \"dev\", projectId: $p, status: $s, message: $m}) { agentStatus { id status } } }";
     for (s, m) in [
         ("IDLE", "1"),
@@ -496,10 +470,10 @@ async fn agent_status_history_pages_newest_first() {
         ("WAITING", "3"),
         ("IDLE", "4"),
     ] {
-        app.ok(q, json!({ "p": p["id"], "s": s, "m": m })).await;
+        app.ok(q, json!({ "p": p, "s": s, "m": m })).await;
     }
     let h = "query($p: ID!, $after: String) { agentStatuses(projectId: $p) { nodes { status history(first: 2, after: $after) { totalCount pageInfo { hasNextPage } edges { cursor node { message } } } } } }";
-    let d = app.ok(h, json!({ "p": p["id"] })).await;
+    let d = app.ok(h, json!({ "p": p })).await;
     let agents = d["agentStatuses"]["nodes"].as_array().expect("list");
     assert_eq!(agents.len(), 1, "one row per persona and project");
     let hist = &agents[0]["history"];
@@ -513,7 +487,7 @@ async fn agent_status_history_pages_newest_first() {
     assert_eq!(msgs, ["4", "3"]);
     assert_eq!(hist["pageInfo"]["hasNextPage"], true);
     let after = hist["edges"][1]["cursor"].clone();
-    let d = app.ok(h, json!({ "p": p["id"], "after": after })).await;
+    let d = app.ok(h, json!({ "p": p, "after": after })).await;
     let msgs: Vec<&str> = d["agentStatuses"]["nodes"][0]["history"]["edges"]
         .as_array()
         .expect("edges")
@@ -535,19 +509,15 @@ async fn tasks_and_projects_decode_by_position_as_sea_orm_decodes_them_by_name()
     use cerebral::entity::{FromRows, project, task};
     use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
     let app = support::spawn().await;
-    let p = project(&app, Some("greenfield-service")).await;
+    let p = app.create_project_from("P", "greenfield-service").await;
     let t = app
         .ok(
             "query($p: ID!) { project(id: $p) { tasks(first: 1) { nodes { id } } } }",
-            json!({ "p": p["id"] }),
+            json!({ "p": p }),
         )
         .await;
     let task = t["project"]["tasks"]["nodes"][0]["id"].clone();
-    app.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": task }),
-    )
-    .await;
+    app.start_task(&task).await;
     app.ok(
         "mutation($t: ID!) { completeTask(input: {taskId: $t, output: {done: [1, \"two\"]}}) { task { id } } }",
         json!({ "t": task }),
@@ -581,11 +551,7 @@ async fn tasks_and_projects_decode_by_position_as_sea_orm_decodes_them_by_name()
 
     // Projects too (the root page of most queries), one with its optional
     // columns set and one without, in a column order of their own.
-    app.ok(
-        "mutation { createProject(input: {name: \"bare\"}) { project { id } } }",
-        json!({}),
-    )
-    .await;
+    app.create_project("bare").await;
     let sql = "SELECT p.updated_at AS x__, p.* FROM projects p ORDER BY p.id";
     let rows = db
         .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
@@ -620,7 +586,7 @@ async fn tasks_and_projects_decode_by_position_as_sea_orm_decodes_them_by_name()
 #[tokio::test]
 async fn a_plain_query_answers_as_the_same_query_in_a_batch_of_one() {
     let app = support::spawn().await;
-    project(&app, Some("greenfield-service")).await;
+    app.create_project_from("P", "greenfield-service").await;
     let client = reqwest::Client::new();
     let deep = "{ projects(first: 100) { nodes { tasks(first: 100) { nodes { checkpoints(first: 100) { nodes { id } } } } } } }";
     let cases = [
