@@ -2,40 +2,23 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support;
 
 const START: &str = "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { status } } }";
 const RESOLVE: &str = "mutation($id: ID!) { resolveHitlRequest(input: {requestId: $id, decision: APPROVE}) { hitlRequest { status } } }";
 
-async fn setup(app: &support::TestApp) -> (String, String) {
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"race\"}) { project { id } } }",
-            json!({}),
-        )
-        .await;
-    let pid = p["createProject"]["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let t = app
-        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": pid }))
-        .await;
-    (
-        pid,
-        t["createTask"]["task"]["id"]
-            .as_str()
-            .expect("id")
-            .to_string(),
-    )
+async fn setup(app: &support::TestApp) -> (Value, Value) {
+    let p = app.create_project("race").await;
+    let t = app.create_task(&p, "t").await;
+    (p, t)
 }
 
 async fn race(
     app: Arc<support::TestApp>,
     query: &'static str,
-    id: String,
+    id: Value,
     n: usize,
 ) -> (usize, Vec<String>) {
     let mut handles = vec![];
@@ -58,14 +41,9 @@ async fn race(
     (wins, codes)
 }
 
-async fn events_of(app: &support::TestApp, project: &str, ty: &str) -> i64 {
-    app.ok(
-        "query($p: ID!, $t: [EventType!]) { events(first: 0, filter: {projectId: $p, types: $t}) { totalCount } }",
-        json!({ "p": project, "t": [ty] }),
-    )
-    .await["events"]["totalCount"]
-        .as_i64()
-        .expect("count")
+async fn events_of(app: &support::TestApp, project: &Value, ty: &str) -> i64 {
+    app.event_count(json!({ "projectId": project, "types": [ty] }))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,14 +65,8 @@ async fn fifty_concurrent_starts_of_one_task_let_exactly_one_win() {
 async fn concurrent_answers_to_one_hitl_request_let_exactly_one_win() {
     let app = Arc::new(support::spawn().await);
     let (pid, tid) = setup(&app).await;
-    app.ok(START, json!({ "id": tid })).await;
-    let r = app
-        .ok("mutation($id: ID!) { requestHitl(input: {taskId: $id, question: \"go?\"}) { hitlRequest { id } } }", json!({ "id": tid }))
-        .await;
-    let rid = r["requestHitl"]["hitlRequest"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    app.start_task(&tid).await;
+    let rid = app.request_hitl(&tid, "go?").await;
     let (wins, codes) = race(app.clone(), RESOLVE, rid, 20).await;
     assert_eq!(wins, 1, "codes of the losers: {codes:?}");
     assert!(
@@ -118,29 +90,11 @@ async fn concurrent_answers_to_one_hitl_request_let_exactly_one_win() {
 async fn task_verbs_racing_a_project_cancel_never_deadlock() {
     let app = Arc::new(support::spawn().await);
     for round in 0..4 {
-        let p = app
-            .ok(
-                "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
-                json!({ "n": format!("race {round}") }),
-            )
-            .await;
-        let pid = p["createProject"]["project"]["id"]
-            .as_str()
-            .expect("id")
-            .to_string();
+        let pid = app.create_project(&format!("race {round}")).await;
         let mut tasks = vec![];
         for i in 0..6 {
-            let t = app
-                .ok(
-                    "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { task { id } } }",
-                    json!({ "p": pid, "t": format!("t{i}") }),
-                )
-                .await;
-            let id = t["createTask"]["task"]["id"]
-                .as_str()
-                .expect("id")
-                .to_string();
-            app.ok(START, json!({ "id": id })).await;
+            let id = app.create_task(&pid, &format!("t{i}")).await;
+            app.start_task(&id).await;
             tasks.push(id);
         }
         let mut handles = vec![];

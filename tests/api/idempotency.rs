@@ -9,14 +9,6 @@ use crate::support;
 
 const CREATE: &str = "mutation($n: String!, $k: String) { createProject(input: {name: $n, idempotencyKey: $k}) { project { id name } event { cursor } } }";
 
-async fn count(app: &support::TestApp, q: &str) -> i64 {
-    let d = app.ok(q, json!({})).await;
-    d.as_object()
-        .and_then(|o| o.values().next())
-        .and_then(|v| v["totalCount"].as_i64())
-        .expect("count")
-}
-
 #[tokio::test]
 async fn a_retried_create_returns_the_original_and_creates_nothing_more() {
     let app = support::spawn().await;
@@ -27,7 +19,7 @@ async fn a_retried_create_returns_the_original_and_creates_nothing_more() {
         .ok(CREATE, json!({ "n": "Shop", "k": "create-shop-1" }))
         .await;
     assert_eq!(first, again, "same project, same event");
-    assert_eq!(count(&app, "{ projects { totalCount } }").await, 1);
+    assert_eq!(app.total_count("{ projects { totalCount } }").await, 1);
     let other = app
         .post(CREATE, json!({ "n": "Other", "k": "create-shop-1" }))
         .await;
@@ -35,16 +27,16 @@ async fn a_retried_create_returns_the_original_and_creates_nothing_more() {
         other["errors"][0]["extensions"]["code"], "CONFLICT",
         "{other}"
     );
-    assert_eq!(count(&app, "{ projects { totalCount } }").await, 1);
+    assert_eq!(app.total_count("{ projects { totalCount } }").await, 1);
     // Without a key, the same request acts again.
     app.ok(CREATE, json!({ "n": "Shop" })).await;
-    assert_eq!(count(&app, "{ projects { totalCount } }").await, 2);
+    assert_eq!(app.total_count("{ projects { totalCount } }").await, 2);
 }
 
 #[tokio::test]
 async fn a_retried_transition_is_answered_from_the_log() {
     let app = support::spawn().await;
-    let p = app.ok(CREATE, json!({ "n": "P" })).await["createProject"]["project"]["id"].clone();
+    let p = app.create_project("P").await;
     let t = app
         .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\", idempotencyKey: \"task-1\"}) { task { id } } }", json!({ "p": p }))
         .await["createTask"]["task"]["id"]
@@ -53,8 +45,10 @@ async fn a_retried_transition_is_answered_from_the_log() {
     let a = app.ok(start, json!({ "t": t, "k": "start-1" })).await;
     let b = app.ok(start, json!({ "t": t, "k": "start-1" })).await;
     assert_eq!(a, b);
-    let n = app.ok("query($p: ID!) { events(first: 0, filter: {projectId: $p, types: [TASK_STARTED]}) { totalCount } }", json!({ "p": p })).await;
-    assert_eq!(n["events"]["totalCount"], 1);
+    let n = app
+        .event_count(json!({ "projectId": p, "types": ["TASK_STARTED"] }))
+        .await;
+    assert_eq!(n, 1);
     // Without the key the repeat is refused by the lifecycle.
     let c = app.post(start, json!({ "t": t })).await;
     assert_eq!(c["errors"][0]["extensions"]["code"], "INVALID_TRANSITION");
@@ -92,16 +86,13 @@ async fn racing_requests_with_one_key_act_once() {
         }
     }
     assert_eq!(ids.len(), 1, "every success names the same project");
-    assert_eq!(count(&app, "{ projects { totalCount } }").await, 1);
+    assert_eq!(app.total_count("{ projects { totalCount } }").await, 1);
 }
 
 #[tokio::test]
 async fn session_and_checkpoint_verbs_take_keys_too() {
     let app = support::spawn().await;
-    let s = app
-        .ok("mutation { startSession { session { id } } }", json!({}))
-        .await["startSession"]["session"]["id"]
-        .clone();
+    let s = app.start_session().await;
     let suspend = "mutation($s: ID!) { suspendSession(input: {sessionId: $s, idempotencyKey: \"susp\"}) { session { status } event { cursor } } }";
     let a = app.ok(suspend, json!({ "s": s })).await;
     let b = app.ok(suspend, json!({ "s": s })).await;
@@ -110,8 +101,8 @@ async fn session_and_checkpoint_verbs_take_keys_too() {
         "the repeat is answered, not refused as SUSPENDED → SUSPENDED"
     );
 
-    let p = app.ok(CREATE, json!({ "n": "P" })).await["createProject"]["project"]["id"].clone();
-    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+    let p = app.create_project("P").await;
+    let t = app.create_task(&p, "t").await;
     let cp = "mutation($t: ID!, $s: JSON!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: $s}) { checkpoint { id } } }";
     let v1 = app.ok(cp, json!({ "t": t, "s": { "n": 1 } })).await["createCheckpoint"]["checkpoint"]
         ["id"]

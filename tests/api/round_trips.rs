@@ -49,29 +49,12 @@ async fn a_query_is_one_statement_per_level_and_sets_no_tenant_when_warm() {
     let pg = support::backend() == "postgres";
     let mut projects = vec![];
     for i in 0..3 {
-        let d = app
-            .ok(
-                "mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { project { id } } }",
-                json!({ "n": format!("P{i}") }),
-            )
-            .await;
         projects.push(
-            d["createProject"]["project"]["id"]
-                .as_str()
-                .expect("id")
-                .to_string(),
+            app.create_project_from(&format!("P{i}"), "greenfield-service")
+                .await,
         );
     }
-    let d = app
-        .ok(
-            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"T\", personaId: \"dev\"}) { task { id } } }",
-            json!({ "p": projects[0] }),
-        )
-        .await;
-    let task = d["createTask"]["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
+    let task = app.create_task_for(&projects[0], "T", "dev").await;
     // A warm server reuses the session that has the tenant set: the
     // statements of the query and nothing else, on either database.
     let txns = 0;
@@ -103,7 +86,7 @@ async fn a_query_is_one_statement_per_level_and_sets_no_tenant_when_warm() {
 
     let by_id = cost(&app, |_| async {
         let d = app.ok(BY_ID, json!({ "id": task })).await;
-        assert_eq!(d["task"]["id"], task.as_str());
+        assert_eq!(d["task"]["id"], task);
     })
     .await;
     assert_eq!(by_id, (1, txns), "one task by id");
@@ -112,11 +95,7 @@ async fn a_query_is_one_statement_per_level_and_sets_no_tenant_when_warm() {
     // project found and locked through the task, then the task; the task
     // updated; the event inserted, positioned by the insert itself), and
     // the payload answered from what the transaction returned.
-    app.ok(
-        "mutation($id: ID!) { startTask(input: {taskId: $id}) { task { id } } }",
-        json!({ "id": task }),
-    )
-    .await;
+    app.start_task(&task).await;
     let (statements, transactions) = cost(&app, |i| {
         let task = task.clone();
         let app = &app;
@@ -206,18 +185,8 @@ async fn a_page_of_tasks_reading_some_columns_answers_every_field_as_whole_rows_
             json!({ "p": project }),
         )
         .await["createTask"]["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
-    let broken = app
-        .ok(
-            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"Broken\"}) { task { id } } }",
-            json!({ "p": project }),
-        )
-        .await["createTask"]["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
+        .clone();
+    let broken = app.create_task(&project, "Broken").await;
     // Give the rows something in every column: a failed attempt, a retry,
     // progress with a stage and message, a checkpoint, an output.
     let t = &ready[0];
