@@ -13,15 +13,7 @@ use crate::support;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_that_keep_falling_behind_a_tiny_ring_miss_nothing() {
     let app = support::spawn_with(|c| c.event_buffer = 2).await;
-    let marker = app
-        .ok(
-            "mutation { createProject(input: {name: \"marker\"}) { event { cursor } } }",
-            json!({}),
-        )
-        .await["createProject"]["event"]["cursor"]
-        .as_str()
-        .expect("cursor")
-        .to_string();
+    let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
     let q = "subscription($a: String!) { events(after: $a) { cursor } }";
     let mut subs = Vec::new();
     for _ in 0..4 {
@@ -35,20 +27,15 @@ async fn subscribers_that_keep_falling_behind_a_tiny_ring_miss_nothing() {
             let http = reqwest::Client::new();
             let mut cursors = Vec::new();
             for i in 0..10 {
-                let body: serde_json::Value = http
-                    .post(format!("{base}/graphql"))
-                    .json(&json!({
-                        "query": "mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { event { cursor } } }",
-                        "variables": { "n": format!("p{p}-{i}") }
-                    }))
-                    .send()
-                    .await
-                    .expect("sent")
-                    .json()
-                    .await
-                    .expect("json");
+                let data = support::gql_ok(
+                    &http,
+                    &base,
+                    "mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { event { cursor } } }",
+                    json!({ "n": format!("p{p}-{i}") }),
+                )
+                .await;
                 cursors.push(
-                    body["data"]["createProject"]["event"]["cursor"]
+                    data["createProject"]["event"]["cursor"]
                         .as_str()
                         .expect("cursor")
                         .parse::<i64>()
@@ -142,11 +129,8 @@ async fn frames(ws: &mut support::RawWs, count: usize) -> Vec<serde_json::Value>
 async fn subscribers_of_one_selection_get_one_execution_and_other_selections_their_own() {
     let app = support::spawn().await;
     let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
-    app.ok(
-        "mutation { createProject(input: {name: \"shared\", workflowId: \"greenfield-service\"}) { event { cursor } } }",
-        json!({}),
-    )
-    .await;
+    app.create_project_from("shared", "greenfield-service")
+        .await;
     let log = app
         .ok(
             "query($a: String) { events(first: 100, after: $a) { nodes { cursor } } }",
@@ -261,16 +245,12 @@ async fn append_events(
 async fn a_filtered_stream_is_not_woken_by_the_events_it_excludes() {
     use cerebral::domain::EventType;
     let app = support::spawn_with(|c| c.event_buffer = 16).await;
-    let mine = app
-        .ok(
-            "mutation { createProject(input: {name: \"mine\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let mine_id = cerebral::ids::decode(cerebral::ids::Kind::Project, &mine).expect("project id");
+    let mine = app.create_project("mine").await;
+    let mine_id = cerebral::ids::decode(
+        cerebral::ids::Kind::Project,
+        mine.as_str().expect("project id"),
+    )
+    .expect("project id");
     let mut sub = app
         .subscribe(
             "subscription($p: ID!) { events(after: \"HEAD\", projectId: $p, types: [TASK_PROGRESS]) { cursor type payload } }",

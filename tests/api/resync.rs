@@ -4,10 +4,7 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support;
 
@@ -16,39 +13,13 @@ async fn first_message(app: &support::TestApp, after: &str) -> Value {
 }
 
 async fn first_message_of(app: &support::TestApp, field: &str) -> Value {
-    let mut req = format!("{}/graphql", app.base.replace("http://", "ws://"))
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+    let mut ws = support::RawWs::connect(&app.base).await;
+    ws.send_json(json!({ "type": "connection_init" })).await;
+    ws.subscribe("r", &format!("subscription {{ {field} }}"), json!({}))
+        .await;
+    ws.next_for("r", Duration::from_secs(10))
         .await
-        .expect("connects");
-    ws.send(Message::text(
-        json!({ "type": "connection_init" }).to_string(),
-    ))
-    .await
-    .expect("init");
-    ws.send(Message::text(
-        json!({ "id": "r", "type": "subscribe", "payload": { "query": format!("subscription {{ {field} }}") } }).to_string(),
-    ))
-    .await
-    .expect("subscribe");
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(t.as_str()).expect("json");
-                if v["id"] == "r" {
-                    return v;
-                }
-            }
-        }
-        panic!("socket ended");
-    })
-    .await
-    .expect("an answer in time")
+        .expect("an answer in time")
 }
 
 #[tokio::test]
@@ -56,18 +27,7 @@ async fn a_cursor_older_than_the_replay_limit_gets_resync_required_with_the_late
     let app = support::spawn_with(|c| c.max_replay_events = 5).await;
     let mut cursors = Vec::new();
     for i in 0..8 {
-        let d = app
-            .ok(
-                "mutation($n: String!) { createProject(input: {name: $n}) { event { cursor } } }",
-                json!({ "n": format!("p{i}") }),
-            )
-            .await;
-        cursors.push(
-            d["createProject"]["event"]["cursor"]
-                .as_str()
-                .expect("cursor")
-                .to_string(),
-        );
+        cursors.push(support::create_project_cursor(app.http(), &app.base, &format!("p{i}")).await);
     }
     let last = cursors.last().expect("cursors").clone();
     let m = first_message(&app, "0").await;
@@ -92,21 +52,10 @@ async fn a_cursor_older_than_the_replay_limit_gets_resync_required_with_the_late
 async fn the_replay_limit_counts_the_subscribers_own_events_not_the_whole_log() {
     let app = support::spawn_with(|c| c.max_replay_events = 5).await;
     for i in 0..8 {
-        app.ok(
-            "mutation($n: String!) { createProject(input: {name: $n}) { event { cursor } } }",
-            json!({ "n": format!("p{i}") }),
-        )
-        .await;
+        app.create_project(&format!("p{i}")).await;
     }
-    let p = app
-        .ok(
-            "mutation { createProject(input: {name: \"quiet\"}) { project { id } } }",
-            json!({}),
-        )
-        .await["createProject"]["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let p = app.create_project("quiet").await;
+    let p = p.as_str().expect("id");
     // Nine events in the log, one of them in this project: within the limit.
     let m = first_message_of(
         &app,
