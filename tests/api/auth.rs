@@ -2,7 +2,7 @@
 //! a valid token, the tenant comes from the token alone, and a WebSocket's
 //! token is checked at `connection_init` and again when it expires.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -13,26 +13,21 @@ const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 const TENANT_A: &str = "0190a3c4-0000-7000-8000-00000000000a";
 const TENANT_B: &str = "0190a3c4-0000-7000-8000-00000000000b";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+fn now() -> i64 {
+    support::unix_now()
 }
 
 fn token_with(claims: Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("token")
+    support::hs256(secret, &claims)
 }
 
 fn token(tenant: &str, ttl: i64) -> String {
-    token_with(
-        json!({ "sub": "alice", "tenant_id": tenant, "roles": ["admin", "operator", "agent", "viewer"], "exp": (now() as i64 + ttl) }),
+    support::token(
         SECRET,
+        tenant,
+        "alice",
+        &["admin", "operator", "agent", "viewer"],
+        ttl,
     )
 }
 

@@ -21,7 +21,6 @@
 //! SQLite has no connection to leave dirty: there the tests say they are
 //! skipped and pass.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -167,19 +166,6 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .expect("a count")
 }
 
-/// Polls `fut` `polls` times, sleeping between polls so that the socket
-/// has the answer to whatever the last poll sent, then drops it: the
-/// moment a request is cancelled with its statement on the wire.
-async fn cancel_after_polls<F: Future>(fut: F, polls: usize) {
-    let mut fut = std::pin::pin!(fut);
-    for _ in 0..polls {
-        if futures::poll!(fut.as_mut()).is_ready() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// Everything the issue asks of the server after cancellations.
 async fn assert_healthy(app: &TestApp, notices_before: usize, what: &str) {
     let db = owner(app).await;
@@ -297,9 +283,9 @@ async fn requests_cancelled_mid_statement_return_clean_connections() {
         // poll 3 the scope; each time the answer waits on the socket.
         let polls = 2 + round % 3;
         read().await.expect("a whole read");
-        cancel_after_polls(app.services.begin(&principal), polls).await;
+        support::drop_after_polls(app.services.begin(&principal), polls).await;
         read().await.expect("a whole read");
-        cancel_after_polls(read(), polls).await;
+        support::drop_after_polls(read(), polls).await;
     }
     assert_healthy(&app, notices_before, "cancelled mid-statement").await;
 }

@@ -2,7 +2,7 @@
 //! or overfrequent request is refused before it runs, with its own stable
 //! `extensions.code`, and responses follow graphql-over-http to the letter.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -451,17 +451,7 @@ async fn a_request_over_its_time_is_cancelled_and_changes_nothing() {
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
 fn token(tenant: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({ "sub": "s", "tenant_id": tenant, "roles": ["viewer"], "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
+    support::token(SECRET, tenant, "s", &["viewer"], 600)
 }
 
 #[tokio::test]

@@ -53,69 +53,14 @@ async fn spawn(pool: u32) -> support::TestApp {
 }
 
 async fn gql(app: &support::TestApp, tenant: Uuid, query: &str, variables: Value) -> Value {
-    app.http()
-        .post(app.graphql_url())
-        .bearer_auth(token(tenant))
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("request sent")
-        .json()
-        .await
-        .expect("JSON body")
+    app.post_as(&token(tenant), query, variables).await
 }
-
-const CREATE: &str = "mutation($n: String!) { createProject(input: {name: $n, workflowId: \"greenfield-service\"}) { project { id tasks(first: 1) { nodes { id } } } } }";
 
 /// Gives a tenant a project with tasks, a started task, a question to a
 /// human, an artifact, a checkpoint, an agent status and a session with a
 /// persona context: a row in nearly every tenant table.
 async fn populate(app: &support::TestApp, tenant: Uuid, name: &str) {
-    let p = gql(app, tenant, CREATE, json!({ "n": name })).await;
-    assert!(p.get("errors").is_none(), "{p}");
-    let pid = p["data"]["createProject"]["project"]["id"].clone();
-    let tid = p["data"]["createProject"]["project"]["tasks"]["nodes"][0]["id"].clone();
-    for (q, v) in [
-        (
-            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-            json!({ "t": tid }),
-        ),
-        (
-            "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"q\"}) { hitlRequest { id } } }",
-            json!({ "t": tid }),
-        ),
-        (
-            "mutation($p: ID!, $t: ID!) { createArtifact(input: {projectId: $p, taskId: $t, kind: SPEC, name: \"brief\", content: {}}) { artifact { id } } }",
-            json!({ "p": pid, "t": tid }),
-        ),
-        (
-            "mutation($t: ID!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {}}) { checkpoint { id } } }",
-            json!({ "t": tid }),
-        ),
-        (
-            "mutation($p: ID!) { updateAgentStatus(input: {personaId: \"analyst\", projectId: $p, status: WORKING}) { agentStatus { id } } }",
-            json!({ "p": pid }),
-        ),
-    ] {
-        let r = gql(app, tenant, q, v).await;
-        assert!(r.get("errors").is_none(), "{r}");
-    }
-    let s = gql(
-        app,
-        tenant,
-        "mutation { startSession { session { id } } }",
-        json!({}),
-    )
-    .await;
-    let sid = s["data"]["startSession"]["session"]["id"].clone();
-    let r = gql(
-        app,
-        tenant,
-        "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }",
-        json!({ "s": sid }),
-    )
-    .await;
-    assert!(r.get("errors").is_none(), "{r}");
+    app.bearer(&token(tenant)).seed(name).await;
 }
 
 async fn count(db: &impl ConnectionTrait, table: &str) -> i64 {
@@ -128,6 +73,17 @@ async fn count(db: &impl ConnectionTrait, table: &str) -> i64 {
     .expect("a row")
     .try_get("", "n")
     .expect("n")
+}
+
+/// A transaction on `db` with the scope `scope` set, as the server opens
+/// its own.
+async fn scoped(
+    db: &DatabaseConnection,
+    scope: cerebral::rls::Scope,
+) -> sea_orm::DatabaseTransaction {
+    let txn = db.begin().await.expect("begin");
+    cerebral::rls::set_scope(&txn, scope).await.expect("scope");
+    txn
 }
 
 async fn connect(url: &str) -> DatabaseConnection {
@@ -263,20 +219,14 @@ async fn outside_a_tenant_transaction_the_serving_role_sees_no_rows() {
     assert_eq!(count(&txn, "projects").await, 0);
     txn.commit().await.expect("commit");
     // After a tenant transaction ends, its setting is gone from the connection.
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::Tenant(TENANT_A)).await;
     assert_eq!(count(&txn, "projects").await, 1);
     txn.commit().await.expect("commit");
     assert_eq!(count(&serving, "projects").await, 0);
     // The built-in catalog (the nil tenant) is readable by every tenant,
     // and by nobody outside one.
     let catalog = count(&owner, "personas").await;
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_B))
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::Tenant(TENANT_B)).await;
     assert_eq!(count(&txn, "personas").await, catalog);
     txn.commit().await.expect("commit");
     assert_eq!(count(&serving, "personas").await, 0);
@@ -299,10 +249,7 @@ async fn a_row_for_another_tenant_is_refused_by_with_check() {
         )
     };
     // As tenant A: its own row goes in (the statement itself is sound) ...
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::Tenant(TENANT_A)).await;
     txn.execute_raw(insert(TENANT_A, "own"))
         .await
         .expect("own row");
@@ -314,10 +261,7 @@ async fn a_row_for_another_tenant_is_refused_by_with_check() {
     assert!(err.to_string().contains("row-level security"), "{err}");
     drop(txn);
     // Nor can a tenant move its row to another tenant, or touch B's rows.
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::Tenant(TENANT_A)).await;
     txn.execute_raw(insert(TENANT_A, "mine"))
         .await
         .expect("own row");
@@ -329,10 +273,7 @@ async fn a_row_for_another_tenant_is_refused_by_with_check() {
         .expect_err("moving a row to another tenant must be refused");
     assert!(err.to_string().contains("row-level security"), "{err}");
     drop(txn);
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::Tenant(TENANT_A))
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::Tenant(TENANT_A)).await;
     let gone = txn
         .execute_unprepared("DELETE FROM projects")
         .await
@@ -344,10 +285,7 @@ async fn a_row_for_another_tenant_is_refused_by_with_check() {
     );
     drop(txn);
     // Reading every tenant is read-only: no insert, update or delete.
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::AllTenants)
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::AllTenants).await;
     assert_eq!(count(&txn, "projects").await, 1);
     let err = txn
         .execute_raw(insert(TENANT_B, "everyone"))
@@ -355,10 +293,7 @@ async fn a_row_for_another_tenant_is_refused_by_with_check() {
         .expect_err("the all-tenants scope must not write");
     assert!(err.to_string().contains("row-level security"), "{err}");
     drop(txn);
-    let txn = serving.begin().await.expect("begin");
-    cerebral::rls::set_scope(&txn, cerebral::rls::Scope::AllTenants)
-        .await
-        .expect("scope");
+    let txn = scoped(&serving, cerebral::rls::Scope::AllTenants).await;
     let changed = txn
         .execute_unprepared("UPDATE projects SET name = 'hijacked'")
         .await
@@ -466,8 +401,9 @@ async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_f
         match i % 50 {
             // A write now and then, so both tenants' data keeps changing.
             7 | 8 => {
-                let r = gql(&app, tenant, CREATE, json!({ "n": format!("{prefix}{i}") })).await;
-                assert!(r.get("errors").is_none(), "{r}");
+                app.bearer(&token(tenant))
+                    .create_project_from(&format!("{prefix}{i}"), "greenfield-service")
+                    .await;
                 created[slot] += 1;
             }
             // A transaction that fails after it wrote, on the one
@@ -577,13 +513,8 @@ async fn a_read_session_never_hands_its_tenant_to_the_pool() {
             // Dropped with its statement in flight (a cancelled request):
             // the session has answers unread and is closed, not kept.
             _ => {
-                let mut fut = std::pin::pin!(read("SELECT pg_sleep(0.05) IS NULL AS n"));
-                for _ in 0..round % 4 {
-                    if futures::poll!(fut.as_mut()).is_ready() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
+                support::drop_after_polls(read("SELECT pg_sleep(0.05) IS NULL AS n"), round % 4)
+                    .await;
             }
         }
         pool_hands_out_clean_connections(&pool, &sessions, round).await;
@@ -685,13 +616,7 @@ async fn a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool
             _ => {
                 let sql =
                     "WITH s AS (SELECT pg_sleep(0.05)) UPDATE projects SET name = 'dropped' FROM s";
-                let mut fut = std::pin::pin!(write(sql.into()));
-                for _ in 0..round % 4 {
-                    if futures::poll!(fut.as_mut()).is_ready() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
+                support::drop_after_polls(write(sql.into()), round % 4).await;
             }
         }
         assert_eq!(
@@ -886,17 +811,14 @@ async fn a_replica_with_only_the_serving_role_starts_once_migrated() {
         .expect("a serving-only replica starts on a migrated database");
     let base = format!("http://{}", replica.local_addr());
     tokio::spawn(replica.run_until_stopped());
-    let body: Value = app
-        .http()
-        .post(format!("{base}/graphql"))
-        .bearer_auth(token(TENANT_A))
-        .json(&json!({ "query": "{ projects { totalCount } }" }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let body = support::post_json(
+        app.http(),
+        &format!("{base}/graphql"),
+        Some(&token(TENANT_A)),
+        &[],
+        &json!({ "query": "{ projects { totalCount } }" }),
+    )
+    .await;
     assert_eq!(body["data"]["projects"]["totalCount"], 1, "{body}");
 
     let (fresh, _) = support::fresh_database().await;

@@ -3,7 +3,6 @@
 //! is read or written, and the table covers every mutation of the schema.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -13,30 +12,11 @@ const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 const TENANT: &str = "0190a3c4-0000-7000-8000-00000000000a";
 
 fn token(roles: &[&str]) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({ "sub": "someone", "tenant_id": TENANT, "roles": roles, "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
+    support::token(SECRET, TENANT, "someone", roles, 600)
 }
 
 async fn post(app: &support::TestApp, roles: &[&str], query: &str, variables: Value) -> Value {
-    app.http()
-        .post(app.graphql_url())
-        .bearer_auth(token(roles))
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json")
+    app.post_as(&token(roles), query, variables).await
 }
 
 const AGENT: &[&str] = &["agent"];
@@ -284,36 +264,7 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
     let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
     // Real objects of the caller's own tenant, made by an admin, so a
     // refusal cannot be a NOT_FOUND in disguise.
-    let admin = &["admin"];
-    let p = post(&app, admin, "mutation { createProject(input: {name: \"p\", workflowId: \"greenfield-service\"}) { project { id tasks(first: 1) { nodes { id } } } } }", json!({})).await;
-    let pid = p["data"]["createProject"]["project"]["id"].clone();
-    let tid = p["data"]["createProject"]["project"]["tasks"]["nodes"][0]["id"].clone();
-    post(
-        &app,
-        admin,
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({"t": tid}),
-    )
-    .await;
-    let h = post(&app, admin, "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"q\"}) { hitlRequest { id } } }", json!({"t": tid})).await;
-    let c = post(&app, admin, "mutation($t: ID!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {}}) { checkpoint { id } } }", json!({"t": tid})).await;
-    let s = post(
-        &app,
-        admin,
-        "mutation { startSession { session { id } } }",
-        json!({}),
-    )
-    .await;
-    let sid = s["data"]["startSession"]["session"]["id"].clone();
-    let x = post(&app, admin, "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }", json!({"s": sid})).await;
-    let ids = json!({
-        "project": pid,
-        "task": tid,
-        "hitl": h["data"]["requestHitl"]["hitlRequest"]["id"],
-        "checkpoint": c["data"]["createCheckpoint"]["checkpoint"]["id"],
-        "session": sid,
-        "context": x["data"]["switchPersona"]["context"]["id"],
-    });
+    let ids = app.bearer(&token(&["admin"])).seed("p").await;
     for (k, v) in ids.as_object().expect("ids") {
         assert!(v.is_string(), "seeding {k} failed: {ids}");
     }

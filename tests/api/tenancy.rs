@@ -22,42 +22,16 @@ async fn another_tenant_sees_nothing_and_changes_nothing() {
     let app = support::spawn().await;
     // Tenant A's world: a workflow project with a waiting task, a question,
     // an artifact, a checkpoint, an agent status and a session with a context.
-    let p = app
-        .ok("mutation { createProject(input: {name: \"secret\", workflowId: \"greenfield-service\"}) { project { id tasks(first: 1) { nodes { id } } } event { id } } }", json!({}))
-        .await;
-    let pid = p["createProject"]["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let tid = p["createProject"]["project"]["tasks"]["nodes"][0]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let eid = p["createProject"]["event"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    app.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": tid }),
-    )
-    .await;
-    let hid = app.ok("mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"q\"}) { hitlRequest { id } } }", json!({ "t": tid })).await
-        ["requestHitl"]["hitlRequest"]["id"].as_str().expect("id").to_string();
-    let aid = app.ok("mutation($p: ID!, $t: ID!) { createArtifact(input: {projectId: $p, taskId: $t, kind: SPEC, name: \"brief\", content: {}}) { artifact { id } } }", json!({ "p": pid, "t": tid })).await
-        ["createArtifact"]["artifact"]["id"].as_str().expect("id").to_string();
-    let cid = app.ok("mutation($t: ID!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {}}) { checkpoint { id } } }", json!({ "t": tid })).await
-        ["createCheckpoint"]["checkpoint"]["id"].as_str().expect("id").to_string();
-    let agent = app.ok("mutation($p: ID!) { updateAgentStatus(input: {personaId: \"analyst\", projectId: $p, status: WORKING}) { agentStatus { id } } }", json!({ "p": pid })).await
-        ["updateAgentStatus"]["agentStatus"]["id"].as_str().expect("id").to_string();
-    let session = app
-        .ok("mutation { startSession { session { id } } }", json!({}))
-        .await["startSession"]["session"]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let ctx = app.ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }", json!({ "s": session })).await
-        ["switchPersona"]["context"]["id"].as_str().expect("id").to_string();
+    let world = app.seed("secret").await;
+    let id = |k: &str| world[k].as_str().expect(k).to_string();
+    let (pid, tid, eid, hid, aid) = (
+        id("project"),
+        id("task"),
+        id("event"),
+        id("hitl"),
+        id("artifact"),
+    );
+    let (cid, agent, session, ctx) = (id("checkpoint"), id("agent"), id("session"), id("context"));
 
     let dump = "query($p: ID!, $t: ID!) { project(id: $p) { status name } task(id: $t) { status version } projects { totalCount } tasks { totalCount } events(first: 0) { totalCount } hitlRequests { totalCount } artifacts { totalCount } sessions { totalCount } }";
     let a_before = app.ok(dump, json!({ "p": pid, "t": tid })).await;

@@ -13,13 +13,14 @@
 //! An introspection check fails when a root field has no matrix coverage.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support;
+use crate::support::Caller;
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 const TENANT_A: &str = "0190a3c4-0000-7000-8000-0000000000aa";
@@ -41,57 +42,9 @@ const GLOBAL_TABLES: &[&str] = &[
     "event_sequence",
 ];
 
+/// The same user name in both tenants: only the tenant tells them apart.
 fn token(tenant: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        // The same user name in both tenants: only the tenant tells them
-        // apart.
-        &json!({ "sub": "matrix-user", "tenant_id": tenant, "roles": ["admin"], "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
-}
-
-/// A tenant's admin talking to the server over HTTP.
-struct Caller {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Caller {
-    async fn post_with(&self, query: &str, variables: Value, headers: &[(&str, &str)]) -> Value {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(60))
-            .json(&json!({ "query": query, "variables": variables }));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.send()
-            .await
-            .expect("request sent")
-            .json()
-            .await
-            .expect("JSON body")
-    }
-
-    async fn post(&self, query: &str, variables: Value) -> Value {
-        self.post_with(query, variables, &[]).await
-    }
-
-    async fn ok(&self, query: &str, variables: Value) -> Value {
-        let body = self.post(query, variables).await;
-        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
-        body["data"].clone()
-    }
+    support::token(SECRET, tenant, "matrix-user", &["admin"], 3600)
 }
 
 fn id_at(v: &Value, path: &[&str]) -> String {
@@ -222,16 +175,8 @@ async fn seed(c: &Caller, mark: &str) -> BTreeMap<&'static str, String> {
         )
         .await;
     let retry = id_at(&r, &["createTask", "task", "id"]);
-    c.ok(
-        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-        json!({ "t": retry }),
-    )
-    .await;
-    c.ok(
-        "mutation($t: ID!, $m: String!) { failTask(input: {taskId: $t, error: $m}) { task { id } } }",
-        json!({ "t": retry, "m": mark }),
-    )
-    .await;
+    c.start_task(&retry).await;
+    c.fail_task(&retry, mark).await;
     c.ok(
         "mutation($t: ID!) { retryTask(input: {taskId: $t}) { task { id } } }",
         json!({ "t": retry }),
@@ -840,11 +785,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         c.max_complexity = 1_000_000_000;
     })
     .await;
-    let caller = |tenant: &str| Caller {
-        http: reqwest::Client::new(),
-        url: app.graphql_url(),
-        token: token(tenant),
-    };
+    let caller = |tenant: &str| app.bearer(&token(tenant));
     let (a, b) = (caller(TENANT_A), caller(TENANT_B));
     let (a_ids, b_ids) = tokio::join!(seed(&a, MARK_A), seed(&b, MARK_B));
     assert_eq!(
@@ -1221,22 +1162,10 @@ async fn subscriptions(m: &mut Matrix, b: &Caller, base: &str) {
     let live_b = format!("{MARK_B} live");
     for (who, ids, mark) in [(b, &m.b_ids, live_b.as_str()), (&m.a, &m.a_ids, LIVE_A)] {
         let t = who
-            .ok(
-                "mutation($p: ID!, $x: ID!, $n: String!) { createTask(input: {projectId: $p, personaId: $x, title: $n}) { task { id } } }",
-                json!({ "p": ids["project"], "x": ids["persona"], "n": mark }),
-            )
+            .create_task_for(&ids["project"], mark, &ids["persona"])
             .await;
-        let t = id_at(&t, &["createTask", "task", "id"]);
-        who.ok(
-            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-            json!({ "t": t }),
-        )
-        .await;
-        who.ok(
-            "mutation($t: ID!, $n: String!) { requestHitl(input: {taskId: $t, question: $n}) { hitlRequest { id } } }",
-            json!({ "t": t, "n": mark }),
-        )
-        .await;
+        who.start_task(&t).await;
+        who.request_hitl(&t, mark).await;
         who.ok(
             "mutation($p: ID!, $t: ID!, $n: String!) { createArtifact(input: {projectId: $p, taskId: $t, kind: LOG, name: $n, content: {mark: $n}}) { artifact { id } } }",
             json!({ "p": ids["project"], "t": t, "n": mark }),
@@ -1306,18 +1235,13 @@ async fn smuggling(m: &mut Matrix) {
     ];
     let smuggled = m.a.post_with(READ, json!({}), &headers).await;
     assert_eq!(plain, smuggled, "a tenant header changed what A reads");
-    let body: Value = m
+    let body = m
         .a
-        .http
-        .post(&m.a.url)
-        .bearer_auth(&m.a.token)
-        .json(&json!({ "query": READ, "extensions": { "tenantId": TENANT_B, "tenant_id": TENANT_B } }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        .post_body(
+            &json!({ "query": READ, "extensions": { "tenantId": TENANT_B, "tenant_id": TENANT_B } }),
+            &[],
+        )
+        .await;
     assert_eq!(plain, body, "a tenant in `extensions` changed what A reads");
 
     let smuggle = json!({ "tenant_id": TENANT_B, "tenantId": TENANT_B, "mark": "smuggled" });
