@@ -65,11 +65,7 @@ async fn a_hash_runs_the_document_sent_with_it_before() {
 
     let (_, full) = post(&app, json!({ "query": COUNT, "extensions": ext(&h) })).await;
     assert_eq!(full["data"]["projects"]["totalCount"], 0, "{full}");
-    app.ok(
-        "mutation { createProject(input: {name: \"p\"}) { project { id } } }",
-        json!({}),
-    )
-    .await;
+    app.create_project("p").await;
     let (_, by_hash) = post(&app, json!({ "extensions": ext(&h) })).await;
     assert_eq!(by_hash["data"]["projects"]["totalCount"], 1, "{by_hash}");
     // Upper-case hex is the same hash.
@@ -209,8 +205,7 @@ async fn a_subscription_sent_by_hash_outlives_its_entry_in_the_store() {
         }))
         .await;
     // Both run an item before the entry goes, and one after.
-    let created = "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }";
-    app.ok(created, json!({ "n": "before eviction" })).await;
+    app.create_project("before eviction").await;
     for socket in [&mut ws, &mut by_hash] {
         next_project_created(socket).await;
     }
@@ -223,7 +218,7 @@ async fn a_subscription_sent_by_hash_outlives_its_entry_in_the_store() {
     assert_eq!(status, 200, "{body}");
     let (_, body) = post(&app, json!({ "extensions": ext(&h) })).await;
     assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
-    app.ok(created, json!({ "n": "after eviction" })).await;
+    app.create_project("after eviction").await;
     for socket in [&mut ws, &mut by_hash] {
         next_project_created(socket).await;
     }

@@ -123,29 +123,17 @@ async fn token_mints_a_token_the_server_accepts_with_its_tenant_and_roles() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
-    let call = |token: String| {
-        app.http()
-            .post(app.graphql_url())
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "query": "mutation { createProject(input: {name: \"p\"}) { project { id } } }" }))
-            .send()
-    };
-    let body: serde_json::Value = call(mint("operator"))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let create = "mutation { createProject(input: {name: \"p\"}) { project { id } } }";
+    let body = app
+        .post_as(&mint("operator"), create, serde_json::json!({}))
+        .await;
     assert!(
         body["data"]["createProject"]["project"]["id"].is_string(),
         "{body}"
     );
-    let body: serde_json::Value = call(mint("viewer,agent"))
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let body = app
+        .post_as(&mint("viewer,agent"), create, serde_json::json!({}))
+        .await;
     assert_eq!(
         body["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{body}"

@@ -55,10 +55,9 @@ async fn every_response_carries_a_request_id_and_keeps_the_callers() {
 async fn responses_are_compressed_when_asked_except_archives_and_upgrades() {
     let app = support::spawn().await;
     for i in 0..10 {
-        app.ok(
-            "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
-            json!({ "n": format!("project {i} with a name long enough to make the answer worth compressing") }),
-        )
+        app.create_project(&format!(
+            "project {i} with a name long enough to make the answer worth compressing"
+        ))
         .await;
     }
     let plain = post_raw(&app.base, LIST, &[]).await;

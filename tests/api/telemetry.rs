@@ -64,16 +64,14 @@ async fn spans_reach_the_collector_and_sigterm_flushes_them() {
     )
     .await;
     let id = format!("otel-{}", uuid::Uuid::now_v7().simple());
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/graphql", server.base))
-        .header("x-request-id", &id)
-        .json(&json!({ "query": "query Count { projects { totalCount } }" }))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let body = support::post_json(
+        &reqwest::Client::new(),
+        &format!("{}/graphql", server.base),
+        None,
+        &[("x-request-id", &id)],
+        &json!({ "query": "query Count { projects { totalCount } }" }),
+    )
+    .await;
     assert_eq!(body["data"]["projects"]["totalCount"], 0, "{body}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
