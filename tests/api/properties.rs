@@ -65,6 +65,56 @@ fn tenant(n: u128) -> Principal {
     }
 }
 
+/// An ad-hoc project (no workflow) named `name` that does not complete
+/// itself.
+fn new_project(name: &str) -> NewProject {
+    NewProject {
+        name: name.into(),
+        product_idea: None,
+        workflow: None,
+        auto_complete: Some(false),
+    }
+}
+
+/// A task titled `title` in `project`, with nothing else set.
+fn new_task(project: Uuid, title: &str, required: bool) -> NewTask {
+    NewTask {
+        project_id: project,
+        persona_id: None,
+        title: title.into(),
+        instructions: None,
+        priority: 0,
+        depends_on: vec![],
+        required,
+    }
+}
+
+/// The question "?" about `task`, failing the task should it expire.
+fn question(task: Uuid) -> NewHitlRequest {
+    NewHitlRequest {
+        task_id: task,
+        question: "?".into(),
+        options: vec![],
+        expires_at: None,
+        on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
+        response_schema: None,
+    }
+}
+
+/// A task titled `title` in `project`, started and waiting for the answer
+/// to [`question`]: the task's and the request's ids.
+async fn waiting_task(s: &Services, a: &Principal, project: Uuid, title: &str) -> (Uuid, Uuid) {
+    let (t, _) = s
+        .create_task(a, new_task(project, title, false))
+        .await
+        .expect("task");
+    s.task_verb(a, t.id, TaskVerb::Start, TaskChange::default())
+        .await
+        .expect("start");
+    let (r, _, _) = s.request_hitl(a, question(t.id)).await.expect("ask");
+    (t.id, r.id)
+}
+
 #[derive(Debug, Clone)]
 enum Cmd {
     Verb(usize, TaskVerb),
@@ -145,12 +195,12 @@ proptest! {
             let a = tenant(0xA);
             let b = tenant(0xB);
             // Tenant B owns a task the sequence must never touch.
-            let (bp, _) = s.create_project(&b, NewProject { name: "b".into(), product_idea: None, workflow: None, auto_complete: Some(false) }).await.expect("b project");
-            let (bt, _) = s.create_task(&b, NewTask { project_id: bp.id, persona_id: None, title: "b".into(), instructions: None, priority: 0, depends_on: vec![], required: true }).await.expect("b task");
-            let (p, _) = s.create_project(&a, NewProject { name: "a".into(), product_idea: None, workflow: None, auto_complete: Some(false) }).await.expect("project");
+            let (bp, _) = s.create_project(&b, new_project("b")).await.expect("b project");
+            let (bt, _) = s.create_task(&b, new_task(bp.id, "b", true)).await.expect("b task");
+            let (p, _) = s.create_project(&a, new_project("a")).await.expect("project");
             let mut tasks = vec![];
             for i in 0..3 {
-                let (t, _) = s.create_task(&a, NewTask { project_id: p.id, persona_id: None, title: format!("t{i}"), instructions: None, priority: 0, depends_on: vec![], required: true }).await.expect("task");
+                let (t, _) = s.create_task(&a, new_task(p.id, &format!("t{i}"), true)).await.expect("task");
                 tasks.push(t.id);
             }
             for c in cmds {
@@ -163,7 +213,7 @@ proptest! {
                         let change = TaskChange { progress: (v == TaskVerb::Progress).then_some(50), ..Default::default() };
                         s.task_verb(&a, tasks[i], v, change).await.map(|_| ())
                     }
-                    Cmd::Ask(_) => s.request_hitl(&a, NewHitlRequest { task_id: tasks[i], question: "?".into(), options: vec![], expires_at: None, on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask, response_schema: None }).await.map(|_| ()),
+                    Cmd::Ask(_) => s.request_hitl(&a, question(tasks[i])).await.map(|_| ()),
                     Cmd::Answer(_, d) => {
                         let pending = hitl_request::Entity::find()
                             .filter(hitl_request::Column::TaskId.eq(tasks[i]))
@@ -308,15 +358,7 @@ fn every_task_state_and_command_pair_follows_the_table() {
         let s = &w.services;
         let a = tenant(0xD);
         let (p, _) = s
-            .create_project(
-                &a,
-                NewProject {
-                    name: "table".into(),
-                    product_idea: None,
-                    workflow: None,
-                    auto_complete: Some(false),
-                },
-            )
+            .create_project(&a, new_project("table"))
             .await
             .expect("project");
         // Paths from PENDING to each state.
@@ -347,18 +389,7 @@ fn every_task_state_and_command_pair_follows_the_table() {
         for (state, path, ask) in &paths {
             for (verb, target) in verbs {
                 let (t, _) = s
-                    .create_task(
-                        &a,
-                        NewTask {
-                            project_id: p.id,
-                            persona_id: None,
-                            title: "t".into(),
-                            instructions: None,
-                            priority: 0,
-                            depends_on: vec![],
-                            required: false,
-                        },
-                    )
+                    .create_task(&a, new_task(p.id, "t", false))
                     .await
                     .expect("task");
                 for v in path {
@@ -367,19 +398,7 @@ fn every_task_state_and_command_pair_follows_the_table() {
                         .expect("path");
                 }
                 if *ask {
-                    s.request_hitl(
-                        &a,
-                        NewHitlRequest {
-                            task_id: t.id,
-                            question: "?".into(),
-                            options: vec![],
-                            expires_at: None,
-                            on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
-                            response_schema: None,
-                        },
-                    )
-                    .await
-                    .expect("ask");
+                    s.request_hitl(&a, question(t.id)).await.expect("ask");
                 }
                 assert_eq!(row(s, t.id).await.status, *state);
                 let expected = match verb {
@@ -410,12 +429,6 @@ fn every_other_state_and_command_pair_follows_its_table() {
     w.rt.block_on(async {
         let s = &w.services;
         let a = tenant(0xE);
-        let new_project = || NewProject {
-            name: "x".into(),
-            product_idea: None,
-            workflow: None,
-            auto_complete: Some(false),
-        };
 
         // Projects: reach each state, then try each verb.
         let ends = [
@@ -430,7 +443,10 @@ fn every_other_state_and_command_pair_follows_its_table() {
             ProjectStatus::Cancelled,
         ] {
             for to in ends {
-                let (p, _) = s.create_project(&a, new_project()).await.expect("project");
+                let (p, _) = s
+                    .create_project(&a, new_project("x"))
+                    .await
+                    .expect("project");
                 if from != ProjectStatus::Active {
                     s.transition_project(&a, p.id, from, None, false)
                         .await
@@ -491,7 +507,10 @@ fn every_other_state_and_command_pair_follows_its_table() {
         }
 
         // HITL: PENDING, APPROVED, REJECTED, AMENDED × each decision.
-        let (p, _) = s.create_project(&a, new_project()).await.expect("project");
+        let (p, _) = s
+            .create_project(&a, new_project("x"))
+            .await
+            .expect("project");
         let decisions = [
             HitlDecision::Approve,
             HitlDecision::Reject,
@@ -504,44 +523,11 @@ fn every_other_state_and_command_pair_follows_its_table() {
             Some(HitlDecision::Amend),
         ] {
             for second in decisions {
-                let (t, _) = s
-                    .create_task(
-                        &a,
-                        NewTask {
-                            project_id: p.id,
-                            persona_id: None,
-                            title: "t".into(),
-                            instructions: None,
-                            priority: 0,
-                            depends_on: vec![],
-                            required: false,
-                        },
-                    )
-                    .await
-                    .expect("task");
-                s.task_verb(&a, t.id, TaskVerb::Start, TaskChange::default())
-                    .await
-                    .expect("start");
-                let (r, _, _) = s
-                    .request_hitl(
-                        &a,
-                        NewHitlRequest {
-                            task_id: t.id,
-                            question: "?".into(),
-                            options: vec![],
-                            expires_at: None,
-                            on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
-                            response_schema: None,
-                        },
-                    )
-                    .await
-                    .expect("ask");
+                let (_, r) = waiting_task(s, &a, p.id, "t").await;
                 if let Some(d) = first {
-                    s.resolve_hitl(&a, r.id, d, None)
-                        .await
-                        .expect("first answer");
+                    s.resolve_hitl(&a, r, d, None).await.expect("first answer");
                 }
-                let got = s.resolve_hitl(&a, r.id, second, None).await;
+                let got = s.resolve_hitl(&a, r, second, None).await;
                 assert_eq!(
                     got.is_ok(),
                     first.is_none(),
@@ -552,41 +538,10 @@ fn every_other_state_and_command_pair_follows_its_table() {
 
         // EXPIRED requests (their task failed) refuse every decision.
         for d in decisions {
-            let (t, _) = s
-                .create_task(
-                    &a,
-                    NewTask {
-                        project_id: p.id,
-                        persona_id: None,
-                        title: "e".into(),
-                        instructions: None,
-                        priority: 0,
-                        depends_on: vec![],
-                        required: false,
-                    },
-                )
-                .await
-                .expect("task");
-            s.task_verb(&a, t.id, TaskVerb::Start, TaskChange::default())
-                .await
-                .expect("start");
-            let (r, _, _) = s
-                .request_hitl(
-                    &a,
-                    NewHitlRequest {
-                        task_id: t.id,
-                        question: "?".into(),
-                        options: vec![],
-                        expires_at: None,
-                        on_expiry: cerebral::domain::HitlExpiryPolicy::FailTask,
-                        response_schema: None,
-                    },
-                )
-                .await
-                .expect("ask");
+            let (t, r) = waiting_task(s, &a, p.id, "e").await;
             s.task_verb(
                 &a,
-                t.id,
+                t,
                 TaskVerb::Fail,
                 TaskChange {
                     error: Some(Some("x".into())),
@@ -595,24 +550,13 @@ fn every_other_state_and_command_pair_follows_its_table() {
             )
             .await
             .expect("fail");
-            let got = s.resolve_hitl(&a, r.id, d, None).await;
+            let got = s.resolve_hitl(&a, r, d, None).await;
             assert!(got.is_err(), "EXPIRED then {d:?} must be refused");
         }
 
         // Checkpoints: IN_PROGRESS, COMPLETED, FAILED, REVERTED × each status.
         let (t, _) = s
-            .create_task(
-                &a,
-                NewTask {
-                    project_id: p.id,
-                    persona_id: None,
-                    title: "c".into(),
-                    instructions: None,
-                    priority: 0,
-                    depends_on: vec![],
-                    required: false,
-                },
-            )
+            .create_task(&a, new_task(p.id, "c", false))
             .await
             .expect("task");
         let all = [
