@@ -229,13 +229,7 @@ async fn sessions_switch_personas_and_keep_bounded_history() {
 #[tokio::test]
 async fn get_runs_queries_only_and_browsers_get_graphiql() {
     let app = support::spawn().await;
-    let r = app
-        .http()
-        .get(app.graphql_url())
-        .query(&[("query", "{ personas { nodes { key } } }")])
-        .send()
-        .await
-        .expect("get");
+    let r = app.get("{ personas { nodes { key } } }").await;
     assert!(r.status().is_success());
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(
@@ -244,12 +238,8 @@ async fn get_runs_queries_only_and_browsers_get_graphiql() {
     );
 
     let r = app
-        .http()
-        .get(app.graphql_url())
-        .query(&[("query", "mutation { startSession { session { id } } }")])
-        .send()
-        .await
-        .expect("get");
+        .get("mutation { startSession { session { id } } }")
+        .await;
     assert_eq!(r.status(), 405);
     assert_eq!(
         r.headers().get("allow").and_then(|v| v.to_str().ok()),

@@ -268,6 +268,15 @@ impl Caller {
         post_json(&self.http, &self.url, self.token.as_deref(), headers, body).await
     }
 
+    /// Sends `query` by GET, as `?query=…`, with no other header.
+    pub async fn get(&self, query: &str) -> reqwest::Response {
+        let mut req = self.http.get(&self.url).query(&[("query", query)]);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("GET sent")
+    }
+
     /// Posts one operation and returns the whole response body.
     pub async fn post(&self, query: &str, variables: Value) -> Value {
         self.post_with(query, variables, &[]).await
