@@ -496,7 +496,8 @@ async fn a_slow_jwks_refresh_does_not_hold_up_tokens_with_known_kids() {
     tokio::time::sleep(Duration::from_millis(5_200)).await;
     slow.store(true, Ordering::SeqCst);
     let unknown = signed(RS256, Some("two"), &rsa("rsa-2.pem"));
-    let waiting = {
+    // A request with the unknown kid, in the background: its status.
+    let unknown_kid = || {
         let (http, url, unknown) = (app.http().clone(), app.graphql_url(), unknown.clone());
         tokio::spawn(async move {
             http.post(url)
@@ -507,6 +508,7 @@ async fn a_slow_jwks_refresh_does_not_hold_up_tokens_with_known_kids() {
                 .map(|r| r.status().as_u16())
         })
     };
+    let waiting = unknown_kid();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while fetches.load(Ordering::SeqCst) < 2 {
         assert!(tokio::time::Instant::now() < deadline, "no second fetch");
@@ -526,17 +528,7 @@ async fn a_slow_jwks_refresh_does_not_hold_up_tokens_with_known_kids() {
     }
     // ...and another unknown kid waits for that fetch instead of starting
     // its own.
-    let second = {
-        let (http, url) = (app.http().clone(), app.graphql_url());
-        tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(unknown)
-                .json(&json!({ "query": COUNT }))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
+    let second = unknown_kid();
     tokio::time::sleep(Duration::from_millis(200)).await;
     release.notify_waiters();
     assert_eq!(waiting.await.expect("task").expect("answer"), 401);

@@ -217,13 +217,18 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
             .collect()
     };
     let list = "query($t: ID!) { task(id: $t) { checkpoints { nodes { version } } latestCheckpoint { version } } }";
+    let prune = |keep: u64, age: chrono::Duration| {
+        let services = app.services.clone();
+        async move {
+            services
+                .prune_checkpoints(keep, age, 1000)
+                .await
+                .expect("prune")
+        }
+    };
 
     // All four are recent: whatever the count, none is old enough to go.
-    let n = app
-        .services
-        .prune_checkpoints(2, chrono::Duration::days(30), 1000)
-        .await
-        .expect("prune");
+    let n = prune(2, chrono::Duration::days(30)).await;
     assert_eq!(n, 0, "recent checkpoints beyond the kept count stay");
     assert_eq!(
         versions(app.ok(list, json!({ "t": t })).await),
@@ -232,11 +237,7 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
 
     // Everything is older than a zero age, and the newest 100 are kept
     // whatever their age: nothing goes.
-    let n = app
-        .services
-        .prune_checkpoints(100, chrono::Duration::zero(), 1000)
-        .await
-        .expect("prune");
+    let n = prune(100, chrono::Duration::zero()).await;
     assert_eq!(n, 0, "the newest N stay whatever their age");
     assert_eq!(
         versions(app.ok(list, json!({ "t": t })).await),
@@ -244,29 +245,19 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
     );
 
     // Old, and beyond the newest two: v2 goes; v1 is pinned.
-    let n = app
-        .services
-        .prune_checkpoints(2, chrono::Duration::zero(), 1000)
-        .await
-        .expect("prune");
+    let n = prune(2, chrono::Duration::zero()).await;
     assert_eq!(n, 1);
     assert_eq!(versions(app.ok(list, json!({ "t": t })).await), [1, 3, 4]);
 
     // Keeping none: the newest of the task still stays.
-    let n = app
-        .services
-        .prune_checkpoints(0, chrono::Duration::zero(), 1000)
-        .await
-        .expect("prune");
+    let n = prune(0, chrono::Duration::zero()).await;
     assert_eq!(n, 1);
     let d = app.ok(list, json!({ "t": t })).await;
     assert_eq!(d["task"]["latestCheckpoint"]["version"], 4);
     assert_eq!(versions(d), [1, 4]);
-    let e = app
-        .ok(
-            "{ events(first: 0, filter: {types: [CHECKPOINTS_PRUNED]}) { totalCount } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(e["events"]["totalCount"], 2);
+    assert_eq!(
+        app.event_count(json!({ "types": ["CHECKPOINTS_PRUNED"] }))
+            .await,
+        2
+    );
 }

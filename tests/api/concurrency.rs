@@ -15,12 +15,9 @@ async fn setup(app: &support::TestApp) -> (Value, Value) {
     (p, t)
 }
 
-async fn race(
-    app: Arc<support::TestApp>,
-    query: &'static str,
-    id: Value,
-    n: usize,
-) -> (usize, Vec<String>) {
+/// Sends `query` for `id` `n` times at once: exactly one must win, and
+/// every loser be refused as a conflict or an invalid transition.
+async fn race(app: Arc<support::TestApp>, query: &'static str, id: Value, n: usize) {
     let mut handles = vec![];
     for _ in 0..n {
         let app = app.clone();
@@ -38,7 +35,13 @@ async fn race(
             None => wins += 1,
         }
     }
-    (wins, codes)
+    assert_eq!(wins, 1, "codes of the losers: {codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "CONFLICT" || c == "INVALID_TRANSITION"),
+        "{codes:?}"
+    );
 }
 
 async fn events_of(app: &support::TestApp, project: &Value, ty: &str) -> i64 {
@@ -50,14 +53,7 @@ async fn events_of(app: &support::TestApp, project: &Value, ty: &str) -> i64 {
 async fn fifty_concurrent_starts_of_one_task_let_exactly_one_win() {
     let app = Arc::new(support::spawn().await);
     let (pid, tid) = setup(&app).await;
-    let (wins, codes) = race(app.clone(), START, tid, 50).await;
-    assert_eq!(wins, 1, "codes of the losers: {codes:?}");
-    assert!(
-        codes
-            .iter()
-            .all(|c| c == "CONFLICT" || c == "INVALID_TRANSITION"),
-        "{codes:?}"
-    );
+    race(app.clone(), START, tid, 50).await;
     assert_eq!(events_of(&app, &pid, "TASK_STARTED").await, 1);
 }
 
@@ -67,14 +63,7 @@ async fn concurrent_answers_to_one_hitl_request_let_exactly_one_win() {
     let (pid, tid) = setup(&app).await;
     app.start_task(&tid).await;
     let rid = app.request_hitl(&tid, "go?").await;
-    let (wins, codes) = race(app.clone(), RESOLVE, rid, 20).await;
-    assert_eq!(wins, 1, "codes of the losers: {codes:?}");
-    assert!(
-        codes
-            .iter()
-            .all(|c| c == "CONFLICT" || c == "INVALID_TRANSITION"),
-        "{codes:?}"
-    );
+    race(app.clone(), RESOLVE, rid, 20).await;
     assert_eq!(events_of(&app, &pid, "HITL_RESOLVED").await, 1);
     assert_eq!(events_of(&app, &pid, "TASK_RESUMED").await, 1);
 }
