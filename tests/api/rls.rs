@@ -20,14 +20,6 @@ const SECRET: &str = "row-level-security-test-secret-0123456789";
 const TENANT_A: Uuid = Uuid::from_u128(0xA);
 const TENANT_B: Uuid = Uuid::from_u128(0xB);
 
-fn postgres_only(test: &str) -> bool {
-    if support::backend() == "postgres" {
-        return true;
-    }
-    eprintln!("{test}: skipped, row-level security is PostgreSQL only (set TEST_DATABASE_URL)");
-    false
-}
-
 fn token(tenant: Uuid) -> String {
     let roles: Vec<String> = ["viewer", "agent", "operator", "admin"]
         .iter()
@@ -44,12 +36,25 @@ fn principal(tenant: Uuid) -> Principal {
     }
 }
 
-async fn spawn(pool: u32) -> support::TestApp {
-    support::spawn_with(|c| {
+/// A server with a pool of `pool` connections and each tenant's seed
+/// (`populate`), on PostgreSQL; None on SQLite, after saying that the test
+/// (the name libtest gives its thread) was skipped.
+async fn spawn(pool: u32, tenants: &[(Uuid, &str)]) -> Option<support::TestApp> {
+    if support::backend() != "postgres" {
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("this test");
+        eprintln!("{test}: skipped, row-level security is PostgreSQL only (set TEST_DATABASE_URL)");
+        return None;
+    }
+    let app = support::spawn_with(|c| {
         c.jwt_secret = Some(SECRET.into());
         c.db_max_connections = pool;
     })
-    .await
+    .await;
+    for (tenant, name) in tenants {
+        populate(&app, *tenant, name).await;
+    }
+    Some(app)
 }
 
 async fn gql(app: &support::TestApp, tenant: Uuid, query: &str, variables: Value) -> Value {
@@ -92,10 +97,9 @@ async fn connect(url: &str) -> DatabaseConnection {
 
 #[tokio::test]
 async fn every_tenant_table_forces_row_level_security() {
-    if !postgres_only("every_tenant_table_forces_row_level_security") {
+    let Some(app) = spawn(4, &[]).await else {
         return;
-    }
-    let app = spawn(4).await;
+    };
     let owner = connect(&app.database_url).await;
     // Every table with a tenant_id column, found in the catalog rather than
     // in the migration's list, so a new table without a policy fails here.
@@ -148,12 +152,10 @@ async fn rls_state(owner: &DatabaseConnection) -> (i64, i64) {
 
 #[tokio::test]
 async fn the_migration_comes_down_and_goes_up_again() {
-    if !postgres_only("the_migration_comes_down_and_goes_up_again") {
-        return;
-    }
     use migration::MigratorTrait;
-    let app = spawn(4).await;
-    populate(&app, TENANT_A, "a").await;
+    let Some(app) = spawn(4, &[(TENANT_A, "a")]).await else {
+        return;
+    };
     let owner = connect(&app.database_url).await;
     let n = TENANT_TABLES.len() as i64;
     // One tenant and one all-tenants policy per table, six catalog reads,
@@ -188,12 +190,9 @@ async fn the_migration_comes_down_and_goes_up_again() {
 
 #[tokio::test]
 async fn outside_a_tenant_transaction_the_serving_role_sees_no_rows() {
-    if !postgres_only("outside_a_tenant_transaction_the_serving_role_sees_no_rows") {
+    let Some(app) = spawn(4, &[(TENANT_A, "a"), (TENANT_B, "b")]).await else {
         return;
-    }
-    let app = spawn(4).await;
-    populate(&app, TENANT_A, "a").await;
-    populate(&app, TENANT_B, "b").await;
+    };
     let owner = connect(&app.database_url).await;
     let serving = connect(&app.serving_url).await;
     let mut populated = 0;
@@ -234,11 +233,9 @@ async fn outside_a_tenant_transaction_the_serving_role_sees_no_rows() {
 
 #[tokio::test]
 async fn a_row_for_another_tenant_is_refused_by_with_check() {
-    if !postgres_only("a_row_for_another_tenant_is_refused_by_with_check") {
+    let Some(app) = spawn(4, &[(TENANT_B, "b")]).await else {
         return;
-    }
-    let app = spawn(4).await;
-    populate(&app, TENANT_B, "b").await;
+    };
     let serving = connect(&app.serving_url).await;
     let insert = |tenant: Uuid, key: &str| {
         Statement::from_sql_and_values(
@@ -304,10 +301,9 @@ async fn a_row_for_another_tenant_is_refused_by_with_check() {
 
 #[tokio::test]
 async fn the_serving_role_is_bound_by_row_level_security() {
-    if !postgres_only("the_serving_role_is_bound_by_row_level_security") {
+    let Some(app) = spawn(4, &[]).await else {
         return;
-    }
-    let app = spawn(4).await;
+    };
     let serving = connect(&app.serving_url).await;
     let check = cerebral::rls::check_role(&serving)
         .await
@@ -354,17 +350,12 @@ fn names(v: &Value, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_foreign_row() {
-    if !postgres_only(
-        "a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_foreign_row",
-    ) {
-        return;
-    }
     // Two pooled connections: one that every read (the event fan-out's
     // included) shares as a session, switching tenants each time, and the
     // reserve, which every write transaction reuses.
-    let app = spawn(2).await;
-    populate(&app, TENANT_A, "a-0").await;
-    populate(&app, TENANT_B, "b-0").await;
+    let Some(app) = spawn(2, &[(TENANT_A, "a-0"), (TENANT_B, "b-0")]).await else {
+        return;
+    };
     // A subscriber of tenant A replaying the log and then following it live:
     // its reads share the one connection too.
     let mut ws = support::RawWs::connect(&app.base).await;
@@ -487,11 +478,9 @@ async fn a_thousand_requests_alternating_tenants_on_one_connection_never_see_a_f
 /// closed it), and that connection has no tenant and sees no row.
 #[tokio::test]
 async fn a_read_session_never_hands_its_tenant_to_the_pool() {
-    if !postgres_only("a_read_session_never_hands_its_tenant_to_the_pool") {
+    let Some(app) = spawn(2, &[(TENANT_A, "a")]).await else {
         return;
-    }
-    let app = spawn(2).await;
-    populate(&app, TENANT_A, "a").await;
+    };
     let (sessions, pool) = sessions_and_pool(&app);
     let reader = app.services.reader(TENANT_A);
     let read =
@@ -545,12 +534,9 @@ async fn a_read_session_never_hands_its_tenant_to_the_pool() {
 /// and the pool hands out connections with no tenant that see no row.
 #[tokio::test]
 async fn a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool() {
-    if !postgres_only("a_write_on_a_session_keeps_to_its_tenant_and_never_hands_it_to_the_pool") {
+    let Some(app) = spawn(2, &[(TENANT_A, "a"), (TENANT_B, "b")]).await else {
         return;
-    }
-    let app = spawn(2).await;
-    populate(&app, TENANT_A, "a").await;
-    populate(&app, TENANT_B, "b").await;
+    };
     let (sessions, pool) = sessions_and_pool(&app);
     let (pa, reader_a, reader_b) = (
         principal(TENANT_A),
@@ -711,11 +697,9 @@ const OTHER_ROLE: &str = "cerebral_test_other";
 /// Tables a later migration creates follow the same default privileges.
 #[tokio::test]
 async fn tables_are_granted_to_the_serving_role_and_not_to_public() {
-    if !postgres_only("tables_are_granted_to_the_serving_role_and_not_to_public") {
+    let Some(app) = spawn(4, &[(TENANT_A, "a")]).await else {
         return;
-    }
-    let app = spawn(4).await;
-    populate(&app, TENANT_A, "a").await;
+    };
     let owner = connect(&app.database_url).await;
     owner
         .execute_unprepared(&format!(
@@ -793,11 +777,9 @@ async fn tables_are_granted_to_the_serving_role_and_not_to_public() {
 /// needs them it refuses to start and says what to do.
 #[tokio::test]
 async fn a_replica_with_only_the_serving_role_starts_once_migrated() {
-    if !postgres_only("a_replica_with_only_the_serving_role_starts_once_migrated") {
+    let Some(app) = spawn(4, &[(TENANT_A, "a")]).await else {
         return;
-    }
-    let app = spawn(4).await;
-    populate(&app, TENANT_A, "a").await;
+    };
     let serving_only = |url: String| {
         let mut config = cerebral::config::Config::for_database(url);
         config.jwt_secret = Some(SECRET.into());
