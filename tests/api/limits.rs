@@ -61,23 +61,18 @@ async fn document_shape_limits_refuse_before_anything_runs() {
     refused_with(&app, "{ projects { nodes { tasks { nodes { project { tasks { nodes { project { tasks { nodes { project { id } } } } } } } } } } } }", "MAX_DEPTH_EXCEEDED").await;
     accepted(&app, "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }").await;
     // Aliases: 30 at most, counted through fragments.
-    let aliases = |n: usize| {
-        format!(
-            "{{ projects {{ nodes {{ {} }} }} }}",
-            (0..n)
-                .map(|i| format!("a{i}: id"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
+    let ids = |n: usize| {
+        (0..n)
+            .map(|i| format!("a{i}: id"))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
+    let aliases = |n: usize| format!("{{ projects {{ nodes {{ {} }} }} }}", ids(n));
     accepted(
         &app,
         &format!(
             "query {{ projects {{ nodes {{ ...F }} }} }} fragment F on Project {{ {} }}",
-            (0..30)
-                .map(|i| format!("a{i}: id"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            ids(30)
         ),
     )
     .await;
@@ -85,10 +80,7 @@ async fn document_shape_limits_refuse_before_anything_runs() {
         &app,
         &format!(
             "query {{ projects {{ nodes {{ ...F ...F }} }} }} fragment F on Project {{ {} }}",
-            (0..16)
-                .map(|i| format!("a{i}: id"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            ids(16)
         ),
         "MAX_ALIASES_EXCEEDED",
     )

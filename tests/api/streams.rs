@@ -44,6 +44,27 @@ async fn create(http: &reqwest::Client, base: &str, name: &str) -> Item {
     (c.parse().expect("numeric cursor"), name.to_string())
 }
 
+/// Creates `n` projects named `name(i)` on `base` in the background, a
+/// `pause` after each: their items, in order.
+fn publish_in_background(
+    base: String,
+    n: usize,
+    name: fn(usize) -> String,
+    pause: Duration,
+) -> tokio::task::JoinHandle<Vec<Item>> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut made = Vec::new();
+        for i in 0..n {
+            made.push(create(&http, &base, &name(i)).await);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        made
+    })
+}
+
 /// Reads `n` items of subscription `id`, each within `per_item`.
 async fn read_items(ws: &mut RawWs, id: &str, n: usize, per_item: Duration) -> Vec<Item> {
     let mut got = Vec::with_capacity(n);
@@ -97,15 +118,8 @@ async fn events_after_a_cursor_replay_then_follow_live_with_no_gap_and_no_duplic
     ws.subscribe("r", PROJECTS_AFTER, json!({ "after": marker }))
         .await;
     // New commits race the replay.
-    let base = app.base.clone();
-    let publisher = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        let mut made = Vec::new();
-        for i in 0..25 {
-            made.push(create(&http, &base, &format!("new-{i}")).await);
-        }
-        made
-    });
+    let publisher =
+        publish_in_background(app.base.clone(), 25, |i| format!("new-{i}"), Duration::ZERO);
     let got = read_items(&mut ws, "r", 50, T).await;
     want.extend(publisher.await.expect("publisher"));
     assert_same_events(&got, &want, "replay then live");
@@ -452,16 +466,12 @@ async fn a_subscriber_follows_its_replica_going_down_with_nothing_lost_or_repeat
         marker.clone(),
         received.clone(),
     ));
-    let a_base = a.base.clone();
-    let publisher = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        let mut made = Vec::new();
-        for i in 0..300 {
-            made.push(create(&http, &a_base, &format!("p-{i:03}")).await);
-            tokio::time::sleep(Duration::from_millis(15)).await;
-        }
-        made
-    });
+    let publisher = publish_in_background(
+        a.base.clone(),
+        300,
+        |i| format!("p-{i:03}"),
+        Duration::from_millis(15),
+    );
 
     // Once the subscriber on B has some, B dies and comes back on its port
     // while events keep coming.
