@@ -13,41 +13,35 @@ use serde_json::{Value, json};
 use super::Caller;
 
 impl Caller {
-    /// Runs `mutation` and returns the id of the object it made, found at
-    /// `data.{root}.{object}.id`.
-    async fn new_id(&self, mutation: &str, variables: Value, [root, object]: [&str; 2]) -> Value {
-        self.ok(mutation, variables).await[root][object]["id"].clone()
+    /// Runs mutation `field` with `input` (a JSON object of its input type,
+    /// `FieldInput` with the first letter capitalised) and returns the id of
+    /// `object` in its answer.
+    async fn made(&self, field: &str, object: &str, input: Value) -> Value {
+        let mut input_type = field[..1].to_uppercase() + &field[1..];
+        input_type.push_str("Input");
+        let mutation = format!(
+            "mutation($input: {input_type}!) {{ {field}(input: $input) {{ {object} {{ id }} }} }}"
+        );
+        self.ok(&mutation, json!({ "input": input })).await[field][object]["id"].clone()
     }
 
     /// Creates a project named `name` (no workflow) and returns its id.
     pub async fn create_project(&self, name: &str) -> Value {
-        self.new_id(
-            "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
-            json!({ "n": name }),
-            ["createProject", "project"],
-        )
-        .await
+        self.made("createProject", "project", json!({ "name": name }))
+            .await
     }
 
     /// Creates a project named `name` from `workflow` (its tasks created
     /// with it) and returns its id.
     pub async fn create_project_from(&self, name: &str, workflow: &str) -> Value {
-        self.new_id(
-            "mutation($n: String!, $w: ID!) { createProject(input: {name: $n, workflowId: $w}) { project { id } } }",
-            json!({ "n": name, "w": workflow }),
-            ["createProject", "project"],
-        )
-        .await
+        let input = json!({ "name": name, "workflowId": workflow });
+        self.made("createProject", "project", input).await
     }
 
     /// Creates a task titled `title` in `project` and returns its id.
     pub async fn create_task(&self, project: impl Serialize, title: &str) -> Value {
-        self.new_id(
-            "mutation($p: ID!, $n: String!) { createTask(input: {projectId: $p, title: $n}) { task { id } } }",
-            json!({ "p": project, "n": title }),
-            ["createTask", "task"],
-        )
-        .await
+        let input = json!({ "projectId": project, "title": title });
+        self.made("createTask", "task", input).await
     }
 
     /// Creates a task titled `title` for `persona` in `project` and returns
@@ -56,23 +50,16 @@ impl Caller {
         &self,
         project: impl Serialize,
         title: &str,
-        persona: &str,
+        persona: impl Serialize,
     ) -> Value {
-        self.new_id(
-            "mutation($p: ID!, $n: String!, $per: ID!) { createTask(input: {projectId: $p, title: $n, personaId: $per}) { task { id } } }",
-            json!({ "p": project, "n": title, "per": persona }),
-            ["createTask", "task"],
-        )
-        .await
+        let input = json!({ "projectId": project, "title": title, "personaId": persona });
+        self.made("createTask", "task", input).await
     }
 
-    /// Starts `task` (READY or QUEUED to WORKING).
+    /// Starts `task` (PENDING to WORKING).
     pub async fn start_task(&self, task: impl Serialize) {
-        self.ok(
-            "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
-            json!({ "t": task }),
-        )
-        .await;
+        self.made("startTask", "task", json!({ "taskId": task }))
+            .await;
     }
 
     /// A task titled "t" in `project`, started: its id, WORKING.
@@ -84,61 +71,39 @@ impl Caller {
 
     /// Completes `task` (without output).
     pub async fn complete_task(&self, task: impl Serialize) {
-        self.ok(
-            "mutation($t: ID!) { completeTask(input: {taskId: $t}) { task { id } } }",
-            json!({ "t": task }),
-        )
-        .await;
+        self.made("completeTask", "task", json!({ "taskId": task }))
+            .await;
     }
 
     /// Fails `task` with `error`.
     pub async fn fail_task(&self, task: impl Serialize, error: &str) {
-        self.ok(
-            "mutation($t: ID!, $e: String!) { failTask(input: {taskId: $t, error: $e}) { task { id } } }",
-            json!({ "t": task, "e": error }),
-        )
-        .await;
+        let input = json!({ "taskId": task, "error": error });
+        self.made("failTask", "task", input).await;
     }
 
     /// Asks a person `question` about the WORKING `task` and returns the
     /// request's id.
     pub async fn request_hitl(&self, task: impl Serialize, question: &str) -> Value {
-        self.new_id(
-            "mutation($t: ID!, $q: String!) { requestHitl(input: {taskId: $t, question: $q}) { hitlRequest { id } } }",
-            json!({ "t": task, "q": question }),
-            ["requestHitl", "hitlRequest"],
-        )
-        .await
+        let input = json!({ "taskId": task, "question": question });
+        self.made("requestHitl", "hitlRequest", input).await
     }
 
     /// Answers `request` with APPROVE.
     pub async fn approve_hitl(&self, request: impl Serialize) {
-        self.ok(
-            "mutation($r: ID!) { resolveHitlRequest(input: {requestId: $r, decision: APPROVE}) { hitlRequest { id } } }",
-            json!({ "r": request }),
-        )
-        .await;
+        let input = json!({ "requestId": request, "decision": "APPROVE" });
+        self.made("resolveHitlRequest", "hitlRequest", input).await;
     }
 
     /// Starts a session of the caller and returns its id.
     pub async fn start_session(&self) -> Value {
-        self.new_id(
-            "mutation { startSession { session { id } } }",
-            json!({}),
-            ["startSession", "session"],
-        )
-        .await
+        self.made("startSession", "session", json!({})).await
     }
 
     /// Switches `session` to `persona` and returns the new persona
     /// context's id.
     pub async fn switch_persona(&self, session: impl Serialize, persona: &str) -> Value {
-        self.new_id(
-            "mutation($s: ID!, $per: ID!) { switchPersona(input: {sessionId: $s, personaId: $per}) { context { id } } }",
-            json!({ "s": session, "per": persona }),
-            ["switchPersona", "context"],
-        )
-        .await
+        let input = json!({ "sessionId": session, "personaId": persona });
+        self.made("switchPersona", "context", input).await
     }
 
     /// A tenant's world, a row in nearly every tenant table: a project
@@ -161,27 +126,14 @@ impl Caller {
         );
         self.start_task(task).await;
         let hitl = self.request_hitl(task, "q").await;
-        let artifact = self
-            .new_id(
-                "mutation($p: ID!, $t: ID!) { createArtifact(input: {projectId: $p, taskId: $t, kind: SPEC, name: \"brief\", content: {}}) { artifact { id } } }",
-                json!({ "p": project, "t": task }),
-                ["createArtifact", "artifact"],
-            )
-            .await;
+        let artifact = json!({ "projectId": project, "taskId": task, "kind": "SPEC", "name": "brief", "content": {} });
+        let artifact = self.made("createArtifact", "artifact", artifact).await;
+        let checkpoint = json!({ "taskId": task, "stepId": "s", "state": {} });
         let checkpoint = self
-            .new_id(
-                "mutation($t: ID!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {}}) { checkpoint { id } } }",
-                json!({ "t": task }),
-                ["createCheckpoint", "checkpoint"],
-            )
+            .made("createCheckpoint", "checkpoint", checkpoint)
             .await;
-        let agent = self
-            .new_id(
-                "mutation($p: ID!) { updateAgentStatus(input: {personaId: \"analyst\", projectId: $p, status: WORKING}) { agentStatus { id } } }",
-                json!({ "p": project }),
-                ["updateAgentStatus", "agentStatus"],
-            )
-            .await;
+        let agent = json!({ "personaId": "analyst", "projectId": project, "status": "WORKING" });
+        let agent = self.made("updateAgentStatus", "agentStatus", agent).await;
         let session = self.start_session().await;
         let context = self.switch_persona(&session, "pm").await;
         json!({
