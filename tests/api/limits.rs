@@ -384,6 +384,22 @@ async fn locked_project() -> (
     (app, pid, db, txn, sqlite)
 }
 
+/// Releases the lock [`locked_project`] holds and, a moment later, reads
+/// the project's status: the whole answer.
+async fn release_and_read(
+    app: &support::TestApp,
+    pid: &str,
+    txn: sea_orm::DatabaseTransaction,
+) -> Value {
+    txn.rollback().await.expect("rollback");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    accepted(
+        app,
+        &format!("{{ node(id: \"{pid}\") {{ ... on Project {{ status }} }} }}"),
+    )
+    .await
+}
+
 /// Holds the database's write lock (SQLite) or the project's row lock
 /// (PostgreSQL) from outside the server, so a mutation waits on it.
 #[tokio::test]
@@ -413,13 +429,7 @@ async fn a_request_over_its_time_is_cancelled_and_changes_nothing() {
             .expect("row");
         assert_eq!(waiting.try_get::<i64>("", "n").expect("n"), 0);
     }
-    txn.rollback().await.expect("rollback");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let body = accepted(
-        &app,
-        &format!("{{ node(id: \"{pid}\") {{ ... on Project {{ status }} }} }}"),
-    )
-    .await;
+    let body = release_and_read(&app, &pid, txn).await;
     assert_eq!(
         body["data"]["node"]["status"], "ACTIVE",
         "the cancelled change was applied"
@@ -547,12 +557,6 @@ async fn an_operation_over_websocket_over_its_time_is_cancelled() {
         started.elapsed()
     );
     ws.assert_alive().await;
-    txn.rollback().await.expect("rollback");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let body = accepted(
-        &app,
-        &format!("{{ node(id: \"{pid}\") {{ ... on Project {{ status }} }} }}"),
-    )
-    .await;
+    let body = release_and_read(&app, &pid, txn).await;
     assert_eq!(body["data"]["node"]["status"], "ACTIVE", "{body}");
 }
