@@ -229,8 +229,7 @@ fn help_lists_every_setting_with_its_variable_and_readme_documents_them() {
 /// address on loopback, unless `--url` says where.
 #[tokio::test]
 async fn healthcheck_probes_the_listen_address() {
-    let (url, _dir) = support::fresh_database().await;
-    let server = support::ServerProcess::start(&url, &[]).await;
+    let server = support::ServerProcess::start_fresh(&[]).await;
     let healthcheck = |listen: String, extra: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cerebral"));
         for (k, _) in std::env::vars() {

@@ -541,14 +541,10 @@ fn migration_count() -> usize {
 /// client report finds the failing field's log line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_tie_a_resolver_error_to_its_request_id() {
-    let (url, _dir) = support::fresh_database().await;
-    let server = support::ServerProcess::start(
-        &url,
-        &[
-            ("CEREBRAL_LOG_FORMAT", "json"),
-            ("RUST_LOG", "info,sqlx=warn,sea_orm=warn"),
-        ],
-    )
+    let server = support::ServerProcess::start_fresh(&[
+        ("CEREBRAL_LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,sqlx=warn,sea_orm=warn"),
+    ])
     .await;
     let id = format!("trace-{}", uuid::Uuid::now_v7().simple());
     let body = support::post_json(

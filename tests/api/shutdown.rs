@@ -9,8 +9,7 @@ use crate::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_request_in_flight_and_refuses_new_ones() {
-    let (url, _dir) = support::fresh_database().await;
-    let mut server = support::ServerProcess::start(&url, &[]).await;
+    let mut server = support::ServerProcess::start_fresh(&[]).await;
     // A request whose body is still arriving when the signal comes.
     let body = r#"{"query":"{ projects { totalCount } }"}"#;
     let (head, tail) = body.split_at(10);
@@ -62,8 +61,7 @@ async fn sigterm_drains_a_request_in_flight_and_refuses_new_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_the_server_cleanly() {
-    let (url, _dir) = support::fresh_database().await;
-    let mut server = support::ServerProcess::start(&url, &[]).await;
+    let mut server = support::ServerProcess::start_fresh(&[]).await;
     server.signal("INT");
     let status = server
         .wait_exit(Duration::from_secs(15))

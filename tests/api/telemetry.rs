@@ -52,16 +52,12 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_the_collector_and_sigterm_flushes_them() {
     let (endpoint, received) = collector().await;
-    let (url, _dir) = support::fresh_database().await;
-    let mut server = support::ServerProcess::start(
-        &url,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            // Nothing is exported on a timer during the test: what arrives
-            // was flushed at shutdown.
-            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
-        ],
-    )
+    let mut server = support::ServerProcess::start_fresh(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        // Nothing is exported on a timer during the test: what arrives
+        // was flushed at shutdown.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ])
     .await;
     let id = format!("otel-{}", uuid::Uuid::now_v7().simple());
     let body = support::post_json(

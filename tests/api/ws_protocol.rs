@@ -331,8 +331,7 @@ async fn an_invalid_operation_gets_an_error_for_its_id_and_the_socket_stays_open
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completing_a_subscription_stops_its_stream_and_lowers_the_gauges() {
-    let (url, _dir) = support::fresh_database().await;
-    let server = ServerProcess::start(&url, &[]).await;
+    let server = ServerProcess::start_fresh(&[]).await;
     let base = server.base.as_str();
     let http = reqwest::Client::new();
     let subs0 = gauge(base, SUBS).await;
@@ -410,8 +409,7 @@ async fn a_ping_gets_a_pong_before_and_after_init_and_a_client_pong_is_ignored()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_keeps_reading_stays_connected_through_server_pings() {
-    let (url, _dir) = support::fresh_database().await;
-    let server = ServerProcess::start(&url, &[("CEREBRAL_WS_PING_INTERVAL_SECONDS", "1")]).await;
+    let server = ServerProcess::start_fresh(&[("CEREBRAL_WS_PING_INTERVAL_SECONDS", "1")]).await;
     let base = server.base.as_str();
     let conns0 = gauge(base, CONNS).await;
     let mut ws = RawWs::connect_and_init(base).await;
@@ -435,8 +433,7 @@ async fn a_client_that_keeps_reading_stays_connected_through_server_pings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_polling_its_socket_is_dropped() {
-    let (url, _dir) = support::fresh_database().await;
-    let server = ServerProcess::start(&url, &[("CEREBRAL_WS_PING_INTERVAL_SECONDS", "1")]).await;
+    let server = ServerProcess::start_fresh(&[("CEREBRAL_WS_PING_INTERVAL_SECONDS", "1")]).await;
     let base = server.base.as_str();
     let conns0 = gauge(base, CONNS).await;
     let subs0 = gauge(base, SUBS).await;
@@ -489,8 +486,7 @@ async fn a_subscribe_beyond_the_cap_gets_too_many_subscriptions_and_the_socket_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abrupt_disconnect_releases_all_its_subscriptions() {
-    let (url, _dir) = support::fresh_database().await;
-    let server = ServerProcess::start(&url, &[("CEREBRAL_WS_MAX_SUBSCRIPTIONS", "1000")]).await;
+    let server = ServerProcess::start_fresh(&[("CEREBRAL_WS_MAX_SUBSCRIPTIONS", "1000")]).await;
     let base = server.base.as_str();
     let subs0 = gauge(base, SUBS).await;
     let conns0 = gauge(base, CONNS).await;
@@ -517,8 +513,7 @@ async fn an_abrupt_disconnect_releases_all_its_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_subscriptions_with_1001_and_exits_zero() {
-    let (url, _dir) = support::fresh_database().await;
-    let mut server = ServerProcess::start(&url, &[]).await;
+    let mut server = ServerProcess::start_fresh(&[]).await;
     let mut ws = RawWs::connect_and_init(&server.base).await;
     ws.subscribe("s", HEAD_SUB, json!({})).await;
     ws.assert_alive().await;

@@ -837,6 +837,8 @@ pub struct ServerProcess {
     pub database_url: String,
     envs: Vec<(String, String)>,
     log_path: std::path::PathBuf,
+    /// The SQLite database's folder when the server made its own.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -861,6 +863,7 @@ impl ServerProcess {
             database_url: database_url.to_string(),
             envs,
             log_path,
+            _dir: None,
         };
         // The port was free a moment ago; should something else take it
         // before the server binds, try another.
@@ -872,6 +875,15 @@ impl ServerProcess {
             }
         }
         panic!("no free port for the server:\n{}", server.log());
+    }
+
+    /// Starts the server binary as [`ServerProcess::start`] does, on a
+    /// fresh database of its own (kept as long as the server).
+    pub async fn start_fresh(envs: &[(&str, &str)]) -> ServerProcess {
+        let (url, dir) = fresh_database().await;
+        let mut server = Self::start(&url, envs).await;
+        server._dir = dir;
+        server
     }
 
     /// Starts the child and waits until it serves; false when it could not
