@@ -18,7 +18,7 @@ use cerebral::config::{Cli, Command, Config, LogFormat, MigrateAction};
 /// (docs/benchmarks.md). Version 2 (the `v2` feature), which returns freed
 /// pages to the system after 10 ms: version 3 waits a second, and under a
 /// burst of large requests kept the process 40 MB over the memory bound
-/// that tests/abuse checks.
+/// that tests/api/abuse checks.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

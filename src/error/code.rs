@@ -2,7 +2,7 @@
 //!
 //! Codes are API: clients branch on them, so they are never renamed. Each
 //! is listed in [`ALL`] and in the README's error table; a test
-//! (`tests/schema.rs`) fails when the two differ. The first group comes
+//! (`tests/api/schema.rs`) fails when the two differ. The first group comes
 //! from [`super::AppError`] (a resolver's refusal); the others from the
 //! layers in front of the resolvers, which refuse a request before any of
 //! it runs (the HTTP status applies to those sent over HTTP).

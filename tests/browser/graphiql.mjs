@@ -1,4 +1,4 @@
-// GraphiQL in real headless Chromium, offline. Run by tests/browser.rs,
+// GraphiQL in real headless Chromium, offline. Run by tests/api/browser.rs,
 // which starts two servers and passes them in the environment:
 //
 //   CEREBRAL_DEV_URL   a server in development mode (no token needed)

@@ -23,7 +23,7 @@ impl Task {
     /// The columns the field `name` of `Task` reads from its row; `None`
     /// for a field not listed, which makes its page read whole rows — so a
     /// new field is right before it is fast. Keep each entry in step with
-    /// its resolver below: `tests/round_trips.rs` checks every field read
+    /// its resolver below: `tests/api/round_trips.rs` checks every field read
     /// through a page of chosen columns against the same field read whole.
     pub(crate) fn columns_of(name: &str) -> Option<Columns> {
         use task::Column as C;

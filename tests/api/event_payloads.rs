@@ -1,0 +1,341 @@
+//! The event log is a public contract: dashboards and agents read event
+//! payloads as JSON. This drives one change of every event type and
+//! compares each type's payload keys with the committed list in
+//! `tests/fixtures/event-payload-keys.json`, so a refactor that renames,
+//! drops or adds a payload key fails here; a deliberate change updates the
+//! list (run with `CEREBRAL_BLESS=1` to rewrite it) in the same commit.
+
+use crate::support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+const LIST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/event-payload-keys.json"
+);
+
+/// Every event of the log and its payload, oldest first.
+async fn all_events(app: &support::TestApp) -> Vec<Value> {
+    let mut out = vec![];
+    let mut after = Value::Null;
+    loop {
+        let d = app
+            .ok(
+                "query($a: String) { events(first: 100, after: $a) { pageInfo { hasNextPage endCursor } nodes { type payload } } }",
+                json!({ "a": after }),
+            )
+            .await;
+        out.extend(d["events"]["nodes"].as_array().cloned().unwrap_or_default());
+        if d["events"]["pageInfo"]["hasNextPage"] != true {
+            return out;
+        }
+        after = d["events"]["pageInfo"]["endCursor"].clone();
+    }
+}
+
+fn id(d: &Value, path: &[&str]) -> Value {
+    path.iter().fold(d, |v, k| &v[*k]).clone()
+}
+
+/// One of every change a client or the server makes.
+async fn every_change(app: &support::TestApp) {
+    let p = id(
+        &app.ok(
+            "mutation { createProject(input: {name: \"P\"}) { project { id } } }",
+            json!({}),
+        )
+        .await,
+        &["createProject", "project", "id"],
+    );
+    let task = "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\", personaId: \"dev\"}) { task { id } } }";
+    let t = id(
+        &app.ok(task, json!({ "p": p })).await,
+        &["createTask", "task", "id"],
+    );
+    let verb = |v: &'static str, extra: &'static str| {
+        format!("mutation($t: ID!) {{ {v}(input: {{taskId: $t{extra}}}) {{ task {{ id }} }} }}")
+    };
+    app.ok(&verb("startTask", ""), json!({ "t": t })).await;
+    app.ok(
+        &verb(
+            "reportTaskProgress",
+            ", progress: 40, stage: \"s\", message: \"m\"",
+        ),
+        json!({ "t": t }),
+    )
+    .await;
+    let ask = "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"ok?\", options: [\"yes\"]}) { hitlRequest { id } } }";
+    let h = id(
+        &app.ok(ask, json!({ "t": t })).await,
+        &["requestHitl", "hitlRequest", "id"],
+    );
+    app.ok(
+        "mutation($h: ID!) { resolveHitlRequest(input: {requestId: $h, decision: APPROVE, response: {ok: true}}) { task { id } } }",
+        json!({ "h": h }),
+    )
+    .await;
+    let cp = "mutation($t: ID!, $n: Int!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {n: $n}}) { checkpoint { id } } }";
+    let c1 = id(
+        &app.ok(cp, json!({ "t": t, "n": 1 })).await,
+        &["createCheckpoint", "checkpoint", "id"],
+    );
+    app.ok(cp, json!({ "t": t, "n": 2 })).await;
+    app.ok(
+        "mutation($c: ID!) { updateCheckpointStatus(input: {checkpointId: $c, status: COMPLETED}) { checkpoint { id } } }",
+        json!({ "c": c1 }),
+    )
+    .await;
+    app.ok(
+        "mutation($c: ID!) { revertToCheckpoint(input: {checkpointId: $c}) { checkpoint { id } } }",
+        json!({ "c": c1 }),
+    )
+    .await;
+    app.services
+        .prune_checkpoints(0, chrono::Duration::zero(), 1000)
+        .await
+        .expect("prune");
+    app.ok(
+        "mutation($p: ID!, $t: ID!) { createArtifact(input: {projectId: $p, taskId: $t, kind: DOCUMENT, name: \"prd.md\", content: {text: \"x\"}}) { artifact { id } } }",
+        json!({ "p": p, "t": t }),
+    )
+    .await;
+    app.ok(
+        "mutation($p: ID!, $t: ID!) { updateAgentStatus(input: {projectId: $p, personaId: \"dev\", status: WORKING, currentTaskId: $t, message: \"m\"}) { agentStatus { id } } }",
+        json!({ "p": p, "t": t }),
+    )
+    .await;
+    app.ok(
+        &verb("completeTask", ", output: {ok: true}"),
+        json!({ "t": t }),
+    )
+    .await;
+
+    let t2 = id(
+        &app.ok(task, json!({ "p": p })).await,
+        &["createTask", "task", "id"],
+    );
+    app.ok(&verb("startTask", ""), json!({ "t": t2 })).await;
+    app.ok(&verb("failTask", ", error: \"boom\""), json!({ "t": t2 }))
+        .await;
+    app.ok(&verb("retryTask", ""), json!({ "t": t2 })).await;
+    app.ok(&verb("startTask", ""), json!({ "t": t2 })).await;
+    app.ok(ask, json!({ "t": t2 })).await;
+    // Cancelling a task expires its open questions.
+    app.ok(&verb("cancelTask", ", reason: \"r\""), json!({ "t": t2 }))
+        .await;
+    // A forced start past an open dependency, a fork and a pin.
+    let t4 = id(
+        &app.ok(task, json!({ "p": p })).await,
+        &["createTask", "task", "id"],
+    );
+    let t3 = id(
+        &app.ok(
+            "mutation($p: ID!, $d: ID!) { createTask(input: {projectId: $p, title: \"t3\", dependsOn: [$d]}) { task { id } } }",
+            json!({ "p": p, "d": t4 }),
+        )
+        .await,
+        &["createTask", "task", "id"],
+    );
+    app.ok(&verb("startTask", ", force: true"), json!({ "t": t3 }))
+        .await;
+    let c3 = id(
+        &app.ok(cp, json!({ "t": t3, "n": 3 })).await,
+        &["createCheckpoint", "checkpoint", "id"],
+    );
+    app.ok(
+        "mutation($c: ID!) { forkFromCheckpoint(input: {checkpointId: $c, statePatch: {m: 1}}) { checkpoint { id } } }",
+        json!({ "c": c3 }),
+    )
+    .await;
+    app.ok(
+        "mutation($c: ID!) { pinCheckpoint(input: {checkpointId: $c, pinned: true}) { checkpoint { id } } }",
+        json!({ "c": c3 }),
+    )
+    .await;
+    // Questions that expire unanswered, failing or resuming their task.
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
+    for policy in ["FAIL_TASK", "RESUME_TASK"] {
+        let t = id(
+            &app.ok(task, json!({ "p": p })).await,
+            &["createTask", "task", "id"],
+        );
+        app.ok(&verb("startTask", ""), json!({ "t": t })).await;
+        app.ok(
+            &format!("mutation($t: ID!, $e: DateTime!) {{ requestHitl(input: {{taskId: $t, question: \"q\", expiresAt: $e, onExpiry: {policy}}}) {{ hitlRequest {{ id }} }} }}"),
+            json!({ "t": t, "e": soon }),
+        )
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    app.services.expire_overdue_hitl(100).await.expect("expire");
+    // An unknown agent's first heartbeat, and a reset.
+    for verb in ["heartbeat", "resetAgentStatus"] {
+        app.ok(
+            &format!("mutation($p: ID!) {{ {verb}(input: {{projectId: $p, personaId: \"pm\"}}) {{ agentStatus {{ id }} }} }}"),
+            json!({ "p": p }),
+        )
+        .await;
+    }
+    app.ok(
+        "mutation($p: ID!) { forceCompleteProject(input: {projectId: $p, reason: \"done\"}) { project { id } } }",
+        json!({ "p": p }),
+    )
+    .await;
+    for verb in ["completeProject", "failProject", "cancelProject"] {
+        let q = id(
+            &app.ok(
+                "mutation { createProject(input: {name: \"Q\"}) { project { id } } }",
+                json!({}),
+            )
+            .await,
+            &["createProject", "project", "id"],
+        );
+        app.ok(
+            &format!("mutation($p: ID!) {{ {verb}(input: {{projectId: $p, reason: \"r\"}}) {{ project {{ id }} }} }}"),
+            json!({ "p": q }),
+        )
+        .await;
+    }
+
+    let s = id(
+        &app.ok(
+            "mutation { startSession(input: {name: \"S\"}) { session { id } } }",
+            json!({}),
+        )
+        .await,
+        &["startSession", "session", "id"],
+    );
+    let c = id(
+        &app.ok(
+            "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }",
+            json!({ "s": s }),
+        )
+        .await,
+        &["switchPersona", "context", "id"],
+    );
+    app.ok(
+        "mutation($c: ID!) { updatePersonaContext(input: {contextId: $c, statePatch: {a: 1}}) { context { id } } }",
+        json!({ "c": c }),
+    )
+    .await;
+    app.ok(
+        "mutation($c: ID!) { appendPersonaContextHistory(input: {contextId: $c, entry: {role: \"user\"}}) { context { id } } }",
+        json!({ "c": c }),
+    )
+    .await;
+    let snap = app
+        .ok(
+            "mutation($c: ID!) { exportPersonaContext(input: {contextId: $c}) { snapshot { data compressed checksum size } } }",
+            json!({ "c": c }),
+        )
+        .await["exportPersonaContext"]["snapshot"]
+        .clone();
+    app.ok(
+        "mutation($s: ID!, $snap: PersonaContextSnapshotInput!) { importPersonaContext(input: {sessionId: $s, snapshot: $snap}) { context { id } } }",
+        json!({ "s": s, "snap": snap }),
+    )
+    .await;
+    app.ok(
+        "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }",
+        json!({ "s": s }),
+    )
+    .await;
+    for verb in ["suspendSession", "resumeSession", "terminateSession"] {
+        app.ok(
+            &format!(
+                "mutation($s: ID!) {{ {verb}(input: {{sessionId: $s}}) {{ session {{ id }} }} }}"
+            ),
+            json!({ "s": s }),
+        )
+        .await;
+    }
+
+    // A project from a workflow: its tasks come with dependencies.
+    app.ok(
+        "mutation { createProject(input: {name: \"W\", workflowId: \"greenfield-service\"}) { project { id } } }",
+        json!({}),
+    )
+    .await;
+
+    let root = support::bmad::own_pack();
+    let mut files = vec![];
+    for dir in ["agents", "agent-teams", "workflows"] {
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
+            .expect("pack")
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        if let Some(e) = entries.first() {
+            let path = format!("{dir}/{}", e.file_name().to_string_lossy());
+            files.push(json!({ "path": path, "content": std::fs::read_to_string(e.path()).expect("read") }));
+        }
+    }
+    app.ok(
+        "mutation($f: [CatalogFileInput!]!) { importCatalog(input: {files: $f}) { personas { key } } }",
+        json!({ "f": files }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_event_type_keeps_its_payload_keys() {
+    let app = support::spawn().await;
+    every_change(&app).await;
+    // Sessions expire on a server whose timeout has already passed.
+    let expiring = support::spawn_with(|c| c.session_timeout_minutes = 0).await;
+    expiring
+        .ok("mutation { startSession { session { id } } }", json!({}))
+        .await;
+    expiring
+        .ok(
+            "mutation { cleanupExpiredSessions { expiredCount } }",
+            json!({}),
+        )
+        .await;
+
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in all_events(&app)
+        .await
+        .into_iter()
+        .chain(all_events(&expiring).await)
+    {
+        let keys = seen
+            .entry(e["type"].as_str().expect("type").to_string())
+            .or_default();
+        keys.extend(
+            e["payload"]
+                .as_object()
+                .expect("a payload is an object")
+                .keys()
+                .cloned(),
+        );
+    }
+    let types = app
+        .ok(
+            "{ __type(name: \"EventType\") { enumValues { name } } }",
+            json!({}),
+        )
+        .await["__type"]["enumValues"]
+        .as_array()
+        .expect("enum")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name").to_string())
+        .collect::<BTreeSet<_>>();
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        types,
+        "the scenario makes one event of every type (a new type needs a change here)"
+    );
+    let found = serde_json::to_string_pretty(&seen).expect("json") + "\n";
+    if std::env::var_os("CEREBRAL_BLESS").is_some() {
+        std::fs::write(LIST, &found).expect("write the list");
+    }
+    let committed = std::fs::read_to_string(LIST).expect("the committed list");
+    assert_eq!(
+        serde_json::from_str::<BTreeMap<String, BTreeSet<String>>>(&committed).expect("list json"),
+        seen,
+        "event payload keys changed; if on purpose, rewrite {LIST} (CEREBRAL_BLESS=1) and announce it.\nNow:\n{found}"
+    );
+}

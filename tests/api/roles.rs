@@ -1,0 +1,426 @@
+//! Roles decide what a principal may do: every mutation is refused with
+//! `FORBIDDEN` for the roles README's table does not list, before anything
+//! is read or written, and the table covers every mutation of the schema.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::support;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+const TENANT: &str = "0190a3c4-0000-7000-8000-00000000000a";
+
+fn token(roles: &[&str]) -> String {
+    support::token(SECRET, TENANT, "someone", roles, 600)
+}
+
+async fn post(app: &support::TestApp, roles: &[&str], query: &str, variables: Value) -> Value {
+    app.post_as(&token(roles), query, variables).await
+}
+
+const AGENT: &[&str] = &["agent"];
+const OPERATOR: &[&str] = &["operator"];
+const BOTH: &[&str] = &["agent", "operator"];
+const ADMIN: &[&str] = &[];
+
+/// Every mutation, an input of the right shape (ids need not exist: the
+/// guard runs before the resolver looks anything up), and the roles besides
+/// admin that may run it — the README's table.
+fn mutations(ids: &Value) -> Vec<(&'static str, &'static str, Value, &'static [&'static str])> {
+    let p = &ids["project"];
+    let t = &ids["task"];
+    let h = &ids["hitl"];
+    let c = &ids["checkpoint"];
+    let s = &ids["session"];
+    let x = &ids["context"];
+    vec![
+        (
+            "createProject",
+            "CreateProjectInput",
+            json!({"name": "n"}),
+            OPERATOR,
+        ),
+        (
+            "completeProject",
+            "ProjectTransitionInput",
+            json!({"projectId": p}),
+            OPERATOR,
+        ),
+        (
+            "forceCompleteProject",
+            "ProjectTransitionInput",
+            json!({"projectId": p}),
+            ADMIN,
+        ),
+        (
+            "failProject",
+            "ProjectTransitionInput",
+            json!({"projectId": p}),
+            OPERATOR,
+        ),
+        (
+            "cancelProject",
+            "ProjectTransitionInput",
+            json!({"projectId": p}),
+            OPERATOR,
+        ),
+        (
+            "createTask",
+            "CreateTaskInput",
+            json!({"projectId": p, "title": "t"}),
+            BOTH,
+        ),
+        ("startTask", "StartTaskInput", json!({"taskId": t}), AGENT),
+        (
+            "reportTaskProgress",
+            "ReportTaskProgressInput",
+            json!({"taskId": t, "progress": 5}),
+            AGENT,
+        ),
+        (
+            "completeTask",
+            "CompleteTaskInput",
+            json!({"taskId": t}),
+            AGENT,
+        ),
+        (
+            "failTask",
+            "FailTaskInput",
+            json!({"taskId": t, "error": "e"}),
+            AGENT,
+        ),
+        (
+            "cancelTask",
+            "CancelTaskInput",
+            json!({"taskId": t}),
+            OPERATOR,
+        ),
+        (
+            "retryTask",
+            "RetryTaskInput",
+            json!({"taskId": t}),
+            OPERATOR,
+        ),
+        (
+            "requestHitl",
+            "RequestHitlInput",
+            json!({"taskId": t, "question": "q"}),
+            AGENT,
+        ),
+        (
+            "resolveHitlRequest",
+            "ResolveHitlRequestInput",
+            json!({"requestId": h, "decision": "APPROVE"}),
+            OPERATOR,
+        ),
+        (
+            "resolveHitlRequests",
+            "ResolveHitlRequestsInput",
+            json!({"items": [{"requestId": h, "decision": "APPROVE"}]}),
+            OPERATOR,
+        ),
+        (
+            "createCheckpoint",
+            "CreateCheckpointInput",
+            json!({"taskId": t, "stepId": "s", "state": {}}),
+            AGENT,
+        ),
+        (
+            "forkFromCheckpoint",
+            "ForkFromCheckpointInput",
+            json!({"checkpointId": c}),
+            OPERATOR,
+        ),
+        (
+            "updateCheckpointStatus",
+            "UpdateCheckpointStatusInput",
+            json!({"checkpointId": c, "status": "COMPLETED"}),
+            AGENT,
+        ),
+        (
+            "completeCheckpoint",
+            "CheckpointTransitionInput",
+            json!({"checkpointId": c}),
+            AGENT,
+        ),
+        (
+            "failCheckpoint",
+            "CheckpointTransitionInput",
+            json!({"checkpointId": c}),
+            AGENT,
+        ),
+        (
+            "revertToCheckpoint",
+            "RevertToCheckpointInput",
+            json!({"checkpointId": c}),
+            OPERATOR,
+        ),
+        (
+            "pinCheckpoint",
+            "PinCheckpointInput",
+            json!({"checkpointId": c, "pinned": true}),
+            OPERATOR,
+        ),
+        (
+            "createArtifact",
+            "CreateArtifactInput",
+            json!({"projectId": p, "kind": "SPEC", "name": "a", "content": {}}),
+            AGENT,
+        ),
+        (
+            "heartbeat",
+            "AgentInput",
+            json!({"personaId": "dev", "projectId": p}),
+            AGENT,
+        ),
+        (
+            "resetAgentStatus",
+            "ResetAgentStatusInput",
+            json!({"personaId": "dev", "projectId": p}),
+            OPERATOR,
+        ),
+        (
+            "updateAgentStatus",
+            "UpdateAgentStatusInput",
+            json!({"personaId": "dev", "projectId": p, "status": "WORKING"}),
+            AGENT,
+        ),
+        ("startSession", "StartSessionInput", json!({}), BOTH),
+        (
+            "touchSession",
+            "TouchSessionInput",
+            json!({"sessionId": s}),
+            BOTH,
+        ),
+        ("cleanupExpiredSessions", "", Value::Null, OPERATOR),
+        (
+            "exportPersonaContext",
+            "ExportPersonaContextInput",
+            json!({"contextId": x}),
+            BOTH,
+        ),
+        (
+            "importPersonaContext",
+            "ImportPersonaContextInput",
+            json!({"sessionId": s, "snapshot": {"data": "", "compressed": false, "checksum": "", "size": 0}}),
+            BOTH,
+        ),
+        (
+            "suspendSession",
+            "SessionTransitionInput",
+            json!({"sessionId": s}),
+            BOTH,
+        ),
+        (
+            "resumeSession",
+            "SessionTransitionInput",
+            json!({"sessionId": s}),
+            BOTH,
+        ),
+        (
+            "terminateSession",
+            "SessionTransitionInput",
+            json!({"sessionId": s}),
+            BOTH,
+        ),
+        (
+            "switchPersona",
+            "SwitchPersonaInput",
+            json!({"sessionId": s, "personaId": "pm"}),
+            BOTH,
+        ),
+        (
+            "updatePersonaContext",
+            "UpdatePersonaContextInput",
+            json!({"contextId": x, "statePatch": {}}),
+            BOTH,
+        ),
+        (
+            "appendPersonaContextHistory",
+            "AppendPersonaContextHistoryInput",
+            json!({"contextId": x, "entry": {}}),
+            BOTH,
+        ),
+        (
+            "importCatalog",
+            "ImportCatalogInput",
+            json!({"files": []}),
+            ADMIN,
+        ),
+    ]
+}
+
+fn document(name: &str, input_type: &str) -> String {
+    if input_type.is_empty() {
+        format!("mutation {{ {name} {{ __typename }} }}")
+    } else {
+        format!("mutation($input: {input_type}!) {{ {name}(input: $input) {{ __typename }} }}")
+    }
+}
+
+async fn event_count(app: &support::TestApp) -> u64 {
+    post(
+        app,
+        &["viewer"],
+        "{ events(first: 1) { totalCount } }",
+        json!({}),
+    )
+    .await["data"]["events"]["totalCount"]
+        .as_u64()
+        .expect("count")
+}
+
+#[tokio::test]
+async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_nothing() {
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    // Real objects of the caller's own tenant, made by an admin, so a
+    // refusal cannot be a NOT_FOUND in disguise.
+    let ids = app.bearer(&token(&["admin"])).seed("p").await;
+    for (k, v) in ids.as_object().expect("ids") {
+        assert!(v.is_string(), "seeding {k} failed: {ids}");
+    }
+    let table = mutations(&ids);
+
+    // The table covers the schema's mutations exactly.
+    let schema = post(
+        &app,
+        &["viewer"],
+        "{ __type(name: \"Mutation\") { fields(includeDeprecated: true) { name description } } }",
+        json!({}),
+    )
+    .await;
+    let in_schema: BTreeSet<String> = schema["data"]["__type"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .collect();
+    let in_table: BTreeSet<String> = table.iter().map(|m| m.0.to_string()).collect();
+    assert_eq!(
+        in_schema, in_table,
+        "a mutation is missing from the roles table"
+    );
+    // Each mutation's description names its roles, as the guard enforces
+    // them.
+    for f in schema["data"]["__type"]["fields"]
+        .as_array()
+        .expect("fields")
+    {
+        let name = f["name"].as_str().expect("name");
+        let allowed = table.iter().find(|m| m.0 == name).expect("in table").3;
+        let mut roles: Vec<&str> = allowed.to_vec();
+        roles.push("admin");
+        let line = format!("Roles: {}.", roles.join(", "));
+        assert!(
+            f["description"].as_str().is_some_and(|d| d.contains(&line)),
+            "{name}: description lacks `{line}`"
+        );
+    }
+
+    let before = event_count(&app).await;
+    let mut refused = 0;
+    for role in ["viewer", "agent", "operator"] {
+        for (name, input_type, input, allowed) in &table {
+            if allowed.contains(&role) {
+                continue;
+            }
+            let body = post(
+                &app,
+                &[role],
+                &document(name, input_type),
+                json!({ "input": input }),
+            )
+            .await;
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+                "{role} running {name}: {body}"
+            );
+            assert!(
+                body["errors"][0]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(name) && m.contains("role")),
+                "{body}"
+            );
+            assert!(body["data"].is_null(), "{body}");
+            refused += 1;
+        }
+    }
+    // Viewers may run no mutation at all; each other role is refused the
+    // rest.
+    assert!(refused > table.len(), "{refused}");
+    assert_eq!(
+        event_count(&app).await,
+        before,
+        "a refused mutation wrote an event"
+    );
+    let projects = post(&app, &["viewer"], "{ projects { totalCount } }", json!({})).await;
+    assert_eq!(projects["data"]["projects"]["totalCount"], 1, "{projects}");
+}
+
+#[tokio::test]
+async fn each_role_may_run_what_the_table_lists_and_every_role_reads() {
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    // Operators start projects, agents do the work, operators answer.
+    let p = post(&app, &["operator"], "mutation { createProject(input: {name: \"p\", workflowId: \"greenfield-service\"}) { project { id tasks(first: 1) { nodes { id } } } } }", json!({})).await;
+    let tid = p["data"]["createProject"]["project"]["tasks"]["nodes"][0]["id"].clone();
+    assert!(tid.is_string(), "{p}");
+    let started = post(
+        &app,
+        &["agent"],
+        "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { status } } }",
+        json!({"t": tid}),
+    )
+    .await;
+    assert_eq!(
+        started["data"]["startTask"]["task"]["status"], "WORKING",
+        "{started}"
+    );
+    let h = post(&app, &["agent"], "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"ship?\"}) { hitlRequest { id } } }", json!({"t": tid})).await;
+    let hid = h["data"]["requestHitl"]["hitlRequest"]["id"].clone();
+    assert!(hid.is_string(), "{h}");
+    let r = post(&app, &["operator"], "mutation($h: ID!) { resolveHitlRequest(input: {requestId: $h, decision: APPROVE}) { hitlRequest { status } } }", json!({"h": hid})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    // A principal with several roles has the union of their rights.
+    let both = post(&app, &["viewer", "agent"], "mutation($t: ID!) { reportTaskProgress(input: {taskId: $t, progress: 50}) { task { progress } } }", json!({"t": tid})).await;
+    assert_eq!(
+        both["data"]["reportTaskProgress"]["task"]["progress"], 50,
+        "{both}"
+    );
+    // Every role reads.
+    for role in ["viewer", "agent", "operator", "admin"] {
+        let body = post(&app, &[role], "{ projects { totalCount } }", json!({})).await;
+        assert_eq!(body["data"]["projects"]["totalCount"], 1, "{role}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_a_cerebral_role_is_forbidden_everything() {
+    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    for roles in [&[][..], &["superuser", "root"][..]] {
+        let resp = app
+            .http()
+            .post(app.graphql_url())
+            .bearer_auth(token(roles))
+            .json(&json!({ "query": "{ projects { totalCount } }" }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 403);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{body}"
+        );
+        assert!(body.get("data").is_none(), "{body}");
+        let mut ws = support::RawWs::connect(&app.base).await;
+        ws.send_json(
+            json!({ "type": "connection_init", "payload": { "authToken": token(roles) } }),
+        )
+        .await;
+        assert_eq!(
+            ws.close_code(std::time::Duration::from_secs(10)).await,
+            Some(4403)
+        );
+    }
+}
