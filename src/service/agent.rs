@@ -78,7 +78,7 @@ async fn record(
         event_type: EventType::AgentStatusChanged,
         project_id: Some(project_id),
         task_id: r.current_task_id,
-        subject_type: "AgentStatus",
+        subject: Kind::AgentStatus.into(),
         subject_id: model.id,
         payload: snapshot(&model),
     });

@@ -10,6 +10,7 @@ use crate::auth::Principal;
 use crate::domain::{ArtifactKind, EventType, ProjectStatus};
 use crate::entity::{artifact, artifact_content, event};
 use crate::error::{AppError, AppResult};
+use crate::ids::Kind;
 
 /// Input of [`Services::create_artifact`].
 #[derive(Debug, Clone)]
@@ -99,7 +100,7 @@ impl Services {
             event_type: EventType::ArtifactCreated,
             project_id: Some(model.project_id),
             task_id: model.task_id,
-            subject_type: "Artifact",
+            subject: Kind::Artifact.into(),
             subject_id: model.id,
             // The content stays out of the event: it can be large, and
             // subscribers fetch it when they want it.

@@ -9,7 +9,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{NewEvent, Services, Tx, now};
+use super::{NewEvent, Services, Subject, Tx, now};
 use crate::auth::{Principal, SYSTEM_TENANT};
 use crate::catalog::{CatalogPack, PersonaDef, TeamDef, WorkflowDef};
 use crate::domain::EventType;
@@ -68,7 +68,7 @@ impl Services {
             event_type: EventType::CatalogImported,
             project_id: None,
             task_id: None,
-            subject_type: "Catalog",
+            subject: Subject::Catalog,
             subject_id: SYSTEM_TENANT,
             payload: json!({ "counts": counts, "builtin": true, "fingerprint": fingerprint }),
         });
@@ -89,7 +89,7 @@ impl Services {
             event_type: EventType::CatalogImported,
             project_id: None,
             task_id: None,
-            subject_type: "Catalog",
+            subject: Subject::Catalog,
             subject_id: p.tenant_id,
             payload: json!({
                 "counts": counts,

@@ -118,7 +118,7 @@ async fn write_version(
         event_type: EventType::CheckpointCreated,
         project_id: Some(model.project_id),
         task_id: Some(model.task_id),
-        subject_type: "TaskCheckpoint",
+        subject: Kind::TaskCheckpoint.into(),
         subject_id: model.id,
         payload,
     });
@@ -278,7 +278,7 @@ impl Services {
             event_type: EventType::CheckpointStatusChanged,
             project_id: Some(cp.project_id),
             task_id: Some(cp.task_id),
-            subject_type: "TaskCheckpoint",
+            subject: Kind::TaskCheckpoint.into(),
             subject_id: cp.id,
             payload: snapshot(&cp),
         });
@@ -335,7 +335,7 @@ impl Services {
             event_type: EventType::CheckpointReverted,
             project_id: Some(target.project_id),
             task_id: Some(target.task_id),
-            subject_type: "TaskCheckpoint",
+            subject: Kind::TaskCheckpoint.into(),
             subject_id: target.id,
             payload: json!({
                 "id": target.id, "taskId": target.task_id, "stepKey": target.step_key,
@@ -365,7 +365,7 @@ impl Services {
             event_type: EventType::CheckpointStatusChanged,
             project_id: Some(cp.project_id),
             task_id: Some(cp.task_id),
-            subject_type: "TaskCheckpoint",
+            subject: Kind::TaskCheckpoint.into(),
             subject_id: cp.id,
             payload: snapshot(&cp),
         });
@@ -454,7 +454,7 @@ impl Services {
                 event_type: EventType::CheckpointsPruned,
                 project_id: Some(project_id),
                 task_id: Some(task_id),
-                subject_type: "Task",
+                subject: Kind::Task.into(),
                 subject_id: task_id,
                 payload: json!({ "taskId": task_id, "deleted": ids, "keep": keep, "cutoff": cutoff }),
             });

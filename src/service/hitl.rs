@@ -127,7 +127,7 @@ impl Services {
             event_type: EventType::HitlRequested,
             project_id: Some(req.project_id),
             task_id: Some(req.task_id),
-            subject_type: "HitlRequest",
+            subject: Kind::HitlRequest.into(),
             subject_id: req.id,
             payload: snapshot(&req),
         });
@@ -204,7 +204,7 @@ impl Services {
             event_type: EventType::HitlResolved,
             project_id: Some(resolved.project_id),
             task_id: Some(resolved.task_id),
-            subject_type: "HitlRequest",
+            subject: Kind::HitlRequest.into(),
             subject_id: resolved.id,
             payload: snapshot(&resolved),
         });
@@ -277,7 +277,7 @@ impl Services {
                 event_type: EventType::HitlExpired,
                 project_id: Some(expired.project_id),
                 task_id: Some(expired.task_id),
-                subject_type: "HitlRequest",
+                subject: Kind::HitlRequest.into(),
                 subject_id: expired.id,
                 payload,
             });

@@ -48,6 +48,7 @@ use crate::domain::EventType;
 use crate::entity::event;
 use crate::error::{AppError, AppResult};
 use crate::events::EventBus;
+use crate::ids::Kind;
 use crate::rls::{Scope, Scoped, Sessions, WriteTxn};
 
 /// Settings the services need.
@@ -145,6 +146,33 @@ pub struct Tx<'a> {
     claim: Option<idempotency::Claim>,
 }
 
+/// What an event is about: an object with a global id, or a tenant's
+/// catalog (then `subject_id` is the tenant). Stored as the event's
+/// `subjectType`, the object's GraphQL type name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An object of this kind.
+    Object(Kind),
+    /// The catalog of personas, teams and workflows.
+    Catalog,
+}
+
+impl Subject {
+    /// The stored `subjectType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subject::Object(k) => k.name(),
+            Subject::Catalog => "Catalog",
+        }
+    }
+}
+
+impl From<Kind> for Subject {
+    fn from(k: Kind) -> Self {
+        Subject::Object(k)
+    }
+}
+
 /// What an event says; the transaction adds tenant, actor, sequence and time.
 pub struct NewEvent {
     /// What happened.
@@ -153,8 +181,8 @@ pub struct NewEvent {
     pub project_id: Option<Uuid>,
     /// The task it belongs to, if any.
     pub task_id: Option<Uuid>,
-    /// GraphQL type name of the changed object.
-    pub subject_type: &'static str,
+    /// What changed.
+    pub subject: Subject,
     /// Id of the changed object.
     pub subject_id: Uuid,
     /// A JSON snapshot of what changed.
@@ -234,7 +262,7 @@ impl Tx<'_> {
                         event_type: e.event_type,
                         project_id: e.project_id,
                         task_id: e.task_id,
-                        subject_type: e.subject_type.to_string(),
+                        subject_type: e.subject.name().to_string(),
                         subject_id: e.subject_id,
                         actor: principal.user_id.clone(),
                         payload: e.payload,

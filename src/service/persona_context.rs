@@ -133,7 +133,7 @@ fn context_event(tx: &mut Tx<'_>, c: &persona_context::Model, extra: Json) -> Ev
         event_type: EventType::PersonaContextUpdated,
         project_id: None,
         task_id: None,
-        subject_type: "PersonaContext",
+        subject: Kind::PersonaContext.into(),
         subject_id: c.id,
         payload,
     })

@@ -16,6 +16,7 @@ use crate::domain::project::{ProjectVerb, decide};
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
 use crate::error::{AppError, AppResult};
+use crate::ids::Kind;
 use sea_orm::sea_query::{Expr, ExprTrait};
 
 /// Input of [`Services::create_project`].
@@ -99,7 +100,7 @@ impl Services {
             event_type: EventType::ProjectCreated,
             project_id: Some(project.id),
             task_id: None,
-            subject_type: "Project",
+            subject: Kind::Project.into(),
             subject_id: project.id,
             payload: snapshot(&project),
         });
@@ -161,7 +162,7 @@ impl Services {
                 event_type: EventType::TaskCreated,
                 project_id: Some(project.id),
                 task_id: Some(task.id),
-                subject_type: "Task",
+                subject: Kind::Task.into(),
                 subject_id: task.id,
                 payload,
             });
@@ -271,7 +272,7 @@ pub async fn end_project(
         event_type,
         project_id: Some(id),
         task_id: None,
-        subject_type: "Project",
+        subject: Kind::Project.into(),
         subject_id: id,
         payload,
     });
@@ -280,7 +281,7 @@ pub async fn end_project(
             event_type: EventType::TaskCancelled,
             project_id: Some(id),
             task_id: Some(task.id),
-            subject_type: "Task",
+            subject: Kind::Task.into(),
             subject_id: task.id,
             payload: snapshot(&task),
         });

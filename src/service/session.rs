@@ -335,7 +335,7 @@ fn session_event(
         event_type,
         project_id: None,
         task_id: None,
-        subject_type: "Session",
+        subject: Kind::Session.into(),
         subject_id: s.id,
         payload,
     })

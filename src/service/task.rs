@@ -264,7 +264,7 @@ pub async fn move_task(
         event_type,
         project_id: Some(updated.project_id),
         task_id: Some(updated.id),
-        subject_type: "Task",
+        subject: Kind::Task.into(),
         subject_id: updated.id,
         payload: snapshot(&updated),
     });
@@ -294,7 +294,7 @@ pub async fn expire_pending_hitl(tx: &mut Tx<'_>, task_id: Uuid, why: &str) -> A
             event_type: EventType::HitlExpired,
             project_id: Some(r.project_id),
             task_id: Some(r.task_id),
-            subject_type: "HitlRequest",
+            subject: Kind::HitlRequest.into(),
             subject_id: r.id,
             payload,
         });
@@ -399,7 +399,7 @@ impl Services {
             event_type: EventType::TaskCreated,
             project_id: Some(model.project_id),
             task_id: Some(model.id),
-            subject_type: "Task",
+            subject: Kind::Task.into(),
             subject_id: model.id,
             payload,
         });

@@ -228,7 +228,7 @@ async fn append_events(
             event_type,
             project_id: Some(project),
             task_id: None,
-            subject_type: "Task",
+            subject: cerebral::ids::Kind::Task.into(),
             subject_id: uuid::Uuid::now_v7(),
             payload: json!({ "i": i }),
         });
