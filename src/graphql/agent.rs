@@ -3,7 +3,6 @@
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::limits::Counted;
 use super::loaders::{Columns, Rel};
@@ -14,7 +13,6 @@ use super::{AGENT, OPERATOR, loaders, principal, services};
 use crate::domain::{AgentState, EventType};
 use crate::entity::{agent_status, agent_status_history, event};
 use crate::ids::{self, Kind};
-use crate::service::query::page;
 
 /// The live state of one persona's agent in one project.
 #[derive(async_graphql::Description)]
@@ -195,26 +193,12 @@ impl AgentQuery {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<AgentStatus>> {
-        let p = principal(ctx);
-        let pid = ids::decode(Kind::Project, &project_id)?;
-        let q = agent_status::Entity::find()
-            .filter(agent_status::Column::TenantId.eq(p.tenant_id))
-            .filter(agent_status::Column::ProjectId.eq(pid));
-        let after = id_cursor(after)?;
-        let pg = page(
-            &services(ctx).reader(p.tenant_id),
-            q,
-            agent_status::Column::Id,
-            first,
-            after,
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            AgentStatus,
-        ))
+        let at = page_at(first, after)?;
+        let project = ids::decode(Kind::Project, &project_id)?;
+        let pg = services(ctx)
+            .agent_statuses(principal(ctx), project, at)
+            .await?;
+        Ok(id_connection(pg, at, AgentStatus))
     }
 
     /// Agent status changes in a project, oldest first, optionally of one

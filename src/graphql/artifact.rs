@@ -3,7 +3,6 @@
 use async_graphql::{Context, ID, InputObject, Json, Object, Result};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::fast::Fast;
@@ -16,7 +15,6 @@ use crate::domain::{ArtifactKind, EventType};
 use crate::entity::{artifact, event};
 use crate::ids::{self, Kind};
 use crate::service::artifact::NewArtifact;
-use crate::service::query::page;
 
 /// An immutable output kept in the context store.
 #[derive(async_graphql::Description)]
@@ -132,6 +130,17 @@ pub struct ArtifactFilter {
     pub kind: Option<ArtifactKind>,
 }
 
+impl TryFrom<ArtifactFilter> for crate::service::artifact::ArtifactFilter {
+    type Error = crate::error::AppError;
+    fn try_from(f: ArtifactFilter) -> Result<Self, Self::Error> {
+        Ok(Self {
+            project_id: ids::decode_opt(Kind::Project, f.project_id)?,
+            task_id: ids::decode_opt(Kind::Task, f.task_id)?,
+            kind: f.kind,
+        })
+    }
+}
+
 keyed_input!(
     /// Input of `createArtifact`.
     CreateArtifactInput {
@@ -173,33 +182,10 @@ impl ArtifactQuery {
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
         #[graphql(desc = "What to include.")] filter: Option<ArtifactFilter>,
     ) -> Result<Conn<Artifact>> {
-        let p = principal(ctx);
-        let f = filter.unwrap_or_default();
-        let mut q = artifact::Entity::find().filter(artifact::Column::TenantId.eq(p.tenant_id));
-        if let Some(pid) = f.project_id {
-            q = q.filter(artifact::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
-        }
-        if let Some(tid) = f.task_id {
-            q = q.filter(artifact::Column::TaskId.eq(ids::decode(Kind::Task, &tid)?));
-        }
-        if let Some(k) = f.kind {
-            q = q.filter(artifact::Column::Kind.eq(k));
-        }
-        let after = id_cursor(after)?;
-        let pg = page(
-            &services(ctx).reader(p.tenant_id),
-            q,
-            artifact::Column::Id,
-            first,
-            after,
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            Artifact,
-        ))
+        let at = page_at(first, after)?;
+        let f = filter.unwrap_or_default().try_into()?;
+        let pg = services(ctx).artifacts(principal(ctx), f, at).await?;
+        Ok(id_connection(pg, at, Artifact))
     }
 
     /// Artifacts stored in a project, oldest first: the query twin of the

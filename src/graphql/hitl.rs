@@ -3,7 +3,6 @@
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::limits::Counted;
@@ -14,7 +13,6 @@ use super::{AGENT, OPERATOR, loaders, principal, services};
 use crate::domain::{EventType, HitlDecision, HitlExpiryPolicy, HitlStatus};
 use crate::entity::{event, hitl_request};
 use crate::ids::{self, Kind};
-use crate::service::query::page;
 
 /// A question from an agent to a human about one task.
 #[derive(async_graphql::Description)]
@@ -125,6 +123,16 @@ pub struct HitlRequestFilter {
     pub project_id: Option<ID>,
     /// Only requests in one of these states.
     pub status: Option<Vec<HitlStatus>>,
+}
+
+impl TryFrom<HitlRequestFilter> for crate::service::hitl::HitlRequestFilter {
+    type Error = crate::error::AppError;
+    fn try_from(f: HitlRequestFilter) -> Result<Self, Self::Error> {
+        Ok(Self {
+            project_id: ids::decode_opt(Kind::Project, f.project_id)?,
+            status: f.status,
+        })
+    }
 }
 
 keyed_input!(
@@ -247,31 +255,10 @@ impl HitlQuery {
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
         #[graphql(desc = "What to include.")] filter: Option<HitlRequestFilter>,
     ) -> Result<Conn<HitlRequest>> {
-        let p = principal(ctx);
-        let f = filter.unwrap_or_default();
-        let mut q =
-            hitl_request::Entity::find().filter(hitl_request::Column::TenantId.eq(p.tenant_id));
-        if let Some(pid) = f.project_id {
-            q = q.filter(hitl_request::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
-        }
-        if let Some(st) = f.status {
-            q = q.filter(hitl_request::Column::Status.is_in(st));
-        }
-        let after = id_cursor(after)?;
-        let pg = page(
-            &services(ctx).reader(p.tenant_id),
-            q,
-            hitl_request::Column::Id,
-            first,
-            after,
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            HitlRequest,
-        ))
+        let at = page_at(first, after)?;
+        let f = filter.unwrap_or_default().try_into()?;
+        let pg = services(ctx).hitl_requests(principal(ctx), f, at).await?;
+        Ok(id_connection(pg, at, HitlRequest))
     }
 
     /// HITL requests opened in a project, oldest first: the query twin of

@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::limits::Counted;
 use super::loaders::{Columns, Rel};
@@ -14,7 +13,7 @@ use crate::domain::project::ProjectVerb;
 use crate::entity::project;
 use crate::ids::{self, Kind};
 use crate::service::project::NewProject;
-use crate::service::query::{Completion as CompletionData, page};
+use crate::service::query::Completion as CompletionData;
 
 /// One product being built, with its tasks, artifacts and event history.
 #[derive(async_graphql::Description)]
@@ -227,23 +226,13 @@ pub struct ProjectFilter {
     pub name_contains: Option<String>,
 }
 
-/// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both
-/// back-ends agree (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
-fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
-    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-    let escaped: String = text
-        .to_lowercase()
-        .chars()
-        .flat_map(|c| match c {
-            '\\' | '%' | '_' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    Expr::expr(Func::lower(Expr::col((
-        project::Entity,
-        project::Column::Name,
-    ))))
-    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+impl From<ProjectFilter> for crate::service::project::ProjectFilter {
+    fn from(f: ProjectFilter) -> Self {
+        Self {
+            status: f.status,
+            name_contains: f.name_contains,
+        }
+    }
 }
 
 keyed_input!(
@@ -327,30 +316,10 @@ impl ProjectQuery {
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
         #[graphql(desc = "What to include.")] filter: Option<ProjectFilter>,
     ) -> Result<Conn<Project>> {
-        let p = principal(ctx);
-        let f = filter.unwrap_or_default();
-        let mut q = project::Entity::find().filter(project::Column::TenantId.eq(p.tenant_id));
-        if let Some(s) = f.status {
-            q = q.filter(project::Column::Status.is_in(s));
-        }
-        if let Some(n) = f.name_contains {
-            q = q.filter(name_contains(n));
-        }
-        let after = id_cursor(after)?;
-        let pg = page(
-            &services(ctx).reader(p.tenant_id),
-            q,
-            project::Column::Id,
-            first,
-            after,
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            Project,
-        ))
+        let at = page_at(first, after)?;
+        let f = filter.unwrap_or_default().into();
+        let pg = services(ctx).projects(principal(ctx), f, at).await?;
+        Ok(id_connection(pg, at, Project))
     }
 }
 

@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::limits::Counted;
@@ -14,7 +13,6 @@ use crate::domain::session::SessionVerb;
 use crate::domain::{HitlStatus, SessionStatus};
 use crate::entity::{hitl_request, session};
 use crate::ids::{self, Kind};
-use crate::service::query::page;
 
 /// A user's working session with the agents.
 #[derive(async_graphql::Description)]
@@ -122,6 +120,15 @@ pub struct SessionFilter {
     pub status: Option<Vec<SessionStatus>>,
     /// Only sessions of this user.
     pub user_id: Option<String>,
+}
+
+impl From<SessionFilter> for crate::service::session::SessionFilter {
+    fn from(f: SessionFilter) -> Self {
+        Self {
+            status: f.status,
+            user_id: f.user_id,
+        }
+    }
 }
 
 keyed_input!(
@@ -234,30 +241,10 @@ impl SessionQuery {
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
         #[graphql(desc = "What to include.")] filter: Option<SessionFilter>,
     ) -> Result<Conn<Session>> {
-        let p = principal(ctx);
-        let f = filter.unwrap_or_default();
-        let mut q = session::Entity::find().filter(session::Column::TenantId.eq(p.tenant_id));
-        if let Some(s) = f.status {
-            q = q.filter(session::Column::Status.is_in(s));
-        }
-        if let Some(u) = f.user_id {
-            q = q.filter(session::Column::UserId.eq(u));
-        }
-        let after = id_cursor(after)?;
-        let pg = page(
-            &services(ctx).reader(p.tenant_id),
-            q,
-            session::Column::Id,
-            first,
-            after,
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            Session,
-        ))
+        let at = page_at(first, after)?;
+        let f = filter.unwrap_or_default().into();
+        let pg = services(ctx).list_sessions(principal(ctx), f, at).await?;
+        Ok(id_connection(pg, at, Session))
     }
 }
 

@@ -142,6 +142,27 @@ pub fn page_connection<M, T: async_graphql::ContainerType>(
     c
 }
 
+/// The start of a page of an id-ordered list: `first` checked by the
+/// service, `after` parsed here (`BAD_USER_INPUT` when it is not an id cursor).
+pub fn page_at(
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<crate::service::query::PageAt, AppError> {
+    Ok(crate::service::query::PageAt {
+        first,
+        after: id_cursor(after)?,
+    })
+}
+
+/// A Relay connection over a page of an id-ordered list read at `at`.
+pub fn id_connection<M: crate::service::query::Keyed, T: async_graphql::ContainerType>(
+    pg: crate::service::query::Page<M>,
+    at: crate::service::query::PageAt,
+    wrap: impl Fn(M) -> T,
+) -> Conn<T> {
+    page_connection(pg, at.after.is_some(), |m| m.key().to_string(), wrap)
+}
+
 /// Parses an `after` cursor of an id-ordered list.
 pub fn id_cursor(after: Option<String>) -> Result<Option<Uuid>, AppError> {
     after

@@ -1,6 +1,7 @@
 //! Agent status: what each persona's agent is doing in a project, its
 //! heartbeat, and STALE detection for agents that went silent.
 
+use super::query::{Page, PageAt, page_at};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
 };
@@ -262,5 +263,20 @@ impl Services {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+impl Services {
+    /// A page of the agent statuses of a project, in order of first report.
+    pub async fn agent_statuses(
+        &self,
+        p: &Principal,
+        project_id: Uuid,
+        at: PageAt,
+    ) -> AppResult<Page<agent_status::Model>> {
+        let q = agent_status::Entity::find()
+            .filter(agent_status::Column::TenantId.eq(p.tenant_id))
+            .filter(agent_status::Column::ProjectId.eq(project_id));
+        page_at(&self.reader(p.tenant_id), q, agent_status::Column::Id, at).await
     }
 }

@@ -1,5 +1,6 @@
 //! Artifacts: immutable outputs; a new version of a name is a new row.
 
+use super::query::{Page, PageAt, page_at};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -158,5 +159,38 @@ impl Services {
             .await?
             .map(|c| c.content)
             .unwrap_or(Json::Null))
+    }
+}
+
+/// What `Services::artifacts` lists.
+#[derive(Debug, Default)]
+pub struct ArtifactFilter {
+    /// Only artifacts of this project.
+    pub project_id: Option<Uuid>,
+    /// Only artifacts of this task.
+    pub task_id: Option<Uuid>,
+    /// Only artifacts of this kind.
+    pub kind: Option<ArtifactKind>,
+}
+
+impl Services {
+    /// A page of the caller's artifacts (every version), oldest first.
+    pub async fn artifacts(
+        &self,
+        p: &Principal,
+        f: ArtifactFilter,
+        at: PageAt,
+    ) -> AppResult<Page<artifact::Model>> {
+        let mut q = artifact::Entity::find().filter(artifact::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(artifact::Column::ProjectId.eq(pid));
+        }
+        if let Some(tid) = f.task_id {
+            q = q.filter(artifact::Column::TaskId.eq(tid));
+        }
+        if let Some(k) = f.kind {
+            q = q.filter(artifact::Column::Kind.eq(k));
+        }
+        page_at(&self.reader(p.tenant_id), q, artifact::Column::Id, at).await
     }
 }

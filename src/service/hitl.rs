@@ -5,6 +5,7 @@
 //! serialised: the second sees the first committed and knows whether the
 //! task still waits.
 
+use super::query::{Page, PageAt, page_at};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
     QuerySelect, Set,
@@ -336,5 +337,34 @@ fn response_text(r: &Option<Json>) -> String {
         Some(Json::String(s)) => s.clone(),
         Some(v) => v.to_string(),
         None => "no reason given".into(),
+    }
+}
+
+/// What `Services::hitl_requests` lists.
+#[derive(Debug, Default)]
+pub struct HitlRequestFilter {
+    /// Only requests of this project.
+    pub project_id: Option<Uuid>,
+    /// Only requests in one of these states.
+    pub status: Option<Vec<HitlStatus>>,
+}
+
+impl Services {
+    /// A page of the caller's HITL requests, oldest first.
+    pub async fn hitl_requests(
+        &self,
+        p: &Principal,
+        f: HitlRequestFilter,
+        at: PageAt,
+    ) -> AppResult<Page<hitl_request::Model>> {
+        let mut q =
+            hitl_request::Entity::find().filter(hitl_request::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(hitl_request::Column::ProjectId.eq(pid));
+        }
+        if let Some(st) = f.status {
+            q = q.filter(hitl_request::Column::Status.is_in(st));
+        }
+        page_at(&self.reader(p.tenant_id), q, hitl_request::Column::Id, at).await
     }
 }

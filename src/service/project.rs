@@ -1,5 +1,6 @@
 //! Projects: creation (with a workflow's tasks) and the project lifecycle.
 
+use super::query::{Page, PageAt, page_at};
 use std::collections::HashMap;
 
 use sea_orm::{
@@ -354,4 +355,51 @@ fn step_title(s: &workflow_step::Model) -> String {
             .unwrap_or_else(|| s.key.clone()),
     };
     format!("{who}: {what}")
+}
+
+/// What `Services::projects` lists.
+#[derive(Debug, Default)]
+pub struct ProjectFilter {
+    /// Only projects in one of these states.
+    pub status: Option<Vec<ProjectStatus>>,
+    /// Only projects whose name contains this text, ignoring ASCII case.
+    pub name_contains: Option<String>,
+}
+
+impl Services {
+    /// A page of the caller's projects, oldest first.
+    pub async fn projects(
+        &self,
+        p: &Principal,
+        f: ProjectFilter,
+        at: PageAt,
+    ) -> AppResult<Page<project::Model>> {
+        let mut q = project::Entity::find().filter(project::Column::TenantId.eq(p.tenant_id));
+        if let Some(s) = f.status {
+            q = q.filter(project::Column::Status.is_in(s));
+        }
+        if let Some(n) = f.name_contains {
+            q = q.filter(name_contains(n));
+        }
+        page_at(&self.reader(p.tenant_id), q, project::Column::Id, at).await
+    }
+}
+
+/// `LOWER(name) LIKE '%text%'` with LIKE's wildcards escaped, so both
+/// back-ends agree (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+fn name_contains(text: String) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    Expr::expr(Func::lower(Expr::col((
+        project::Entity,
+        project::Column::Name,
+    ))))
+    .like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
 }

@@ -59,6 +59,49 @@ impl Count {
     }
 }
 
+/// Where a keyset page of an id-ordered list starts: its size (`first`,
+/// 0–100, default 20) and the id of the last row already seen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageAt {
+    /// Page size.
+    pub first: Option<i32>,
+    /// The last id already seen.
+    pub after: Option<Uuid>,
+}
+
+/// A row of an id-ordered list: its id is its cursor.
+pub trait Keyed {
+    /// The row's id.
+    fn key(&self) -> Uuid;
+}
+
+macro_rules! keyed {
+    ($($m:ident),*) => {$(
+        impl Keyed for crate::entity::$m::Model {
+            fn key(&self) -> Uuid {
+                self.id
+            }
+        }
+    )*};
+}
+
+keyed!(project, task, hitl_request, artifact, agent_status, session);
+
+/// Reads one keyset page of `select` at `at`, ordered by `id_col`.
+pub async fn page_at<E, C>(
+    db: &C,
+    select: Select<E>,
+    id_col: E::Column,
+    at: PageAt,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: FromRows + Sync,
+    C: ConnectionTrait,
+{
+    page(db, select, id_col, at.first, at.after).await
+}
+
 /// Checks `first` against the bounds: 0–100, default 20.
 pub fn page_size(first: Option<i32>) -> AppResult<u64> {
     match first {

@@ -1,6 +1,7 @@
 //! Sessions: starting, touching, expiring and moving them along their
 //! lifecycle, and switching the persona a session works as.
 
+use super::query::{Page, PageAt, page_at};
 use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::session::{self as lifecycle, SessionVerb};
@@ -339,4 +340,32 @@ fn session_event(
         subject_id: s.id,
         payload,
     })
+}
+
+/// What `Services::list_sessions` lists.
+#[derive(Debug, Default)]
+pub struct SessionFilter {
+    /// Only sessions in one of these states.
+    pub status: Option<Vec<SessionStatus>>,
+    /// Only sessions of this user.
+    pub user_id: Option<String>,
+}
+
+impl Services {
+    /// A page of the caller's tenant's sessions, oldest first.
+    pub async fn list_sessions(
+        &self,
+        p: &Principal,
+        f: SessionFilter,
+        at: PageAt,
+    ) -> AppResult<Page<session::Model>> {
+        let mut q = session::Entity::find().filter(session::Column::TenantId.eq(p.tenant_id));
+        if let Some(s) = f.status {
+            q = q.filter(session::Column::Status.is_in(s));
+        }
+        if let Some(u) = f.user_id {
+            q = q.filter(session::Column::UserId.eq(u));
+        }
+        page_at(&self.reader(p.tenant_id), q, session::Column::Id, at).await
+    }
 }

@@ -4,6 +4,7 @@
 //! each other in a cycle: project row → task row → HITL request rows (→ on
 //! SQLite the event counter row, taken at commit, see `Tx::commit`).
 
+use super::query::{Page, PageAt, page_at};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
     QuerySelect, Set, TryIntoModel,
@@ -513,4 +514,38 @@ async fn blocking_dependencies<C: sea_orm::ConnectionTrait>(
         .into_iter()
         .map(|t| t.id)
         .collect())
+}
+
+/// What `Services::tasks` lists.
+#[derive(Debug, Default)]
+pub struct TaskFilter {
+    /// Only tasks of this project.
+    pub project_id: Option<Uuid>,
+    /// Only tasks in one of these states.
+    pub status: Option<Vec<TaskStatus>>,
+    /// Only tasks of this persona (global id or catalog key).
+    pub persona: Option<String>,
+}
+
+impl Services {
+    /// A page of the caller's tasks, oldest first; `NOT_FOUND` for an
+    /// unknown persona.
+    pub async fn tasks(
+        &self,
+        p: &Principal,
+        f: TaskFilter,
+        at: PageAt,
+    ) -> AppResult<Page<task::Model>> {
+        let mut q = task::Entity::find().filter(task::Column::TenantId.eq(p.tenant_id));
+        if let Some(pid) = f.project_id {
+            q = q.filter(task::Column::ProjectId.eq(pid));
+        }
+        if let Some(st) = f.status {
+            q = q.filter(task::Column::Status.is_in(st));
+        }
+        if let Some(per) = f.persona {
+            q = q.filter(task::Column::PersonaId.eq(self.find_persona(p, &per).await?.id));
+        }
+        page_at(&self.reader(p.tenant_id), q, task::Column::Id, at).await
+    }
 }

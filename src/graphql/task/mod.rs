@@ -8,12 +8,10 @@ use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
 use crate::domain::{EventType, TaskStatus};
 use crate::entity::{event, task};
 use crate::ids::{self, Kind};
-use crate::service::query::page;
 use crate::service::task::{NewTask, TaskChange, TaskVerb};
 use async_graphql::{Context, ID, InputObject, Json, Object, Result};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 mod object;
@@ -104,6 +102,17 @@ pub struct TaskFilter {
     pub status: Option<Vec<TaskStatus>>,
     /// Only tasks of this persona (global id or catalog key).
     pub persona_id: Option<ID>,
+}
+
+impl TryFrom<TaskFilter> for crate::service::task::TaskFilter {
+    type Error = crate::error::AppError;
+    fn try_from(f: TaskFilter) -> Result<Self, Self::Error> {
+        Ok(Self {
+            project_id: ids::decode_opt(Kind::Project, f.project_id)?,
+            status: f.status,
+            persona: f.persona_id.map(|p| p.0),
+        })
+    }
 }
 
 /// The event types of `taskUpdated` and its query twin `taskUpdates`.
@@ -263,27 +272,10 @@ impl TaskQuery {
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
         #[graphql(desc = "What to include.")] filter: Option<TaskFilter>,
     ) -> Result<Conn<Task>> {
-        let p = principal(ctx);
-        let s = services(ctx);
-        let f = filter.unwrap_or_default();
-        let mut q = task::Entity::find().filter(task::Column::TenantId.eq(p.tenant_id));
-        if let Some(pid) = f.project_id {
-            q = q.filter(task::Column::ProjectId.eq(ids::decode(Kind::Project, &pid)?));
-        }
-        if let Some(st) = f.status {
-            q = q.filter(task::Column::Status.is_in(st));
-        }
-        if let Some(per) = f.persona_id {
-            q = q.filter(task::Column::PersonaId.eq(s.find_persona(p, &per).await?.id));
-        }
-        let after = id_cursor(after)?;
-        let pg = page(&s.reader(p.tenant_id), q, task::Column::Id, first, after).await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            Task,
-        ))
+        let at = page_at(first, after)?;
+        let f = filter.unwrap_or_default().try_into()?;
+        let pg = services(ctx).tasks(principal(ctx), f, at).await?;
+        Ok(id_connection(pg, at, Task))
     }
 
     /// Task changes of a project, oldest first: the query twin of the
