@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::Services;
 use crate::auth::Principal;
+use crate::domain::EventType;
 use crate::entity::{
     agent_status, artifact, event, hitl_request, idempotency_key, persona_context, project,
     session, task, task_checkpoint,
@@ -220,8 +221,22 @@ replayed_from_snapshot!(
     task::Model => Kind::Task,
     task_checkpoint::Model => Kind::TaskCheckpoint,
     agent_status::Model => Kind::AgentStatus,
-    session::Model => Kind::Session,
 );
+
+/// Session verbs: the snapshot of the session the mutation was about.
+/// `startSession` may first expire the caller's oldest sessions (the
+/// per-user limit), whose `SESSION_EXPIRED` events come before its own
+/// `SESSION_STARTED`, so those are passed over.
+impl Replay for (session::Model, event::Model) {
+    async fn replay(_: &Services, _: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let own: Vec<event::Model> = events
+            .iter()
+            .filter(|e| e.event_type != EventType::SessionExpired)
+            .cloned()
+            .collect();
+        snapshot(&own, Kind::Session)
+    }
+}
 
 /// `importCatalog`: its answer is read back from the catalog either way,
 /// so a repeat only has to skip the write.

@@ -305,3 +305,26 @@ async fn every_keyed_mutation_answers_a_repeat_as_it_answered_the_first() {
         twice(&app, k, &q, json!({ "s": s })).await;
     }
 }
+
+/// A keyed `startSession` that expires the caller's oldest session (the
+/// per-user limit) appends that expiry before its own start: a repeat
+/// answers with the new session, not the expired one.
+#[tokio::test]
+async fn a_repeated_start_session_answers_with_the_session_it_started() {
+    let app = support::spawn_with(|c| c.max_sessions_per_user = 1).await;
+    let start = "mutation($k: String) { startSession(input: {name: \"new\", idempotencyKey: $k}) { session { id name status } event { id type } } }";
+    let old = app
+        .ok(
+            "mutation { startSession(input: {name: \"old\"}) { session { id } } }",
+            json!({}),
+        )
+        .await;
+    let first = twice(&app, "start-after-limit", start, json!({})).await;
+    assert_eq!(first["startSession"]["session"]["name"], "new");
+    assert_eq!(first["startSession"]["session"]["status"], "ACTIVE");
+    assert_ne!(
+        first["startSession"]["session"]["id"],
+        old["startSession"]["session"]["id"]
+    );
+    assert_eq!(first["startSession"]["event"]["type"], "SESSION_STARTED");
+}
