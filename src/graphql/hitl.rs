@@ -243,7 +243,8 @@ impl HitlQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "A `HitlRequest` id.")] id: ID,
     ) -> Result<Option<HitlRequest>> {
-        find_hitl(ctx, ids::decode(Kind::HitlRequest, &id)?).await
+        let id = ids::decode(Kind::HitlRequest, &id)?;
+        own::<hitl_request::Entity, _>(ctx, hitl_request::Column::TenantId, id, HitlRequest).await
     }
 
     /// HITL requests, oldest first.

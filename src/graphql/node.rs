@@ -1,13 +1,10 @@
 //! `Node` and `node(id:)`: any object by its global id.
 
 use async_graphql::{Context, ID, Object, Result};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::types::*;
 use super::{loaders, principal, services};
-use crate::auth::SYSTEM_TENANT;
-use crate::entity::{agent_status, artifact, hitl_request, session, team};
-use crate::error::AppError;
+use crate::entity::{agent_status, artifact, hitl_request, session};
 use crate::ids::{self, Kind};
 
 /// Any object with a global id; see `Query.node`.
@@ -77,11 +74,34 @@ impl NodeQuery {
             Kind::TaskCheckpoint => one(&l.checkpoints, uuid)
                 .await?
                 .map(|m| Node::TaskCheckpoint(TaskCheckpoint(m))),
-            Kind::Team => find_team(ctx, uuid).await?.map(Node::Team),
-            Kind::Session => find_session(ctx, uuid).await?.map(Node::Session),
-            Kind::HitlRequest => find_hitl(ctx, uuid).await?.map(Node::HitlRequest),
-            Kind::Artifact => find_artifact(ctx, uuid).await?.map(Node::Artifact),
-            Kind::AgentStatus => find_agent(ctx, uuid).await?.map(Node::AgentStatus),
+            Kind::Team => services(ctx)
+                .find_team(principal(ctx), uuid)
+                .await?
+                .map(|m| Node::Team(Team(m))),
+            Kind::Session => {
+                own::<session::Entity, _>(ctx, session::Column::TenantId, uuid, |m| {
+                    Node::Session(Session(m))
+                })
+                .await?
+            }
+            Kind::HitlRequest => {
+                own::<hitl_request::Entity, _>(ctx, hitl_request::Column::TenantId, uuid, |m| {
+                    Node::HitlRequest(HitlRequest(m))
+                })
+                .await?
+            }
+            Kind::Artifact => {
+                own::<artifact::Entity, _>(ctx, artifact::Column::TenantId, uuid, |m| {
+                    Node::Artifact(Artifact(m))
+                })
+                .await?
+            }
+            Kind::AgentStatus => {
+                own::<agent_status::Entity, _>(ctx, agent_status::Column::TenantId, uuid, |m| {
+                    Node::AgentStatus(AgentStatus(m))
+                })
+                .await?
+            }
             Kind::Event => one(&l.events, uuid)
                 .await?
                 .map(|m| Node::Event(Event(m.into()))),
@@ -89,52 +109,20 @@ impl NodeQuery {
     }
 }
 
-async fn find_team(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Team>> {
-    let p = principal(ctx);
-    Ok(team::Entity::find_by_id(id)
-        .filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
-        .one(&services(ctx).reader(p.tenant_id))
-        .await
-        .map_err(AppError::from)?
-        .map(Team))
-}
-
-pub(crate) async fn find_session(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Session>> {
-    let p = principal(ctx);
-    Ok(session::Entity::find_by_id(id)
-        .filter(session::Column::TenantId.eq(p.tenant_id))
-        .one(&services(ctx).reader(p.tenant_id))
-        .await
-        .map_err(AppError::from)?
-        .map(Session))
-}
-
-pub(crate) async fn find_hitl(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<HitlRequest>> {
-    let p = principal(ctx);
-    Ok(hitl_request::Entity::find_by_id(id)
-        .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
-        .one(&services(ctx).reader(p.tenant_id))
-        .await
-        .map_err(AppError::from)?
-        .map(HitlRequest))
-}
-
-async fn find_artifact(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<Artifact>> {
-    let p = principal(ctx);
-    Ok(artifact::Entity::find_by_id(id)
-        .filter(artifact::Column::TenantId.eq(p.tenant_id))
-        .one(&services(ctx).reader(p.tenant_id))
-        .await
-        .map_err(AppError::from)?
-        .map(Artifact))
-}
-
-async fn find_agent(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Option<AgentStatus>> {
-    let p = principal(ctx);
-    Ok(agent_status::Entity::find_by_id(id)
-        .filter(agent_status::Column::TenantId.eq(p.tenant_id))
-        .one(&services(ctx).reader(p.tenant_id))
-        .await
-        .map_err(AppError::from)?
-        .map(AgentStatus))
+/// A row of the caller's tenant by id, wrapped; `None` for another
+/// tenant's row as for no row.
+pub(crate) async fn own<E, T>(
+    ctx: &Context<'_>,
+    tenant: E::Column,
+    id: uuid::Uuid,
+    wrap: impl FnOnce(E::Model) -> T,
+) -> Result<Option<T>>
+where
+    E: sea_orm::EntityTrait,
+    E::PrimaryKey: sea_orm::PrimaryKeyTrait<ValueType = uuid::Uuid>,
+{
+    let found = services(ctx)
+        .find_own::<E>(principal(ctx), tenant, id)
+        .await?;
+    Ok(found.map(wrap))
 }

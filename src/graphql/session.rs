@@ -229,7 +229,8 @@ impl SessionQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "A `Session` id.")] id: ID,
     ) -> Result<Option<Session>> {
-        find_session(ctx, ids::decode(Kind::Session, &id)?).await
+        let id = ids::decode(Kind::Session, &id)?;
+        own::<session::Entity, _>(ctx, session::Column::TenantId, id, Session).await
     }
 
     /// Sessions, oldest first.

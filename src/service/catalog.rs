@@ -38,6 +38,14 @@ pub fn visible(tenant: Uuid) -> Condition {
 }
 
 impl Services {
+    /// A team visible to the caller (its tenant's or built in), by id.
+    pub async fn find_team(&self, p: &Principal, id: Uuid) -> AppResult<Option<team::Model>> {
+        Ok(team::Entity::find_by_id(id)
+            .filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]))
+            .one(&self.reader(p.tenant_id))
+            .await?)
+    }
+
     /// Loads the built-in catalog into the system tenant when it is missing or
     /// differs from the one compiled into this binary (compared by a hash in
     /// the last `CATALOG_IMPORTED` event of the system tenant).

@@ -145,9 +145,7 @@ impl Services {
         E: EntityTrait,
         E::PrimaryKey: sea_orm::PrimaryKeyTrait<ValueType = Uuid>,
     {
-        E::find_by_id(id)
-            .filter(tenant.eq(p.tenant_id))
-            .one(&self.reader(p.tenant_id))
+        self.find_own::<E>(p, tenant, id)
             .await?
             .ok_or_else(|| AppError::not_found(kind.name(), id))
     }

@@ -102,6 +102,27 @@ where
     page(db, select, id_col, at.first, at.after).await
 }
 
+impl super::Services {
+    /// The row `id` of a tenant's table if it is the caller's tenant's:
+    /// `None` otherwise, the same answer for another tenant's row as for no
+    /// row (`tenant` is the table's tenant column).
+    pub async fn find_own<E>(
+        &self,
+        p: &crate::auth::Principal,
+        tenant: E::Column,
+        id: Uuid,
+    ) -> AppResult<Option<E::Model>>
+    where
+        E: EntityTrait,
+        E::PrimaryKey: sea_orm::PrimaryKeyTrait<ValueType = Uuid>,
+    {
+        Ok(E::find_by_id(id)
+            .filter(tenant.eq(p.tenant_id))
+            .one(&self.reader(p.tenant_id))
+            .await?)
+    }
+}
+
 /// Checks `first` against the bounds: 0–100, default 20.
 pub fn page_size(first: Option<i32>) -> AppResult<u64> {
     match first {
