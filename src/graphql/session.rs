@@ -11,7 +11,7 @@ use super::types::*;
 use super::{AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
 use crate::domain::session::SessionVerb;
 use crate::domain::{HitlStatus, SessionStatus};
-use crate::entity::{hitl_request, session};
+use crate::entity::session;
 use crate::ids::{self, Kind};
 
 /// A user's working session with the agents.
@@ -58,25 +58,13 @@ impl Session {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
     ) -> Result<Conn<HitlRequest>> {
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-        let q = hitl_request::Entity::find()
-            .filter(hitl_request::Column::TenantId.eq(self.0.tenant_id))
-            .filter(hitl_request::Column::Status.eq(HitlStatus::Pending));
-        let after = id_cursor(after)?;
-        let pg = crate::service::query::page(
-            &super::services(ctx).reader(self.0.tenant_id),
-            q,
-            hitl_request::Column::Id,
-            first,
-            after,
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.id.to_string(),
-            HitlRequest,
-        ))
+        let at = page_at(first, after)?;
+        let f = crate::service::hitl::HitlRequestFilter {
+            project_id: None,
+            status: Some(vec![HitlStatus::Pending]),
+        };
+        let pg = services(ctx).hitl_requests(principal(ctx), f, at).await?;
+        Ok(id_connection(pg, at, HitlRequest))
     }
     /// Every persona context of this session, oldest first.
     #[graphql(complexity = "super::page_cost(first, child_complexity)")]

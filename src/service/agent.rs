@@ -1,7 +1,7 @@
 //! Agent status: what each persona's agent is doing in a project, its
 //! heartbeat, and STALE detection for agents that went silent.
 
-use super::query::{Page, PageAt, page_at};
+use super::query::{Page, PageAt, page};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
 };
@@ -277,6 +277,6 @@ impl Services {
         let q = agent_status::Entity::find()
             .filter(agent_status::Column::TenantId.eq(p.tenant_id))
             .filter(agent_status::Column::ProjectId.eq(project_id));
-        page_at(&self.reader(p.tenant_id), q, agent_status::Column::Id, at).await
+        page(&self.reader(p.tenant_id), q, agent_status::Column::Id, at).await
     }
 }

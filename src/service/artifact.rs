@@ -1,6 +1,6 @@
 //! Artifacts: immutable outputs; a new version of a name is a new row.
 
-use super::query::{Page, PageAt, page_at};
+use super::query::{Page, PageAt, page};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -191,6 +191,6 @@ impl Services {
         if let Some(k) = f.kind {
             q = q.filter(artifact::Column::Kind.eq(k));
         }
-        page_at(&self.reader(p.tenant_id), q, artifact::Column::Id, at).await
+        page(&self.reader(p.tenant_id), q, artifact::Column::Id, at).await
     }
 }

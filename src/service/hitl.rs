@@ -5,7 +5,7 @@
 //! serialised: the second sees the first committed and knows whether the
 //! task still waits.
 
-use super::query::{Page, PageAt, page_at};
+use super::query::{Page, PageAt, page};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
     QuerySelect, Set,
@@ -365,6 +365,6 @@ impl Services {
         if let Some(st) = f.status {
             q = q.filter(hitl_request::Column::Status.is_in(st));
         }
-        page_at(&self.reader(p.tenant_id), q, hitl_request::Column::Id, at).await
+        page(&self.reader(p.tenant_id), q, hitl_request::Column::Id, at).await
     }
 }

@@ -1,6 +1,6 @@
 //! Projects: creation (with a workflow's tasks) and the project lifecycle.
 
-use super::query::{Page, PageAt, page_at};
+use super::query::{Page, PageAt, page};
 use std::collections::HashMap;
 
 use sea_orm::{
@@ -381,7 +381,7 @@ impl Services {
         if let Some(n) = f.name_contains {
             q = q.filter(name_contains(n));
         }
-        page_at(&self.reader(p.tenant_id), q, project::Column::Id, at).await
+        page(&self.reader(p.tenant_id), q, project::Column::Id, at).await
     }
 }
 

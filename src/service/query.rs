@@ -87,21 +87,6 @@ macro_rules! keyed {
 
 keyed!(project, task, hitl_request, artifact, agent_status, session);
 
-/// Reads one keyset page of `select` at `at`, ordered by `id_col`.
-pub async fn page_at<E, C>(
-    db: &C,
-    select: Select<E>,
-    id_col: E::Column,
-    at: PageAt,
-) -> AppResult<Page<E::Model>>
-where
-    E: EntityTrait,
-    E::Model: FromRows + Sync,
-    C: ConnectionTrait,
-{
-    page(db, select, id_col, at.first, at.after).await
-}
-
 impl super::Services {
     /// The row `id` of a tenant's table if it is the caller's tenant's:
     /// `None` otherwise, the same answer for another tenant's row as for no
@@ -134,24 +119,23 @@ pub fn page_size(first: Option<i32>) -> AppResult<u64> {
     }
 }
 
-/// Reads one keyset page of `select`, ordered by `id_col`.
+/// Reads one keyset page of `select` at `at`, ordered by `id_col`.
 pub async fn page<E, C>(
     db: &C,
     select: Select<E>,
     id_col: E::Column,
-    first: Option<i32>,
-    after: Option<Uuid>,
+    at: PageAt,
 ) -> AppResult<Page<E::Model>>
 where
     E: EntityTrait,
     E::Model: FromRows + Sync,
     C: ConnectionTrait,
 {
-    let limit = page_size(first)?;
+    let limit = page_size(at.first)?;
     let backend = db.get_database_backend();
     let total = Count::of(backend, &select);
     let mut q = select;
-    if let Some(a) = after {
+    if let Some(a) = at.after {
         q = q.filter(id_col.gt(a));
     }
     let stmt = q.order_by_asc(id_col).limit(limit + 1).build(backend);

@@ -1,7 +1,7 @@
 //! Sessions: starting, touching, expiring and moving them along their
 //! lifecycle, and switching the persona a session works as.
 
-use super::query::{Page, PageAt, page_at};
+use super::query::{Page, PageAt, page};
 use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::session::{self as lifecycle, SessionVerb};
@@ -366,6 +366,6 @@ impl Services {
         if let Some(u) = f.user_id {
             q = q.filter(session::Column::UserId.eq(u));
         }
-        page_at(&self.reader(p.tenant_id), q, session::Column::Id, at).await
+        page(&self.reader(p.tenant_id), q, session::Column::Id, at).await
     }
 }

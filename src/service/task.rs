@@ -4,7 +4,7 @@
 //! each other in a cycle: project row → task row → HITL request rows (→ on
 //! SQLite the event counter row, taken at commit, see `Tx::commit`).
 
-use super::query::{Page, PageAt, page_at};
+use super::query::{Page, PageAt, page};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
     QuerySelect, Set, TryIntoModel,
@@ -546,6 +546,6 @@ impl Services {
         if let Some(per) = f.persona {
             q = q.filter(task::Column::PersonaId.eq(self.find_persona(p, &per).await?.id));
         }
-        page_at(&self.reader(p.tenant_id), q, task::Column::Id, at).await
+        page(&self.reader(p.tenant_id), q, task::Column::Id, at).await
     }
 }
