@@ -22,42 +22,42 @@ use tokio_util::sync::CancellationToken;
 /// The authenticator's settings from the server's.
 pub fn auth_settings(c: &Config) -> AuthSettings {
     AuthSettings {
-        jwt_secret: c.jwt_secret.clone(),
-        jwt_public_key: c.jwt_public_key.clone(),
-        jwks_url: c.jwks_url.clone(),
-        require_auth: c.require_auth,
-        jwt_issuer: c.jwt_issuer.clone(),
-        jwt_audience: c.jwt_audience.clone(),
+        jwt_secret: c.auth.jwt_secret.clone(),
+        jwt_public_key: c.auth.jwt_public_key.clone(),
+        jwks_url: c.auth.jwks_url.clone(),
+        require_auth: c.auth.require_auth,
+        jwt_issuer: c.auth.jwt_issuer.clone(),
+        jwt_audience: c.auth.jwt_audience.clone(),
     }
 }
 
 /// The size bounds of a catalog import the settings describe.
 pub fn catalog_limits(c: &Config) -> crate::catalog::ImportLimits {
     crate::catalog::ImportLimits {
-        max_file_bytes: c.max_catalog_file_bytes,
-        max_total_bytes: c.max_catalog_import_bytes,
+        max_file_bytes: c.catalog.max_catalog_file_bytes,
+        max_total_bytes: c.catalog.max_catalog_import_bytes,
     }
 }
 
 /// The operation limits the settings describe.
 pub fn query_limits(c: &Config) -> crate::graphql::limits::Limits {
     crate::graphql::limits::Limits {
-        max_body_bytes: c.max_body_bytes,
-        max_json_values: c.max_json_values,
-        max_document_bytes: c.max_document_bytes,
-        max_tokens: c.max_tokens,
-        max_depth: c.max_depth,
-        max_introspection_depth: c.max_introspection_depth,
-        max_fields: c.max_fields,
-        max_complexity: c.max_complexity,
-        max_aliases: c.max_aliases,
-        max_root_fields: c.max_root_fields,
-        max_directives: c.max_directives,
-        max_batch: c.max_batch,
-        max_errors: c.max_errors,
-        max_response_bytes: c.max_response_bytes,
-        request_timeout: std::time::Duration::from_secs(c.request_timeout_seconds),
-        introspection: c.introspection,
+        max_body_bytes: c.requests.max_body_bytes,
+        max_json_values: c.requests.max_json_values,
+        max_document_bytes: c.query.max_document_bytes,
+        max_tokens: c.query.max_tokens,
+        max_depth: c.query.max_depth,
+        max_introspection_depth: c.query.max_introspection_depth,
+        max_fields: c.query.max_fields,
+        max_complexity: c.query.max_complexity,
+        max_aliases: c.query.max_aliases,
+        max_root_fields: c.query.max_root_fields,
+        max_directives: c.query.max_directives,
+        max_batch: c.query.max_batch,
+        max_errors: c.query.max_errors,
+        max_response_bytes: c.query.max_response_bytes,
+        request_timeout: std::time::Duration::from_secs(c.requests.request_timeout_seconds),
+        introspection: c.query.introspection,
     }
 }
 
@@ -80,13 +80,13 @@ impl App {
     /// binds the listen address (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let mut steps = Steps::start();
-        let no_key = config.jwt_secret.is_none()
-            && config.jwt_public_key.is_none()
-            && config.jwks_url.is_none();
+        let no_key = config.auth.jwt_secret.is_none()
+            && config.auth.jwt_public_key.is_none()
+            && config.auth.jwks_url.is_none();
         let auth = match Authenticator::new(&auth_settings(config)) {
             // The container image sets CEREBRAL_REQUIRE_AUTH: say how to
             // opt out, since a local trial is the one case that should.
-            Err(e) if config.require_auth && no_key => {
+            Err(e) if config.auth.require_auth && no_key => {
                 return Err(e.context(
                     "no token key: configure one, or set CEREBRAL_REQUIRE_AUTH=false to run \
                      an open single-tenant development server (local trials only)",
@@ -94,36 +94,38 @@ impl App {
             }
             other => other?,
         };
-        let hosts = crate::http::origin::HostPolicy::new(&config.allowed_hosts, auth.enabled())?;
-        if config.allowed_hosts.is_empty()
+        let hosts =
+            crate::http::origin::HostPolicy::new(&config.server.allowed_hosts, auth.enabled())?;
+        if config.server.allowed_hosts.is_empty()
             && hosts != crate::http::origin::HostPolicy::Any
-            && !config.listen.ip().is_loopback()
+            && !config.server.listen.ip().is_loopback()
         {
             tracing::warn!(
-                listen = %config.listen,
+                listen = %config.server.listen,
                 "without authentication only requests naming a loopback host (localhost, 127.0.0.1, [::1]) are answered, whatever address the server listens on; list the names clients use in CEREBRAL_ALLOWED_HOSTS"
             );
         }
         crate::http::layers::LayerSettings {
-            cors_origins: config.cors_origins.clone(),
+            cors_origins: config.server.cors_origins.clone(),
             ..Default::default()
         }
         .validate()?;
         steps.done("settings checked");
         // With an owner role configured, start-up always migrates as it
         // (below): its connection opens together with the serving pool's.
-        let owner = config.database_url.starts_with("postgres")
+        let owner = config.db.database_url.starts_with("postgres")
             && config
+                .db
                 .migration_database_url
                 .as_deref()
-                .is_some_and(|m| m != config.database_url);
+                .is_some_and(|m| m != config.db.database_url);
         let serving = db::connect_with(
-            &config.database_url,
-            config.db_max_connections,
+            &config.db.database_url,
+            config.db.db_max_connections,
             // A second past the request's own limit: the request is
             // answered by then, and this ends what it left running.
-            (config.request_timeout_seconds > 0)
-                .then(|| Duration::from_secs(config.request_timeout_seconds + 1)),
+            (config.requests.request_timeout_seconds > 0)
+                .then(|| Duration::from_secs(config.requests.request_timeout_seconds + 1)),
         );
         let ((conn, statements), mut migrator) = if owner {
             // On a connection of its own: the serving pool's statement
@@ -154,7 +156,7 @@ impl App {
                     Some(m) => m,
                     None => db::connect(config.migration_url(), 1).await?.0,
                 };
-                let serving = db::serving_role(&config.database_url);
+                let serving = db::serving_role(&config.db.database_url);
                 db::migrate_granting(&migrator, serving.as_deref())
                     .await
                     .with_context(|| {
@@ -176,12 +178,12 @@ impl App {
         // requests always keep the rest. (Fewer permits made catch-up after
         // a replica restart visibly slower in the chaos benchmark:
         // docs/streams.md.)
-        let pool = config.db_max_connections as usize;
+        let pool = config.db.db_max_connections as usize;
         let bus = EventBus::new(
             head,
-            config.event_buffer,
-            config.event_buffer_bytes,
-            config.max_replay_events,
+            config.events.event_buffer,
+            config.events.event_buffer_bytes,
+            config.events.max_replay_events,
             (pool - pool / 4).max(1),
         );
         bus.set_metrics(metrics.clone());
@@ -217,22 +219,26 @@ impl App {
             conn,
             bus,
             ServiceSettings {
-                session_timeout: chrono::Duration::minutes(config.session_timeout_minutes),
-                max_context_history: config.max_context_history,
-                max_snapshot_bytes: config.max_snapshot_bytes,
+                session_timeout: chrono::Duration::minutes(
+                    config.lifecycle.session_timeout_minutes,
+                ),
+                max_context_history: config.lifecycle.max_context_history,
+                max_snapshot_bytes: config.catalog.max_snapshot_bytes,
                 catalog_limits: catalog_limits(config),
-                max_sessions_per_user: config.max_sessions_per_user,
-                max_checkpoints_per_task: config.max_checkpoints_per_task,
-                checkpoint_retention: chrono::Duration::days(config.checkpoint_retention_days),
-                max_json_bytes: config.max_json_bytes,
-                max_content_bytes: config.max_content_bytes,
+                max_sessions_per_user: config.lifecycle.max_sessions_per_user,
+                max_checkpoints_per_task: config.lifecycle.max_checkpoints_per_task,
+                checkpoint_retention: chrono::Duration::days(
+                    config.lifecycle.checkpoint_retention_days,
+                ),
+                max_json_bytes: config.requests.max_json_bytes,
+                max_content_bytes: config.requests.max_content_bytes,
             },
             sessions,
         );
-        let persisted = (config.apq_cache_size > 0).then(|| {
+        let persisted = (config.query.apq_cache_size > 0).then(|| {
             crate::graphql::persisted::PersistedQueries::with_max_bytes(
-                config.apq_cache_size,
-                config.apq_cache_bytes,
+                config.query.apq_cache_size,
+                config.query.apq_cache_bytes,
             )
         });
         // Building the schema (and its SDL, for the introspection limits)
@@ -271,17 +277,18 @@ impl App {
         // SQLite, e.g. a CLI import into the server's file). Its first look
         // is at once, so it starts after start-up's own statements instead
         // of taking a connection from under them.
-        if config.event_poll_ms > 0 {
+        if config.events.event_poll_ms > 0 {
             services.bus().spawn_poller(
                 services.unscoped().clone(),
-                Duration::from_millis(config.event_poll_ms),
+                Duration::from_millis(config.events.event_poll_ms),
             );
         }
-        if config.sweep_interval_seconds > 0 {
-            services.spawn_sweeper(Duration::from_secs(config.sweep_interval_seconds));
+        if config.lifecycle.sweep_interval_seconds > 0 {
+            services.spawn_sweeper(Duration::from_secs(config.lifecycle.sweep_interval_seconds));
         }
-        if config.agent_stale_seconds > 0 {
-            services.spawn_stale_agent_check(Duration::from_secs(config.agent_stale_seconds));
+        if config.lifecycle.agent_stale_seconds > 0 {
+            services
+                .spawn_stale_agent_check(Duration::from_secs(config.lifecycle.agent_stale_seconds));
         }
         let shutdown = CancellationToken::new();
         let ws_gauges = Arc::new(WsGauges::default());
@@ -289,31 +296,31 @@ impl App {
             schema,
             lean,
             services: services.clone(),
-            loader_delay: Duration::from_micros(config.dataloader_delay_us),
+            loader_delay: Duration::from_micros(config.db.dataloader_delay_us),
             statements: statements.clone(),
             ws: Arc::new(WsSettings {
-                init_timeout: Duration::from_millis(config.ws_init_timeout_ms),
-                max_subscriptions: config.ws_max_subscriptions,
-                ping_interval: (config.ws_ping_interval_seconds > 0)
-                    .then(|| Duration::from_secs(config.ws_ping_interval_seconds)),
-                max_message_bytes: config.ws_max_message_bytes,
-                max_early_bytes: config.ws_max_early_bytes,
-                max_early_operations: config.ws_max_early_operations,
+                init_timeout: Duration::from_millis(config.ws.ws_init_timeout_ms),
+                max_subscriptions: config.ws.ws_max_subscriptions,
+                ping_interval: (config.ws.ws_ping_interval_seconds > 0)
+                    .then(|| Duration::from_secs(config.ws.ws_ping_interval_seconds)),
+                max_message_bytes: config.ws.ws_max_message_bytes,
+                max_early_bytes: config.ws.ws_max_early_bytes,
+                max_early_operations: config.ws.ws_max_early_operations,
             }),
             ws_gauges: ws_gauges.clone(),
             frames: crate::graphql::share::FrameCache::standard(),
             ws_admission: crate::http::ws::Admission::new(
-                config.ws_max_connections_per_address,
-                config.ws_max_connections,
-                config.ws_upgrades_per_second,
+                config.ws.ws_max_connections_per_address,
+                config.ws.ws_max_connections,
+                config.ws.ws_upgrades_per_second,
             ),
             hosts: Arc::new(hosts),
             shutdown: shutdown.clone(),
             limits: Arc::new(query_limits(config)),
             limiter: {
                 let l = crate::http::rate::RateLimiter::new(
-                    config.rate_limit_per_second,
-                    config.rate_limit_burst,
+                    config.requests.rate_limit_per_second,
+                    config.requests.rate_limit_burst,
                     auth.enabled(),
                 );
                 l.spawn_cleanup(Duration::from_secs(60));
@@ -322,19 +329,19 @@ impl App {
             auth,
             metrics,
             work_counts: Arc::new(crate::metrics::CountCache::new(Duration::from_secs(
-                config.metrics_counts_ttl_seconds,
+                config.server.metrics_counts_ttl_seconds,
             ))),
-            metrics_on_main: config.metrics_listen.is_none(),
+            metrics_on_main: config.server.metrics_listen.is_none(),
             migrated: Default::default(),
-            cors_origins: Arc::new(config.cors_origins.clone()),
+            cors_origins: Arc::new(config.server.cors_origins.clone()),
             #[cfg(feature = "test-hooks")]
-            test_routes: config.test_routes,
+            test_routes: config.server.test_routes,
             persisted,
         };
-        let listener = TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(config.server.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let metrics = match config.metrics_listen {
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let metrics = match config.server.metrics_listen {
             Some(addr) => Some((
                 TcpListener::bind(addr)
                     .await
@@ -352,7 +359,7 @@ impl App {
             statements,
             shutdown,
             ws_gauges,
-            drain_timeout: Duration::from_secs(config.shutdown_timeout_seconds),
+            drain_timeout: Duration::from_secs(config.server.shutdown_timeout_seconds),
         })
     }
 

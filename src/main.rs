@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use migration::MigratorTrait;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
@@ -24,7 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_env();
     let telemetry = init_tracing(&cli.config);
     let code = match run(cli).await {
         Ok(code) => code,
@@ -68,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // Grants the tables to DATABASE_URL's role (not PUBLIC)
                 // when that is not the migrating role.
                 MigrateAction::Up => {
-                    let serving = cerebral::db::serving_role(&config.database_url);
+                    let serving = cerebral::db::serving_role(&config.db.database_url);
                     cerebral::db::migrate_granting(&db, serving.as_deref()).await?
                 }
                 MigrateAction::Down => migration::Migrator::down(&db, Some(1)).await?,
@@ -87,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ttl,
         } => {
             let secret = config
+                .auth
                 .jwt_secret
                 .as_deref()
                 .ok_or_else(|| anyhow::anyhow!("set CEREBRAL_JWT_SECRET to mint tokens"))?;
@@ -106,17 +106,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for e in &report.errors {
                 eprintln!("skipped {}: {}", e.path, e.reason);
             }
-            let app = App::build(&Config {
-                listen: "127.0.0.1:0".parse()?,
-                // Nothing is served: the import acts as the development
-                // principal on the database it was pointed at, so an image
-                // that requires a token key (CEREBRAL_REQUIRE_AUTH) can
-                // still import without one.
-                require_auth: false,
-                metrics_listen: None,
-                ..config
-            })
-            .await?;
+            let mut config = config;
+            config.server.listen = "127.0.0.1:0".parse()?;
+            config.server.metrics_listen = None;
+            // Nothing is served: the import acts as the development
+            // principal on the database it was pointed at, so an image
+            // that requires a token key (CEREBRAL_REQUIRE_AUTH) can still
+            // import without one.
+            config.auth.require_auth = false;
+            let app = App::build(&config).await?;
             let counts = app
                 .services()
                 .import_catalog(&Principal::development(), &report.pack)
@@ -175,7 +173,7 @@ fn init_tracing(config: &Config) -> Option<SdkTracerProvider> {
 
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let fmt = match config.log_format {
+    let fmt = match config.server.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::io::stderr)

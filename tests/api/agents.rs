@@ -10,7 +10,7 @@ const STATUS: &str =
 
 #[tokio::test]
 async fn a_silent_agent_is_reported_stale_once_and_a_heartbeat_brings_it_back() {
-    let app = support::spawn_with(|c| c.agent_stale_seconds = 0).await;
+    let app = support::spawn_with(|c| c.lifecycle.agent_stale_seconds = 0).await;
     let p = app.create_project("p").await;
     let first = app.ok(HEARTBEAT, json!({ "p": p })).await;
     assert_eq!(

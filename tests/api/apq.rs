@@ -151,7 +151,7 @@ async fn a_document_the_limits_refuse_is_not_remembered() {
 
 #[tokio::test]
 async fn apq_can_be_turned_off() {
-    let app = support::spawn_with(|c| c.apq_cache_size = 0).await;
+    let app = support::spawn_with(|c| c.query.apq_cache_size = 0).await;
     let (_, full) = post(
         &app,
         json!({ "query": COUNT, "extensions": ext(&hash(COUNT)) }),
@@ -172,7 +172,7 @@ async fn apq_can_be_turned_off() {
 /// and by then the hash may have left the store.
 #[tokio::test]
 async fn a_subscription_sent_by_hash_outlives_its_entry_in_the_store() {
-    let app = support::spawn_with(|c| c.apq_cache_size = 1).await;
+    let app = support::spawn_with(|c| c.query.apq_cache_size = 1).await;
     let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
     let sub = "subscription Persisted($a: String) { events(after: $a) { cursor type } }";
     let h = hash(sub);

@@ -60,7 +60,7 @@ const COUNT: &str = "{ projects { totalCount } }";
 
 #[tokio::test]
 async fn without_a_valid_token_nothing_executes() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     let alg_none = {
         let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         format!(
@@ -109,7 +109,7 @@ async fn without_a_valid_token_nothing_executes() {
 
 #[tokio::test]
 async fn the_tenant_comes_from_the_token() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     let (status, body) = post(&app, Some(&token(TENANT_A, 600)), CREATE).await;
     assert_eq!(status, 200, "{body}");
     let (_, a) = post(&app, Some(&token(TENANT_A, 600)), COUNT).await;
@@ -120,7 +120,7 @@ async fn the_tenant_comes_from_the_token() {
 
 #[tokio::test]
 async fn a_websocket_needs_a_valid_token_in_connection_init_and_is_closed_when_it_expires() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     for payload in [
         json!({}),
         json!({ "authToken": "garbage" }),
@@ -160,9 +160,9 @@ async fn a_websocket_needs_a_valid_token_in_connection_init_and_is_closed_when_i
 async fn require_auth_without_a_key_refuses_to_start() {
     let (url, _dir) = support::fresh_database().await;
     let mut config = cerebral::config::Config::for_database(&url);
-    config.require_auth = true;
+    config.auth.require_auth = true;
     assert!(cerebral::app::App::build(&config).await.is_err());
-    config.jwt_secret = Some("short".into());
+    config.auth.jwt_secret = Some("short".into());
     assert!(cerebral::app::App::build(&config).await.is_err());
 }
 
@@ -262,7 +262,7 @@ async fn tokens_are_verified_against_a_jwks_url_and_a_rotated_key_is_picked_up()
     );
     let url = serve_jwks(router).await;
 
-    let app = support::spawn_with(|c| c.jwks_url = Some(url)).await;
+    let app = support::spawn_with(|c| c.auth.jwks_url = Some(url)).await;
     let good = signed(RS256, Some("one"), &rsa("rsa-1.pem"));
     let (status, body) = post(&app, Some(&good), COUNT).await;
     assert_eq!(status, 200, "{body}");
@@ -287,7 +287,7 @@ async fn tokens_are_verified_against_a_jwks_url_and_a_rotated_key_is_picked_up()
 #[tokio::test]
 async fn a_public_key_accepts_its_own_signatures_and_refuses_an_algorithm_swap() {
     let public = key_file("ec.pub.pem");
-    let app = support::spawn_with(|c| c.jwt_public_key = Some(public.clone())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_public_key = Some(public.clone())).await;
     let ec =
         jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(key_file("ec.pem")).expect("key"))
             .expect("ec key");
@@ -335,9 +335,9 @@ async fn ws_init(app: &support::TestApp, token: &str) -> Result<(), Option<u16>>
 #[tokio::test]
 async fn a_configured_issuer_and_audience_must_be_present_and_nbf_is_honoured() {
     let app = support::spawn_with(|c| {
-        c.jwt_secret = Some(SECRET.into());
-        c.jwt_issuer = Some(ISSUER.into());
-        c.jwt_audience = Some(AUDIENCE.into());
+        c.auth.jwt_secret = Some(SECRET.into());
+        c.auth.jwt_issuer = Some(ISSUER.into());
+        c.auth.jwt_audience = Some(AUDIENCE.into());
     })
     .await;
     let refused = [
@@ -424,7 +424,7 @@ async fn a_configured_issuer_and_audience_must_be_present_and_nbf_is_honoured() 
 
 #[tokio::test]
 async fn without_an_issuer_or_audience_configured_tokens_need_neither() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     let bare = claims_with(|c| {
         c.remove("iss");
         c.remove("aud");
@@ -447,7 +447,7 @@ async fn a_plain_http_jwks_url_is_refused_at_start_up_except_on_loopback() {
         ("http://[::1]:9/jwks.json", true),
     ] {
         let mut config = cerebral::config::Config::for_database("sqlite::memory:");
-        config.jwks_url = Some(url.into());
+        config.auth.jwks_url = Some(url.into());
         let built = cerebral::auth::Authenticator::new(&cerebral::app::auth_settings(&config));
         assert_eq!(built.is_ok(), starts, "{url}");
     }
@@ -486,7 +486,7 @@ async fn a_slow_jwks_refresh_does_not_hold_up_tokens_with_known_kids() {
         )
     };
     let url = serve_jwks(router).await;
-    let app = support::spawn_with(|c| c.jwks_url = Some(url)).await;
+    let app = support::spawn_with(|c| c.auth.jwks_url = Some(url)).await;
     let known = signed(RS256, Some("one"), &rsa("rsa-1.pem"));
     assert_eq!(post(&app, Some(&known), COUNT).await.0, 200);
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
@@ -589,7 +589,8 @@ async fn create_over(ws: support::WsStream) -> Value {
 
 #[tokio::test]
 async fn a_websocket_from_a_foreign_origin_is_refused_before_the_upgrade() {
-    let app = support::spawn_with(|c| c.cors_origins = vec!["https://app.example".into()]).await;
+    let app =
+        support::spawn_with(|c| c.server.cors_origins = vec!["https://app.example".into()]).await;
     let port = app.base.rsplit(':').next().expect("port").to_string();
     for origin in [
         "http://attacker.example".to_string(),
@@ -691,9 +692,10 @@ async fn without_authentication_only_loopback_host_names_are_served() {
 
 #[tokio::test]
 async fn allowed_hosts_opens_named_hosts_and_authentication_opens_any() {
-    let named = support::spawn_with(|c| c.allowed_hosts = vec!["cerebral.internal".into()]).await;
-    let any = support::spawn_with(|c| c.allowed_hosts = vec!["*".into()]).await;
-    let authed = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let named =
+        support::spawn_with(|c| c.server.allowed_hosts = vec!["cerebral.internal".into()]).await;
+    let any = support::spawn_with(|c| c.server.allowed_hosts = vec!["*".into()]).await;
+    let authed = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     let status = |app: &support::TestApp, host: &str, bearer: Option<String>| {
         let mut req = app
             .http()
@@ -719,6 +721,6 @@ async fn allowed_hosts_opens_named_hosts_and_authentication_opens_any() {
     // A typo stops the server instead of locking everyone out.
     let (url, _dir) = support::fresh_database().await;
     let mut config = cerebral::config::Config::for_database(&url);
-    config.allowed_hosts = vec!["https://cerebral.internal/".into()];
+    config.server.allowed_hosts = vec!["https://cerebral.internal/".into()];
     assert!(cerebral::app::App::build(&config).await.is_err());
 }

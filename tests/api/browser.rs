@@ -38,7 +38,7 @@ async fn graphiql_runs_a_query_and_a_subscription_in_headless_chromium_offline()
     );
 
     let dev = support::spawn().await;
-    let auth = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let auth = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     let tenant = TENANT.parse().expect("tenant uuid");
     let token = cerebral::auth::mint(SECRET, tenant, "browser", &["admin".into()], 600)
         .expect("mint a token");

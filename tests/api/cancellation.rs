@@ -112,8 +112,8 @@ async fn server() -> Option<(TestApp, tokio::sync::MutexGuard<'static, ()>, usiz
     let alone = ONE_AT_A_TIME.lock().await;
     let notices_before = stray_begin_notices().load(Ordering::SeqCst);
     let app = support::spawn_with(|c| {
-        c.db_max_connections = POOL;
-        c.request_timeout_seconds = 1;
+        c.db.db_max_connections = POOL;
+        c.requests.request_timeout_seconds = 1;
     })
     .await;
     let owner = owner(&app).await;

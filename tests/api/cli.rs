@@ -122,7 +122,7 @@ async fn token_mints_a_token_the_server_accepts_with_its_tenant_and_roles() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     let create = "mutation { createProject(input: {name: \"p\"}) { project { id } } }";
     let body = app
         .post_as(&mint("operator"), create, serde_json::json!({}))
@@ -271,7 +271,7 @@ fn the_self_url_of_a_wildcard_address_is_loopback_of_its_family() {
         ("10.1.2.3:80", "http://10.1.2.3:80"),
         ("[fe80::1]:8080", "http://[fe80::1]:8080"),
     ] {
-        config.listen = listen.parse().expect("address");
+        config.server.listen = listen.parse().expect("address");
         assert_eq!(config.self_url(), url);
     }
 }

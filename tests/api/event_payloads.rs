@@ -284,7 +284,7 @@ async fn every_event_type_keeps_its_payload_keys() {
     let app = support::spawn().await;
     every_change(&app).await;
     // Sessions expire on a server whose timeout has already passed.
-    let expiring = support::spawn_with(|c| c.session_timeout_minutes = 0).await;
+    let expiring = support::spawn_with(|c| c.lifecycle.session_timeout_minutes = 0).await;
     expiring
         .ok("mutation { startSession { session { id } } }", json!({}))
         .await;

@@ -12,7 +12,7 @@ use crate::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_that_keep_falling_behind_a_tiny_ring_miss_nothing() {
-    let app = support::spawn_with(|c| c.event_buffer = 2).await;
+    let app = support::spawn_with(|c| c.events.event_buffer = 2).await;
     let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
     let q = "subscription($a: String!) { events(after: $a) { cursor } }";
     let mut subs = Vec::new();
@@ -195,7 +195,7 @@ async fn subscribers_of_one_selection_get_one_execution_and_other_selections_the
 async fn an_item_with_an_error_is_each_subscribers_own() {
     // Every event's payload is larger than this: each item fails with
     // RESPONSE_TOO_LARGE, and an answer with errors is never shared.
-    let app = support::spawn_with(|c| c.max_response_bytes = 120).await;
+    let app = support::spawn_with(|c| c.query.max_response_bytes = 120).await;
     let marker = support::create_project_cursor(app.http(), &app.base, "marker").await;
     support::create_project_cursor(app.http(), &app.base, "a project with a long enough name")
         .await;
@@ -244,7 +244,7 @@ async fn append_events(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_stream_is_not_woken_by_the_events_it_excludes() {
     use cerebral::domain::EventType;
-    let app = support::spawn_with(|c| c.event_buffer = 16).await;
+    let app = support::spawn_with(|c| c.events.event_buffer = 16).await;
     let mine = app.create_project("mine").await;
     let mine_id = cerebral::ids::decode(
         cerebral::ids::Kind::Project,

@@ -193,7 +193,7 @@ async fn an_unchanged_page_or_asset_is_answered_with_304() {
 #[tokio::test]
 async fn the_page_needs_no_token_but_its_queries_do() {
     let app = support::spawn_with(|c| {
-        c.jwt_secret = Some("a-graphiql-test-secret-long-enough-for-hs256".into())
+        c.auth.jwt_secret = Some("a-graphiql-test-secret-long-enough-for-hs256".into())
     })
     .await;
     let page = get(&app, "/graphql", "text/html").await;

@@ -188,7 +188,7 @@ async fn a_stale_checkpoint_version_is_a_conflict_not_an_overwrite() {
 
 #[tokio::test]
 async fn sessions_switch_personas_and_keep_bounded_history() {
-    let app = support::spawn_with(|c| c.max_context_history = 3).await;
+    let app = support::spawn_with(|c| c.lifecycle.max_context_history = 3).await;
     let s = app
         .ok(
             "mutation { startSession(input: {name: \"s\"}) { session { id status } } }",
@@ -374,7 +374,7 @@ async fn nested_lists_cost_the_same_number_of_statements_for_one_and_fifty_proje
     // batch: the count depends on the query's shape alone. The window is set
     // long to show it is not what batches here (a request would otherwise
     // take seconds).
-    let app = support::spawn_with(|c| c.dataloader_delay_us = 1_000_000).await;
+    let app = support::spawn_with(|c| c.db.dataloader_delay_us = 1_000_000).await;
     let q = "{ projects(first: 100) { totalCount nodes { id completion { percentage } tasks(first: 20) { totalCount nodes { id persona { key name } dependencies { id } latestCheckpoint { version } } } } } }";
     let mut measured = vec![];
     let mut created = 0;

@@ -163,7 +163,7 @@ async fn cors_allows_only_the_configured_origins() {
     );
 
     let app = support::spawn_with(|c| {
-        c.cors_origins = vec![
+        c.server.cors_origins = vec![
             "https://app.example.com".into(),
             "http://localhost:5173".into(),
         ];
@@ -199,7 +199,7 @@ async fn cors_allows_only_the_configured_origins() {
         .expect("ascii");
     assert!(exposed.contains("x-request-id"), "{exposed}");
 
-    let any = support::spawn_with(|c| c.cors_origins = vec!["*".into()]).await;
+    let any = support::spawn_with(|c| c.server.cors_origins = vec!["*".into()]).await;
     let resp = preflight(&any.base, "https://whoever.example.org").await;
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 }
@@ -209,7 +209,7 @@ async fn a_malformed_cors_origin_stops_the_server_at_start_up() {
     let (url, _dir) = support::fresh_database().await;
     for bad in ["app.example.com", "https://app.example.com/", "https://a b"] {
         let mut config = cerebral::config::Config::for_database(&url);
-        config.cors_origins = vec![bad.into()];
+        config.server.cors_origins = vec![bad.into()];
         let err = match cerebral::app::App::build(&config).await {
             Ok(_) => panic!("{bad} accepted"),
             Err(e) => e.to_string(),
@@ -220,7 +220,7 @@ async fn a_malformed_cors_origin_stops_the_server_at_start_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_gets_a_500_and_the_server_keeps_serving() {
-    let app = support::spawn_with(|c| c.test_routes = true).await;
+    let app = support::spawn_with(|c| c.server.test_routes = true).await;
     for _ in 0..3 {
         let resp = reqwest::get(format!("{}/__test/panic", app.base))
             .await
@@ -278,8 +278,8 @@ async fn a_panicking_handler_gets_a_500_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backstop_timeout_answers_a_stuck_handler() {
     let app = support::spawn_with(|c| {
-        c.test_routes = true;
-        c.request_timeout_seconds = 1;
+        c.server.test_routes = true;
+        c.requests.request_timeout_seconds = 1;
     })
     .await;
     let started = Instant::now();
@@ -302,7 +302,7 @@ async fn the_backstop_timeout_answers_a_stuck_handler() {
 
 #[tokio::test]
 async fn a_declared_oversized_body_is_refused_before_it_is_read() {
-    let app = support::spawn_with(|c| c.max_body_bytes = 2_000).await;
+    let app = support::spawn_with(|c| c.requests.max_body_bytes = 2_000).await;
     let big = format!(
         r#"{{"query":"{{ projects {{ totalCount }} }}","extensions":{{"pad":"{}"}}}}"#,
         "x".repeat(5_000)

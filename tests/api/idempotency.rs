@@ -311,7 +311,7 @@ async fn every_keyed_mutation_answers_a_repeat_as_it_answered_the_first() {
 /// answers with the new session, not the expired one.
 #[tokio::test]
 async fn a_repeated_start_session_answers_with_the_session_it_started() {
-    let app = support::spawn_with(|c| c.max_sessions_per_user = 1).await;
+    let app = support::spawn_with(|c| c.lifecycle.max_sessions_per_user = 1).await;
     let start = "mutation($k: String) { startSession(input: {name: \"new\", idempotencyKey: $k}) { session { id name status } event { id type } } }";
     let old = app
         .ok(

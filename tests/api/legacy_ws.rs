@@ -66,8 +66,8 @@ fn start(id: &str, padding: usize) -> Value {
 #[tokio::test]
 async fn starts_queued_before_connection_init_are_capped_by_count_and_bytes() {
     let app = support::spawn_with(|c| {
-        c.ws_max_early_operations = 4;
-        c.ws_max_early_bytes = 16 * 1024;
+        c.ws.ws_max_early_operations = 4;
+        c.ws.ws_max_early_bytes = 16 * 1024;
     })
     .await;
     // Up to the count: kept, and all run once initialised.

@@ -315,7 +315,7 @@ async fn graphql_over_http_media_types_and_status_codes() {
 
 #[tokio::test]
 async fn introspection_and_suggestions_can_be_switched_off() {
-    let app = support::spawn_with(|c| c.introspection = false).await;
+    let app = support::spawn_with(|c| c.query.introspection = false).await;
     refused_with(
         &app,
         "{ __schema { types { name } } }",
@@ -356,7 +356,7 @@ async fn locked_project() -> (
     bool,
 ) {
     use sea_orm::{ConnectionTrait, TransactionTrait};
-    let app = support::spawn_with(|c| c.request_timeout_seconds = 1).await;
+    let app = support::spawn_with(|c| c.requests.request_timeout_seconds = 1).await;
     let pid = accepted(
         &app,
         "mutation { createProject(input: {name: \"slow\"}) { project { id } } }",
@@ -452,9 +452,9 @@ fn token(tenant: &str) -> String {
 #[tokio::test]
 async fn each_tenant_has_its_own_rate_and_a_refusal_says_when_to_retry() {
     let app = support::spawn_with(|c| {
-        c.jwt_secret = Some(SECRET.into());
-        c.rate_limit_per_second = 1;
-        c.rate_limit_burst = 3;
+        c.auth.jwt_secret = Some(SECRET.into());
+        c.requests.rate_limit_per_second = 1;
+        c.requests.rate_limit_burst = 3;
     })
     .await;
     let send = |tenant: &'static str| {
@@ -492,8 +492,8 @@ async fn each_tenant_has_its_own_rate_and_a_refusal_says_when_to_retry() {
 #[tokio::test]
 async fn without_authentication_the_rate_is_per_address() {
     let app = support::spawn_with(|c| {
-        c.rate_limit_per_second = 1;
-        c.rate_limit_burst = 1;
+        c.requests.rate_limit_per_second = 1;
+        c.requests.rate_limit_burst = 1;
     })
     .await;
     let q = json!({ "query": "{ projects { totalCount } }" });
@@ -505,8 +505,8 @@ async fn without_authentication_the_rate_is_per_address() {
 #[tokio::test]
 async fn websocket_operations_draw_from_the_same_rate() {
     let app = support::spawn_with(|c| {
-        c.rate_limit_per_second = 1;
-        c.rate_limit_burst = 2;
+        c.requests.rate_limit_per_second = 1;
+        c.requests.rate_limit_burst = 2;
     })
     .await;
     let mut ws = support::RawWs::connect_and_init(&app.base).await;

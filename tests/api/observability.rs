@@ -107,7 +107,7 @@ async fn scrape_until(base: &str, what: &str, done: impl Fn(&Scrape) -> bool) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_requests_operations_events_and_work() {
     // Counts reused for a second only, so the test sees them move soon.
-    let app = support::spawn_with(|c| c.metrics_counts_ttl_seconds = 1).await;
+    let app = support::spawn_with(|c| c.server.metrics_counts_ttl_seconds = 1).await;
     let before = Scrape::take(&app.base).await;
     // Every task status is a series from the start, zeros included.
     for status in [
@@ -613,15 +613,15 @@ async fn spawn_with_metrics_listener(
     let (url, dir) = support::fresh_database().await;
     let mut config = cerebral::config::Config::for_database(&url);
     if support::backend() == "postgres" {
-        config.migration_database_url = Some(url.clone());
-        config.database_url = support::serving_url(&url).await;
+        config.db.migration_database_url = Some(url.clone());
+        config.db.database_url = support::serving_url(&url).await;
     }
-    config.event_poll_ms = 0;
-    config.sweep_interval_seconds = 0;
-    config.agent_stale_seconds = 0;
-    config.rate_limit_per_second = 0;
-    config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
-    config.metrics_counts_ttl_seconds = ttl_seconds;
+    config.events.event_poll_ms = 0;
+    config.lifecycle.sweep_interval_seconds = 0;
+    config.lifecycle.agent_stale_seconds = 0;
+    config.requests.rate_limit_per_second = 0;
+    config.server.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
+    config.server.metrics_counts_ttl_seconds = ttl_seconds;
     let app = cerebral::app::App::build(&config)
         .await
         .expect("app builds");

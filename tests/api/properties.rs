@@ -40,9 +40,9 @@ fn world() -> &'static World {
         let (url, dir) = rt.block_on(support::fresh_database());
         let services = rt.block_on(async {
             let mut config = cerebral::config::Config::for_database(&url);
-            config.event_poll_ms = 0;
-            config.sweep_interval_seconds = 0;
-            config.agent_stale_seconds = 0;
+            config.events.event_poll_ms = 0;
+            config.lifecycle.sweep_interval_seconds = 0;
+            config.lifecycle.agent_stale_seconds = 0;
             cerebral::app::App::build(&config)
                 .await
                 .expect("app")

@@ -15,7 +15,7 @@ async fn an_event_committed_on_one_replica_reaches_a_subscriber_on_the_other() {
     // polls the committed head.
     let postgres = support::backend() == "postgres";
     let b = support::spawn_on(a.database_url.clone(), None, |c| {
-        c.event_poll_ms = if postgres { 0 } else { 100 };
+        c.events.event_poll_ms = if postgres { 0 } else { 100 };
     })
     .await;
     let mut sub = b

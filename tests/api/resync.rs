@@ -24,7 +24,7 @@ async fn first_message_of(app: &support::TestApp, field: &str) -> Value {
 
 #[tokio::test]
 async fn a_cursor_older_than_the_replay_limit_gets_resync_required_with_the_latest_cursor() {
-    let app = support::spawn_with(|c| c.max_replay_events = 5).await;
+    let app = support::spawn_with(|c| c.events.max_replay_events = 5).await;
     let mut cursors = Vec::new();
     for i in 0..8 {
         cursors.push(support::create_project_cursor(app.http(), &app.base, &format!("p{i}")).await);
@@ -50,7 +50,7 @@ async fn a_cursor_older_than_the_replay_limit_gets_resync_required_with_the_late
 
 #[tokio::test]
 async fn the_replay_limit_counts_the_subscribers_own_events_not_the_whole_log() {
-    let app = support::spawn_with(|c| c.max_replay_events = 5).await;
+    let app = support::spawn_with(|c| c.events.max_replay_events = 5).await;
     for i in 0..8 {
         app.create_project(&format!("p{i}")).await;
     }

@@ -47,8 +47,8 @@ async fn spawn(pool: u32, tenants: &[(Uuid, &str)]) -> Option<support::TestApp> 
         return None;
     }
     let app = support::spawn_with(|c| {
-        c.jwt_secret = Some(SECRET.into());
-        c.db_max_connections = pool;
+        c.auth.jwt_secret = Some(SECRET.into());
+        c.db.db_max_connections = pool;
     })
     .await;
     for (tenant, name) in tenants {
@@ -782,10 +782,10 @@ async fn a_replica_with_only_the_serving_role_starts_once_migrated() {
     };
     let serving_only = |url: String| {
         let mut config = cerebral::config::Config::for_database(url);
-        config.jwt_secret = Some(SECRET.into());
-        config.event_poll_ms = 0;
-        config.sweep_interval_seconds = 0;
-        config.agent_stale_seconds = 0;
+        config.auth.jwt_secret = Some(SECRET.into());
+        config.events.event_poll_ms = 0;
+        config.lifecycle.sweep_interval_seconds = 0;
+        config.lifecycle.agent_stale_seconds = 0;
         config
     };
     let replica = cerebral::app::App::build(&serving_only(app.serving_url.clone()))

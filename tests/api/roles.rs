@@ -273,7 +273,7 @@ async fn event_count(app: &support::TestApp) -> u64 {
 
 #[tokio::test]
 async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_nothing() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     // Real objects of the caller's own tenant, made by an admin, so a
     // refusal cannot be a NOT_FOUND in disguise.
     let ids = app.bearer(&token(&["admin"])).seed("p").await;
@@ -360,7 +360,7 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
 
 #[tokio::test]
 async fn each_role_may_run_what_the_table_lists_and_every_role_reads() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     // Operators start projects, agents do the work, operators answer.
     let p = post(&app, &["operator"], "mutation { createProject(input: {name: \"p\", workflowId: \"greenfield-service\"}) { project { id tasks(first: 1) { nodes { id } } } } }", json!({})).await;
     let tid = p["data"]["createProject"]["project"]["tasks"]["nodes"][0]["id"].clone();
@@ -396,7 +396,7 @@ async fn each_role_may_run_what_the_table_lists_and_every_role_reads() {
 
 #[tokio::test]
 async fn a_token_without_a_cerebral_role_is_forbidden_everything() {
-    let app = support::spawn_with(|c| c.jwt_secret = Some(SECRET.into())).await;
+    let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
     for roles in [&[][..], &["superuser", "root"][..]] {
         let resp = app
             .http()

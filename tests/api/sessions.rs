@@ -17,7 +17,7 @@ async fn start(app: &support::TestApp) -> String {
 #[tokio::test]
 async fn overdue_sessions_expire_on_cleanup_with_one_event_each_and_refuse_work() {
     // A zero timeout makes every session overdue at once.
-    let app = support::spawn_with(|c| c.session_timeout_minutes = 0).await;
+    let app = support::spawn_with(|c| c.lifecycle.session_timeout_minutes = 0).await;
     let a = start(&app).await;
     let _b = start(&app).await;
     let body = app
@@ -88,7 +88,7 @@ async fn touching_an_active_session_moves_its_deadline() {
 
 #[tokio::test]
 async fn the_least_recently_active_session_expires_when_a_user_goes_over_the_limit() {
-    let app = support::spawn_with(|c| c.max_sessions_per_user = 2).await;
+    let app = support::spawn_with(|c| c.lifecycle.max_sessions_per_user = 2).await;
     let first = start(&app).await;
     let second = start(&app).await;
     let third = start(&app).await;
@@ -196,8 +196,8 @@ fn hand_made_snapshot(doc: &serde_json::Value, declared: Option<usize>) -> serde
 #[tokio::test]
 async fn an_imported_history_keeps_its_newest_entries_and_sizes_are_checked_before_inflating() {
     let app = support::spawn_with(|c| {
-        c.max_context_history = 3;
-        c.max_snapshot_bytes = 4096;
+        c.lifecycle.max_context_history = 3;
+        c.catalog.max_snapshot_bytes = 4096;
     })
     .await;
     let s = start(&app).await;

@@ -788,11 +788,11 @@ async fn dump_tenant(url: &str, tenant: &str) -> BTreeMap<String, Vec<String>> {
 #[tokio::test]
 async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
     let app = support::spawn_with(|c| {
-        c.jwt_secret = Some(SECRET.into());
+        c.auth.jwt_secret = Some(SECRET.into());
         // The relations query is deep on purpose; limits are tested in
         // tests/api/limits.rs.
-        c.max_depth = 64;
-        c.max_complexity = 1_000_000_000;
+        c.query.max_depth = 64;
+        c.query.max_complexity = 1_000_000_000;
     })
     .await;
     let caller = |tenant: &str| app.bearer(&token(tenant));

@@ -78,7 +78,7 @@ async fn the_server_chooses_the_graphql_transport_ws_subprotocol() {
 
 #[tokio::test]
 async fn a_socket_without_connection_init_is_closed_with_4408() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 300).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 300).await;
     let mut ws = RawWs::connect(&app.base).await;
     let frame = ws.close_frame(T).await;
     assert_closed_with(&ws, frame, 4408, "Connection initialisation timeout");
@@ -86,7 +86,7 @@ async fn a_socket_without_connection_init_is_closed_with_4408() {
 
 #[tokio::test]
 async fn a_ping_does_not_stand_in_for_connection_init() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 1000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 1000).await;
     let mut ws = RawWs::connect(&app.base).await;
     ws.send_json(json!({ "type": "ping" })).await;
     let pong = ws.next_json(T).await;
@@ -101,7 +101,7 @@ async fn a_ping_does_not_stand_in_for_connection_init() {
 
 #[tokio::test]
 async fn an_initialised_socket_outlives_the_init_timeout() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 1000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 1000).await;
     let mut ws = RawWs::connect_and_init(&app.base).await;
     // Well past the init timeout the socket is still served.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -111,7 +111,7 @@ async fn an_initialised_socket_outlives_the_init_timeout() {
 
 #[tokio::test]
 async fn a_subscribe_before_connection_ack_is_closed_with_4401() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 60_000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 60_000).await;
     let mut ws = RawWs::connect(&app.base).await;
     ws.subscribe("1", HEAD_SUB, json!({})).await;
     let frame = ws.close_frame(T).await;
@@ -169,7 +169,7 @@ async fn expect_4400(base: &str, init: bool, frame: Message, case: &str) {
 
 #[tokio::test]
 async fn invalid_json_is_closed_with_4400() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 60_000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 60_000).await;
     expect_4400(&app.base, true, Message::text("{not json"), "after init").await;
     expect_4400(&app.base, false, Message::text("{not json"), "before init").await;
     expect_4400(&app.base, true, Message::text("[]"), "a JSON array").await;
@@ -178,7 +178,7 @@ async fn invalid_json_is_closed_with_4400() {
 
 #[tokio::test]
 async fn an_unknown_message_type_is_closed_with_4400_and_a_short_reason() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 60_000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 60_000).await;
     expect_4400(
         &app.base,
         true,
@@ -257,7 +257,7 @@ async fn a_subscribe_without_a_query_payload_is_closed_with_4400() {
 
 #[tokio::test]
 async fn a_binary_frame_is_closed_with_4400() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 60_000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 60_000).await;
     // Even a binary frame holding a valid message.
     let ping = json!({ "type": "ping" }).to_string().into_bytes();
     expect_4400(&app.base, true, Message::binary(ping.clone()), "after init").await;
@@ -381,7 +381,7 @@ async fn completing_a_subscription_stops_its_stream_and_lowers_the_gauges() {
 
 #[tokio::test]
 async fn a_ping_gets_a_pong_before_and_after_init_and_a_client_pong_is_ignored() {
-    let app = support::spawn_with(|c| c.ws_init_timeout_ms = 60_000).await;
+    let app = support::spawn_with(|c| c.ws.ws_init_timeout_ms = 60_000).await;
     let mut ws = RawWs::connect(&app.base).await;
     ws.send_json(json!({ "type": "ping" })).await;
     assert_eq!(ws.next_json(T).await, Some(json!({ "type": "pong" })));
@@ -456,7 +456,7 @@ async fn a_client_that_stops_polling_its_socket_is_dropped() {
 
 #[tokio::test]
 async fn a_subscribe_beyond_the_cap_gets_too_many_subscriptions_and_the_socket_stays() {
-    let app = support::spawn_with(|c| c.ws_max_subscriptions = 2).await;
+    let app = support::spawn_with(|c| c.ws.ws_max_subscriptions = 2).await;
     let mut ws = RawWs::connect_and_init(&app.base).await;
     ws.subscribe("a", HEAD_SUB, json!({})).await;
     ws.subscribe("b", HEAD_SUB, json!({})).await;
@@ -585,8 +585,8 @@ async fn open(base: &str) -> Result<support::WsStream, (u16, Option<String>, Val
 #[tokio::test]
 async fn an_address_over_its_socket_limit_gets_429_until_one_closes() {
     let app = support::spawn_with(|c| {
-        c.ws_max_connections_per_address = 3;
-        c.ws_upgrades_per_second = 0;
+        c.ws.ws_max_connections_per_address = 3;
+        c.ws.ws_upgrades_per_second = 0;
     })
     .await;
     let mut held = Vec::new();
@@ -617,9 +617,9 @@ async fn an_address_over_its_socket_limit_gets_429_until_one_closes() {
 #[tokio::test]
 async fn a_full_server_answers_503_and_a_fast_address_429_with_retry_after() {
     let full = support::spawn_with(|c| {
-        c.ws_max_connections = 2;
-        c.ws_max_connections_per_address = 0;
-        c.ws_upgrades_per_second = 0;
+        c.ws.ws_max_connections = 2;
+        c.ws.ws_max_connections_per_address = 0;
+        c.ws.ws_upgrades_per_second = 0;
     })
     .await;
     let _a = open(&full.base).await.expect("first");
@@ -628,8 +628,8 @@ async fn a_full_server_answers_503_and_a_fast_address_429_with_retry_after() {
     assert_eq!((status, code), (503, json!("TOO_MANY_CONNECTIONS")));
 
     let fast = support::spawn_with(|c| {
-        c.ws_max_connections_per_address = 2;
-        c.ws_upgrades_per_second = 1;
+        c.ws.ws_max_connections_per_address = 2;
+        c.ws.ws_upgrades_per_second = 1;
     })
     .await;
     // A burst of the per-address limit, then one a second: closing and

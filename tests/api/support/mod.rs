@@ -108,17 +108,17 @@ pub async fn spawn_on(
     if backend() == "postgres" {
         // Migrate as the owner, serve as a role row-level security binds:
         // every PostgreSQL test then runs behind the second wall too.
-        config.migration_database_url = Some(url.clone());
-        config.database_url = serving_url(&url).await;
+        config.db.migration_database_url = Some(url.clone());
+        config.db.database_url = serving_url(&url).await;
     }
-    config.event_poll_ms = 0;
+    config.events.event_poll_ms = 0;
     // Background sweepers would race the tests that call them by hand.
-    config.sweep_interval_seconds = 0;
-    config.agent_stale_seconds = 0;
+    config.lifecycle.sweep_interval_seconds = 0;
+    config.lifecycle.agent_stale_seconds = 0;
     // Every test client comes from 127.0.0.1; tests/api/limits.rs turns it on.
-    config.rate_limit_per_second = 0;
+    config.requests.rate_limit_per_second = 0;
     tweak(&mut config);
-    let serving_url = config.database_url.clone();
+    let serving_url = config.db.database_url.clone();
     let app = App::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let statements = app.statements();
