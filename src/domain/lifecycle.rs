@@ -4,12 +4,51 @@ use async_graphql::Enum;
 use sea_orm::entity::prelude::StringLen;
 use sea_orm::{DeriveActiveEnum, EnumIter};
 
-/// Implements the transition table for one lifecycle enum.
-///
-/// `allowed` lists, for each state, the states it may move to; everything else
-/// is refused with `INVALID_TRANSITION`.
+/// Declares a status enum stored as text: the derives and attributes every
+/// one of them needs, said once. A variant is stored, serialized and named
+/// in GraphQL as its name in SCREAMING_SNAKE_CASE (`WaitingForHitl` is
+/// `WAITING_FOR_HITL` in all three; a test checks they agree), so renaming
+/// a variant renames a stored value: add a migration.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* pub enum $ty:ident { $($(#[$vmeta:meta])* $variant:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            EnumIter,
+            DeriveActiveEnum,
+            Enum,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[sea_orm(
+            rs_type = "String",
+            db_type = "String(StringLen::N(32))",
+            rename_all = "SCREAMING_SNAKE_CASE"
+        )]
+        pub enum $ty {
+            $($(#[$vmeta])* $variant,)*
+        }
+    };
+}
+
+/// Declares a lifecycle: a [`stored_enum!`] whose every state lists the
+/// states it may move to (`Pending => [Working, Cancelled]`); everything
+/// else is refused with `INVALID_TRANSITION`.
 macro_rules! lifecycle {
-    ($ty:ident { $($from:ident => [$($to:ident),*]),* $(,)? }) => {
+    ($(#[$meta:meta])* pub enum $ty:ident {
+        $($(#[$vmeta:meta])* $from:ident => [$($to:ident),*]),* $(,)?
+    }) => {
+        stored_enum! {
+            $(#[$meta])*
+            pub enum $ty { $($(#[$vmeta])* $from),* }
+        }
+
         impl $ty {
             /// The states this one may move to, per DESIGN.md's lifecycle table.
             pub fn allowed_transitions(self) -> &'static [$ty] {
@@ -27,240 +66,98 @@ macro_rules! lifecycle {
             pub fn is_terminal(self) -> bool {
                 self.allowed_transitions().is_empty()
             }
-
         }
     };
 }
 
-/// Lifecycle of a project: `ACTIVE → COMPLETED / FAILED / CANCELLED`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum ProjectStatus {
-    /// Work is going on; tasks may be created and run.
-    #[sea_orm(string_value = "ACTIVE")]
-    Active,
-    /// Finished successfully (terminal).
-    #[sea_orm(string_value = "COMPLETED")]
-    Completed,
-    /// Given up after a failure (terminal).
-    #[sea_orm(string_value = "FAILED")]
-    Failed,
-    /// Stopped on purpose before it finished (terminal).
-    #[sea_orm(string_value = "CANCELLED")]
-    Cancelled,
+lifecycle! {
+    /// Lifecycle of a project: `ACTIVE → COMPLETED / FAILED / CANCELLED`.
+    pub enum ProjectStatus {
+        /// Work is going on; tasks may be created and run.
+        Active => [Completed, Failed, Cancelled],
+        /// Finished successfully (terminal).
+        Completed => [],
+        /// Given up after a failure (terminal).
+        Failed => [],
+        /// Stopped on purpose before it finished (terminal).
+        Cancelled => [],
+    }
 }
 
-lifecycle!(ProjectStatus {
-    Active => [Completed, Failed, Cancelled],
-    Completed => [],
-    Failed => [],
-    Cancelled => [],
-});
-
-/// Lifecycle of a task:
-/// `PENDING → WORKING ⇄ WAITING_FOR_HITL → COMPLETED / FAILED / CANCELLED`,
-/// and `FAILED → PENDING` on retry.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum TaskStatus {
-    /// Created, not yet picked up by its agent.
-    #[sea_orm(string_value = "PENDING")]
-    Pending,
-    /// An agent is working on it.
-    #[sea_orm(string_value = "WORKING")]
-    Working,
-    /// Paused until a human answers a HITL request.
-    #[sea_orm(string_value = "WAITING_FOR_HITL")]
-    WaitingForHitl,
-    /// Done, with its output (terminal).
-    #[sea_orm(string_value = "COMPLETED")]
-    Completed,
-    /// Stopped with an error; may be retried.
-    #[sea_orm(string_value = "FAILED")]
-    Failed,
-    /// Stopped on purpose (terminal).
-    #[sea_orm(string_value = "CANCELLED")]
-    Cancelled,
+lifecycle! {
+    /// Lifecycle of a task:
+    /// `PENDING → WORKING ⇄ WAITING_FOR_HITL → COMPLETED / FAILED / CANCELLED`,
+    /// and `FAILED → PENDING` on retry.
+    pub enum TaskStatus {
+        /// Created, not yet picked up by its agent.
+        Pending => [Working, Cancelled],
+        /// An agent is working on it.
+        Working => [WaitingForHitl, Completed, Failed, Cancelled],
+        /// Paused until a human answers a HITL request.
+        WaitingForHitl => [Working, Failed, Cancelled],
+        /// Done, with its output (terminal).
+        Completed => [],
+        /// Stopped with an error; may be retried.
+        Failed => [Pending],
+        /// Stopped on purpose (terminal).
+        Cancelled => [],
+    }
 }
 
-lifecycle!(TaskStatus {
-    Pending => [Working, Cancelled],
-    Working => [WaitingForHitl, Completed, Failed, Cancelled],
-    WaitingForHitl => [Working, Failed, Cancelled],
-    Completed => [],
-    Failed => [Pending],
-    Cancelled => [],
-});
-
-/// Lifecycle of a session: `ACTIVE ⇄ SUSPENDED → TERMINATED`, and
-/// `ACTIVE / SUSPENDED → EXPIRED` by inactivity timeout.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum SessionStatus {
-    /// In use.
-    #[sea_orm(string_value = "ACTIVE")]
-    Active,
-    /// Put aside by its user; contexts are kept.
-    #[sea_orm(string_value = "SUSPENDED")]
-    Suspended,
-    /// Ended by its user (terminal).
-    #[sea_orm(string_value = "TERMINATED")]
-    Terminated,
-    /// Ended by the inactivity timeout (terminal).
-    #[sea_orm(string_value = "EXPIRED")]
-    Expired,
+lifecycle! {
+    /// Lifecycle of a session: `ACTIVE ⇄ SUSPENDED → TERMINATED`, and
+    /// `ACTIVE / SUSPENDED → EXPIRED` by inactivity timeout.
+    pub enum SessionStatus {
+        /// In use.
+        Active => [Suspended, Terminated, Expired],
+        /// Put aside by its user; contexts are kept.
+        Suspended => [Active, Terminated, Expired],
+        /// Ended by its user (terminal).
+        Terminated => [],
+        /// Ended by the inactivity timeout (terminal).
+        Expired => [],
+    }
 }
 
-lifecycle!(SessionStatus {
-    Active => [Suspended, Terminated, Expired],
-    Suspended => [Active, Terminated, Expired],
-    Terminated => [],
-    Expired => [],
-});
-
-/// Lifecycle of a task checkpoint: `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum CheckpointStatus {
-    /// The step this checkpoint belongs to is still running.
-    #[sea_orm(string_value = "IN_PROGRESS")]
-    InProgress,
-    /// The step finished with this state.
-    #[sea_orm(string_value = "COMPLETED")]
-    Completed,
-    /// The step failed with this state.
-    #[sea_orm(string_value = "FAILED")]
-    Failed,
-    /// Superseded by a revert to an earlier checkpoint; kept for history.
-    #[sea_orm(string_value = "REVERTED")]
-    Reverted,
+lifecycle! {
+    /// Lifecycle of a task checkpoint: `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
+    pub enum CheckpointStatus {
+        /// The step this checkpoint belongs to is still running.
+        InProgress => [Completed, Failed, Reverted],
+        /// The step finished with this state.
+        Completed => [Reverted],
+        /// The step failed with this state.
+        Failed => [Reverted],
+        /// Superseded by a revert to an earlier checkpoint; kept for history.
+        Reverted => [],
+    }
 }
 
-lifecycle!(CheckpointStatus {
-    InProgress => [Completed, Failed, Reverted],
-    Completed => [Reverted],
-    Failed => [Reverted],
-    Reverted => [],
-});
-
-/// Lifecycle of a HITL request: `PENDING → APPROVED / REJECTED / AMENDED`
-/// (or `EXPIRED`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum HitlStatus {
-    /// Waiting for a human.
-    #[sea_orm(string_value = "PENDING")]
-    Pending,
-    /// The human approved; the task resumes.
-    #[sea_orm(string_value = "APPROVED")]
-    Approved,
-    /// The human rejected; the task fails.
-    #[sea_orm(string_value = "REJECTED")]
-    Rejected,
-    /// The human answered with changes; the task resumes with them.
-    #[sea_orm(string_value = "AMENDED")]
-    Amended,
-    /// Nobody answered in time.
-    #[sea_orm(string_value = "EXPIRED")]
-    Expired,
+lifecycle! {
+    /// Lifecycle of a HITL request: `PENDING → APPROVED / REJECTED / AMENDED`
+    /// (or `EXPIRED`).
+    pub enum HitlStatus {
+        /// Waiting for a human.
+        Pending => [Approved, Rejected, Amended, Expired],
+        /// The human approved; the task resumes.
+        Approved => [],
+        /// The human rejected; the task fails.
+        Rejected => [],
+        /// The human answered with changes; the task resumes with them.
+        Amended => [],
+        /// Nobody answered in time.
+        Expired => [],
+    }
 }
 
-lifecycle!(HitlStatus {
-    Pending => [Approved, Rejected, Amended, Expired],
-    Approved => [],
-    Rejected => [],
-    Amended => [],
-    Expired => [],
-});
-
-/// What happens to the task when a HITL request expires unanswered.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum HitlExpiryPolicy {
-    /// The task fails (the default: no answer is not a yes).
-    #[sea_orm(string_value = "FAIL_TASK")]
-    FailTask,
-    /// The task resumes as if approved.
-    #[sea_orm(string_value = "RESUME_TASK")]
-    ResumeTask,
+stored_enum! {
+    /// What happens to the task when a HITL request expires unanswered.
+    pub enum HitlExpiryPolicy {
+        /// The task fails (the default: no answer is not a yes).
+        FailTask,
+        /// The task resumes as if approved.
+        ResumeTask,
+    }
 }
 
 /// A human's answer to a HITL request.
@@ -293,86 +190,46 @@ impl HitlDecision {
     }
 }
 
-/// The live state of one persona's agent in a project. Any state may follow
-/// any other: agents report what they are doing, the server does not decide it.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum AgentState {
-    /// Connected, nothing to do.
-    #[sea_orm(string_value = "IDLE")]
-    Idle,
-    /// Working on a task.
-    #[sea_orm(string_value = "WORKING")]
-    Working,
-    /// Blocked on something outside itself (a human, another agent).
-    #[sea_orm(string_value = "WAITING")]
-    Waiting,
-    /// Hit an error it could not recover from.
-    #[sea_orm(string_value = "ERROR")]
-    Error,
-    /// Not connected.
-    #[sea_orm(string_value = "OFFLINE")]
-    Offline,
-    /// Silent for longer than `CEREBRAL_AGENT_STALE_SECONDS`: set by the
-    /// server, never reported; the next heartbeat or report clears it.
-    #[sea_orm(string_value = "STALE")]
-    Stale,
+stored_enum! {
+    /// The live state of one persona's agent in a project. Any state may follow
+    /// any other: agents report what they are doing, the server does not decide it.
+    pub enum AgentState {
+        /// Connected, nothing to do.
+        Idle,
+        /// Working on a task.
+        Working,
+        /// Blocked on something outside itself (a human, another agent).
+        Waiting,
+        /// Hit an error it could not recover from.
+        Error,
+        /// Not connected.
+        Offline,
+        /// Silent for longer than `CEREBRAL_AGENT_STALE_SECONDS`: set by the
+        /// server, never reported; the next heartbeat or report clears it.
+        Stale,
+    }
 }
 
-/// What an artifact is. Stored as a stable string.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumIter,
-    DeriveActiveEnum,
-    Enum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum ArtifactKind {
-    /// A specification or brief (e.g. a project brief).
-    #[sea_orm(string_value = "SPEC")]
-    Spec,
-    /// A plan or requirements document (e.g. a PRD).
-    #[sea_orm(string_value = "PLAN")]
-    Plan,
-    /// An architecture document.
-    #[sea_orm(string_value = "ARCHITECTURE")]
-    Architecture,
-    /// A user story.
-    #[sea_orm(string_value = "STORY")]
-    Story,
-    /// Source code.
-    #[sea_orm(string_value = "CODE")]
-    Code,
-    /// Tests or test results.
-    #[sea_orm(string_value = "TEST")]
-    Test,
-    /// A log.
-    #[sea_orm(string_value = "LOG")]
-    Log,
-    /// Any other document.
-    #[sea_orm(string_value = "DOCUMENT")]
-    Document,
+stored_enum! {
+    /// What an artifact is. Stored as a stable string.
+    pub enum ArtifactKind {
+        /// A specification or brief (e.g. a project brief).
+        Spec,
+        /// A plan or requirements document (e.g. a PRD).
+        Plan,
+        /// An architecture document.
+        Architecture,
+        /// A user story.
+        Story,
+        /// Source code.
+        Code,
+        /// Tests or test results.
+        Test,
+        /// A log.
+        Log,
+        /// Any other document.
+        Document,
+    }
 }
 
 #[cfg(test)]
@@ -440,5 +297,38 @@ mod tests {
         }
         assert!(CheckpointStatus::InProgress.can_transition_to(CheckpointStatus::Completed));
         assert!(!CheckpointStatus::Reverted.can_transition_to(CheckpointStatus::InProgress));
+    }
+
+    /// What `stored_enum!` promises: a variant's stored value, its JSON
+    /// (event payloads) and its GraphQL name are one string.
+    fn names_agree<T>()
+    where
+        T: sea_orm::ActiveEnum<Value = String>
+            + Iterable
+            + serde::Serialize
+            + async_graphql::resolver_utils::EnumType
+            + std::fmt::Debug,
+    {
+        for variant in T::iter() {
+            let stored = variant.to_value();
+            let json = serde_json::to_value(variant).expect("serializes");
+            let item = T::items().iter().find(|i| i.value == variant);
+            assert_eq!(json.as_str(), Some(stored.as_str()), "{variant:?}");
+            assert_eq!(item.map(|i| i.name), Some(stored.as_str()), "{variant:?}");
+        }
+    }
+
+    #[test]
+    fn stored_json_and_graphql_names_agree() {
+        names_agree::<ProjectStatus>();
+        names_agree::<TaskStatus>();
+        names_agree::<SessionStatus>();
+        names_agree::<CheckpointStatus>();
+        names_agree::<HitlStatus>();
+        names_agree::<HitlExpiryPolicy>();
+        names_agree::<AgentState>();
+        names_agree::<ArtifactKind>();
+        use sea_orm::ActiveEnum;
+        assert_eq!(TaskStatus::WaitingForHitl.to_value(), "WAITING_FOR_HITL");
     }
 }
