@@ -8,7 +8,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::task::load_task;
-use super::{EventRef, NewEvent, Services, Tx, now, snapshot};
+use super::{EventRef, NewEvent, Services, Tx, now};
 use crate::auth::Principal;
 use crate::domain::{AgentState, EventType};
 use crate::entity::{agent_status, agent_status_history, event, project};
@@ -75,14 +75,7 @@ async fn record(
     }
     .insert(&**tx)
     .await?;
-    let ev = tx.append(NewEvent {
-        event_type: EventType::AgentStatusChanged,
-        project_id: Some(project_id),
-        task_id: r.current_task_id,
-        subject: Kind::AgentStatus.into(),
-        subject_id: model.id,
-        payload: snapshot(&model),
-    });
+    let ev = tx.append(NewEvent::snapshot(EventType::AgentStatusChanged, &model));
     Ok((model, ev))
 }
 

@@ -1,7 +1,9 @@
 //! Artifacts: immutable outputs; a new version of a name is a new row.
 
 use super::query::{Page, PageAt, page};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Set,
+};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
@@ -11,7 +13,6 @@ use crate::auth::Principal;
 use crate::domain::{ArtifactKind, EventType, ProjectStatus};
 use crate::entity::{artifact, artifact_content, event};
 use crate::error::{AppError, AppResult};
-use crate::ids::Kind;
 
 /// Input of [`Services::create_artifact`].
 #[derive(Debug, Clone)]
@@ -97,20 +98,14 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx.append(NewEvent {
-            event_type: EventType::ArtifactCreated,
-            project_id: Some(model.project_id),
-            task_id: model.task_id,
-            subject: Kind::Artifact.into(),
-            subject_id: model.id,
-            // The content stays out of the event: it can be large, and
-            // subscribers fetch it when they want it.
-            payload: json!({
-                "id": model.id, "projectId": model.project_id, "taskId": model.task_id,
-                "personaId": model.persona_id, "kind": model.kind, "name": model.name,
-                "version": model.version, "sha256": model.sha256, "size": model.size, "supersedesId": model.supersedes_id,
-            }),
+        // The content stays out of the event: it can be large, and
+        // subscribers fetch it when they want it.
+        let payload = json!({
+            "id": model.id, "projectId": model.project_id, "taskId": model.task_id,
+            "personaId": model.persona_id, "kind": model.kind, "name": model.name,
+            "version": model.version, "sha256": model.sha256, "size": model.size, "supersedesId": model.supersedes_id,
         });
+        let ev = tx.append(NewEvent::about(EventType::ArtifactCreated, &model, payload));
         let done = tx.commit().await?;
         Ok((model, done.event(ev)))
     }
@@ -181,16 +176,15 @@ impl Services {
         f: ArtifactFilter,
         at: PageAt,
     ) -> AppResult<Page<artifact::Model>> {
-        let mut q = artifact::Entity::find().filter(artifact::Column::TenantId.eq(p.tenant_id));
-        if let Some(pid) = f.project_id {
-            q = q.filter(artifact::Column::ProjectId.eq(pid));
-        }
-        if let Some(tid) = f.task_id {
-            q = q.filter(artifact::Column::TaskId.eq(tid));
-        }
-        if let Some(k) = f.kind {
-            q = q.filter(artifact::Column::Kind.eq(k));
-        }
+        let q = artifact::Entity::find()
+            .filter(artifact::Column::TenantId.eq(p.tenant_id))
+            .apply_if(f.project_id, |q, pid| {
+                q.filter(artifact::Column::ProjectId.eq(pid))
+            })
+            .apply_if(f.task_id, |q, tid| {
+                q.filter(artifact::Column::TaskId.eq(tid))
+            })
+            .apply_if(f.kind, |q, k| q.filter(artifact::Column::Kind.eq(k)));
         page(&self.reader(p.tenant_id), q, artifact::Column::Id, at).await
     }
 }

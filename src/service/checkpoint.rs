@@ -12,7 +12,7 @@ use serde_json::{Value as Json, json};
 use uuid::Uuid;
 
 use super::task::lock_task;
-use super::{EventRef, NewEvent, Services, Tx, now, snapshot};
+use super::{EventRef, NewEvent, Services, Tx, now, snapshot, with_members};
 use crate::auth::Principal;
 use crate::domain::checkpoint::CheckpointVerb;
 use crate::domain::{CheckpointStatus, EventType};
@@ -110,18 +110,12 @@ async fn write_version(
     }
     .insert(&**tx)
     .await?;
-    let mut payload = snapshot(&model);
-    if let (Some(o), Json::Object(e)) = (payload.as_object_mut(), extra) {
-        o.extend(e);
-    }
-    let ev = tx.append(NewEvent {
-        event_type: EventType::CheckpointCreated,
-        project_id: Some(model.project_id),
-        task_id: Some(model.task_id),
-        subject: Kind::TaskCheckpoint.into(),
-        subject_id: model.id,
+    let payload = with_members(snapshot(&model), extra);
+    let ev = tx.append(NewEvent::about(
+        EventType::CheckpointCreated,
+        &model,
         payload,
-    });
+    ));
     Ok((model, ev))
 }
 
@@ -274,14 +268,7 @@ impl Services {
         am.status = Set(to);
         am.updated_at = Set(now());
         let cp = am.update(&*tx).await?;
-        let ev = tx.append(NewEvent {
-            event_type: EventType::CheckpointStatusChanged,
-            project_id: Some(cp.project_id),
-            task_id: Some(cp.task_id),
-            subject: Kind::TaskCheckpoint.into(),
-            subject_id: cp.id,
-            payload: snapshot(&cp),
-        });
+        let ev = tx.append(NewEvent::snapshot(EventType::CheckpointStatusChanged, &cp));
         let done = tx.commit().await?;
         Ok((cp, done.event(ev)))
     }
@@ -331,18 +318,15 @@ impl Services {
             .filter(task_checkpoint::Column::Status.ne(CheckpointStatus::Reverted))
             .exec_with_returning(&*tx)
             .await?;
-        let ev = tx.append(NewEvent {
-            event_type: EventType::CheckpointReverted,
-            project_id: Some(target.project_id),
-            task_id: Some(target.task_id),
-            subject: Kind::TaskCheckpoint.into(),
-            subject_id: target.id,
-            payload: json!({
+        let ev = tx.append(NewEvent::about(
+            EventType::CheckpointReverted,
+            &target,
+            json!({
                 "id": target.id, "taskId": target.task_id, "stepKey": target.step_key,
                 "version": target.version,
                 "reverted": reverted.iter().map(|c| c.id).collect::<Vec<_>>(),
             }),
-        });
+        ));
         let done = tx.commit().await?;
         Ok((target, reverted, done.event(ev)))
     }
@@ -361,14 +345,7 @@ impl Services {
         am.pinned = Set(pinned);
         am.updated_at = Set(now());
         let cp = am.update(&*tx).await?;
-        let ev = tx.append(NewEvent {
-            event_type: EventType::CheckpointStatusChanged,
-            project_id: Some(cp.project_id),
-            task_id: Some(cp.task_id),
-            subject: Kind::TaskCheckpoint.into(),
-            subject_id: cp.id,
-            payload: snapshot(&cp),
-        });
+        let ev = tx.append(NewEvent::snapshot(EventType::CheckpointStatusChanged, &cp));
         let done = tx.commit().await?;
         Ok((cp, done.event(ev)))
     }

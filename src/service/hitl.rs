@@ -8,7 +8,7 @@
 use super::query::{Page, PageAt, page};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
-    QuerySelect, Set,
+    QuerySelect, QueryTrait, Set,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -124,14 +124,7 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx.append(NewEvent {
-            event_type: EventType::HitlRequested,
-            project_id: Some(req.project_id),
-            task_id: Some(req.task_id),
-            subject: Kind::HitlRequest.into(),
-            subject_id: req.id,
-            payload: snapshot(&req),
-        });
+        let ev = tx.append(NewEvent::snapshot(EventType::HitlRequested, &req));
         let done = tx.commit().await?;
         Ok((req, task, done.event(ev)))
     }
@@ -201,14 +194,7 @@ impl Services {
             updated_at: t,
             ..req
         };
-        let ev = tx.append(NewEvent {
-            event_type: EventType::HitlResolved,
-            project_id: Some(resolved.project_id),
-            task_id: Some(resolved.task_id),
-            subject: Kind::HitlRequest.into(),
-            subject_id: resolved.id,
-            payload: snapshot(&resolved),
-        });
+        let ev = tx.append(NewEvent::snapshot(EventType::HitlResolved, &resolved));
         let task = if task.status == TaskStatus::WaitingForHitl {
             let still_pending = hitl_request::Entity::find()
                 .filter(hitl_request::Column::TaskId.eq(task.id))
@@ -274,14 +260,7 @@ impl Services {
             };
             let mut payload = snapshot(&expired);
             payload["reason"] = json!("no answer before expiresAt");
-            tx.append(NewEvent {
-                event_type: EventType::HitlExpired,
-                project_id: Some(expired.project_id),
-                task_id: Some(expired.task_id),
-                subject: Kind::HitlRequest.into(),
-                subject_id: expired.id,
-                payload,
-            });
+            tx.append(NewEvent::about(EventType::HitlExpired, &expired, payload));
             let others = hitl_request::Entity::find()
                 .filter(hitl_request::Column::TaskId.eq(task.id))
                 .filter(hitl_request::Column::Status.eq(HitlStatus::Pending))
@@ -357,14 +336,14 @@ impl Services {
         f: HitlRequestFilter,
         at: PageAt,
     ) -> AppResult<Page<hitl_request::Model>> {
-        let mut q =
-            hitl_request::Entity::find().filter(hitl_request::Column::TenantId.eq(p.tenant_id));
-        if let Some(pid) = f.project_id {
-            q = q.filter(hitl_request::Column::ProjectId.eq(pid));
-        }
-        if let Some(st) = f.status {
-            q = q.filter(hitl_request::Column::Status.is_in(st));
-        }
+        let q = hitl_request::Entity::find()
+            .filter(hitl_request::Column::TenantId.eq(p.tenant_id))
+            .apply_if(f.project_id, |q, id| {
+                q.filter(hitl_request::Column::ProjectId.eq(id))
+            })
+            .apply_if(f.status, |q, st| {
+                q.filter(hitl_request::Column::Status.is_in(st))
+            });
         page(&self.reader(p.tenant_id), q, hitl_request::Column::Id, at).await
     }
 }

@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::domain::EventType;
-use crate::entity::event;
+use crate::entity::{self, event};
 use crate::error::{AppError, AppResult};
 use crate::events::EventBus;
 use crate::ids::Kind;
@@ -187,6 +187,90 @@ pub struct NewEvent {
     pub subject_id: Uuid,
     /// A JSON snapshot of what changed.
     pub payload: Json,
+}
+
+impl NewEvent {
+    /// An event about `row`: its kind, id, project and task (the columns
+    /// subscriptions filter on) come from the row, so no call site can pair
+    /// a task's id with another project.
+    pub fn about<S: EventSubject>(event_type: EventType, row: &S, payload: Json) -> Self {
+        let (subject, subject_id, project_id, task_id) = row.scope();
+        NewEvent {
+            event_type,
+            project_id,
+            task_id,
+            subject: subject.into(),
+            subject_id,
+            payload,
+        }
+    }
+
+    /// An event about `row` whose payload is the row itself.
+    pub fn snapshot<S: EventSubject + serde::Serialize>(event_type: EventType, row: &S) -> Self {
+        Self::about(event_type, row, snapshot(row))
+    }
+}
+
+/// A row an event can be about.
+pub trait EventSubject {
+    /// Its kind and id, and the project and task it belongs to.
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>);
+}
+
+impl EventSubject for entity::project::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::Project, self.id, Some(self.id), None)
+    }
+}
+
+impl EventSubject for entity::task::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::Task, self.id, Some(self.project_id), Some(self.id))
+    }
+}
+
+impl EventSubject for entity::hitl_request::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (
+            Kind::HitlRequest,
+            self.id,
+            Some(self.project_id),
+            Some(self.task_id),
+        )
+    }
+}
+
+impl EventSubject for entity::task_checkpoint::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        let (project, task) = (Some(self.project_id), Some(self.task_id));
+        (Kind::TaskCheckpoint, self.id, project, task)
+    }
+}
+
+impl EventSubject for entity::artifact::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::Artifact, self.id, Some(self.project_id), self.task_id)
+    }
+}
+
+impl EventSubject for entity::agent_status::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        let (project, task) = (Some(self.project_id), self.current_task_id);
+        (Kind::AgentStatus, self.id, project, task)
+    }
+}
+
+/// Sessions and persona contexts belong to a user, not to a project.
+impl EventSubject for entity::session::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::Session, self.id, None, None)
+    }
+}
+
+impl EventSubject for entity::persona_context::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::PersonaContext, self.id, None, None)
+    }
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -523,6 +607,15 @@ pub fn now() -> DateTime<Utc> {
 /// Serialises a model for an event payload.
 pub fn snapshot<T: serde::Serialize>(v: &T) -> Json {
     serde_json::to_value(v).unwrap_or(Json::Null)
+}
+
+/// `base` with the members of `extra` added (or replaced); an `extra` that
+/// is not an object adds nothing.
+pub fn with_members(mut base: Json, extra: Json) -> Json {
+    if let (Some(obj), Json::Object(extra)) = (base.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    base
 }
 
 /// The strings of a JSON array column (other items and non-arrays are

@@ -2,7 +2,7 @@
 //! changed by patches and appended turns, exported as a checksummed
 //! snapshot and imported into another session.
 
-use super::{EventRef, NewEvent, Services, Tx, now};
+use super::{EventRef, NewEvent, Services, Tx, now, with_members};
 use crate::auth::Principal;
 use crate::domain::{EventType, SessionStatus};
 use crate::entity::{event, persona_context};
@@ -122,21 +122,18 @@ pub(crate) async fn load_context(
 }
 
 fn context_event(tx: &mut Tx<'_>, c: &persona_context::Model, extra: Json) -> EventRef {
-    let mut payload = json!({
-        "id": c.id, "sessionId": c.session_id, "personaId": c.persona_id,
-        "historyTotal": c.history_total,
-    });
-    if let (Some(obj), Json::Object(extra)) = (payload.as_object_mut(), extra) {
-        obj.extend(extra);
-    }
-    tx.append(NewEvent {
-        event_type: EventType::PersonaContextUpdated,
-        project_id: None,
-        task_id: None,
-        subject: Kind::PersonaContext.into(),
-        subject_id: c.id,
+    let payload = with_members(
+        json!({
+            "id": c.id, "sessionId": c.session_id, "personaId": c.persona_id,
+            "historyTotal": c.history_total,
+        }),
+        extra,
+    );
+    tx.append(NewEvent::about(
+        EventType::PersonaContextUpdated,
+        c,
         payload,
-    })
+    ))
 }
 
 /// A portable copy of a persona context (see [`Services::export_context`]).

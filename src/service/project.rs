@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, QueryTrait, Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -17,7 +17,6 @@ use crate::domain::project::{ProjectVerb, decide};
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
 use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
 use crate::error::{AppError, AppResult};
-use crate::ids::Kind;
 use sea_orm::sea_query::{Expr, ExprTrait};
 
 /// Input of [`Services::create_project`].
@@ -97,14 +96,7 @@ impl Services {
         }
         .insert(&*tx)
         .await?;
-        let ev = tx.append(NewEvent {
-            event_type: EventType::ProjectCreated,
-            project_id: Some(project.id),
-            task_id: None,
-            subject: Kind::Project.into(),
-            subject_id: project.id,
-            payload: snapshot(&project),
-        });
+        let ev = tx.append(NewEvent::snapshot(EventType::ProjectCreated, &project));
 
         let plan = plan_tasks(&steps);
         let mut task_ids: Vec<Uuid> = Vec::with_capacity(plan.len());
@@ -159,14 +151,7 @@ impl Services {
                     .map(|d| task_ids[*d])
                     .collect::<Vec<_>>()
             );
-            tx.append(NewEvent {
-                event_type: EventType::TaskCreated,
-                project_id: Some(project.id),
-                task_id: Some(task.id),
-                subject: Kind::Task.into(),
-                subject_id: task.id,
-                payload,
-            });
+            tx.append(NewEvent::about(EventType::TaskCreated, &task, payload));
         }
         let done = tx.commit().await?;
         Ok((project, done.event(ev)))
@@ -269,23 +254,9 @@ pub async fn end_project(
     let mut payload = snapshot(&updated);
     payload["reason"] = json!(reason);
     payload["forced"] = json!(forced);
-    let ev = tx.append(NewEvent {
-        event_type,
-        project_id: Some(id),
-        task_id: None,
-        subject: Kind::Project.into(),
-        subject_id: id,
-        payload,
-    });
+    let ev = tx.append(NewEvent::about(event_type, &updated, payload));
     for task in stopped {
-        tx.append(NewEvent {
-            event_type: EventType::TaskCancelled,
-            project_id: Some(id),
-            task_id: Some(task.id),
-            subject: Kind::Task.into(),
-            subject_id: task.id,
-            payload: snapshot(&task),
-        });
+        tx.append(NewEvent::snapshot(EventType::TaskCancelled, &task));
         super::task::expire_pending_hitl(tx, task.id, &note).await?;
     }
     Ok((updated, ev))
@@ -374,13 +345,10 @@ impl Services {
         f: ProjectFilter,
         at: PageAt,
     ) -> AppResult<Page<project::Model>> {
-        let mut q = project::Entity::find().filter(project::Column::TenantId.eq(p.tenant_id));
-        if let Some(s) = f.status {
-            q = q.filter(project::Column::Status.is_in(s));
-        }
-        if let Some(n) = f.name_contains {
-            q = q.filter(name_contains(n));
-        }
+        let q = project::Entity::find()
+            .filter(project::Column::TenantId.eq(p.tenant_id))
+            .apply_if(f.status, |q, s| q.filter(project::Column::Status.is_in(s)))
+            .apply_if(f.name_contains, |q, n| q.filter(name_contains(n)));
         page(&self.reader(p.tenant_id), q, project::Column::Id, at).await
     }
 }

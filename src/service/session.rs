@@ -2,7 +2,7 @@
 //! lifecycle, and switching the persona a session works as.
 
 use super::query::{Page, PageAt, page};
-use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot};
+use super::{EventRef, NewEvent, Services, Tx, guarded, now, snapshot, with_members};
 use crate::auth::Principal;
 use crate::domain::session::{self as lifecycle, SessionVerb};
 use crate::domain::{EventType, SessionStatus};
@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{Kind, encode};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set, TryIntoModel,
+    QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -328,18 +328,8 @@ fn session_event(
     s: &session::Model,
     extra: Json,
 ) -> EventRef {
-    let mut payload = snapshot(s);
-    if let (Some(obj), Json::Object(extra)) = (payload.as_object_mut(), extra) {
-        obj.extend(extra);
-    }
-    tx.append(NewEvent {
-        event_type,
-        project_id: None,
-        task_id: None,
-        subject: Kind::Session.into(),
-        subject_id: s.id,
-        payload,
-    })
+    let payload = with_members(snapshot(s), extra);
+    tx.append(NewEvent::about(event_type, s, payload))
 }
 
 /// What `Services::list_sessions` lists.
@@ -359,13 +349,10 @@ impl Services {
         f: SessionFilter,
         at: PageAt,
     ) -> AppResult<Page<session::Model>> {
-        let mut q = session::Entity::find().filter(session::Column::TenantId.eq(p.tenant_id));
-        if let Some(s) = f.status {
-            q = q.filter(session::Column::Status.is_in(s));
-        }
-        if let Some(u) = f.user_id {
-            q = q.filter(session::Column::UserId.eq(u));
-        }
+        let q = session::Entity::find()
+            .filter(session::Column::TenantId.eq(p.tenant_id))
+            .apply_if(f.status, |q, s| q.filter(session::Column::Status.is_in(s)))
+            .apply_if(f.user_id, |q, u| q.filter(session::Column::UserId.eq(u)));
         page(&self.reader(p.tenant_id), q, session::Column::Id, at).await
     }
 }

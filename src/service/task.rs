@@ -7,7 +7,7 @@
 use super::query::{Page, PageAt, page};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QuerySelect, Set, TryIntoModel,
+    QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
@@ -261,14 +261,7 @@ pub async fn move_task(
         .exec(&**tx)
         .await?;
     guarded(res.rows_affected, "the task")?;
-    let ev = tx.append(NewEvent {
-        event_type,
-        project_id: Some(updated.project_id),
-        task_id: Some(updated.id),
-        subject: Kind::Task.into(),
-        subject_id: updated.id,
-        payload: snapshot(&updated),
-    });
+    let ev = tx.append(NewEvent::snapshot(event_type, &updated));
     if current.status == TaskStatus::WaitingForHitl
         && matches!(to, TaskStatus::Failed | TaskStatus::Cancelled)
     {
@@ -291,14 +284,7 @@ pub async fn expire_pending_hitl(tx: &mut Tx<'_>, task_id: Uuid, why: &str) -> A
     for r in expired {
         let mut payload = snapshot(&r);
         payload["reason"] = json!(why);
-        tx.append(NewEvent {
-            event_type: EventType::HitlExpired,
-            project_id: Some(r.project_id),
-            task_id: Some(r.task_id),
-            subject: Kind::HitlRequest.into(),
-            subject_id: r.id,
-            payload,
-        });
+        tx.append(NewEvent::about(EventType::HitlExpired, &r, payload));
     }
     Ok(())
 }
@@ -396,14 +382,7 @@ impl Services {
         }
         let mut payload = snapshot(&model);
         payload["dependsOn"] = json!(depends_on);
-        let ev = tx.append(NewEvent {
-            event_type: EventType::TaskCreated,
-            project_id: Some(model.project_id),
-            task_id: Some(model.id),
-            subject: Kind::Task.into(),
-            subject_id: model.id,
-            payload,
-        });
+        let ev = tx.append(NewEvent::about(EventType::TaskCreated, &model, payload));
         let done = tx.commit().await?;
         Ok((model, done.event(ev)))
     }
@@ -536,16 +515,17 @@ impl Services {
         f: TaskFilter,
         at: PageAt,
     ) -> AppResult<Page<task::Model>> {
-        let mut q = task::Entity::find().filter(task::Column::TenantId.eq(p.tenant_id));
-        if let Some(pid) = f.project_id {
-            q = q.filter(task::Column::ProjectId.eq(pid));
-        }
-        if let Some(st) = f.status {
-            q = q.filter(task::Column::Status.is_in(st));
-        }
-        if let Some(per) = f.persona {
-            q = q.filter(task::Column::PersonaId.eq(self.find_persona(p, &per).await?.id));
-        }
+        let persona = match f.persona {
+            Some(key) => Some(self.find_persona(p, &key).await?.id),
+            None => None,
+        };
+        let q = task::Entity::find()
+            .filter(task::Column::TenantId.eq(p.tenant_id))
+            .apply_if(f.project_id, |q, id| {
+                q.filter(task::Column::ProjectId.eq(id))
+            })
+            .apply_if(f.status, |q, st| q.filter(task::Column::Status.is_in(st)))
+            .apply_if(persona, |q, id| q.filter(task::Column::PersonaId.eq(id)));
         page(&self.reader(p.tenant_id), q, task::Column::Id, at).await
     }
 }
