@@ -1,18 +1,17 @@
 //! The catalog: personas, teams and workflows (built in or imported from a V4-format pack), their queries and `importCatalog`.
 
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::limits::Counted;
 use super::mutation::keyed;
 use super::types::*;
 use super::{ADMIN, loaders, principal, services};
-use crate::auth::SYSTEM_TENANT;
 use crate::entity::{persona, team, workflow, workflow_step};
 use crate::error::AppError;
 use crate::ids::Kind;
-use crate::service::query::page_size;
+use crate::service::catalog::CatalogTable;
+use crate::service::query::PageAt;
 
 /// An agent role: built in (visible to every tenant) or the tenant's own.
 #[derive(async_graphql::Description)]
@@ -140,18 +139,14 @@ impl Workflow {
     }
     /// Steps in order (a definition has tens of steps, not thousands).
     async fn steps(&self, ctx: &Context<'_>) -> Result<Counted<Vec<WorkflowStep>>> {
-        {
-            Ok(loaders(ctx)
-                .workflow_steps
-                .load_one(self.0.id)
-                .await
-                .map_err(db_err)?
+        let steps = one(&loaders(ctx).workflow_steps, self.0.id).await?;
+        Ok(Counted(
+            steps
                 .unwrap_or_default()
                 .into_iter()
                 .map(WorkflowStep)
-                .collect())
-        }
-        .map(Counted)
+                .collect(),
+        ))
     }
 }
 
@@ -263,56 +258,39 @@ where
     ))
 }
 
-/// One keyset page of a catalog table by key, own rows hiding built-in ones
-/// with the same key; `total` counts distinct keys.
-async fn catalog_page<E, C>(
-    db: &C,
-    base: sea_orm::Select<E>,
-    key_col: E::Column,
+/// One page of a catalog list as the caller sees it; the key is the
+/// cursor.
+async fn catalog_list<E, T>(
+    ctx: &Context<'_>,
     first: Option<i32>,
     after: Option<String>,
-    key_of: impl Fn(&E::Model) -> (String, bool),
-) -> Result<crate::service::query::Page<E::Model>, AppError>
+    wrap: impl Fn(E::Model) -> T,
+) -> Result<Conn<T>>
 where
-    E: EntityTrait,
+    E: CatalogTable,
     E::Model: Sync,
-    C: sea_orm::ConnectionTrait,
+    T: async_graphql::ContainerType,
 {
-    let limit = page_size(first)? as usize;
-    let total = crate::service::query::Count::of(
-        db.get_database_backend(),
-        &base.clone().select_only().column(key_col).distinct(),
-    );
-    let mut q = base;
-    if let Some(a) = after {
-        q = q.filter(key_col.gt(a));
-    }
-    // At most two rows share a key (own and built-in).
-    let rows = q
-        .order_by_asc(key_col)
-        .limit((limit as u64 + 1) * 2)
-        .all(db)
+    let has_previous = after.is_some();
+    let pg = services(ctx)
+        .catalog::<E>(principal(ctx), PageAt { first, after })
         .await?;
-    let own: std::collections::HashSet<String> = rows
-        .iter()
-        .map(&key_of)
-        .filter(|(_, own)| *own)
-        .map(|(k, _)| k)
-        .collect();
-    let mut rows: Vec<E::Model> = rows
-        .into_iter()
-        .filter(|m| {
-            let (k, is_own) = key_of(m);
-            is_own || !own.contains(&k)
-        })
-        .collect();
-    let has_next = rows.len() > limit;
-    rows.truncate(limit);
-    Ok(crate::service::query::Page {
-        items: rows,
-        has_next,
-        total,
-    })
+    Ok(page_connection(
+        pg,
+        has_previous,
+        |m| E::key(m).to_owned(),
+        wrap,
+    ))
+}
+
+/// A catalog entry looked up by id or key, `None` when there is none (a
+/// bad id is still an error).
+fn found<M, T>(lookup: Result<M, AppError>, wrap: impl FnOnce(M) -> T) -> Result<Option<T>> {
+    match lookup {
+        Ok(m) => Ok(Some(wrap(m))),
+        Err(AppError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One file of a catalog pack.
@@ -374,24 +352,7 @@ impl CatalogQuery {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Key of the last entry already seen.")] after: Option<String>,
     ) -> Result<Conn<Persona>> {
-        let p = principal(ctx);
-        let base = persona::Entity::find()
-            .filter(persona::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
-        let pg = catalog_page(
-            &services(ctx).reader(p.tenant_id),
-            base,
-            persona::Column::Key,
-            first,
-            after.clone(),
-            |m: &persona::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.key.clone(),
-            |m| Persona(m.into()),
-        ))
+        catalog_list::<persona::Entity, _>(ctx, first, after, |m| Persona(m.into())).await
     }
 
     /// A persona by global id or catalog key (e.g. `analyst`).
@@ -400,11 +361,9 @@ impl CatalogQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "A `Persona` id or key.")] id: ID,
     ) -> Result<Option<Persona>> {
-        match services(ctx).find_persona(principal(ctx), &id).await {
-            Ok(m) => Ok(Some(Persona(m.into()))),
-            Err(AppError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        found(services(ctx).find_persona(principal(ctx), &id).await, |m| {
+            Persona(m.into())
+        })
     }
 
     /// Every team the caller can use.
@@ -417,24 +376,7 @@ impl CatalogQuery {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Key of the last entry already seen.")] after: Option<String>,
     ) -> Result<Conn<Team>> {
-        let p = principal(ctx);
-        let base =
-            team::Entity::find().filter(team::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
-        let pg = catalog_page(
-            &services(ctx).reader(p.tenant_id),
-            base,
-            team::Column::Key,
-            first,
-            after.clone(),
-            |m: &team::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.key.clone(),
-            Team,
-        ))
+        catalog_list::<team::Entity, _>(ctx, first, after, Team).await
     }
 
     /// Every workflow the caller can use.
@@ -447,24 +389,7 @@ impl CatalogQuery {
         #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
         #[graphql(desc = "Key of the last entry already seen.")] after: Option<String>,
     ) -> Result<Conn<Workflow>> {
-        let p = principal(ctx);
-        let base = workflow::Entity::find()
-            .filter(workflow::Column::TenantId.is_in([p.tenant_id, SYSTEM_TENANT]));
-        let pg = catalog_page(
-            &services(ctx).reader(p.tenant_id),
-            base,
-            workflow::Column::Key,
-            first,
-            after.clone(),
-            |m: &workflow::Model| (m.key.clone(), m.tenant_id == p.tenant_id),
-        )
-        .await?;
-        Ok(page_connection(
-            pg,
-            after.is_some(),
-            |m| m.key.clone(),
-            Workflow,
-        ))
+        catalog_list::<workflow::Entity, _>(ctx, first, after, Workflow).await
     }
 
     /// A workflow by global id or catalog key (e.g. `greenfield-service`).
@@ -473,11 +398,10 @@ impl CatalogQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "A `Workflow` id or key.")] id: ID,
     ) -> Result<Option<Workflow>> {
-        match services(ctx).find_workflow(principal(ctx), &id).await {
-            Ok(m) => Ok(Some(Workflow(m))),
-            Err(AppError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        found(
+            services(ctx).find_workflow(principal(ctx), &id).await,
+            Workflow,
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use super::{EventRef, NewEvent, Services, Tx, guarded, json_strings, now, snapsh
 use crate::auth::{Principal, Role};
 use crate::domain::project::{ProjectVerb, decide};
 use crate::domain::{EventType, ProjectStatus, TaskStatus};
-use crate::entity::{event, persona, project, task, task_dependency, workflow_step};
+use crate::entity::{event, persona, project, task, task_dependency, workflow, workflow_step};
 use crate::error::{AppError, AppResult};
 use sea_orm::sea_query::{Expr, ExprTrait};
 
@@ -53,7 +53,7 @@ impl Services {
         // between reading and writing.
         let mut tx = self.begin(p).await?;
         let wf = match &input.workflow {
-            Some(w) => Some(super::catalog::find_workflow_in(&*tx, p, w).await?),
+            Some(w) => Some(super::catalog::find_in::<workflow::Entity, _>(&*tx, p, w).await?),
             None => None,
         };
         let steps = match &wf {
@@ -69,7 +69,7 @@ impl Services {
         // Personas by key, the tenant's own winning over built-ins.
         let mut personas: HashMap<String, persona::Model> = HashMap::new();
         for m in persona::Entity::find()
-            .filter(visible(p.tenant_id))
+            .filter(visible::<persona::Entity>(p.tenant_id))
             .all(&*tx)
             .await?
         {

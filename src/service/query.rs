@@ -59,14 +59,15 @@ impl Count {
     }
 }
 
-/// Where a keyset page of an id-ordered list starts: its size (`first`,
-/// 0–100, default 20) and the id of the last row already seen.
+/// Where a keyset page of a list starts: its size (`first`, 0–100,
+/// default 20) and the cursor of the last row already seen — an id for
+/// the id-ordered lists, a catalog key for the catalog's.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PageAt {
+pub struct PageAt<C = Uuid> {
     /// Page size.
     pub first: Option<i32>,
-    /// The last id already seen.
-    pub after: Option<Uuid>,
+    /// The cursor of the last row already seen.
+    pub after: Option<C>,
 }
 
 /// A row of an id-ordered list: its id is its cursor.
