@@ -1,7 +1,7 @@
 //! Agent files: the YAML block fenced in Markdown, and the persona and commands
 //! it defines.
 
-use super::{PersonaDef, is_valid_key};
+use super::PersonaDef;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::*;
@@ -73,12 +73,7 @@ pub(crate) fn parse_agent(content: &str) -> Result<PersonaDef, String> {
     }
     let agent = Value::Mapping(section(&doc, "agent")?.clone());
 
-    let key = required_text(&agent, "id", "agent.id")?;
-    if !is_valid_key(&key) {
-        return Err(format!(
-            "agent.id '{key}' is not a valid key (use lowercase letters, digits and dashes)"
-        ));
-    }
+    let key = section_key(&agent, "agent")?;
     let name = required_text(&agent, "name", "agent.name")?;
     let title = required_text(&agent, "title", "agent.title")?;
 

@@ -157,9 +157,9 @@ pub fn parse_files_with(files: &[(String, String)], limits: &ImportLimits) -> Im
         files_read: files.len(),
         ..ImportReport::default()
     };
-    let mut persona_origin: HashMap<String, String> = HashMap::new();
-    let mut team_origin: HashMap<String, String> = HashMap::new();
-    let mut workflow_origin: HashMap<String, String> = HashMap::new();
+    let mut personas = Defined::new("persona");
+    let mut teams = Defined::new("team");
+    let mut workflows = Defined::new("workflow");
     let mut taken: u64 = 0;
 
     for (path, content) in files {
@@ -175,60 +175,18 @@ pub fn parse_files_with(files: &[(String, String)], limits: &ImportLimits) -> Im
             ));
             continue;
         };
-        match kind {
-            FileKind::Agent => match parse_agent(content) {
-                Ok(persona) => {
-                    if let Some(first) = persona_origin.get(&persona.key) {
-                        report.errors.push(file_error(
-                            path,
-                            format!(
-                                "duplicate persona key '{}', first defined in {first}",
-                                persona.key
-                            ),
-                        ));
-                    } else {
-                        persona_origin.insert(persona.key.clone(), path.clone());
-                        report.pack.personas.push(persona);
-                    }
-                }
-                Err(reason) => report.errors.push(file_error(path, reason)),
-            },
-            FileKind::Team => match parse_team(path, content) {
-                Ok(team) => {
-                    if let Some(first) = team_origin.get(&team.key) {
-                        report.errors.push(file_error(
-                            path,
-                            format!(
-                                "duplicate team key '{}', first defined in {first}",
-                                team.key
-                            ),
-                        ));
-                    } else {
-                        team_origin.insert(team.key.clone(), path.clone());
-                        report.pack.teams.push(team);
-                    }
-                }
-                Err(reason) => report.errors.push(file_error(path, reason)),
-            },
-            FileKind::Workflow => match parse_workflow(content) {
-                Ok(workflow) => {
-                    if let Some(first) = workflow_origin.get(&workflow.key) {
-                        report.errors.push(file_error(
-                            path,
-                            format!(
-                                "duplicate workflow key '{}', first defined in {first}",
-                                workflow.key
-                            ),
-                        ));
-                    } else {
-                        workflow_origin.insert(workflow.key.clone(), path.clone());
-                        report.pack.workflows.push(workflow);
-                    }
-                }
-                Err(reason) => report.errors.push(file_error(path, reason)),
-            },
+        let admitted = match kind {
+            FileKind::Agent => personas.admit(path, parse_agent(content), |d| &d.key),
+            FileKind::Team => teams.admit(path, parse_team(path, content), |d| &d.key),
+            FileKind::Workflow => workflows.admit(path, parse_workflow(content), |d| &d.key),
+        };
+        if let Err(reason) = admitted {
+            report.errors.push(file_error(path, reason));
         }
     }
+    report.pack.personas = personas.defs;
+    report.pack.teams = teams.defs;
+    report.pack.workflows = workflows.defs;
 
     // The wildcard can only be resolved once every agent file has been seen,
     // because team files may come before agent files in the input.
@@ -237,6 +195,49 @@ pub fn parse_files_with(files: &[(String, String)], limits: &ImportLimits) -> Im
         team.persona_keys = expand_wildcard(&team.persona_keys, &all_personas);
     }
     report
+}
+
+/// The definitions of one kind taken so far, in file order, with the file
+/// each key came from: when two files define the same key, the first one
+/// wins and the second is reported against it.
+struct Defined<T> {
+    /// The kind's name in the report ("persona").
+    noun: &'static str,
+    /// The definitions taken.
+    defs: Vec<T>,
+    /// The file that defined each key taken.
+    origin: HashMap<String, String>,
+}
+
+impl<T> Defined<T> {
+    fn new(noun: &'static str) -> Self {
+        Defined {
+            noun,
+            defs: Vec::new(),
+            origin: HashMap::new(),
+        }
+    }
+
+    /// Takes what the file at `path` parsed to, unless parsing failed or an
+    /// earlier file defined the same key; the error is the reason to report.
+    fn admit(
+        &mut self,
+        path: &str,
+        parsed: Result<T, String>,
+        key: impl Fn(&T) -> &String,
+    ) -> Result<(), String> {
+        let def = parsed?;
+        let key = key(&def);
+        if let Some(first) = self.origin.get(key) {
+            return Err(format!(
+                "duplicate {} key '{key}', first defined in {first}",
+                self.noun
+            ));
+        }
+        self.origin.insert(key.clone(), path.to_owned());
+        self.defs.push(def);
+        Ok(())
+    }
 }
 
 /// Reads a pack folder with the default [`ImportLimits`]; see

@@ -12,12 +12,7 @@ pub(crate) fn parse_workflow(content: &str) -> Result<WorkflowDef, String> {
     let doc = parse_yaml(content, 1)?;
     let workflow = Value::Mapping(section(&doc, "workflow")?.clone());
 
-    let key = required_text(&workflow, "id", "workflow.id")?;
-    if !is_valid_key(&key) {
-        return Err(format!(
-            "workflow.id '{key}' is not a valid key (use lowercase letters, digits and dashes)"
-        ));
-    }
+    let key = section_key(&workflow, "workflow")?;
     let name = required_text(&workflow, "name", "workflow.name")?;
     let sequence = match field(&workflow, "sequence") {
         None => return Err("missing workflow.sequence".to_owned()),

@@ -1,6 +1,7 @@
 //! Reading YAML safely (depth and anchors refused before libyaml sees them) and
 //! the typed field accessors every file kind uses.
 
+use super::is_valid_key;
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::HashSet;
 
@@ -141,6 +142,18 @@ pub(crate) fn required_text(value: &Value, key: &str, what: &str) -> Result<Stri
         }
         Some(_) => Err(format!("{what} must be text")),
     }
+}
+
+/// The `id` of a section (`agent`, `workflow`): required, and a valid
+/// catalog key since teams and steps point at it.
+pub(crate) fn section_key(section: &Value, name: &str) -> Result<String, String> {
+    let key = required_text(section, "id", &format!("{name}.id"))?;
+    if !is_valid_key(&key) {
+        return Err(format!(
+            "{name}.id '{key}' is not a valid key (use lowercase letters, digits and dashes)"
+        ));
+    }
+    Ok(key)
 }
 
 /// Reads a field that may be one string or a list of strings, keeping only
