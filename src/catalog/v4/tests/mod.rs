@@ -6,10 +6,6 @@ use std::collections::HashSet;
 
 use crate::catalog::test_packs;
 
-// Each check on a whole pack runs twice: on the project's own pack
-// (`own_pack_…`, always) and on the real V4 core files (`real_files_…`,
-// skipped with a notice when they cannot be found).
-
 /// The project's own V4 pack, `tests/fixtures/bmad-v4`.
 fn own_pack() -> ImportReport {
     parse_dir(&test_packs::own_pack()).expect("own pack is readable")
@@ -26,49 +22,64 @@ fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn persona<'a>(pack: &'a CatalogPack, key: &str) -> &'a PersonaDef {
-    pack.personas
+/// The item of `items` whose key is `key`; a panic naming `what` when
+/// there is none.
+fn named<'a, T>(items: &'a [T], key: &str, key_of: impl Fn(&T) -> &str, what: &str) -> &'a T {
+    items
         .iter()
-        .find(|p| p.key == key)
-        .unwrap_or_else(|| panic!("persona {key} missing"))
+        .find(|item| key_of(item) == key)
+        .unwrap_or_else(|| panic!("{what} {key} missing"))
+}
+
+fn persona<'a>(pack: &'a CatalogPack, key: &str) -> &'a PersonaDef {
+    named(&pack.personas, key, |p| &p.key, "persona")
 }
 
 fn team<'a>(pack: &'a CatalogPack, key: &str) -> &'a TeamDef {
-    pack.teams
-        .iter()
-        .find(|t| t.key == key)
-        .unwrap_or_else(|| panic!("team {key} missing"))
+    named(&pack.teams, key, |t| &t.key, "team")
 }
 
 fn workflow<'a>(pack: &'a CatalogPack, key: &str) -> &'a WorkflowDef {
-    pack.workflows
-        .iter()
-        .find(|w| w.key == key)
-        .unwrap_or_else(|| panic!("workflow {key} missing"))
+    named(&pack.workflows, key, |w| &w.key, "workflow")
 }
 
 fn step<'a>(wf: &'a WorkflowDef, key: &str) -> &'a WorkflowStepDef {
-    wf.steps
-        .iter()
-        .find(|s| s.key == key)
-        .unwrap_or_else(|| panic!("step {key} missing in {}", wf.key))
+    named(&wf.steps, key, |s| &s.key, &format!("{} step", wf.key))
+}
+
+/// Declares the two tests of each check on a whole pack: on the project's
+/// own pack (always) and on the real V4 core files (skipped with a notice
+/// when they cannot be found).
+macro_rules! on_both_packs {
+    ($($check:ident: $own:ident, $real:ident;)*) => {$(
+        #[test]
+        fn $own() {
+            $check(&own_pack());
+        }
+
+        #[test]
+        fn $real() {
+            if let Some(report) = real_files(stringify!($real)) {
+                $check(&report);
+            }
+        }
+    )*};
+}
+
+on_both_packs! {
+    check_imports_completely: own_pack_imports_completely, real_files_imports_completely;
+    check_persona_po: own_pack_persona_po, real_files_persona_po;
+    check_command_shapes: own_pack_command_shapes, real_files_command_shapes;
+    check_greenfield_service_steps:
+        own_pack_greenfield_service_steps, real_files_greenfield_service_steps;
+    check_step_with_both_step_and_agent_is_work:
+        own_pack_step_with_both_step_and_agent_is_work, real_files_step_with_both_step_and_agent_is_work;
+    check_teams: own_pack_teams, real_files_teams;
 }
 
 const GOOD_AGENT: &str = "# scout\n\n```yaml\nagent:\n  id: scout\n  name: Pat\n  title: Trail Scout\n  icon: 🧭\ncommands:\n  - help: list\n  - \"scan {area}: look around\"\n```\n";
 
 const GOOD_WORKFLOW: &str = "workflow:\n  id: trail-run\n  name: Trail Run\n  sequence:\n    - agent: scout\n      creates: map.md\n    - step: done\n";
-
-#[test]
-fn own_pack_imports_completely() {
-    check_imports_completely(&own_pack());
-}
-
-#[test]
-fn real_files_imports_completely() {
-    if let Some(report) = real_files("real_files_imports_completely") {
-        check_imports_completely(&report);
-    }
-}
 
 fn check_imports_completely(report: &ImportReport) {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
@@ -76,18 +87,6 @@ fn check_imports_completely(report: &ImportReport) {
     assert_eq!(report.pack.personas.len(), 10);
     assert_eq!(report.pack.teams.len(), 4);
     assert_eq!(report.pack.workflows.len(), 6);
-}
-
-#[test]
-fn own_pack_persona_po() {
-    check_persona_po(&own_pack());
-}
-
-#[test]
-fn real_files_persona_po() {
-    if let Some(report) = real_files("real_files_persona_po") {
-        check_persona_po(&report);
-    }
 }
 
 fn check_persona_po(report: &ImportReport) {
@@ -119,18 +118,6 @@ fn check_persona_po(report: &ImportReport) {
     );
 }
 
-#[test]
-fn own_pack_command_shapes() {
-    check_command_shapes(&own_pack());
-}
-
-#[test]
-fn real_files_command_shapes() {
-    if let Some(report) = real_files("real_files_command_shapes") {
-        check_command_shapes(&report);
-    }
-}
-
 fn check_command_shapes(report: &ImportReport) {
     // Commands written as a map rather than a list.
     let orchestrator = persona(&report.pack, "bmad-orchestrator");
@@ -154,18 +141,6 @@ fn check_command_shapes(report: &ImportReport) {
         for c in &p.capabilities {
             assert!(!c.contains('{') && !c.contains(':'), "{}: {c}", p.key);
         }
-    }
-}
-
-#[test]
-fn own_pack_greenfield_service_steps() {
-    check_greenfield_service_steps(&own_pack());
-}
-
-#[test]
-fn real_files_greenfield_service_steps() {
-    if let Some(report) = real_files("real_files_greenfield_service_steps") {
-        check_greenfield_service_steps(&report);
     }
 }
 
@@ -226,18 +201,6 @@ fn check_greenfield_service_steps(report: &ImportReport) {
     }
 }
 
-#[test]
-fn own_pack_step_with_both_step_and_agent_is_work() {
-    check_step_with_both_step_and_agent_is_work(&own_pack());
-}
-
-#[test]
-fn real_files_step_with_both_step_and_agent_is_work() {
-    if let Some(report) = real_files("real_files_step_with_both_step_and_agent_is_work") {
-        check_step_with_both_step_and_agent_is_work(&report);
-    }
-}
-
 fn check_step_with_both_step_and_agent_is_work(report: &ImportReport) {
     let wf = workflow(&report.pack, "brownfield-fullstack");
     let classify = step(wf, "enhancement_classification");
@@ -255,18 +218,6 @@ fn check_step_with_both_step_and_agent_is_work(report: &ImportReport) {
     let ui = workflow(&report.pack, "brownfield-ui");
     let architecture = step(ui, "architect-architecture-md");
     assert_eq!(architecture.requires, ["prd.md", "front-end-spec.md"]);
-}
-
-#[test]
-fn own_pack_teams() {
-    check_teams(&own_pack());
-}
-
-#[test]
-fn real_files_teams() {
-    if let Some(report) = real_files("real_files_teams") {
-        check_teams(&report);
-    }
 }
 
 fn check_teams(report: &ImportReport) {
