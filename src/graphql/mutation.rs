@@ -45,15 +45,3 @@ where
         .await?;
     Ok(done.into())
 }
-
-// ---------- projects ----------
-
-// ---------- tasks ----------
-
-// ---------- HITL, checkpoints, artifacts ----------
-
-// ---------- agents ----------
-
-// ---------- sessions ----------
-
-// ---------- catalog ----------
