@@ -24,239 +24,81 @@ const OPERATOR: &[&str] = &["operator"];
 const BOTH: &[&str] = &["agent", "operator"];
 const ADMIN: &[&str] = &[];
 
-/// Every mutation, an input of the right shape (ids need not exist: the
-/// guard runs before the resolver looks anything up), and the roles besides
-/// admin that may run it — the README's table.
-fn mutations(ids: &Value) -> Vec<(&'static str, &'static str, Value, &'static [&'static str])> {
-    let p = &ids["project"];
-    let t = &ids["task"];
-    let h = &ids["hitl"];
-    let c = &ids["checkpoint"];
-    let s = &ids["session"];
-    let x = &ids["context"];
-    vec![
-        (
-            "createProject",
-            "CreateProjectInput",
-            json!({"name": "n"}),
-            OPERATOR,
-        ),
-        (
-            "completeProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-            OPERATOR,
-        ),
-        (
-            "forceCompleteProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-            ADMIN,
-        ),
-        (
-            "failProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-            OPERATOR,
-        ),
-        (
-            "cancelProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-            OPERATOR,
-        ),
-        (
-            "createTask",
-            "CreateTaskInput",
-            json!({"projectId": p, "title": "t"}),
-            BOTH,
-        ),
-        ("startTask", "StartTaskInput", json!({"taskId": t}), AGENT),
-        (
-            "reportTaskProgress",
-            "ReportTaskProgressInput",
-            json!({"taskId": t, "progress": 5}),
-            AGENT,
-        ),
-        (
-            "completeTask",
-            "CompleteTaskInput",
-            json!({"taskId": t}),
-            AGENT,
-        ),
-        (
-            "failTask",
-            "FailTaskInput",
-            json!({"taskId": t, "error": "e"}),
-            AGENT,
-        ),
-        (
-            "cancelTask",
-            "CancelTaskInput",
-            json!({"taskId": t}),
-            OPERATOR,
-        ),
-        (
-            "retryTask",
-            "RetryTaskInput",
-            json!({"taskId": t}),
-            OPERATOR,
-        ),
-        (
-            "requestHitl",
-            "RequestHitlInput",
-            json!({"taskId": t, "question": "q"}),
-            AGENT,
-        ),
-        (
-            "resolveHitlRequest",
-            "ResolveHitlRequestInput",
-            json!({"requestId": h, "decision": "APPROVE"}),
-            OPERATOR,
-        ),
-        (
-            "resolveHitlRequests",
-            "ResolveHitlRequestsInput",
-            json!({"items": [{"requestId": h, "decision": "APPROVE"}]}),
-            OPERATOR,
-        ),
-        (
-            "createCheckpoint",
-            "CreateCheckpointInput",
-            json!({"taskId": t, "stepId": "s", "state": {}}),
-            AGENT,
-        ),
-        (
-            "forkFromCheckpoint",
-            "ForkFromCheckpointInput",
-            json!({"checkpointId": c}),
-            OPERATOR,
-        ),
-        (
-            "updateCheckpointStatus",
-            "UpdateCheckpointStatusInput",
-            json!({"checkpointId": c, "status": "COMPLETED"}),
-            AGENT,
-        ),
-        (
-            "completeCheckpoint",
-            "CheckpointTransitionInput",
-            json!({"checkpointId": c}),
-            AGENT,
-        ),
-        (
-            "failCheckpoint",
-            "CheckpointTransitionInput",
-            json!({"checkpointId": c}),
-            AGENT,
-        ),
-        (
-            "revertToCheckpoint",
-            "RevertToCheckpointInput",
-            json!({"checkpointId": c}),
-            OPERATOR,
-        ),
-        (
-            "pinCheckpoint",
-            "PinCheckpointInput",
-            json!({"checkpointId": c, "pinned": true}),
-            OPERATOR,
-        ),
-        (
-            "createArtifact",
-            "CreateArtifactInput",
-            json!({"projectId": p, "kind": "SPEC", "name": "a", "content": {}}),
-            AGENT,
-        ),
-        (
-            "heartbeat",
-            "AgentInput",
-            json!({"personaId": "dev", "projectId": p}),
-            AGENT,
-        ),
-        (
-            "resetAgentStatus",
-            "ResetAgentStatusInput",
-            json!({"personaId": "dev", "projectId": p}),
-            OPERATOR,
-        ),
-        (
-            "updateAgentStatus",
-            "UpdateAgentStatusInput",
-            json!({"personaId": "dev", "projectId": p, "status": "WORKING"}),
-            AGENT,
-        ),
-        ("startSession", "StartSessionInput", json!({}), BOTH),
-        (
-            "touchSession",
-            "TouchSessionInput",
-            json!({"sessionId": s}),
-            BOTH,
-        ),
-        ("cleanupExpiredSessions", "", Value::Null, OPERATOR),
-        (
-            "exportPersonaContext",
-            "ExportPersonaContextInput",
-            json!({"contextId": x}),
-            BOTH,
-        ),
-        (
-            "importPersonaContext",
-            "ImportPersonaContextInput",
-            json!({"sessionId": s, "snapshot": {"data": "", "compressed": false, "checksum": "", "size": 0}}),
-            BOTH,
-        ),
-        (
-            "suspendSession",
-            "SessionTransitionInput",
-            json!({"sessionId": s}),
-            BOTH,
-        ),
-        (
-            "resumeSession",
-            "SessionTransitionInput",
-            json!({"sessionId": s}),
-            BOTH,
-        ),
-        (
-            "terminateSession",
-            "SessionTransitionInput",
-            json!({"sessionId": s}),
-            BOTH,
-        ),
-        (
-            "switchPersona",
-            "SwitchPersonaInput",
-            json!({"sessionId": s, "personaId": "pm"}),
-            BOTH,
-        ),
-        (
-            "updatePersonaContext",
-            "UpdatePersonaContextInput",
-            json!({"contextId": x, "statePatch": {}}),
-            BOTH,
-        ),
-        (
-            "appendPersonaContextHistory",
-            "AppendPersonaContextHistoryInput",
-            json!({"contextId": x, "entry": {}}),
-            BOTH,
-        ),
-        (
-            "importCatalog",
-            "ImportCatalogInput",
-            json!({"files": []}),
-            ADMIN,
-        ),
-    ]
+/// The roles besides admin that may run `mutation`: the README's table.
+fn allowed(mutation: &str) -> &'static [&'static str] {
+    match mutation {
+        "startTask"
+        | "reportTaskProgress"
+        | "completeTask"
+        | "failTask"
+        | "requestHitl"
+        | "createCheckpoint"
+        | "completeCheckpoint"
+        | "failCheckpoint"
+        | "updateCheckpointStatus"
+        | "createArtifact"
+        | "heartbeat"
+        | "updateAgentStatus" => AGENT,
+        "createProject"
+        | "completeProject"
+        | "failProject"
+        | "cancelProject"
+        | "cancelTask"
+        | "retryTask"
+        | "resolveHitlRequest"
+        | "resolveHitlRequests"
+        | "forkFromCheckpoint"
+        | "revertToCheckpoint"
+        | "pinCheckpoint"
+        | "resetAgentStatus"
+        | "cleanupExpiredSessions" => OPERATOR,
+        "createTask"
+        | "startSession"
+        | "touchSession"
+        | "suspendSession"
+        | "resumeSession"
+        | "terminateSession"
+        | "switchPersona"
+        | "updatePersonaContext"
+        | "appendPersonaContextHistory"
+        | "exportPersonaContext"
+        | "importPersonaContext" => BOTH,
+        "forceCompleteProject" | "importCatalog" => ADMIN,
+        m => panic!("{m} is not in the roles table"),
+    }
 }
 
-fn document(name: &str, input_type: &str) -> String {
-    if input_type.is_empty() {
-        format!("mutation {{ {name} {{ __typename }} }}")
-    } else {
-        format!("mutation($input: {input_type}!) {{ {name}(input: $input) {{ __typename }} }}")
+/// An input of the right shape for `mutation` (ids need not exist: the
+/// guard runs before the resolver looks anything up).
+fn input(mutation: &str, ids: &Value) -> Value {
+    let p = &ids["project"];
+    match mutation {
+        "createProject" => json!({"name": "n"}),
+        "createTask" => json!({"projectId": p, "title": "t"}),
+        "startTask" | "retryTask" => json!({"taskId": ids["task"]}),
+        "createArtifact" => json!({"projectId": p, "kind": "SPEC", "name": "a", "content": {}}),
+        "heartbeat" | "resetAgentStatus" => json!({"personaId": "dev", "projectId": p}),
+        "updateAgentStatus" => json!({"personaId": "dev", "projectId": p, "status": "WORKING"}),
+        "startSession" => json!({}),
+        "cleanupExpiredSessions" => Value::Null,
+        "importPersonaContext" => {
+            let snapshot = json!({"data": "", "compressed": false, "checksum": "", "size": 0});
+            json!({"sessionId": ids["session"], "snapshot": snapshot})
+        }
+        "switchPersona" => json!({"sessionId": ids["session"], "personaId": "pm"}),
+        "importCatalog" => json!({"files": []}),
+        m => support::mutations::plain_input(m, |k| ids[k].clone())
+            .unwrap_or_else(|| panic!("no input for {m}")),
     }
+}
+
+/// Every mutation with its input and the roles besides admin that may run
+/// it.
+fn mutations(ids: &Value) -> Vec<(&'static str, Value, &'static [&'static str])> {
+    support::mutations::MUTATIONS
+        .iter()
+        .map(|m| (*m, input(m, ids), allowed(m)))
+        .collect()
 }
 
 async fn event_count(app: &support::TestApp) -> u64 {
@@ -308,7 +150,7 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
         .expect("fields")
     {
         let name = f["name"].as_str().expect("name");
-        let allowed = table.iter().find(|m| m.0 == name).expect("in table").3;
+        let allowed = table.iter().find(|m| m.0 == name).expect("in table").2;
         let mut roles: Vec<&str> = allowed.to_vec();
         roles.push("admin");
         let line = format!("Roles: {}.", roles.join(", "));
@@ -321,17 +163,12 @@ async fn every_mutation_is_refused_for_the_roles_it_does_not_list_and_changes_no
     let before = event_count(&app).await;
     let mut refused = 0;
     for role in ["viewer", "agent", "operator"] {
-        for (name, input_type, input, allowed) in &table {
+        for (name, input, allowed) in &table {
             if allowed.contains(&role) {
                 continue;
             }
-            let body = post(
-                &app,
-                &[role],
-                &document(name, input_type),
-                json!({ "input": input }),
-            )
-            .await;
+            let document = support::mutations::document(name, "{ __typename }");
+            let body = post(&app, &[role], &document, json!({ "input": input })).await;
             assert_eq!(
                 body["errors"][0]["extensions"]["code"], "FORBIDDEN",
                 "{role} running {name}: {body}"

@@ -104,77 +104,60 @@ async fn seed(c: &Caller, mark: &str) -> BTreeMap<&'static str, String> {
     );
     ids.insert("event", id_at(&p, &["event", "id"]));
 
-    let d = c
-        .ok(
+    // The id of the object a mutation makes, as text.
+    let new = async |doc: &str, vars: Value| {
+        let id = c.new_id(doc, vars).await;
+        id.as_str().expect("an id").to_string()
+    };
+    let persona = ids["persona"].clone();
+    let dep = json!({ "p": project, "x": persona, "t": task, "n": format!("{mark} extra") });
+    ids.insert(
+        "task_dep",
+        new(
             "mutation($p: ID!, $x: ID!, $t: ID!, $n: String!) { createTask(input: {projectId: $p, personaId: $x, title: $n, instructions: $n, dependsOn: [$t]}) { task { id } } }",
-            json!({ "p": project, "x": ids["persona"], "t": task, "n": format!("{mark} extra") }),
+            dep,
         )
-        .await;
-    ids.insert("task_dep", id_at(&d, &["createTask", "task", "id"]));
+        .await,
+    );
 
-    c.ok(
+    let work = [
         "mutation($t: ID!, $m: String!) { startTask(input: {taskId: $t, message: $m}) { task { id } } }",
-        json!({ "t": task, "m": mark }),
-    )
-    .await;
-    c.ok(
         "mutation($t: ID!, $m: String!) { reportTaskProgress(input: {taskId: $t, progress: 40, stage: $m, message: $m}) { task { id } } }",
-        json!({ "t": task, "m": mark }),
-    )
-    .await;
+    ];
+    c.ok_each(&work, json!({ "t": task, "m": mark })).await;
     let cp = "mutation($t: ID!, $s: JSON!) { createCheckpoint(input: {taskId: $t, stepId: \"s1\", state: $s}) { checkpoint { id } } }";
-    let c1 = c
-        .ok(cp, json!({ "t": task, "s": { "mark": mark, "n": 1 } }))
-        .await;
-    ids.insert(
-        "checkpoint",
-        id_at(&c1, &["createCheckpoint", "checkpoint", "id"]),
-    );
-    let c2 = c
-        .ok(cp, json!({ "t": task, "s": { "mark": mark, "n": 2 } }))
-        .await;
-    ids.insert(
-        "checkpoint2",
-        id_at(&c2, &["createCheckpoint", "checkpoint", "id"]),
-    );
+    let state = |n: u8| json!({ "t": task, "s": { "mark": mark, "n": n } });
+    ids.insert("checkpoint", new(cp, state(1)).await);
+    ids.insert("checkpoint2", new(cp, state(2)).await);
     let art = "mutation($p: ID!, $t: ID!, $x: ID!, $n: String!, $c: JSON!) { createArtifact(input: {projectId: $p, taskId: $t, personaId: $x, kind: SPEC, name: $n, content: $c}) { artifact { id } } }";
-    let av = json!({ "p": project, "t": task, "x": ids["persona"], "n": format!("{mark} brief"), "c": { "mark": mark } });
-    let a1 = c.ok(art, av.clone()).await;
-    ids.insert(
-        "artifact",
-        id_at(&a1, &["createArtifact", "artifact", "id"]),
-    );
-    let a2 = c.ok(art, av).await;
-    ids.insert(
-        "artifact2",
-        id_at(&a2, &["createArtifact", "artifact", "id"]),
-    );
-    let s = c
-        .ok(
-            "mutation($x: ID!, $p: ID!, $t: ID!, $m: String!) { updateAgentStatus(input: {personaId: $x, projectId: $p, status: WORKING, currentTaskId: $t, message: $m}) { agentStatus { id } } }",
-            json!({ "x": ids["persona"], "p": project, "t": task, "m": mark }),
-        )
-        .await;
+    let av = json!({ "p": project, "t": task, "x": persona, "n": format!("{mark} brief"), "c": { "mark": mark } });
+    ids.insert("artifact", new(art, av.clone()).await);
+    ids.insert("artifact2", new(art, av).await);
+    let status = json!({ "x": persona, "p": project, "t": task, "m": mark });
     ids.insert(
         "agent_status",
-        id_at(&s, &["updateAgentStatus", "agentStatus", "id"]),
-    );
-    let h = c
-        .ok(
-            "mutation($t: ID!, $m: String!) { requestHitl(input: {taskId: $t, question: $m, options: [$m], responseSchema: {mark: $m}}) { hitlRequest { id } } }",
-            json!({ "t": task, "m": mark }),
+        new(
+            "mutation($x: ID!, $p: ID!, $t: ID!, $m: String!) { updateAgentStatus(input: {personaId: $x, projectId: $p, status: WORKING, currentTaskId: $t, message: $m}) { agentStatus { id } } }",
+            status,
         )
-        .await;
-    ids.insert("hitl", id_at(&h, &["requestHitl", "hitlRequest", "id"]));
+        .await,
+    );
+    let ask = json!({ "t": task, "m": mark });
+    ids.insert(
+        "hitl",
+        new(
+            "mutation($t: ID!, $m: String!) { requestHitl(input: {taskId: $t, question: $m, options: [$m], responseSchema: {mark: $m}}) { hitlRequest { id } } }",
+            ask,
+        )
+        .await,
+    );
 
     // A task that failed once and was retried (attempt history).
-    let r = c
-        .ok(
-            "mutation($p: ID!, $n: String!) { createTask(input: {projectId: $p, title: $n}) { task { id } } }",
-            json!({ "p": project, "n": format!("{mark} retry") }),
-        )
-        .await;
-    let retry = id_at(&r, &["createTask", "task", "id"]);
+    let retry = new(
+        "mutation($p: ID!, $n: String!) { createTask(input: {projectId: $p, title: $n}) { task { id } } }",
+        json!({ "p": project, "n": format!("{mark} retry") }),
+    )
+    .await;
     c.start_task(&retry).await;
     c.fail_task(&retry, mark).await;
     c.ok(
@@ -184,39 +167,29 @@ async fn seed(c: &Caller, mark: &str) -> BTreeMap<&'static str, String> {
     .await;
     ids.insert("task_retry", retry);
 
-    let ss = c
-        .ok(
-            "mutation($m: String!) { startSession(input: {name: $m}) { session { id } } }",
-            json!({ "m": mark }),
-        )
-        .await;
-    let session = id_at(&ss, &["startSession", "session", "id"]);
-    let ctx = c
-        .ok(
-            "mutation($s: ID!, $x: ID!, $m: String!) { switchPersona(input: {sessionId: $s, personaId: $x, initialState: {mark: $m}}) { context { id } } }",
-            json!({ "s": session, "x": ids["persona"], "m": mark }),
-        )
-        .await;
-    let context = id_at(&ctx, &["switchPersona", "context", "id"]);
-    c.ok(
+    let session = new(
+        "mutation($m: String!) { startSession(input: {name: $m}) { session { id } } }",
+        json!({ "m": mark }),
+    )
+    .await;
+    let context = new(
+        "mutation($s: ID!, $x: ID!, $m: String!) { switchPersona(input: {sessionId: $s, personaId: $x, initialState: {mark: $m}}) { context { id } } }",
+        json!({ "s": session, "x": persona, "m": mark }),
+    )
+    .await;
+    let edits = [
         "mutation($c: ID!, $m: String!) { updatePersonaContext(input: {contextId: $c, statePatch: {patched: $m}, activeTool: $m}) { context { id } } }",
-        json!({ "c": context, "m": mark }),
-    )
-    .await;
-    c.ok(
         "mutation($c: ID!, $m: String!) { appendPersonaContextHistory(input: {contextId: $c, entry: {said: $m}}) { context { id } } }",
-        json!({ "c": context, "m": mark }),
-    )
-    .await;
-    let child = c
-        .ok(
-            "mutation($s: ID!, $c: ID!, $m: String!) { switchPersona(input: {sessionId: $s, personaId: \"analyst\", parentContextId: $c, initialState: {mark: $m}}) { context { id } } }",
-            json!({ "s": session, "c": context, "m": mark }),
-        )
-        .await;
+    ];
+    c.ok_each(&edits, json!({ "c": context, "m": mark })).await;
+    let child = json!({ "s": session, "c": context, "m": mark });
     ids.insert(
         "context_child",
-        id_at(&child, &["switchPersona", "context", "id"]),
+        new(
+            "mutation($s: ID!, $c: ID!, $m: String!) { switchPersona(input: {sessionId: $s, personaId: \"analyst\", parentContextId: $c, initialState: {mark: $m}}) { context { id } } }",
+            child,
+        )
+        .await,
     );
     ids.insert("session", session);
     ids.insert("context", context);
@@ -361,112 +334,49 @@ fn id_queries(
     const AGENT_UPDATES: &str = "query($id: ID!, $x: ID) { agentStatusUpdates(projectId: $id, personaId: $x, after: \"0\") { totalCount nodes { cursor agentStatus { id message } event { id payload } } } }";
     const HITL_UPDATES: &str = "query($id: ID!) { hitlRequestUpdates(projectId: $id, after: \"0\") { totalCount nodes { cursor hitlRequest { id question } event { id payload } } } }";
     const ANALYTICS: &str = "query($id: ID) { personaAnalytics(projectId: $id) { persona { id name } tasksCompleted tasksFailed } }";
+    let id = || json!({ "id": "@B" });
+    let filter = |key: &str| json!({ "f": { key: "@B" } });
+    let diff = |from: &Value, to: &Value| json!({ "from": from, "to": to });
+    let (b, a_checkpoint, a_checkpoint2) =
+        (json!("@B"), json!(a["checkpoint"]), json!(a["checkpoint2"]));
+    let b_task_of_a = json!({ "f": { "projectId": a["project"], "taskId": "@B" } });
+    let b_persona = json!({ "id": a["project"], "x": "@B" });
     let mut q = vec![
-        ("project", PROJECT, json!({ "id": "@B" }), "project"),
-        ("task", TASK, json!({ "id": "@B" }), "task"),
-        ("task", TASK, json!({ "id": "@B" }), "task_dep"),
-        ("hitlRequest", HITL, json!({ "id": "@B" }), "hitl"),
-        ("session", SESSION, json!({ "id": "@B" }), "session"),
-        ("persona", PERSONA, json!({ "id": "@B" }), "persona"),
-        ("workflow", WORKFLOW, json!({ "id": "@B" }), "workflow"),
+        ("project", PROJECT, id(), "project"),
+        ("task", TASK, id(), "task"),
+        ("task", TASK, id(), "task_dep"),
+        ("hitlRequest", HITL, id(), "hitl"),
+        ("session", SESSION, id(), "session"),
+        ("persona", PERSONA, id(), "persona"),
+        ("workflow", WORKFLOW, id(), "workflow"),
         (
             "checkpointDiff",
             DIFF,
-            json!({ "from": "@B", "to": a["checkpoint2"] }),
+            diff(&b, &a_checkpoint2),
             "checkpoint",
         ),
         (
             "checkpointDiff",
             DIFF,
-            json!({ "from": a["checkpoint"], "to": "@B" }),
+            diff(&a_checkpoint, &b),
             "checkpoint2",
         ),
-        (
-            "checkpointDiff",
-            DIFF,
-            json!({ "from": "@B", "to": "@B" }),
-            "checkpoint",
-        ),
-        (
-            "tasks",
-            TASKS,
-            json!({ "f": { "projectId": "@B" } }),
-            "project",
-        ),
-        (
-            "tasks",
-            TASKS,
-            json!({ "f": { "personaId": "@B" } }),
-            "persona",
-        ),
-        (
-            "hitlRequests",
-            HITLS,
-            json!({ "f": { "projectId": "@B" } }),
-            "project",
-        ),
-        (
-            "artifacts",
-            ARTIFACTS,
-            json!({ "f": { "projectId": "@B" } }),
-            "project",
-        ),
-        (
-            "artifacts",
-            ARTIFACTS,
-            json!({ "f": { "taskId": "@B" } }),
-            "task",
-        ),
-        (
-            "artifacts",
-            ARTIFACTS,
-            json!({ "f": { "projectId": a["project"], "taskId": "@B" } }),
-            "task",
-        ),
-        (
-            "events",
-            EVENTS,
-            json!({ "f": { "projectId": "@B" } }),
-            "project",
-        ),
-        ("events", EVENTS, json!({ "f": { "taskId": "@B" } }), "task"),
-        ("agentStatuses", AGENTS, json!({ "id": "@B" }), "project"),
-        (
-            "taskUpdates",
-            TASK_UPDATES,
-            json!({ "id": "@B" }),
-            "project",
-        ),
-        (
-            "artifactUpdates",
-            ARTIFACT_UPDATES,
-            json!({ "id": "@B" }),
-            "project",
-        ),
-        (
-            "agentStatusUpdates",
-            AGENT_UPDATES,
-            json!({ "id": "@B" }),
-            "project",
-        ),
-        (
-            "agentStatusUpdates",
-            AGENT_UPDATES,
-            json!({ "id": a["project"], "x": "@B" }),
-            "persona",
-        ),
-        (
-            "hitlRequestUpdates",
-            HITL_UPDATES,
-            json!({ "id": "@B" }),
-            "project",
-        ),
-        (
-            "personaAnalytics",
-            ANALYTICS,
-            json!({ "id": "@B" }),
-            "project",
-        ),
+        ("checkpointDiff", DIFF, diff(&b, &b), "checkpoint"),
+        ("tasks", TASKS, filter("projectId"), "project"),
+        ("tasks", TASKS, filter("personaId"), "persona"),
+        ("hitlRequests", HITLS, filter("projectId"), "project"),
+        ("artifacts", ARTIFACTS, filter("projectId"), "project"),
+        ("artifacts", ARTIFACTS, filter("taskId"), "task"),
+        ("artifacts", ARTIFACTS, b_task_of_a, "task"),
+        ("events", EVENTS, filter("projectId"), "project"),
+        ("events", EVENTS, filter("taskId"), "task"),
+        ("agentStatuses", AGENTS, id(), "project"),
+        ("taskUpdates", TASK_UPDATES, id(), "project"),
+        ("artifactUpdates", ARTIFACT_UPDATES, id(), "project"),
+        ("agentStatusUpdates", AGENT_UPDATES, id(), "project"),
+        ("agentStatusUpdates", AGENT_UPDATES, b_persona, "persona"),
+        ("hitlRequestUpdates", HITL_UPDATES, id(), "project"),
+        ("personaAnalytics", ANALYTICS, id(), "project"),
     ];
     // `node` on every id of B's.
     for key in a.keys() {
@@ -523,184 +433,40 @@ query {
 }
 "#;
 
-/// Every mutation with an input whose ids are A's own: (field, input
-/// type, input, selection).
-fn mutations(
-    a: &BTreeMap<&'static str, String>,
-    snapshot: &Value,
-) -> Vec<(&'static str, &'static str, Value)> {
-    let p = &a["project"];
-    let t = &a["task"];
-    let h = &a["hitl"];
-    let c = &a["checkpoint"];
-    let s = &a["session"];
-    let x = &a["context"];
-    let y = &a["persona"];
-    vec![
-        (
-            "createProject",
-            "CreateProjectInput",
-            json!({"name": "n", "workflowId": a["workflow"]}),
-        ),
-        (
-            "completeProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-        ),
-        (
-            "forceCompleteProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-        ),
-        (
-            "failProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-        ),
-        (
-            "cancelProject",
-            "ProjectTransitionInput",
-            json!({"projectId": p}),
-        ),
-        (
-            "createTask",
-            "CreateTaskInput",
-            json!({"projectId": p, "personaId": y, "title": "t", "dependsOn": [t, a["task_dep"]]}),
-        ),
-        (
-            "startTask",
-            "StartTaskInput",
-            json!({"taskId": a["task_next"], "force": true}),
-        ),
-        (
-            "reportTaskProgress",
-            "ReportTaskProgressInput",
-            json!({"taskId": t, "progress": 5}),
-        ),
-        ("completeTask", "CompleteTaskInput", json!({"taskId": t})),
-        (
-            "failTask",
-            "FailTaskInput",
-            json!({"taskId": t, "error": "e"}),
-        ),
-        ("cancelTask", "CancelTaskInput", json!({"taskId": t})),
-        (
-            "retryTask",
-            "RetryTaskInput",
-            json!({"taskId": a["task_retry"]}),
-        ),
-        (
-            "requestHitl",
-            "RequestHitlInput",
-            json!({"taskId": t, "question": "q"}),
-        ),
-        (
-            "resolveHitlRequest",
-            "ResolveHitlRequestInput",
-            json!({"requestId": h, "decision": "APPROVE"}),
-        ),
-        (
-            "resolveHitlRequests",
-            "ResolveHitlRequestsInput",
-            json!({"items": [{"requestId": h, "decision": "APPROVE"}]}),
-        ),
-        (
-            "createCheckpoint",
-            "CreateCheckpointInput",
-            json!({"taskId": t, "stepId": "s", "state": {}}),
-        ),
-        (
-            "forkFromCheckpoint",
-            "ForkFromCheckpointInput",
-            json!({"checkpointId": c}),
-        ),
-        (
-            "updateCheckpointStatus",
-            "UpdateCheckpointStatusInput",
-            json!({"checkpointId": c, "status": "COMPLETED"}),
-        ),
-        (
-            "completeCheckpoint",
-            "CheckpointTransitionInput",
-            json!({"checkpointId": c}),
-        ),
-        (
-            "failCheckpoint",
-            "CheckpointTransitionInput",
-            json!({"checkpointId": c}),
-        ),
-        (
-            "revertToCheckpoint",
-            "RevertToCheckpointInput",
-            json!({"checkpointId": c}),
-        ),
-        (
-            "pinCheckpoint",
-            "PinCheckpointInput",
-            json!({"checkpointId": c, "pinned": true}),
-        ),
-        (
-            "createArtifact",
-            "CreateArtifactInput",
-            json!({"projectId": p, "taskId": t, "personaId": y, "kind": "SPEC", "name": "a", "content": {}}),
-        ),
-        (
-            "heartbeat",
-            "AgentInput",
-            json!({"personaId": y, "projectId": p}),
-        ),
-        (
-            "resetAgentStatus",
-            "ResetAgentStatusInput",
-            json!({"personaId": y, "projectId": p}),
-        ),
-        (
-            "updateAgentStatus",
-            "UpdateAgentStatusInput",
-            json!({"personaId": y, "projectId": p, "status": "WORKING", "currentTaskId": t}),
-        ),
-        ("touchSession", "TouchSessionInput", json!({"sessionId": s})),
-        (
-            "exportPersonaContext",
-            "ExportPersonaContextInput",
-            json!({"contextId": x}),
-        ),
-        (
-            "importPersonaContext",
-            "ImportPersonaContextInput",
-            json!({"sessionId": s, "snapshot": snapshot}),
-        ),
-        (
-            "suspendSession",
-            "SessionTransitionInput",
-            json!({"sessionId": s}),
-        ),
-        (
-            "resumeSession",
-            "SessionTransitionInput",
-            json!({"sessionId": s}),
-        ),
-        (
-            "terminateSession",
-            "SessionTransitionInput",
-            json!({"sessionId": s}),
-        ),
-        (
-            "switchPersona",
-            "SwitchPersonaInput",
-            json!({"sessionId": s, "personaId": y, "parentContextId": x}),
-        ),
-        (
-            "updatePersonaContext",
-            "UpdatePersonaContextInput",
-            json!({"contextId": x, "statePatch": {}}),
-        ),
-        (
-            "appendPersonaContextHistory",
-            "AppendPersonaContextHistoryInput",
-            json!({"contextId": x, "entry": {}}),
-        ),
-    ]
+/// The mutations that take no id; the matrix runs them as A and checks
+/// their answers are clean.
+const WITHOUT_IDS: &[&str] = &["startSession", "cleanupExpiredSessions", "importCatalog"];
+
+/// Every mutation that takes an id, with an input whose ids are A's own:
+/// (field, input).
+fn mutations(a: &BTreeMap<&'static str, String>, snapshot: &Value) -> Vec<(&'static str, Value)> {
+    let (p, t, y) = (&a["project"], &a["task"], &a["persona"]);
+    let input = |field: &str| match field {
+        "createProject" => json!({"name": "n", "workflowId": a["workflow"]}),
+        "createTask" => {
+            json!({"projectId": p, "personaId": y, "title": "t", "dependsOn": [t, a["task_dep"]]})
+        }
+        "startTask" => json!({"taskId": a["task_next"], "force": true}),
+        "retryTask" => json!({"taskId": a["task_retry"]}),
+        "createArtifact" => {
+            json!({"projectId": p, "taskId": t, "personaId": y, "kind": "SPEC", "name": "a", "content": {}})
+        }
+        "heartbeat" | "resetAgentStatus" => json!({"personaId": y, "projectId": p}),
+        "updateAgentStatus" => {
+            json!({"personaId": y, "projectId": p, "status": "WORKING", "currentTaskId": t})
+        }
+        "importPersonaContext" => json!({"sessionId": a["session"], "snapshot": snapshot}),
+        "switchPersona" => {
+            json!({"sessionId": a["session"], "personaId": y, "parentContextId": a["context"]})
+        }
+        m => support::mutations::plain_input(m, |k| json!(a[k]))
+            .unwrap_or_else(|| panic!("no input for {m}")),
+    };
+    support::mutations::MUTATIONS
+        .iter()
+        .filter(|m| !WITHOUT_IDS.contains(m))
+        .map(|m| (*m, input(m)))
+        .collect()
 }
 
 /// Every row of every tenant-scoped table that belongs to `tenant`, as
@@ -923,7 +689,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         )
         .await["exportPersonaContext"]["snapshot"]
         .clone();
-    for (field, input_type, input) in mutations(&m.a_ids, &snapshot) {
+    for (field, input) in mutations(&m.a_ids, &snapshot) {
         let mut found = Vec::new();
         strings(&input, &mut found);
         let keys: Vec<&'static str> = m
@@ -938,8 +704,7 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         } else {
             "{ __typename }"
         };
-        let doc =
-            format!("mutation($input: {input_type}!) {{ {field}(input: $input) {selection} }}");
+        let doc = support::mutations::document(field, selection);
         for key in keys {
             let vars = json!({ "input": substitute(&input, &m.a_ids[key], "@B") });
             let r = m.same_as_missing("Mutation", field, &doc, &vars, key).await;

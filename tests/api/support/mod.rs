@@ -7,6 +7,7 @@
 // file by path (`src/catalog/mod.rs`).
 #[path = "../../support/bmad.rs"]
 pub mod bmad;
+pub mod mutations;
 mod steps;
 
 use std::sync::Arc;

@@ -13,15 +13,10 @@ use serde_json::{Value, json};
 use super::Caller;
 
 impl Caller {
-    /// Runs mutation `field` with `input` (a JSON object of its input type,
-    /// `FieldInput` with the first letter capitalised) and returns the id of
-    /// `object` in its answer.
+    /// Runs mutation `field` with `input` (a JSON object of its input type)
+    /// and returns the id of `object` in its answer.
     async fn made(&self, field: &str, object: &str, input: Value) -> Value {
-        let mut input_type = field[..1].to_uppercase() + &field[1..];
-        input_type.push_str("Input");
-        let mutation = format!(
-            "mutation($input: {input_type}!) {{ {field}(input: $input) {{ {object} {{ id }} }} }}"
-        );
+        let mutation = super::mutations::document(field, &format!("{{ {object} {{ id }} }}"));
         self.ok(&mutation, json!({ "input": input })).await[field][object]["id"].clone()
     }
 
@@ -141,6 +136,27 @@ impl Caller {
             "hitl": hitl, "artifact": artifact, "checkpoint": checkpoint, "agent": agent,
             "session": session, "context": context,
         })
+    }
+
+    /// Runs each of `documents` with the same `variables`, in order,
+    /// panicking on errors (as [`Caller::ok`]).
+    pub async fn ok_each(&self, documents: &[&str], variables: Value) {
+        for d in documents {
+            self.ok(d, variables.clone()).await;
+        }
+    }
+
+    /// Runs `document` (a mutation with one root field that answers with
+    /// one object, e.g. `createTask { task { id } }`) and returns that
+    /// object's id.
+    pub async fn new_id(&self, document: &str, variables: Value) -> Value {
+        let data = self.ok(document, variables).await;
+        let first = |v: &Value| v.as_object().and_then(|o| o.values().next()).cloned();
+        first(&data)
+            .and_then(|answer| first(&answer))
+            .map(|object| object["id"].clone())
+            .filter(Value::is_string)
+            .unwrap_or_else(|| panic!("no new id in {data}"))
     }
 
     /// How many events of the log match `filter` (an `EventQueryFilter`:
