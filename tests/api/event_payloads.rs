@@ -35,132 +35,82 @@ async fn all_events(app: &support::TestApp) -> Vec<Value> {
     }
 }
 
-fn id(d: &Value, path: &[&str]) -> Value {
-    path.iter().fold(d, |v, k| &v[*k]).clone()
-}
-
 /// One of every change a client or the server makes.
 async fn every_change(app: &support::TestApp) {
-    let p = id(
-        &app.ok(
+    let p = app
+        .new_id(
             "mutation { createProject(input: {name: \"P\"}) { project { id } } }",
             json!({}),
         )
-        .await,
-        &["createProject", "project", "id"],
-    );
+        .await;
     let task = "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\", personaId: \"dev\"}) { task { id } } }";
-    let t = id(
-        &app.ok(task, json!({ "p": p })).await,
-        &["createTask", "task", "id"],
-    );
+    let t = app.new_id(task, json!({ "p": p })).await;
     let verb = |v: &'static str, extra: &'static str| {
         format!("mutation($t: ID!) {{ {v}(input: {{taskId: $t{extra}}}) {{ task {{ id }} }} }}")
     };
-    app.ok(&verb("startTask", ""), json!({ "t": t })).await;
-    app.ok(
-        &verb(
-            "reportTaskProgress",
-            ", progress: 40, stage: \"s\", message: \"m\"",
-        ),
-        json!({ "t": t }),
-    )
-    .await;
-    let ask = "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"ok?\", options: [\"yes\"]}) { hitlRequest { id } } }";
-    let h = id(
-        &app.ok(ask, json!({ "t": t })).await,
-        &["requestHitl", "hitlRequest", "id"],
+    let progress = verb(
+        "reportTaskProgress",
+        ", progress: 40, stage: \"s\", message: \"m\"",
     );
+    app.ok_each(&[&verb("startTask", ""), &progress], json!({ "t": t }))
+        .await;
+    let ask = "mutation($t: ID!) { requestHitl(input: {taskId: $t, question: \"ok?\", options: [\"yes\"]}) { hitlRequest { id } } }";
+    let h = app.new_id(ask, json!({ "t": t })).await;
     app.ok(
         "mutation($h: ID!) { resolveHitlRequest(input: {requestId: $h, decision: APPROVE, response: {ok: true}}) { task { id } } }",
         json!({ "h": h }),
     )
     .await;
     let cp = "mutation($t: ID!, $n: Int!) { createCheckpoint(input: {taskId: $t, stepId: \"s\", state: {n: $n}}) { checkpoint { id } } }";
-    let c1 = id(
-        &app.ok(cp, json!({ "t": t, "n": 1 })).await,
-        &["createCheckpoint", "checkpoint", "id"],
-    );
+    let c1 = app.new_id(cp, json!({ "t": t, "n": 1 })).await;
     app.ok(cp, json!({ "t": t, "n": 2 })).await;
-    app.ok(
+    let c1_changes = [
         "mutation($c: ID!) { updateCheckpointStatus(input: {checkpointId: $c, status: COMPLETED}) { checkpoint { id } } }",
-        json!({ "c": c1 }),
-    )
-    .await;
-    app.ok(
         "mutation($c: ID!) { revertToCheckpoint(input: {checkpointId: $c}) { checkpoint { id } } }",
-        json!({ "c": c1 }),
-    )
-    .await;
+    ];
+    app.ok_each(&c1_changes, json!({ "c": c1 })).await;
     app.services
         .prune_checkpoints(0, chrono::Duration::zero(), 1000)
         .await
         .expect("prune");
-    app.ok(
+    let about_t = [
         "mutation($p: ID!, $t: ID!) { createArtifact(input: {projectId: $p, taskId: $t, kind: DOCUMENT, name: \"prd.md\", content: {text: \"x\"}}) { artifact { id } } }",
-        json!({ "p": p, "t": t }),
-    )
-    .await;
-    app.ok(
         "mutation($p: ID!, $t: ID!) { updateAgentStatus(input: {projectId: $p, personaId: \"dev\", status: WORKING, currentTaskId: $t, message: \"m\"}) { agentStatus { id } } }",
-        json!({ "p": p, "t": t }),
-    )
-    .await;
-    app.ok(
         &verb("completeTask", ", output: {ok: true}"),
-        json!({ "t": t }),
-    )
-    .await;
+    ];
+    app.ok_each(&about_t, json!({ "p": p, "t": t })).await;
 
-    let t2 = id(
-        &app.ok(task, json!({ "p": p })).await,
-        &["createTask", "task", "id"],
-    );
-    app.ok(&verb("startTask", ""), json!({ "t": t2 })).await;
-    app.ok(&verb("failTask", ", error: \"boom\""), json!({ "t": t2 }))
-        .await;
-    app.ok(&verb("retryTask", ""), json!({ "t": t2 })).await;
-    app.ok(&verb("startTask", ""), json!({ "t": t2 })).await;
-    app.ok(ask, json!({ "t": t2 })).await;
-    // Cancelling a task expires its open questions.
-    app.ok(&verb("cancelTask", ", reason: \"r\""), json!({ "t": t2 }))
-        .await;
+    let t2 = app.new_id(task, json!({ "p": p })).await;
+    let t2_changes = [
+        &verb("startTask", ""),
+        &verb("failTask", ", error: \"boom\""),
+        &verb("retryTask", ""),
+        &verb("startTask", ""),
+        ask,
+        // Cancelling a task expires its open questions.
+        &verb("cancelTask", ", reason: \"r\""),
+    ];
+    app.ok_each(&t2_changes, json!({ "t": t2 })).await;
     // A forced start past an open dependency, a fork and a pin.
-    let t4 = id(
-        &app.ok(task, json!({ "p": p })).await,
-        &["createTask", "task", "id"],
-    );
-    let t3 = id(
-        &app.ok(
+    let t4 = app.new_id(task, json!({ "p": p })).await;
+    let t3 = app
+        .new_id(
             "mutation($p: ID!, $d: ID!) { createTask(input: {projectId: $p, title: \"t3\", dependsOn: [$d]}) { task { id } } }",
             json!({ "p": p, "d": t4 }),
         )
-        .await,
-        &["createTask", "task", "id"],
-    );
+        .await;
     app.ok(&verb("startTask", ", force: true"), json!({ "t": t3 }))
         .await;
-    let c3 = id(
-        &app.ok(cp, json!({ "t": t3, "n": 3 })).await,
-        &["createCheckpoint", "checkpoint", "id"],
-    );
-    app.ok(
+    let c3 = app.new_id(cp, json!({ "t": t3, "n": 3 })).await;
+    let c3_changes = [
         "mutation($c: ID!) { forkFromCheckpoint(input: {checkpointId: $c, statePatch: {m: 1}}) { checkpoint { id } } }",
-        json!({ "c": c3 }),
-    )
-    .await;
-    app.ok(
         "mutation($c: ID!) { pinCheckpoint(input: {checkpointId: $c, pinned: true}) { checkpoint { id } } }",
-        json!({ "c": c3 }),
-    )
-    .await;
+    ];
+    app.ok_each(&c3_changes, json!({ "c": c3 })).await;
     // Questions that expire unanswered, failing or resuming their task.
     let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
     for policy in ["FAIL_TASK", "RESUME_TASK"] {
-        let t = id(
-            &app.ok(task, json!({ "p": p })).await,
-            &["createTask", "task", "id"],
-        );
+        let t = app.new_id(task, json!({ "p": p })).await;
         app.ok(&verb("startTask", ""), json!({ "t": t })).await;
         app.ok(
             &format!("mutation($t: ID!, $e: DateTime!) {{ requestHitl(input: {{taskId: $t, question: \"q\", expiresAt: $e, onExpiry: {policy}}}) {{ hitlRequest {{ id }} }} }}"),
@@ -184,14 +134,12 @@ async fn every_change(app: &support::TestApp) {
     )
     .await;
     for verb in ["completeProject", "failProject", "cancelProject"] {
-        let q = id(
-            &app.ok(
+        let q = app
+            .new_id(
                 "mutation { createProject(input: {name: \"Q\"}) { project { id } } }",
                 json!({}),
             )
-            .await,
-            &["createProject", "project", "id"],
-        );
+            .await;
         app.ok(
             &format!("mutation($p: ID!) {{ {verb}(input: {{projectId: $p, reason: \"r\"}}) {{ project {{ id }} }} }}"),
             json!({ "p": q }),
@@ -199,32 +147,23 @@ async fn every_change(app: &support::TestApp) {
         .await;
     }
 
-    let s = id(
-        &app.ok(
+    let s = app
+        .new_id(
             "mutation { startSession(input: {name: \"S\"}) { session { id } } }",
             json!({}),
         )
-        .await,
-        &["startSession", "session", "id"],
-    );
-    let c = id(
-        &app.ok(
+        .await;
+    let c = app
+        .new_id(
             "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }",
             json!({ "s": s }),
         )
-        .await,
-        &["switchPersona", "context", "id"],
-    );
-    app.ok(
+        .await;
+    let c_changes = [
         "mutation($c: ID!) { updatePersonaContext(input: {contextId: $c, statePatch: {a: 1}}) { context { id } } }",
-        json!({ "c": c }),
-    )
-    .await;
-    app.ok(
         "mutation($c: ID!) { appendPersonaContextHistory(input: {contextId: $c, entry: {role: \"user\"}}) { context { id } } }",
-        json!({ "c": c }),
-    )
-    .await;
+    ];
+    app.ok_each(&c_changes, json!({ "c": c })).await;
     let snap = app
         .ok(
             "mutation($c: ID!) { exportPersonaContext(input: {contextId: $c}) { snapshot { data compressed checksum size } } }",
@@ -237,20 +176,16 @@ async fn every_change(app: &support::TestApp) {
         json!({ "s": s, "snap": snap }),
     )
     .await;
-    app.ok(
+    let verb = |v: &str| {
+        format!("mutation($s: ID!) {{ {v}(input: {{sessionId: $s}}) {{ session {{ id }} }} }}")
+    };
+    let s_changes = [
         "mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }",
-        json!({ "s": s }),
-    )
-    .await;
-    for verb in ["suspendSession", "resumeSession", "terminateSession"] {
-        app.ok(
-            &format!(
-                "mutation($s: ID!) {{ {verb}(input: {{sessionId: $s}}) {{ session {{ id }} }} }}"
-            ),
-            json!({ "s": s }),
-        )
-        .await;
-    }
+        &verb("suspendSession"),
+        &verb("resumeSession"),
+        &verb("terminateSession"),
+    ];
+    app.ok_each(&s_changes, json!({ "s": s })).await;
 
     // A project from a workflow: its tasks come with dependencies.
     app.ok(
