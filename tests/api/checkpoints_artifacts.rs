@@ -22,9 +22,8 @@ async fn checkpoints_fork_diff_and_revert_without_losing_history() {
             ["id"]
             .clone();
     let v2 = app
-        .ok(CREATE, json!({ "t": t, "s": { "a": 2, "b": 1 } }))
-        .await["createCheckpoint"]["checkpoint"]["id"]
-        .clone();
+        .new_id(CREATE, json!({ "t": t, "s": { "a": 2, "b": 1 } }))
+        .await;
 
     let d = app
         .ok(
@@ -204,7 +203,7 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
     let (_, t) = task(&app).await;
     let mut ids = vec![];
     for i in 1..=4 {
-        ids.push(app.ok(CREATE, json!({ "t": t, "s": { "v": i } })).await["createCheckpoint"]["checkpoint"]["id"].clone());
+        ids.push(app.new_id(CREATE, json!({ "t": t, "s": { "v": i } })).await);
     }
     app.ok("mutation($c: ID!) { pinCheckpoint(input: {checkpointId: $c, pinned: true}) { checkpoint { id } } }", json!({ "c": ids[0] }))
         .await;
@@ -266,18 +265,15 @@ async fn retention_keeps_the_newest_the_pinned_and_the_recent() {
 async fn a_checkpoint_in_progress_is_completed_or_failed_by_its_verbs_once() {
     let app = support::spawn().await;
     let p = app
-        .ok(
+        .new_id(
             "mutation { createProject(input: {name: \"P\"}) { project { id } } }",
             json!({}),
         )
-        .await["createProject"]["project"]["id"]
-        .clone();
-    let t = app.ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await["createTask"]["task"]["id"].clone();
+        .await;
+    let t = app.new_id("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\"}) { task { id } } }", json!({ "p": p })).await;
     let cp = "mutation($t: ID!, $s: String!) { createCheckpoint(input: {taskId: $t, stepId: $s, state: {}}) { checkpoint { id } } }";
-    let a = app.ok(cp, json!({ "t": t, "s": "a" })).await["createCheckpoint"]["checkpoint"]["id"]
-        .clone();
-    let b = app.ok(cp, json!({ "t": t, "s": "b" })).await["createCheckpoint"]["checkpoint"]["id"]
-        .clone();
+    let a = app.new_id(cp, json!({ "t": t, "s": "a" })).await;
+    let b = app.new_id(cp, json!({ "t": t, "s": "b" })).await;
     let verb = |v: &str| {
         format!(
             "mutation($c: ID!) {{ {v}(input: {{checkpointId: $c}}) {{ checkpoint {{ id status }} event {{ type subjectId }} }} }}"

@@ -16,25 +16,6 @@ const LIST: &str = concat!(
     "/tests/fixtures/event-payload-keys.json"
 );
 
-/// Every event of the log and its payload, oldest first.
-async fn all_events(app: &support::TestApp) -> Vec<Value> {
-    let mut out = vec![];
-    let mut after = Value::Null;
-    loop {
-        let d = app
-            .ok(
-                "query($a: String) { events(first: 100, after: $a) { pageInfo { hasNextPage endCursor } nodes { type payload } } }",
-                json!({ "a": after }),
-            )
-            .await;
-        out.extend(d["events"]["nodes"].as_array().cloned().unwrap_or_default());
-        if d["events"]["pageInfo"]["hasNextPage"] != true {
-            return out;
-        }
-        after = d["events"]["pageInfo"]["endCursor"].clone();
-    }
-}
-
 /// One of every change a client or the server makes.
 async fn every_change(app: &support::TestApp) {
     let p = app
@@ -195,18 +176,7 @@ async fn every_change(app: &support::TestApp) {
     .await;
 
     let root = support::bmad::own_pack();
-    let mut files = vec![];
-    for dir in ["agents", "agent-teams", "workflows"] {
-        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
-            .expect("pack")
-            .flatten()
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        if let Some(e) = entries.first() {
-            let path = format!("{dir}/{}", e.file_name().to_string_lossy());
-            files.push(json!({ "path": path, "content": std::fs::read_to_string(e.path()).expect("read") }));
-        }
-    }
+    let files = support::catalog_files(&root, 1);
     app.ok(
         "mutation($f: [CatalogFileInput!]!) { importCatalog(input: {files: $f}) { personas { key } } }",
         json!({ "f": files }),
@@ -231,11 +201,9 @@ async fn every_event_type_keeps_its_payload_keys() {
         .await;
 
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in all_events(&app)
-        .await
-        .into_iter()
-        .chain(all_events(&expiring).await)
-    {
+    let mut events = app.events_after(Value::Null, "type payload").await;
+    events.extend(expiring.events_after(Value::Null, "type payload").await);
+    for e in events {
         let keys = seen
             .entry(e["type"].as_str().expect("type").to_string())
             .or_default();

@@ -49,32 +49,18 @@ async fn subscribers_that_keep_falling_behind_a_tiny_ring_miss_nothing() {
         assert_eq!(p.await.expect("publisher").len(), 10);
     }
     // Every event after the marker, read with the query twin.
-    let mut expected = Vec::new();
-    let mut after = marker.clone();
-    loop {
-        let d = app
-            .ok(
-                "query($a: String) { events(first: 100, after: $a) { pageInfo { hasNextPage endCursor } nodes { cursor } } }",
-                json!({ "a": after }),
-            )
-            .await;
-        for n in d["events"]["nodes"].as_array().expect("nodes") {
-            expected.push(
-                n["cursor"]
-                    .as_str()
-                    .expect("cursor")
-                    .parse::<i64>()
-                    .expect("number"),
-            );
-        }
-        if d["events"]["pageInfo"]["hasNextPage"] != true {
-            break;
-        }
-        after = d["events"]["pageInfo"]["endCursor"]
-            .as_str()
-            .expect("end")
-            .to_string();
-    }
+    let expected: Vec<i64> = app
+        .events_after(json!(marker), "cursor")
+        .await
+        .iter()
+        .map(|n| {
+            n["cursor"]
+                .as_str()
+                .expect("cursor")
+                .parse()
+                .expect("number")
+        })
+        .collect();
     assert!(expected.len() >= 40 * 13, "{} events", expected.len());
     for (n, sub) in subs.iter_mut().enumerate() {
         let mut got = Vec::new();

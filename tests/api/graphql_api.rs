@@ -59,24 +59,18 @@ async fn a_task_lifecycle_runs_and_every_change_appends_one_event() {
     assert_eq!(done["completeTask"]["task"]["status"], "COMPLETED");
     assert_eq!(done["completeTask"]["task"]["progress"], 100);
     assert_eq!(app.total_count(EVENT_COUNT).await, before + 2);
-    assert_eq!(
-        app.error_code(START, json!({ "id": t })).await,
-        "INVALID_TRANSITION"
-    );
+    app.assert_code(START, json!({ "id": t }), "INVALID_TRANSITION")
+        .await;
 }
 
 #[tokio::test]
 async fn unknown_ids_are_not_found_and_malformed_input_is_bad_user_input() {
     let app = support::spawn().await;
     let missing = format!("Task:{}", uuid::Uuid::now_v7());
-    assert_eq!(
-        app.error_code(START, json!({ "id": missing })).await,
-        "NOT_FOUND"
-    );
-    assert_eq!(
-        app.error_code(START, json!({ "id": "Project:0" })).await,
-        "BAD_USER_INPUT"
-    );
+    app.assert_code(START, json!({ "id": missing }), "NOT_FOUND")
+        .await;
+    app.assert_code(START, json!({ "id": "Project:0" }), "BAD_USER_INPUT")
+        .await;
     let p = app.create_project("P").await;
     assert_eq!(
         app.error_code(START, json!({ "id": p })).await,
@@ -89,11 +83,12 @@ async fn unknown_ids_are_not_found_and_malformed_input_is_bad_user_input() {
         .error_code("mutation($id: ID!) { reportTaskProgress(input: {taskId: $id, progress: 101}) { task { id } } }", json!({ "id": t }))
         .await;
     assert_eq!(code, "BAD_USER_INPUT");
-    assert_eq!(
-        app.error_code("query { projects(first: 101) { totalCount } }", json!({}))
-            .await,
-        "BAD_USER_INPUT"
-    );
+    app.assert_code(
+        "query { projects(first: 101) { totalCount } }",
+        json!({}),
+        "BAD_USER_INPUT",
+    )
+    .await;
     assert_eq!(
         app.error_code(
             CREATE_PROJECT,
@@ -220,10 +215,8 @@ async fn sessions_switch_personas_and_keep_bounded_history() {
     assert_eq!(ctx["node"]["historyTotal"], 5);
     let q = "mutation($s: ID!) { suspendSession(input: {sessionId: $s}) { session { status } } }";
     app.ok(q, json!({ "s": sid })).await;
-    assert_eq!(
-        app.error_code(q, json!({ "s": sid })).await,
-        "INVALID_TRANSITION"
-    );
+    app.assert_code(q, json!({ "s": sid }), "INVALID_TRANSITION")
+        .await;
 }
 
 #[tokio::test]
@@ -316,17 +309,7 @@ async fn import_catalog_takes_the_real_bmad_v4_files() {
 /// of the built-in catalog) plus two broken files through `importCatalog`.
 async fn import_catalog_checks(root: &std::path::Path) {
     let app = support::spawn().await;
-    let mut files = vec![];
-    for dir in ["agents", "agent-teams", "workflows"] {
-        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
-            .expect("fixture dir")
-            .flatten()
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            files.push(json!({ "path": format!("{dir}/{}", e.file_name().to_string_lossy()), "content": std::fs::read_to_string(e.path()).expect("read") }));
-        }
-    }
+    let mut files = support::catalog_files(root, usize::MAX);
     files.push(json!({ "path": "agents/broken.md", "content": "# no yaml here" }));
     files.push(json!({ "path": "workflows/bad.yaml", "content": "workflow:\n  name: no id\n  sequence: []\n" }));
     let q = "mutation($f: [CatalogFileInput!]!) { importCatalog(input: {files: $f}) { personas { key name builtin } teams { key } workflows { key steps { key } } errors { path reason } } }";

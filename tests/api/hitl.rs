@@ -9,12 +9,11 @@ async fn ask(app: &support::TestApp, t: &Value, extra: Value) -> Value {
     if let (Some(i), Some(e)) = (input.as_object_mut(), extra.as_object()) {
         i.extend(e.clone());
     }
-    app.ok(
+    app.new_id(
         "mutation($i: RequestHitlInput!) { requestHitl(input: $i) { hitlRequest { id } } }",
         json!({ "i": input }),
     )
-    .await["requestHitl"]["hitlRequest"]["id"]
-        .clone()
+    .await
 }
 
 #[tokio::test]

@@ -38,9 +38,7 @@ async fn a_retried_transition_is_answered_from_the_log() {
     let app = support::spawn().await;
     let p = app.create_project("P").await;
     let t = app
-        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\", idempotencyKey: \"task-1\"}) { task { id } } }", json!({ "p": p }))
-        .await["createTask"]["task"]["id"]
-        .clone();
+        .new_id("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\", idempotencyKey: \"task-1\"}) { task { id } } }", json!({ "p": p })).await;
     let start = "mutation($t: ID!, $k: String) { startTask(input: {taskId: $t, idempotencyKey: $k}) { task { status version } event { cursor type } } }";
     let a = app.ok(start, json!({ "t": t, "k": "start-1" })).await;
     let b = app.ok(start, json!({ "t": t, "k": "start-1" })).await;
@@ -231,9 +229,7 @@ async fn every_keyed_mutation_answers_a_repeat_as_it_answered_the_first() {
     );
     twice(&app, "complete", &done, json!({ "t": t })).await;
     let t2 = app
-        .ok("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t2\"}) { task { id } } }", json!({ "p": p }))
-        .await["createTask"]["task"]["id"]
-        .clone();
+        .new_id("mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t2\"}) { task { id } } }", json!({ "p": p })).await;
     app.ok(
         "mutation($t: ID!) { startTask(input: {taskId: $t}) { task { id } } }",
         json!({ "t": t2 }),

@@ -91,9 +91,7 @@ async fn concurrent_history_appends_are_all_kept() {
     let app = Arc::new(support::spawn().await);
     let s = app.start_session().await;
     let c = app
-        .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }", json!({ "s": s }))
-        .await["switchPersona"]["context"]["id"]
-        .clone();
+        .new_id("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"dev\"}) { context { id } } }", json!({ "s": s })).await;
     let mut hs = vec![];
     for i in 0..20 {
         let (app, c) = (app.clone(), c.clone());
@@ -215,9 +213,7 @@ async fn a_suspended_session_refuses_persona_switches_and_context_changes() {
     let app = support::spawn().await;
     let s = app.start_session().await;
     let c = app
-        .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }", json!({ "s": s }))
-        .await["switchPersona"]["context"]["id"]
-        .clone();
+        .new_id("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"pm\"}) { context { id } } }", json!({ "s": s })).await;
     app.ok(
         "mutation($s: ID!) { suspendSession(input: {sessionId: $s}) { session { status } } }",
         json!({ "s": s }),

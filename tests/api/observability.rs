@@ -143,21 +143,19 @@ async fn metrics_follow_requests_operations_events_and_work() {
     assert_eq!(live, Ok(1.0), "one subscription is counted while it runs");
 
     let p = app
-        .ok(
+        .new_id(
             "mutation CreateProject { createProject(input: {name: \"observed\"}) { project { id } } }",
             json!({}),
         )
-        .await["createProject"]["project"]["id"]
-        .clone();
+        .await;
     let mut tasks = Vec::new();
     for title in ["a", "b", "c"] {
         let t = app
-            .ok(
+            .new_id(
                 "mutation CreateTask($p: ID!, $title: String!) { createTask(input: {projectId: $p, title: $title}) { task { id } } }",
                 json!({ "p": p, "title": title }),
             )
-            .await["createTask"]["task"]["id"]
-            .clone();
+            .await;
         tasks.push(t);
     }
     app.ok(

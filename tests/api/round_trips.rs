@@ -180,12 +180,11 @@ async fn a_page_of_tasks_reading_some_columns_answers_every_field_as_whole_rows_
         .map(|t| t["id"].as_str().expect("id").to_string())
         .collect();
     let extra = app
-        .ok(
+        .new_id(
             "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"Extra\", personaId: \"dev\", instructions: \"Do it\", priority: 2}) { task { id } } }",
             json!({ "p": project }),
         )
-        .await["createTask"]["task"]["id"]
-        .clone();
+        .await;
     let broken = app.create_task(&project, "Broken").await;
     // Give the rows something in every column: a failed attempt, a retry,
     // progress with a stage and message, a checkpoint, an output.

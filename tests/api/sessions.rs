@@ -112,9 +112,7 @@ async fn a_context_travels_between_sessions_and_a_tampered_snapshot_is_refused()
     let app = support::spawn().await;
     let s1 = start(&app).await;
     let c = app
-        .ok("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"architect\", initialState: {stack: \"rust\"}}) { context { id } } }", json!({ "s": s1 }))
-        .await["switchPersona"]["context"]["id"]
-        .clone();
+        .new_id("mutation($s: ID!) { switchPersona(input: {sessionId: $s, personaId: \"architect\", initialState: {stack: \"rust\"}}) { context { id } } }", json!({ "s": s1 })).await;
     app.ok("mutation($c: ID!) { appendPersonaContextHistory(input: {contextId: $c, entry: {role: \"user\", content: \"hi\"}}) { context { id } } }", json!({ "c": c }))
         .await;
     for compress in [false, true] {

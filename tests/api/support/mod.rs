@@ -298,6 +298,12 @@ impl Caller {
             .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
             .to_string()
     }
+
+    /// Posts one operation that must fail with first error code `code`.
+    pub async fn assert_code(&self, query: &str, variables: Value, code: &str) {
+        let got = self.error_code(query, variables).await;
+        assert_eq!(got, code, "{query}");
+    }
 }
 
 type Ws =
@@ -739,6 +745,26 @@ pub async fn create_project_cursor(client: &reqwest::Client, base: &str, name: &
         .as_str()
         .expect("cursor")
         .to_string()
+}
+
+/// The catalog pack in `root` as `CatalogFileInput`s: of each of its
+/// folders (`agents`, `agent-teams`, `workflows`) the first `per_folder`
+/// files by name.
+pub fn catalog_files(root: &std::path::Path, per_folder: usize) -> Vec<Value> {
+    let mut files = vec![];
+    for dir in ["agents", "agent-teams", "workflows"] {
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
+            .expect("a pack folder")
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries.into_iter().take(per_folder) {
+            let path = format!("{dir}/{}", e.file_name().to_string_lossy());
+            let content = std::fs::read_to_string(e.path()).expect("read");
+            files.push(json!({ "path": path, "content": content }));
+        }
+    }
+    files
 }
 
 /// The `extensions.code` of a response's first error; empty without one.

@@ -159,6 +159,23 @@ impl Caller {
             .unwrap_or_else(|| panic!("no new id in {data}"))
     }
 
+    /// Every event of the log after cursor `after` (from the first when
+    /// null), oldest first, read 100 a page: each node with `selection`.
+    pub async fn events_after(&self, after: Value, selection: &str) -> Vec<Value> {
+        let page = format!(
+            "query($a: String) {{ events(first: 100, after: $a) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {selection} }} }} }}"
+        );
+        let (mut out, mut after) = (vec![], after);
+        loop {
+            let d = self.ok(&page, json!({ "a": after })).await;
+            out.extend(d["events"]["nodes"].as_array().cloned().expect("nodes"));
+            if d["events"]["pageInfo"]["hasNextPage"] != true {
+                return out;
+            }
+            after = d["events"]["pageInfo"]["endCursor"].clone();
+        }
+    }
+
     /// How many events of the log match `filter` (an `EventQueryFilter`:
     /// `projectId`, `taskId`, `types`, …).
     pub async fn event_count(&self, filter: Value) -> i64 {
