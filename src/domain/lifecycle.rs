@@ -10,7 +10,16 @@ use sea_orm::{DeriveActiveEnum, EnumIter};
 /// `WAITING_FOR_HITL` in all three; a test checks they agree), so renaming
 /// a variant renames a stored value: add a migration.
 macro_rules! stored_enum {
-    ($(#[$meta:meta])* pub enum $ty:ident { $($(#[$vmeta:meta])* $variant:ident),* $(,)? }) => {
+    ($(#[$meta:meta])* pub enum $ty:ident { $($body:tt)* }) => {
+        stored_enum! { @column "String(StringLen::N(32))" $(#[$meta])* pub enum $ty { $($body)* } }
+    };
+    // Event type names are longer than statuses: their column is wider.
+    (@wide $(#[$meta:meta])* pub enum $ty:ident { $($body:tt)* }) => {
+        stored_enum! { @column "String(StringLen::N(64))" $(#[$meta])* pub enum $ty { $($body)* } }
+    };
+    (@column $db:literal $(#[$meta:meta])* pub enum $ty:ident {
+        $($(#[$vmeta:meta])* $variant:ident),* $(,)?
+    }) => {
         $(#[$meta])*
         #[derive(
             Debug,
@@ -26,11 +35,7 @@ macro_rules! stored_enum {
             serde::Deserialize,
         )]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        #[sea_orm(
-            rs_type = "String",
-            db_type = "String(StringLen::N(32))",
-            rename_all = "SCREAMING_SNAKE_CASE"
-        )]
+        #[sea_orm(rs_type = "String", db_type = $db, rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum $ty {
             $($(#[$vmeta])* $variant,)*
         }
@@ -328,6 +333,7 @@ mod tests {
         names_agree::<HitlExpiryPolicy>();
         names_agree::<AgentState>();
         names_agree::<ArtifactKind>();
+        names_agree::<crate::domain::EventType>();
         use sea_orm::ActiveEnum;
         assert_eq!(TaskStatus::WaitingForHitl.to_value(), "WAITING_FOR_HITL");
     }

@@ -6,10 +6,12 @@
 //! stored in the database, the value in the API and the value the rules check
 //! are one type. Stored values are stable upper-case strings.
 
+// First, so its `stored_enum!` and `lifecycle!` reach the modules below.
+#[macro_use]
+pub mod lifecycle;
 pub mod checkpoint;
 pub mod event;
 pub mod hitl;
-pub mod lifecycle;
 pub mod project;
 pub mod session;
 pub mod task;
