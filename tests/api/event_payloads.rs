@@ -184,6 +184,24 @@ async fn every_change(app: &support::TestApp) {
     .await;
 }
 
+/// The project and task an event belongs to (what subscriptions filter on)
+/// follow from its subject, as `service::EventSubject` says per entity.
+fn check_scope(e: &Value) {
+    let (project, task, subject) = (&e["projectId"], &e["taskId"], &e["subjectId"]);
+    let held = match e["subjectType"].as_str() {
+        Some("Project") => project == subject && task.is_null(),
+        Some("Task") => project.is_string() && task == subject,
+        Some("HitlRequest" | "TaskCheckpoint") => project.is_string() && task.is_string(),
+        Some("Artifact" | "AgentStatus") => project.is_string(),
+        Some("Session" | "PersonaContext" | "Catalog") => project.is_null() && task.is_null(),
+        _ => false,
+    };
+    assert!(
+        held,
+        "an event's project and task do not follow its subject: {e}"
+    );
+}
+
 #[tokio::test]
 async fn every_event_type_keeps_its_payload_keys() {
     let app = support::spawn().await;
@@ -201,9 +219,11 @@ async fn every_event_type_keeps_its_payload_keys() {
         .await;
 
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut events = app.events_after(Value::Null, "type payload").await;
-    events.extend(expiring.events_after(Value::Null, "type payload").await);
+    let fields = "type payload subjectType subjectId projectId taskId";
+    let mut events = app.events_after(Value::Null, fields).await;
+    events.extend(expiring.events_after(Value::Null, fields).await);
     for e in events {
+        check_scope(&e);
         let keys = seen
             .entry(e["type"].as_str().expect("type").to_string())
             .or_default();
