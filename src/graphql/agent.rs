@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use super::limits::Counted;
-use super::loaders::{Columns, Rel};
 use super::mutation::keyed;
 use super::subscription::{events_of, items, one_item};
 use super::types::*;
@@ -55,23 +54,19 @@ impl AgentStatus {
     async fn last_activity_at(&self) -> DateTime<Utc> {
         self.0.last_activity_at
     }
-    /// Every report so far, newest first (the current one included).
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn history(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<AgentStatusHistoryEntry>> {
-        child_page(
-            &loaders(ctx).agent_history_pages,
-            (Rel::AgentHistory, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            AgentStatusHistoryEntry,
-        )
-        .await
+
+    #[graphql(flatten)]
+    async fn children(&self) -> AgentStatusChildren {
+        AgentStatusChildren(self.0.id)
     }
+}
+
+fields! {
+    /// The child pages of [`AgentStatus`] read through a DataLoader.
+    children AgentStatusChildren;
+
+    /// Every report so far, newest first (the current one included).
+    children history -> AgentStatusHistoryEntry = agent_history_pages(AgentHistory);
 }
 
 /// An item of `agentStatusChanged`: the event and the agent status it
@@ -227,24 +222,17 @@ impl AgentQuery {
     }
 }
 
-/// Agent mutations.
-#[derive(Default)]
-pub struct AgentMutation;
+fields! {
+    /// Agent mutations.
+    object AgentMutation;
 
-#[Object]
-impl AgentMutation {
     /// An agent says it is alive; send one at least every
     /// `CEREBRAL_AGENT_STALE_SECONDS` (default 60), or it is reported STALE.
     /// Appends no event unless the agent was unknown or STALE (it then
     /// appears as IDLE).
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn heartbeat(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `AgentInput`.")] input: AgentInput,
-    ) -> Result<HeartbeatPayload> {
+    mutation AGENT heartbeat(ctx, input: AgentInput) -> HeartbeatPayload {
         let s = services(ctx);
         let p = principal(ctx);
         let persona = s.find_persona(p, &input.persona_id).await?;
@@ -264,13 +252,8 @@ impl AgentMutation {
     /// operator restarted it.
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn reset_agent_status(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ResetAgentStatusInput`.")]
-        input: ResetAgentStatusInput,
-    ) -> Result<UpdateAgentStatusPayload> {
+    mutation OPERATOR reset_agent_status(ctx, input: ResetAgentStatusInput)
+        -> UpdateAgentStatusPayload {
         let project = ids::decode(Kind::Project, &input.project_id)?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             let p = principal(ctx);
@@ -285,13 +268,8 @@ impl AgentMutation {
     /// Records what an agent is doing; the previous state goes to history.
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn update_agent_status(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `UpdateAgentStatusInput`.")]
-        input: UpdateAgentStatusInput,
-    ) -> Result<UpdateAgentStatusPayload> {
+    mutation AGENT update_agent_status(ctx, input: UpdateAgentStatusInput)
+        -> UpdateAgentStatusPayload {
         let project = ids::decode(Kind::Project, &input.project_id)?;
         let task = ids::decode_opt(Kind::Task, input.current_task_id.as_ref())?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {

@@ -2,15 +2,13 @@
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result};
 use chrono::{DateTime, Utc};
-use futures::Stream;
 use serde_json::Value;
 
 use super::fast::Fast;
 use super::limits::Counted;
 use super::mutation::keyed;
-use super::subscription::{events_of, items};
 use super::types::*;
-use super::{AGENT, loaders, principal, services};
+use super::{AGENT, loaders, principal};
 use crate::domain::{ArtifactKind, EventType};
 use crate::entity::{artifact, event};
 use crate::ids::{self, Kind};
@@ -167,59 +165,26 @@ payload!(
     }
 );
 
-/// Artifact queries.
-#[derive(Default)]
-pub struct ArtifactQuery;
+fields! {
+    /// Artifact queries.
+    object ArtifactQuery;
 
-#[Object]
-impl ArtifactQuery {
     /// Artifacts, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn artifacts(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-        #[graphql(desc = "What to include.")] filter: Option<ArtifactFilter>,
-    ) -> Result<Conn<Artifact>> {
-        let at = page_at(first, after)?;
-        let f = filter.unwrap_or_default().try_into()?;
-        let pg = services(ctx).artifacts(principal(ctx), f, at).await?;
-        Ok(id_connection(pg, at, Artifact))
-    }
+    list artifacts(ArtifactFilter) -> Artifact = artifacts;
 
     /// Artifacts stored in a project, oldest first: the query twin of the
     /// `artifactCreated` subscription.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn artifact_updates(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
-        after: Option<String>,
-    ) -> Result<Conn<ArtifactUpdate>> {
-        let f = twin_filter(ctx, &project_id, vec![EventType::ArtifactCreated], None)?;
-        event_page(ctx, f, first, after, ArtifactUpdate).await
-    }
+    updates artifact_updates([EventType::ArtifactCreated]) -> ArtifactUpdate;
 }
 
-/// Artifact mutations.
-#[derive(Default)]
-pub struct ArtifactMutation;
+fields! {
+    /// Artifact mutations.
+    object ArtifactMutation;
 
-#[Object]
-impl ArtifactMutation {
     /// Stores an artifact (a new row per version; artifacts never change).
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn create_artifact(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CreateArtifactInput`.")]
-        input: CreateArtifactInput,
-    ) -> Result<CreateArtifactPayload> {
+    mutation AGENT create_artifact(ctx, input: CreateArtifactInput) -> CreateArtifactPayload {
         let project_id = ids::decode(Kind::Project, &input.project_id)?;
         let task_id = ids::decode_opt(Kind::Task, input.task_id.as_ref())?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
@@ -238,29 +203,10 @@ impl ArtifactMutation {
     }
 }
 
-/// Artifact streams.
-#[derive(Default)]
-pub struct ArtifactSubscription;
+fields! {
+    /// Artifact streams.
+    subscription ArtifactSubscription;
 
-#[async_graphql::Subscription]
-impl ArtifactSubscription {
     /// Artifacts stored in a project.
-    async fn artifact_created(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<ArtifactUpdate>>> {
-        let s = events_of(
-            ctx,
-            Some(project_id),
-            vec![EventType::ArtifactCreated],
-            after,
-            None,
-        )
-        .await?;
-        Ok(items(s, ArtifactUpdate))
-    }
+    stream artifact_created([EventType::ArtifactCreated]) -> ArtifactUpdate;
 }

@@ -405,12 +405,10 @@ impl CatalogQuery {
     }
 }
 
-/// Catalog mutations.
-#[derive(Default)]
-pub struct CatalogMutation;
+fields! {
+    /// Catalog mutations.
+    object CatalogMutation;
 
-#[Object]
-impl CatalogMutation {
     /// Imports personas, teams and workflows from the files of a V4-format
     /// pack (an upsert by key, so repeating it is harmless and needs no
     /// idempotency key) into the caller's tenant (insert or update by key). A malformed
@@ -420,13 +418,7 @@ impl CatalogMutation {
     /// and the files past `CEREBRAL_MAX_CATALOG_IMPORT_BYTES` in all.
     ///
     /// Roles: admin.
-    #[graphql(guard = "ADMIN")]
-    async fn import_catalog(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ImportCatalogInput`.")]
-        input: ImportCatalogInput,
-    ) -> Result<ImportCatalogPayload> {
+    mutation ADMIN import_catalog(ctx, input: ImportCatalogInput) -> ImportCatalogPayload {
         if input.files.len() > 500 {
             return Err(crate::error::AppError::bad_input("at most 500 files per import").into());
         }

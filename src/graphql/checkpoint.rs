@@ -199,23 +199,15 @@ impl CheckpointQuery {
     }
 }
 
-/// Checkpoint mutations.
-#[derive(Default)]
-pub struct CheckpointMutation;
+fields! {
+    /// Checkpoint mutations.
+    object CheckpointMutation;
 
-#[Object]
-impl CheckpointMutation {
     /// Saves the next version of a task's state at a step. Errors:
     /// `CONFLICT` (stale `expectedVersion` or a racing writer).
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn create_checkpoint(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CreateCheckpointInput`.")]
-        input: CreateCheckpointInput,
-    ) -> Result<CreateCheckpointPayload> {
+    mutation AGENT create_checkpoint(ctx, input: CreateCheckpointInput) -> CreateCheckpointPayload {
         let task = ids::decode(Kind::Task, &input.task_id)?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             let p = principal(ctx);
@@ -231,47 +223,14 @@ impl CheckpointMutation {
     /// applied. Nothing earlier changes.
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn fork_from_checkpoint(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ForkFromCheckpointInput`.")]
-        input: ForkFromCheckpointInput,
-    ) -> Result<CreateCheckpointPayload> {
+    mutation OPERATOR fork_from_checkpoint(ctx, input: ForkFromCheckpointInput)
+        -> CreateCheckpointPayload {
         let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
         let patch = input.state_patch.map(|j| j.0);
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             s.fork_checkpoint(principal(ctx), id, patch).await
         })
         .await
-    }
-
-    /// IN_PROGRESS → COMPLETED: the step's work this version holds is done.
-    /// Errors: `NOT_FOUND`, `INVALID_TRANSITION`.
-    ///
-    /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn complete_checkpoint(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CheckpointTransitionInput`.")]
-        input: CheckpointTransitionInput,
-    ) -> Result<CheckpointTransitionPayload> {
-        checkpoint_verb(ctx, input, CheckpointVerb::Complete).await
-    }
-
-    /// IN_PROGRESS → FAILED: the step's work this version holds failed.
-    /// Errors: `NOT_FOUND`, `INVALID_TRANSITION`.
-    ///
-    /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn fail_checkpoint(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CheckpointTransitionInput`.")]
-        input: CheckpointTransitionInput,
-    ) -> Result<CheckpointTransitionPayload> {
-        checkpoint_verb(ctx, input, CheckpointVerb::Fail).await
     }
 
     /// Moves a checkpoint to a status. Deprecated (see
@@ -286,7 +245,7 @@ impl CheckpointMutation {
     async fn update_checkpoint_status(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `UpdateCheckpointStatusInput`.")]
+        #[graphql(desc = "What to do; each field is described on the input type.")]
         input: UpdateCheckpointStatusInput,
     ) -> Result<CreateCheckpointPayload> {
         let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
@@ -301,13 +260,8 @@ impl CheckpointMutation {
     /// REVERTED (kept for history, never deleted).
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn revert_to_checkpoint(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `RevertToCheckpointInput`.")]
-        input: RevertToCheckpointInput,
-    ) -> Result<RevertToCheckpointPayload> {
+    mutation OPERATOR revert_to_checkpoint(ctx, input: RevertToCheckpointInput)
+        -> RevertToCheckpointPayload {
         let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             s.revert_to_checkpoint(principal(ctx), id).await
@@ -318,18 +272,26 @@ impl CheckpointMutation {
     /// Pins a checkpoint so retention keeps it, or unpins it.
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn pin_checkpoint(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `PinCheckpointInput`.")]
-        input: PinCheckpointInput,
-    ) -> Result<CreateCheckpointPayload> {
+    mutation OPERATOR pin_checkpoint(ctx, input: PinCheckpointInput) -> CreateCheckpointPayload {
         let id = ids::decode(Kind::TaskCheckpoint, &input.checkpoint_id)?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             s.pin_checkpoint(principal(ctx), id, input.pinned).await
         })
         .await
+    }
+
+    verbs(CheckpointTransitionInput) -> CheckpointTransitionPayload = checkpoint_verb {
+        /// IN_PROGRESS → COMPLETED: the step's work this version holds is done.
+        /// Errors: `NOT_FOUND`, `INVALID_TRANSITION`.
+        ///
+        /// Roles: agent, admin.
+        AGENT complete_checkpoint(CheckpointVerb::Complete);
+
+        /// IN_PROGRESS → FAILED: the step's work this version holds failed.
+        /// Errors: `NOT_FOUND`, `INVALID_TRANSITION`.
+        ///
+        /// Roles: agent, admin.
+        AGENT fail_checkpoint(CheckpointVerb::Fail);
     }
 }
 

@@ -2,12 +2,10 @@
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use futures::Stream;
 use serde_json::Value;
 
 use super::limits::Counted;
 use super::mutation::keyed;
-use super::subscription::{events_of, items};
 use super::types::*;
 use super::{AGENT, OPERATOR, loaders, principal, services};
 use crate::domain::{EventType, HitlDecision, HitlExpiryPolicy, HitlStatus};
@@ -231,69 +229,30 @@ pub struct ResolveHitlRequestsPayload {
     pub failed_count: i32,
 }
 
-/// Hitl queries.
-#[derive(Default)]
-pub struct HitlQuery;
+fields! {
+    /// Hitl queries.
+    object HitlQuery;
 
-#[Object]
-impl HitlQuery {
     /// A HITL request by id.
-    async fn hitl_request(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `HitlRequest` id.")] id: ID,
-    ) -> Result<Option<HitlRequest>> {
-        let id = ids::decode(Kind::HitlRequest, &id)?;
-        own::<hitl_request::Entity, _>(ctx, hitl_request::Column::TenantId, id, HitlRequest).await
-    }
+    by_id hitl_request(HitlRequest) -> HitlRequest = |ctx, id|
+        own::<hitl_request::Entity, _>(ctx, hitl_request::Column::TenantId, id, HitlRequest).await;
 
     /// HITL requests, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn hitl_requests(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-        #[graphql(desc = "What to include.")] filter: Option<HitlRequestFilter>,
-    ) -> Result<Conn<HitlRequest>> {
-        let at = page_at(first, after)?;
-        let f = filter.unwrap_or_default().try_into()?;
-        let pg = services(ctx).hitl_requests(principal(ctx), f, at).await?;
-        Ok(id_connection(pg, at, HitlRequest))
-    }
+    list hitl_requests(HitlRequestFilter) -> HitlRequest = hitl_requests;
 
     /// HITL requests opened in a project, oldest first: the query twin of
     /// the `hitlRequested` subscription.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn hitl_request_updates(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
-        after: Option<String>,
-    ) -> Result<Conn<HitlRequestUpdate>> {
-        let f = twin_filter(ctx, &project_id, vec![EventType::HitlRequested], None)?;
-        event_page(ctx, f, first, after, HitlRequestUpdate).await
-    }
+    updates hitl_request_updates([EventType::HitlRequested]) -> HitlRequestUpdate;
 }
 
-/// Hitl mutations.
-#[derive(Default)]
-pub struct HitlMutation;
+fields! {
+    /// Hitl mutations.
+    object HitlMutation;
 
-#[Object]
-impl HitlMutation {
     /// Asks a human about a task and pauses it (WAITING_FOR_HITL).
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn request_hitl(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `RequestHitlInput`.")]
-        input: RequestHitlInput,
-    ) -> Result<RequestHitlPayload> {
+    mutation AGENT request_hitl(ctx, input: RequestHitlInput) -> RequestHitlPayload {
         let new = crate::service::hitl::NewHitlRequest {
             task_id: ids::decode(Kind::Task, &input.task_id)?,
             question: input.question,
@@ -313,13 +272,8 @@ impl HitlMutation {
     /// `CONFLICT` (answered at the same time by someone else).
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn resolve_hitl_request(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ResolveHitlRequestInput`.")]
-        input: ResolveHitlRequestInput,
-    ) -> Result<ResolveHitlRequestPayload> {
+    mutation OPERATOR resolve_hitl_request(ctx, input: ResolveHitlRequestInput)
+        -> ResolveHitlRequestPayload {
         let id = ids::decode(Kind::HitlRequest, &input.request_id)?;
         let response = input.response.map(|j| j.0);
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
@@ -337,13 +291,8 @@ impl HitlMutation {
     /// or block the others.
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn resolve_hitl_requests(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ResolveHitlRequestsInput`.")]
-        input: ResolveHitlRequestsInput,
-    ) -> Result<ResolveHitlRequestsPayload> {
+    mutation OPERATOR resolve_hitl_requests(ctx, input: ResolveHitlRequestsInput)
+        -> ResolveHitlRequestsPayload {
         if input.items.len() > 100 {
             return Err(crate::error::AppError::bad_input("at most 100 answers per call").into());
         }
@@ -386,29 +335,10 @@ impl HitlMutation {
     }
 }
 
-/// Hitl streams.
-#[derive(Default)]
-pub struct HitlSubscription;
+fields! {
+    /// Hitl streams.
+    subscription HitlSubscription;
 
-#[async_graphql::Subscription]
-impl HitlSubscription {
     /// HITL requests opened in a project.
-    async fn hitl_requested(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<HitlRequestUpdate>>> {
-        let s = events_of(
-            ctx,
-            Some(project_id),
-            vec![EventType::HitlRequested],
-            after,
-            None,
-        )
-        .await?;
-        Ok(items(s, HitlRequestUpdate))
-    }
+    stream hitl_requested([EventType::HitlRequested]) -> HitlRequestUpdate;
 }

@@ -147,23 +147,16 @@ keyed_input!(
     }
 );
 
-/// PersonaContext mutations.
-#[derive(Default)]
-pub struct PersonaContextMutation;
+fields! {
+    /// PersonaContext mutations.
+    object PersonaContextMutation;
 
-#[Object]
-impl PersonaContextMutation {
     /// Exports a context (state, history, tool, workflow, persona key) as a
     /// portable snapshot with a SHA-256 checksum. Changes nothing.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn export_persona_context(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ExportPersonaContextInput`.")]
-        input: ExportPersonaContextInput,
-    ) -> Result<ExportPersonaContextPayload> {
+    mutation AGENT_OR_OPERATOR export_persona_context(ctx, input: ExportPersonaContextInput)
+        -> ExportPersonaContextPayload {
         let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
         let s = services(ctx)
             .export_context(principal(ctx), id, input.compress)
@@ -186,13 +179,8 @@ impl PersonaContextMutation {
     /// keeps its newest entries.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn import_persona_context(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ImportPersonaContextInput`.")]
-        input: ImportPersonaContextInput,
-    ) -> Result<PersonaContextPayload> {
+    mutation AGENT_OR_OPERATOR import_persona_context(ctx, input: ImportPersonaContextInput)
+        -> PersonaContextPayload {
         let session = ids::decode(Kind::Session, &input.session_id)?;
         let snap = crate::service::persona_context::ContextSnapshot {
             data: input.snapshot.data,
@@ -209,13 +197,8 @@ impl PersonaContextMutation {
     /// Merges a patch into a context's state.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn update_persona_context(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `UpdatePersonaContextInput`.")]
-        input: UpdatePersonaContextInput,
-    ) -> Result<PersonaContextPayload> {
+    mutation AGENT_OR_OPERATOR update_persona_context(ctx, input: UpdatePersonaContextInput)
+        -> PersonaContextPayload {
         let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
         let tool = input.active_tool.map(Some);
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
@@ -229,13 +212,10 @@ impl PersonaContextMutation {
     /// entries are dropped beyond `CEREBRAL_MAX_CONTEXT_HISTORY`).
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn append_persona_context_history(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `AppendPersonaContextHistoryInput`.")]
-        input: AppendPersonaContextHistoryInput,
-    ) -> Result<PersonaContextPayload> {
+    mutation AGENT_OR_OPERATOR append_persona_context_history(
+        ctx,
+        input: AppendPersonaContextHistoryInput
+    ) -> PersonaContextPayload {
         let id = ids::decode(Kind::PersonaContext, &input.context_id)?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             s.append_context_history(principal(ctx), id, input.entry.0)

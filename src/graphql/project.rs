@@ -7,7 +7,7 @@ use super::limits::Counted;
 use super::loaders::{Columns, Rel};
 use super::mutation::keyed;
 use super::types::*;
-use super::{ADMIN, OPERATOR, loaders, principal, services};
+use super::{ADMIN, OPERATOR, loaders, principal};
 use crate::domain::ProjectStatus;
 use crate::domain::project::ProjectVerb;
 use crate::entity::project;
@@ -115,40 +115,6 @@ impl Project {
         )
         .await
     }
-    /// Artifacts, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn artifacts(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<Artifact>> {
-        child_page(
-            &loaders(ctx).artifact_pages,
-            (Rel::ProjectArtifacts, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            Artifact,
-        )
-        .await
-    }
-    /// HITL requests, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn hitl_requests(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<HitlRequest>> {
-        child_page(
-            &loaders(ctx).hitl_pages,
-            (Rel::ProjectHitl, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            HitlRequest,
-        )
-        .await
-    }
     /// The project's event log, in sequence order.
     #[graphql(complexity = "super::page_cost(first, child_complexity)")]
     async fn events(
@@ -167,23 +133,22 @@ impl Project {
         )
         .await
     }
-    /// The agents working on this project and what they are doing.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn agent_statuses(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<AgentStatus>> {
-        child_page(
-            &loaders(ctx).agent_pages,
-            (Rel::ProjectAgents, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            AgentStatus,
-        )
-        .await
+    #[graphql(flatten)]
+    async fn children(&self) -> ProjectChildren {
+        ProjectChildren(self.0.id)
     }
+}
+
+fields! {
+    /// The child pages of [`Project`] read through a DataLoader.
+    children ProjectChildren;
+
+    /// Artifacts, oldest first.
+    children artifacts -> Artifact = artifact_pages(ProjectArtifacts);
+    /// HITL requests, oldest first.
+    children hitl_requests -> HitlRequest = hitl_pages(ProjectHitl);
+    /// The agents working on this project and what they are doing.
+    children agent_statuses -> AgentStatus = agent_pages(ProjectAgents);
 }
 
 /// Progress of a project, counted over its tasks.
@@ -226,12 +191,13 @@ pub struct ProjectFilter {
     pub name_contains: Option<String>,
 }
 
-impl From<ProjectFilter> for crate::service::project::ProjectFilter {
-    fn from(f: ProjectFilter) -> Self {
-        Self {
+impl TryFrom<ProjectFilter> for crate::service::project::ProjectFilter {
+    type Error = crate::error::AppError;
+    fn try_from(f: ProjectFilter) -> Result<Self, Self::Error> {
+        Ok(Self {
             status: f.status,
             name_contains: f.name_contains,
-        }
+        })
     }
 }
 
@@ -291,55 +257,27 @@ async fn project_transition(
     .await
 }
 
-/// Project queries.
-#[derive(Default)]
-pub struct ProjectQuery;
+fields! {
+    /// Project queries.
+    object ProjectQuery;
 
-#[Object]
-impl ProjectQuery {
     /// A project by id; null when it does not exist for the caller.
-    async fn project(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] id: ID,
-    ) -> Result<Option<Project>> {
-        let id = ids::decode(Kind::Project, &id)?;
-        Ok(one(&loaders(ctx).projects, id).await?.map(Project))
-    }
+    by_id project(Project) -> Project = |ctx, id|
+        Ok(one(&loaders(ctx).projects, id).await?.map(Project));
 
     /// Projects, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn projects(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-        #[graphql(desc = "What to include.")] filter: Option<ProjectFilter>,
-    ) -> Result<Conn<Project>> {
-        let at = page_at(first, after)?;
-        let f = filter.unwrap_or_default().into();
-        let pg = services(ctx).projects(principal(ctx), f, at).await?;
-        Ok(id_connection(pg, at, Project))
-    }
+    list projects(ProjectFilter) -> Project = projects;
 }
 
-/// Project mutations.
-#[derive(Default)]
-pub struct ProjectMutation;
+fields! {
+    /// Project mutations.
+    object ProjectMutation;
 
-#[Object]
-impl ProjectMutation {
     /// Creates an ACTIVE project; with `workflowId`, also its tasks.
     /// Errors: `BAD_USER_INPUT` (name), `NOT_FOUND` (workflow).
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn create_project(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CreateProjectInput`.")]
-        input: CreateProjectInput,
-    ) -> Result<CreateProjectPayload> {
+    mutation OPERATOR create_project(ctx, input: CreateProjectInput) -> CreateProjectPayload {
         let new = NewProject {
             name: input.name,
             product_idea: input.product_idea,
@@ -352,57 +290,27 @@ impl ProjectMutation {
         .await
     }
 
-    /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
-    ///
-    /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn complete_project(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
-        input: ProjectTransitionInput,
-    ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectVerb::Complete).await
-    }
+    verbs(ProjectTransitionInput) -> ProjectTransitionPayload = project_transition {
+        /// ACTIVE → COMPLETED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+        ///
+        /// Roles: operator, admin.
+        OPERATOR complete_project(ProjectVerb::Complete);
 
-    /// ACTIVE → COMPLETED even with required tasks open (they are
-    /// cancelled). Admins only (`FORBIDDEN` otherwise); the event records
-    /// `forced: true` and the server logs it.
-    ///
-    /// Roles: admin.
-    #[graphql(guard = "ADMIN")]
-    async fn force_complete_project(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
-        input: ProjectTransitionInput,
-    ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectVerb::ForceComplete).await
-    }
+        /// ACTIVE → COMPLETED even with required tasks open (they are
+        /// cancelled). Admins only (`FORBIDDEN` otherwise); the event records
+        /// `forced: true` and the server logs it.
+        ///
+        /// Roles: admin.
+        ADMIN force_complete_project(ProjectVerb::ForceComplete);
 
-    /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
-    ///
-    /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn fail_project(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
-        input: ProjectTransitionInput,
-    ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectVerb::Fail).await
-    }
+        /// ACTIVE → FAILED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+        ///
+        /// Roles: operator, admin.
+        OPERATOR fail_project(ProjectVerb::Fail);
 
-    /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
-    ///
-    /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn cancel_project(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ProjectTransitionInput`.")]
-        input: ProjectTransitionInput,
-    ) -> Result<ProjectTransitionPayload> {
-        project_transition(ctx, input, ProjectVerb::Cancel).await
+        /// ACTIVE → CANCELLED. Errors: `NOT_FOUND`, `INVALID_TRANSITION`, `CONFLICT`.
+        ///
+        /// Roles: operator, admin.
+        OPERATOR cancel_project(ProjectVerb::Cancel);
     }
 }

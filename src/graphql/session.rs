@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::limits::Counted;
-use super::loaders::{Columns, Rel};
 use super::mutation::keyed;
 use super::types::*;
 use super::{AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
@@ -66,23 +65,6 @@ impl Session {
         let pg = services(ctx).hitl_requests(principal(ctx), f, at).await?;
         Ok(id_connection(pg, at, HitlRequest))
     }
-    /// Every persona context of this session, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn contexts(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<PersonaContext>> {
-        child_page(
-            &loaders(ctx).context_pages,
-            (Rel::SessionContexts, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            PersonaContext,
-        )
-        .await
-    }
     /// Last activity.
     async fn last_activity_at(&self) -> DateTime<Utc> {
         self.0.last_activity_at
@@ -99,6 +81,19 @@ impl Session {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+
+    #[graphql(flatten)]
+    async fn children(&self) -> SessionChildren {
+        SessionChildren(self.0.id)
+    }
+}
+
+fields! {
+    /// The child pages of [`Session`] read through a DataLoader.
+    children SessionChildren;
+
+    /// Every persona context of this session, oldest first.
+    children contexts -> PersonaContext = context_pages(SessionContexts);
 }
 
 /// Filter of `sessions`.
@@ -110,12 +105,13 @@ pub struct SessionFilter {
     pub user_id: Option<String>,
 }
 
-impl From<SessionFilter> for crate::service::session::SessionFilter {
-    fn from(f: SessionFilter) -> Self {
-        Self {
+impl TryFrom<SessionFilter> for crate::service::session::SessionFilter {
+    type Error = crate::error::AppError;
+    fn try_from(f: SessionFilter) -> Result<Self, Self::Error> {
+        Ok(Self {
             status: f.status,
             user_id: f.user_id,
-        }
+        })
     }
 }
 
@@ -205,54 +201,27 @@ async fn session_transition(
     .await
 }
 
-/// Session queries.
-#[derive(Default)]
-pub struct SessionQuery;
+fields! {
+    /// Session queries.
+    object SessionQuery;
 
-#[Object]
-impl SessionQuery {
     /// A session by id.
-    async fn session(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Session` id.")] id: ID,
-    ) -> Result<Option<Session>> {
-        let id = ids::decode(Kind::Session, &id)?;
-        own::<session::Entity, _>(ctx, session::Column::TenantId, id, Session).await
-    }
+    by_id session(Session) -> Session = |ctx, id|
+        own::<session::Entity, _>(ctx, session::Column::TenantId, id, Session).await;
 
     /// Sessions, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn sessions(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-        #[graphql(desc = "What to include.")] filter: Option<SessionFilter>,
-    ) -> Result<Conn<Session>> {
-        let at = page_at(first, after)?;
-        let f = filter.unwrap_or_default().into();
-        let pg = services(ctx).list_sessions(principal(ctx), f, at).await?;
-        Ok(id_connection(pg, at, Session))
-    }
+    list sessions(SessionFilter) -> Session = list_sessions;
 }
 
-/// Session mutations.
-#[derive(Default)]
-pub struct SessionMutation;
+fields! {
+    /// Session mutations.
+    object SessionMutation;
 
-#[Object]
-impl SessionMutation {
     /// Starts an ACTIVE session for the caller.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn start_session(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `StartSessionInput`; optional.")]
-        input: Option<StartSessionInput>,
-    ) -> Result<SessionPayload> {
+    mutation AGENT_OR_OPERATOR start_session(ctx, input: Option<StartSessionInput>)
+        -> SessionPayload {
         let input = input.unwrap_or_default();
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
             s.start_session(principal(ctx), input.name).await
@@ -265,13 +234,7 @@ impl SessionMutation {
     /// event; the expiry they prevent does.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn touch_session(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `TouchSessionInput`.")]
-        input: TouchSessionInput,
-    ) -> Result<TouchSessionPayload> {
+    mutation AGENT_OR_OPERATOR touch_session(ctx, input: TouchSessionInput) -> TouchSessionPayload {
         let id = ids::decode(Kind::Session, &input.session_id)?;
         let s = services(ctx).touch_session(principal(ctx), id).await?;
         Ok(TouchSessionPayload {
@@ -299,55 +262,11 @@ impl SessionMutation {
         })
     }
 
-    /// ACTIVE → SUSPENDED; contexts are kept.
-    ///
-    /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn suspend_session(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
-        input: SessionTransitionInput,
-    ) -> Result<SessionPayload> {
-        session_transition(ctx, input, SessionVerb::Suspend).await
-    }
-
-    /// SUSPENDED → ACTIVE; the inactivity timer restarts.
-    ///
-    /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn resume_session(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
-        input: SessionTransitionInput,
-    ) -> Result<SessionPayload> {
-        session_transition(ctx, input, SessionVerb::Resume).await
-    }
-
-    /// ACTIVE / SUSPENDED → TERMINATED.
-    ///
-    /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn terminate_session(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `SessionTransitionInput`.")]
-        input: SessionTransitionInput,
-    ) -> Result<SessionPayload> {
-        session_transition(ctx, input, SessionVerb::Terminate).await
-    }
-
     /// Makes a persona current in a session, creating its context on first use.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn switch_persona(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `SwitchPersonaInput`.")]
-        input: SwitchPersonaInput,
-    ) -> Result<SwitchPersonaPayload> {
+    mutation AGENT_OR_OPERATOR switch_persona(ctx, input: SwitchPersonaInput)
+        -> SwitchPersonaPayload {
         let session = ids::decode(Kind::Session, &input.session_id)?;
         let parent = ids::decode_opt(Kind::PersonaContext, input.parent_context_id.as_ref())?;
         let state = input.initial_state.map(|j| j.0);
@@ -357,5 +276,22 @@ impl SessionMutation {
             s.switch_persona(p, session, persona, state, parent).await
         })
         .await
+    }
+
+    verbs(SessionTransitionInput) -> SessionPayload = session_transition {
+        /// ACTIVE → SUSPENDED; contexts are kept.
+        ///
+        /// Roles: agent, operator, admin.
+        AGENT_OR_OPERATOR suspend_session(SessionVerb::Suspend);
+
+        /// SUSPENDED → ACTIVE; the inactivity timer restarts.
+        ///
+        /// Roles: agent, operator, admin.
+        AGENT_OR_OPERATOR resume_session(SessionVerb::Resume);
+
+        /// ACTIVE / SUSPENDED → TERMINATED.
+        ///
+        /// Roles: agent, operator, admin.
+        AGENT_OR_OPERATOR terminate_session(SessionVerb::Terminate);
     }
 }

@@ -2,16 +2,14 @@
 
 use super::limits::Counted;
 use super::mutation::keyed;
-use super::subscription::{events_of, items};
 use super::types::*;
-use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal, services};
+use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal};
 use crate::domain::{EventType, TaskStatus};
 use crate::entity::{event, task};
 use crate::ids::{self, Kind};
 use crate::service::task::{NewTask, TaskChange, TaskVerb};
 use async_graphql::{Context, ID, InputObject, Json, Object, Result};
 use chrono::{DateTime, Utc};
-use futures::Stream;
 use serde_json::Value;
 
 mod object;
@@ -233,84 +231,74 @@ payload!(
     }
 );
 
-async fn task_verb(
+/// The input of a task verb: which task, and its idempotency key.
+trait TaskVerbInput {
+    fn task_id(&self) -> &ID;
+    fn key(&self) -> Option<&str>;
+}
+
+macro_rules! task_verb_inputs {
+    ($($t:ty),*) => {$(
+        impl TaskVerbInput for $t {
+            fn task_id(&self) -> &ID {
+                &self.task_id
+            }
+            fn key(&self) -> Option<&str> {
+                self.idempotency_key.as_deref()
+            }
+        }
+    )*};
+}
+
+task_verb_inputs!(
+    StartTaskInput,
+    ReportTaskProgressInput,
+    CompleteTaskInput,
+    FailTaskInput,
+    CancelTaskInput,
+    RetryTaskInput
+);
+
+/// Runs `verb` on the input's task with the change the input describes.
+async fn task_verb<I: TaskVerbInput>(
     ctx: &Context<'_>,
-    id: &ID,
+    input: I,
     verb: TaskVerb,
-    change: TaskChange,
-    key: Option<&str>,
+    change: impl FnOnce(I) -> TaskChange,
 ) -> Result<TaskTransitionPayload> {
-    let id = ids::decode(Kind::Task, id)?;
-    keyed(ctx, key, |s| async move {
+    let id = ids::decode(Kind::Task, input.task_id())?;
+    let key = input.key().map(str::to_owned);
+    let change = change(input);
+    keyed(ctx, key.as_deref(), |s| async move {
         s.task_verb(principal(ctx), id, verb, change).await
     })
     .await
 }
 
-/// Task queries.
-#[derive(Default)]
-pub struct TaskQuery;
+fields! {
+    /// Task queries.
+    object TaskQuery;
 
-#[Object]
-impl TaskQuery {
     /// A task by id.
-    async fn task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Task` id.")] id: ID,
-    ) -> Result<Option<Task>> {
-        let id = ids::decode(Kind::Task, &id)?;
-        Ok(one(&loaders(ctx).tasks, id).await?.map(Task))
-    }
+    by_id task(Task) -> Task = |ctx, id| Ok(one(&loaders(ctx).tasks, id).await?.map(Task));
 
     /// Tasks, oldest first.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn tasks(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-        #[graphql(desc = "What to include.")] filter: Option<TaskFilter>,
-    ) -> Result<Conn<Task>> {
-        let at = page_at(first, after)?;
-        let f = filter.unwrap_or_default().try_into()?;
-        let pg = services(ctx).tasks(principal(ctx), f, at).await?;
-        Ok(id_connection(pg, at, Task))
-    }
+    list tasks(TaskFilter) -> Task = tasks;
 
     /// Task changes of a project, oldest first: the query twin of the
     /// `taskUpdated` subscription (same items, same cursors), for clients
     /// that poll.
-    #[graphql(complexity = "super::page_cost(first, child_complexity)")]
-    async fn task_updates(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last item already seen; omit to start at the beginning.")]
-        after: Option<String>,
-    ) -> Result<Conn<TaskUpdate>> {
-        let f = twin_filter(ctx, &project_id, TASK_EVENTS.to_vec(), None)?;
-        event_page(ctx, f, first, after, TaskUpdate).await
-    }
+    updates task_updates(TASK_EVENTS) -> TaskUpdate;
 }
 
-/// Task mutations.
-#[derive(Default)]
-pub struct TaskMutation;
+fields! {
+    /// Task mutations.
+    object TaskMutation;
 
-#[Object]
-impl TaskMutation {
     /// Adds a task to an ACTIVE project. Errors: `BAD_USER_INPUT`, `NOT_FOUND`.
     ///
     /// Roles: agent, operator, admin.
-    #[graphql(guard = "AGENT_OR_OPERATOR")]
-    async fn create_task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CreateTaskInput`.")]
-        input: CreateTaskInput,
-    ) -> Result<CreateTaskPayload> {
+    mutation AGENT_OR_OPERATOR create_task(ctx, input: CreateTaskInput) -> CreateTaskPayload {
         let project_id = ids::decode(Kind::Project, &input.project_id)?;
         let depends_on = ids::decode_all(Kind::Task, input.depends_on.unwrap_or_default())?;
         keyed(ctx, input.idempotency_key.as_deref(), |s| async move {
@@ -334,163 +322,69 @@ impl TaskMutation {
     /// dependency is not COMPLETED or CANCELLED.
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn start_task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `StartTaskInput`.")] input: StartTaskInput,
-    ) -> Result<TaskTransitionPayload> {
-        task_verb(
-            ctx,
-            &input.task_id,
-            TaskVerb::Start,
-            TaskChange {
-                message: Some(input.message),
-                force: input.force,
-                ..Default::default()
-            },
-            input.idempotency_key.as_deref(),
-        )
-        .await
-    }
+    verb AGENT start_task(StartTaskInput) -> TaskTransitionPayload = task_verb(
+        TaskVerb::Start,
+        |i| TaskChange { message: Some(i.message), force: i.force, ..Default::default() }
+    );
 
     /// Reports progress of a WORKING task. Errors: `BAD_USER_INPUT`
     /// (progress outside 0–100), `INVALID_TRANSITION` (not WORKING).
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn report_task_progress(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `ReportTaskProgressInput`.")]
-        input: ReportTaskProgressInput,
-    ) -> Result<TaskTransitionPayload> {
-        let change = TaskChange {
-            progress: Some(input.progress),
-            stage: Some(input.stage),
-            message: Some(input.message),
+    verb AGENT report_task_progress(ReportTaskProgressInput) -> TaskTransitionPayload = task_verb(
+        TaskVerb::Progress,
+        |i| TaskChange {
+            progress: Some(i.progress),
+            stage: Some(i.stage),
+            message: Some(i.message),
             ..Default::default()
-        };
-        task_verb(
-            ctx,
-            &input.task_id,
-            TaskVerb::Progress,
-            change,
-            input.idempotency_key.as_deref(),
-        )
-        .await
-    }
+        }
+    );
 
     /// WORKING → COMPLETED with its output; progress becomes 100.
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn complete_task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CompleteTaskInput`.")]
-        input: CompleteTaskInput,
-    ) -> Result<TaskTransitionPayload> {
-        let change = TaskChange {
-            output: Some(input.output.map(|j| j.0).unwrap_or(Value::Null)),
+    verb AGENT complete_task(CompleteTaskInput) -> TaskTransitionPayload = task_verb(
+        TaskVerb::Complete,
+        |i| TaskChange {
+            output: Some(i.output.map(|j| j.0).unwrap_or(Value::Null)),
             ..Default::default()
-        };
-        task_verb(
-            ctx,
-            &input.task_id,
-            TaskVerb::Complete,
-            change,
-            input.idempotency_key.as_deref(),
-        )
-        .await
-    }
+        }
+    );
 
     /// WORKING / WAITING_FOR_HITL → FAILED with the error.
     ///
     /// Roles: agent, admin.
-    #[graphql(guard = "AGENT")]
-    async fn fail_task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `FailTaskInput`.")] input: FailTaskInput,
-    ) -> Result<TaskTransitionPayload> {
-        task_verb(
-            ctx,
-            &input.task_id,
-            TaskVerb::Fail,
-            TaskChange {
-                error: Some(Some(input.error)),
-                ..Default::default()
-            },
-            input.idempotency_key.as_deref(),
-        )
-        .await
-    }
+    verb AGENT fail_task(FailTaskInput) -> TaskTransitionPayload = task_verb(
+        TaskVerb::Fail,
+        |i| TaskChange { error: Some(Some(i.error)), ..Default::default() }
+    );
 
     /// PENDING / WORKING / WAITING_FOR_HITL → CANCELLED. A cancelled
     /// dependency counts as skipped: it no longer blocks its dependants.
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn cancel_task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `CancelTaskInput`.")]
-        input: CancelTaskInput,
-    ) -> Result<TaskTransitionPayload> {
-        task_verb(
-            ctx,
-            &input.task_id,
-            TaskVerb::Cancel,
-            TaskChange {
-                message: Some(input.reason),
-                ..Default::default()
-            },
-            input.idempotency_key.as_deref(),
-        )
-        .await
-    }
+    verb OPERATOR cancel_task(CancelTaskInput) -> TaskTransitionPayload = task_verb(
+        TaskVerb::Cancel,
+        |i| TaskChange { message: Some(i.reason), ..Default::default() }
+    );
 
     /// FAILED → PENDING for another attempt (`attempt` + 1, error cleared).
     ///
     /// Roles: operator, admin.
-    #[graphql(guard = "OPERATOR")]
-    async fn retry_task(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to do, field by field on `RetryTaskInput`.")] input: RetryTaskInput,
-    ) -> Result<TaskTransitionPayload> {
-        task_verb(
-            ctx,
-            &input.task_id,
-            TaskVerb::Retry,
-            TaskChange::default(),
-            input.idempotency_key.as_deref(),
-        )
-        .await
-    }
+    verb OPERATOR retry_task(RetryTaskInput) -> TaskTransitionPayload = task_verb(
+        TaskVerb::Retry,
+        |_| TaskChange::default()
+    );
 }
 
-/// Task streams.
-#[derive(Default)]
-pub struct TaskSubscription;
+fields! {
+    /// Task streams.
+    subscription TaskSubscription;
 
-#[async_graphql::Subscription]
-impl TaskSubscription {
     /// Task changes of a project (created, started, progress, waiting,
     /// resumed, completed, failed, cancelled, retried), as events: the
     /// payload holds the task as it was right after the change and `task`
     /// resolves it as it is now.
-    async fn task_updated(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "A `Project` id.")] project_id: ID,
-        #[graphql(desc = "Cursor of the last event already seen, or `HEAD`.")] after: Option<
-            String,
-        >,
-    ) -> Result<impl Stream<Item = Result<TaskUpdate>>> {
-        let types = TASK_EVENTS.to_vec();
-        let s = events_of(ctx, Some(project_id), types, after, None).await?;
-        Ok(items(s, TaskUpdate))
-    }
+    stream task_updated(TASK_EVENTS) -> TaskUpdate;
 }

@@ -6,7 +6,7 @@ use crate::entity::task;
 use crate::graphql::fast::Fast;
 use crate::graphql::limits::Counted;
 use crate::graphql::loaders;
-use crate::graphql::loaders::{Columns, PageKey, Rel};
+use crate::graphql::loaders::{Columns, PageKey};
 use crate::graphql::types::*;
 use crate::ids::Kind;
 use async_graphql::{Context, ID, Json, Object, Result};
@@ -254,23 +254,6 @@ impl Task {
         }
         .map(Counted)
     }
-    /// Checkpoints, oldest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
-    pub(crate) async fn checkpoints(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<TaskCheckpoint>> {
-        child_page(
-            &loaders(ctx).checkpoint_pages,
-            (Rel::TaskCheckpoints, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            TaskCheckpoint,
-        )
-        .await
-    }
     /// The newest checkpoint of any step.
     pub(crate) async fn latest_checkpoint(
         &self,
@@ -290,55 +273,22 @@ impl Task {
             .and_then(|v| v.into_iter().next())
             .map(TaskCheckpoint))
     }
+    #[graphql(flatten)]
+    async fn children(&self) -> TaskChildren {
+        TaskChildren(self.0.id)
+    }
+}
+
+fields! {
+    /// The child pages of [`Task`].
+    children TaskChildren;
+
+    /// Checkpoints, oldest first.
+    children checkpoints -> TaskCheckpoint = checkpoint_pages(TaskCheckpoints);
     /// HITL requests of this task still waiting for a human, oldest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
-    pub(crate) async fn pending_hitl(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<HitlRequest>> {
-        child_page(
-            &loaders(ctx).task_pending_hitl_pages,
-            (Rel::TaskPendingHitl, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            HitlRequest,
-        )
-        .await
-    }
+    children pending_hitl -> HitlRequest = task_pending_hitl_pages(TaskPendingHitl);
     /// HITL requests about this task, oldest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
-    pub(crate) async fn hitl_requests(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<HitlRequest>> {
-        child_page(
-            &loaders(ctx).task_hitl_pages,
-            (Rel::TaskHitl, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            HitlRequest,
-        )
-        .await
-    }
+    children hitl_requests -> HitlRequest = task_hitl_pages(TaskHitl);
     /// Artifacts this task produced, oldest first.
-    #[graphql(complexity = "crate::graphql::page_cost(first, child_complexity)")]
-    pub(crate) async fn artifacts(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0–100; default 20.")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last edge already seen.")] after: Option<String>,
-    ) -> Result<Conn<Artifact>> {
-        child_page(
-            &loaders(ctx).task_artifact_pages,
-            (Rel::TaskArtifacts, self.0.id, first, after),
-            Columns::ALL,
-            |m| m.id.to_string(),
-            Artifact,
-        )
-        .await
-    }
+    children artifacts -> Artifact = task_artifact_pages(TaskArtifacts);
 }
