@@ -103,9 +103,6 @@ impl Services {
         for planned in &plan {
             let step = planned.step;
             let task = task::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                tenant_id: Set(p.tenant_id),
-                project_id: Set(project.id),
                 workflow_step_id: Set(Some(step.id)),
                 step_key: Set(Some(step.key.clone())),
                 persona_id: Set(step
@@ -118,18 +115,7 @@ impl Services {
                 priority: Set(0),
                 position: Set(step.position),
                 required: Set(planned.required),
-                status: Set(TaskStatus::Pending),
-                progress: Set(0),
-                stage: Set(None),
-                status_message: Set(None),
-                output: Set(None),
-                error: Set(None),
-                attempt: Set(1),
-                version: Set(1),
-                started_at: Set(None),
-                ended_at: Set(None),
-                created_at: Set(t),
-                updated_at: Set(t),
+                ..super::task::pending_task(p, project.id, t)
             }
             .insert(&*tx)
             .await?;

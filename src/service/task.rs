@@ -345,9 +345,6 @@ impl Services {
             .await? as i32;
         let t = now();
         let model = task::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(p.tenant_id),
-            project_id: Set(project.id),
             workflow_step_id: Set(None),
             step_key: Set(None),
             persona_id: Set(input.persona_id),
@@ -356,18 +353,7 @@ impl Services {
             priority: Set(input.priority),
             position: Set(position),
             required: Set(input.required),
-            status: Set(TaskStatus::Pending),
-            progress: Set(0),
-            stage: Set(None),
-            status_message: Set(None),
-            output: Set(None),
-            error: Set(None),
-            attempt: Set(1),
-            version: Set(1),
-            started_at: Set(None),
-            ended_at: Set(None),
-            created_at: Set(t),
-            updated_at: Set(t),
+            ..pending_task(p, project.id, t)
         }
         .insert(&*tx)
         .await?;
@@ -527,5 +513,33 @@ impl Services {
             .apply_if(f.status, |q, st| q.filter(task::Column::Status.is_in(st)))
             .apply_if(persona, |q, id| q.filter(task::Column::PersonaId.eq(id)));
         page(&self.reader(p.tenant_id), q, task::Column::Id, at).await
+    }
+}
+
+/// A new task row in its starting state (PENDING, no progress, attempt 1),
+/// for the caller to complete with what the task is: its step, persona,
+/// title, instructions, priority, position and whether it is required.
+pub(crate) fn pending_task(
+    p: &Principal,
+    project_id: Uuid,
+    t: chrono::DateTime<chrono::Utc>,
+) -> task::ActiveModel {
+    task::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(p.tenant_id),
+        project_id: Set(project_id),
+        status: Set(TaskStatus::Pending),
+        progress: Set(0),
+        stage: Set(None),
+        status_message: Set(None),
+        output: Set(None),
+        error: Set(None),
+        attempt: Set(1),
+        version: Set(1),
+        started_at: Set(None),
+        ended_at: Set(None),
+        created_at: Set(t),
+        updated_at: Set(t),
+        ..Default::default()
     }
 }
