@@ -38,6 +38,12 @@ pub enum Kind {
     AgentStatus,
     /// `Event:…`
     Event,
+    /// `Epic:…`
+    Epic,
+    /// `Story:…`
+    Story,
+    /// `QaGate:…`
+    QaGate,
 }
 
 impl Kind {
@@ -57,10 +63,13 @@ impl Kind {
             Kind::Artifact => "Artifact",
             Kind::AgentStatus => "AgentStatus",
             Kind::Event => "Event",
+            Kind::Epic => "Epic",
+            Kind::Story => "Story",
+            Kind::QaGate => "QaGate",
         }
     }
 
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 16] = [
         Kind::Project,
         Kind::Task,
         Kind::Persona,
@@ -74,6 +83,9 @@ impl Kind {
         Kind::Artifact,
         Kind::AgentStatus,
         Kind::Event,
+        Kind::Epic,
+        Kind::Story,
+        Kind::QaGate,
     ];
 }
 

@@ -80,3 +80,22 @@ pub async fn drop_all(manager: &SchemaManager<'_>, tables: &[&'static str]) -> R
     }
     Ok(())
 }
+
+/// The transaction's tenant (`cerebral.tenant_id`; unset or empty is NULL,
+/// so a connection that never set it sees nothing).
+pub const TENANT: &str = "NULLIF(current_setting('cerebral.tenant_id', true), '')::uuid";
+/// Work the server does across tenants (`cerebral.all_tenants = 'on'`).
+pub const ALL_TENANTS: &str = "current_setting('cerebral.all_tenants', true) = 'on'";
+
+/// The PostgreSQL statements that put table `t` behind the tenant wall
+/// (see the row-level security migration): forced row-level security, the
+/// tenant's own rows to read and write, every row to read across tenants.
+pub fn isolate(t: &str) -> String {
+    format!(
+        "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\n\
+         ALTER TABLE {t} FORCE ROW LEVEL SECURITY;\n\
+         CREATE POLICY tenant_isolation ON {t} \
+           USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT});\n\
+         CREATE POLICY all_tenants_read ON {t} FOR SELECT USING ({ALL_TENANTS});\n"
+    )
+}

@@ -16,6 +16,35 @@ mod m20261122_000004_create_events;
 mod m20261122_000005_create_idempotency_keys;
 pub mod m20261122_000006_row_level_security;
 mod m20261206_000007_events_as_positions;
+pub mod m20261207_000008_create_epics_stories_and_gates;
+
+/// Every table holding tenant rows, each behind the tenant wall on
+/// PostgreSQL (the row-level security migration and the ones after it).
+pub const TENANT_TABLES: &[&str] = &[
+    "personas",
+    "teams",
+    "team_members",
+    "team_workflows",
+    "workflows",
+    "workflow_steps",
+    "projects",
+    "tasks",
+    "task_dependencies",
+    "task_checkpoints",
+    "task_checkpoint_states",
+    "hitl_requests",
+    "artifacts",
+    "artifact_contents",
+    "agent_statuses",
+    "agent_status_history",
+    "sessions",
+    "persona_contexts",
+    "events",
+    "idempotency_keys",
+    "epics",
+    "stories",
+    "qa_gates",
+];
 
 /// Runs every migration of this crate, in order.
 pub struct Migrator;
@@ -31,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_idempotency_keys::Migration),
             Box::new(m20261122_000006_row_level_security::Migration),
             Box::new(m20261206_000007_events_as_positions::Migration),
+            Box::new(m20261207_000008_create_epics_stories_and_gates::Migration),
         ]
     }
 }

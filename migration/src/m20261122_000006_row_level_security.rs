@@ -27,8 +27,10 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
-/// Every table holding tenant rows.
-pub const TENANT_TABLES: &[&str] = &[
+/// The tables holding tenant rows when this migration was written; a later
+/// migration that adds one isolates it itself ([`crate::common::isolate`]),
+/// and [`crate::TENANT_TABLES`] lists them all.
+pub const FIRST_TENANT_TABLES: &[&str] = &[
     "personas",
     "teams",
     "team_members",
@@ -61,8 +63,7 @@ const CATALOG_TABLES: &[&str] = &[
     "workflow_steps",
 ];
 
-const TENANT: &str = "NULLIF(current_setting('cerebral.tenant_id', true), '')::uuid";
-const ALL_TENANTS: &str = "current_setting('cerebral.all_tenants', true) = 'on'";
+use crate::common::{ALL_TENANTS, TENANT};
 const SYSTEM_TENANT: &str = "'00000000-0000-0000-0000-000000000000'::uuid";
 
 #[derive(DeriveMigrationName)]
@@ -76,14 +77,8 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let mut sql = String::new();
-        for t in TENANT_TABLES {
-            sql.push_str(&format!(
-                "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\n\
-                 ALTER TABLE {t} FORCE ROW LEVEL SECURITY;\n\
-                 CREATE POLICY tenant_isolation ON {t} \
-                   USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT});\n\
-                 CREATE POLICY all_tenants_read ON {t} FOR SELECT USING ({ALL_TENANTS});\n"
-            ));
+        for t in FIRST_TENANT_TABLES {
+            sql.push_str(&crate::common::isolate(t));
         }
         for t in CATALOG_TABLES {
             sql.push_str(&format!(
@@ -124,7 +119,7 @@ impl MigrationTrait for Migration {
                 "DROP POLICY IF EXISTS builtin_catalog_read ON {t};\n"
             ));
         }
-        for t in TENANT_TABLES {
+        for t in FIRST_TENANT_TABLES {
             sql.push_str(&format!(
                 "DROP POLICY IF EXISTS all_tenants_read ON {t};\n\
                  DROP POLICY IF EXISTS tenant_isolation ON {t};\n\

@@ -71,5 +71,24 @@ stored_enum! {
         PersonaContextUpdated,
         /// Personas, teams and workflows were imported into the catalog.
         CatalogImported,
+        /// An epic was created (PLANNED).
+        EpicCreated,
+        /// An epic moved to IN_PROGRESS or DONE with its stories.
+        EpicStatusChanged,
+        /// A story was drafted (DRAFT).
+        StoryDrafted,
+        /// A story draft was approved (APPROVED).
+        StoryApproved,
+        /// Dev started a story (IN_PROGRESS).
+        StoryStarted,
+        /// A story was submitted for QA review (REVIEW).
+        StorySubmittedForReview,
+        /// A story in review went back to dev (IN_PROGRESS), by hand or by a
+        /// FAIL gate.
+        StoryReopened,
+        /// A story passed review and is DONE.
+        StoryCompleted,
+        /// QA recorded a gate on a story.
+        QaGateRecorded,
     }
 }

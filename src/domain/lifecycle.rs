@@ -125,6 +125,38 @@ lifecycle! {
 }
 
 lifecycle! {
+    /// Lifecycle of an epic: `PLANNED → IN_PROGRESS → DONE`. It moves by
+    /// itself: to IN_PROGRESS when one of its stories starts, to DONE when
+    /// every story of it is DONE.
+    pub enum EpicStatus {
+        /// Created; none of its stories has started.
+        Planned => [InProgress],
+        /// At least one story has started and not all are done.
+        InProgress => [Done],
+        /// Every story is DONE (terminal).
+        Done => [],
+    }
+}
+
+lifecycle! {
+    /// Lifecycle of a story, the BMad Method's development cycle:
+    /// `DRAFT → APPROVED → IN_PROGRESS → REVIEW → DONE`, and
+    /// `REVIEW → IN_PROGRESS` when QA sends it back.
+    pub enum StoryStatus {
+        /// Drafted by the scrum master; waits for a person to approve it.
+        Draft => [Approved],
+        /// Approved; dev may start it.
+        Approved => [InProgress],
+        /// Dev is implementing it.
+        InProgress => [Review],
+        /// Implemented; QA is reviewing it.
+        Review => [InProgress, Done],
+        /// Accepted (terminal).
+        Done => [],
+    }
+}
+
+lifecycle! {
     /// Lifecycle of a task checkpoint: `IN_PROGRESS → COMPLETED / FAILED / REVERTED`.
     pub enum CheckpointStatus {
         /// The step this checkpoint belongs to is still running.
@@ -192,6 +224,46 @@ impl HitlDecision {
             HitlDecision::Reject => TaskStatus::Failed,
             HitlDecision::Approve | HitlDecision::Amend => TaskStatus::Working,
         }
+    }
+}
+
+stored_enum! {
+    /// A QA gate's decision on a story (BMad Method): whether it may be DONE.
+    pub enum GateDecision {
+        /// Meets its acceptance criteria; the story may be completed.
+        Pass,
+        /// Issues a person should weigh: waive them (a WAIVED gate) or send
+        /// the story back.
+        Concerns,
+        /// Does not meet its criteria; the story goes back to dev.
+        Fail,
+        /// Issues accepted by a person (operator or admin) with a reason;
+        /// the story may be completed.
+        Waived,
+    }
+}
+
+stored_enum! {
+    /// How serious a QA finding is.
+    pub enum IssueSeverity {
+        /// Worth fixing some time.
+        Low,
+        /// Should be fixed soon.
+        Medium,
+        /// Must be fixed before release.
+        High,
+    }
+}
+
+stored_enum! {
+    /// The verdict on one non-functional requirement in a QA gate.
+    pub enum NfrStatus {
+        /// Met.
+        Pass,
+        /// Met with reservations.
+        Concerns,
+        /// Not met.
+        Fail,
     }
 }
 
@@ -328,6 +400,11 @@ mod tests {
         names_agree::<ProjectStatus>();
         names_agree::<TaskStatus>();
         names_agree::<SessionStatus>();
+        names_agree::<EpicStatus>();
+        names_agree::<StoryStatus>();
+        names_agree::<GateDecision>();
+        names_agree::<IssueSeverity>();
+        names_agree::<NfrStatus>();
         names_agree::<CheckpointStatus>();
         names_agree::<HitlStatus>();
         names_agree::<HitlExpiryPolicy>();

@@ -14,6 +14,7 @@ pub mod event;
 pub mod hitl;
 pub mod project;
 pub mod session;
+pub mod story;
 pub mod task;
 
 pub use event::EventType;

@@ -5,6 +5,7 @@ pub mod agent_status;
 pub mod agent_status_history;
 pub mod artifact;
 pub mod artifact_content;
+pub mod epic;
 pub mod event;
 pub mod event_sequence;
 pub mod hitl_request;
@@ -12,7 +13,9 @@ pub mod idempotency_key;
 pub mod persona;
 pub mod persona_context;
 pub mod project;
+pub mod qa_gate;
 pub mod session;
+pub mod story;
 pub mod task;
 pub mod task_checkpoint;
 pub mod task_checkpoint_state;
@@ -124,3 +127,6 @@ impl FromRows for persona_context::Model {}
 impl FromRows for agent_status::Model {}
 impl FromRows for agent_status_history::Model {}
 impl FromRows for session::Model {}
+impl FromRows for epic::Model {}
+impl FromRows for story::Model {}
+impl FromRows for qa_gate::Model {}

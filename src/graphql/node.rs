@@ -37,6 +37,12 @@ pub enum Node {
     AgentStatus(AgentStatus),
     /// An event of the log.
     Event(Event),
+    /// An epic.
+    Epic(Epic),
+    /// A story.
+    Story(Story),
+    /// A QA gate.
+    QaGate(QaGate),
 }
 
 /// `node(id:)`.
@@ -105,6 +111,11 @@ impl NodeQuery {
             Kind::Event => one(&l.events, uuid)
                 .await?
                 .map(|m| Node::Event(Event(m.into()))),
+            Kind::Epic => one(&l.epics, uuid).await?.map(|m| Node::Epic(Epic(m))),
+            Kind::Story => one(&l.stories, uuid).await?.map(|m| Node::Story(Story(m))),
+            Kind::QaGate => one(&l.qa_gates, uuid)
+                .await?
+                .map(|m| Node::QaGate(QaGate(m))),
         })
     }
 }

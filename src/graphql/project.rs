@@ -149,6 +149,8 @@ fields! {
     children hitl_requests -> HitlRequest = hitl_pages(ProjectHitl);
     /// The agents working on this project and what they are doing.
     children agent_statuses -> AgentStatus = agent_pages(ProjectAgents);
+    /// Its epics, by number of creation (oldest first).
+    children epics -> Epic = epic_pages(ProjectEpics);
 }
 
 /// Progress of a project, counted over its tasks.

@@ -17,6 +17,7 @@ pub struct Query(
     AgentQuery,
     CatalogQuery,
     SessionQuery,
+    StoryQuery,
     EventQuery,
     AnalyticsQuery,
 );
@@ -33,6 +34,8 @@ pub struct Mutation(
     SessionMutation,
     PersonaContextMutation,
     CatalogMutation,
+    StoryMutation,
+    QaGateMutation,
 );
 
 /// The subscription root: live streams of the tenant's events that resume
@@ -44,4 +47,5 @@ pub struct Subscription(
     ArtifactSubscription,
     AgentSubscription,
     HitlSubscription,
+    StorySubscription,
 );

@@ -16,10 +16,13 @@ use super::loaders::{Columns, Cursor, PageKey, Rel};
 pub use super::node::*;
 pub use super::persona_context::*;
 pub use super::project::*;
+pub use super::qa_gate::*;
 pub use super::session::*;
+pub use super::story::*;
 pub use super::task::*;
 use crate::entity::{
-    agent_status, artifact, hitl_request, persona_context, project, session, task, task_checkpoint,
+    agent_status, artifact, epic, hitl_request, persona_context, project, qa_gate, session, story,
+    task, task_checkpoint,
 };
 use crate::error::AppError;
 use crate::service::query::page_size;
@@ -62,6 +65,9 @@ wraps!(
     HitlRequest => hitl_request::Model,
     Artifact => artifact::Model,
     AgentStatus => agent_status::Model,
+    Epic => epic::Model,
+    Story => story::Model,
+    QaGate => qa_gate::Model,
 );
 
 impl<T: Wraps> Wraps for Vec<T> {

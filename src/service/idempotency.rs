@@ -26,8 +26,8 @@ use super::Services;
 use crate::auth::Principal;
 use crate::domain::EventType;
 use crate::entity::{
-    agent_status, artifact, event, hitl_request, idempotency_key, persona_context, project,
-    session, task, task_checkpoint,
+    agent_status, artifact, epic, event, hitl_request, idempotency_key, persona_context, project,
+    qa_gate, session, story, task, task_checkpoint,
 };
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
@@ -219,6 +219,8 @@ replayed_from_snapshot!(
     task::Model => Kind::Task,
     task_checkpoint::Model => Kind::TaskCheckpoint,
     agent_status::Model => Kind::AgentStatus,
+    epic::Model => Kind::Epic,
+    story::Model => Kind::Story,
 );
 
 /// Session verbs: the snapshot of the session the mutation was about.
@@ -257,6 +259,22 @@ impl Replay for (hitl_request::Model, task::Model, event::Model) {
             }
         };
         Ok((h, task, ev))
+    }
+}
+
+/// `recordQaGate`: the gate's snapshot and the story as the gate left it
+/// (as it is now when the gate did not move it).
+impl Replay for (qa_gate::Model, story::Model, event::Model) {
+    async fn replay(s: &Services, p: &Principal, events: &[event::Model]) -> AppResult<Self> {
+        let (g, ev) = snapshot::<qa_gate::Model>(events, Kind::QaGate)?;
+        let story = match snapshot::<story::Model>(events, Kind::Story) {
+            Ok((st, _)) => st,
+            Err(_) => {
+                s.current::<story::Entity>(p, story::Column::TenantId, Kind::Story, g.story_id)
+                    .await?
+            }
+        };
+        Ok((g, story, ev))
     }
 }
 

@@ -30,8 +30,10 @@ pub mod hitl;
 pub mod idempotency;
 pub mod persona_context;
 pub mod project;
+pub mod qa_gate;
 pub mod query;
 pub mod session;
+pub mod story;
 pub mod sweeper;
 pub mod task;
 
@@ -220,6 +222,24 @@ pub trait EventSubject {
 impl EventSubject for entity::project::Model {
     fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
         (Kind::Project, self.id, Some(self.id), None)
+    }
+}
+
+impl EventSubject for entity::epic::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::Epic, self.id, Some(self.project_id), None)
+    }
+}
+
+impl EventSubject for entity::story::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::Story, self.id, Some(self.project_id), None)
+    }
+}
+
+impl EventSubject for entity::qa_gate::Model {
+    fn scope(&self) -> (Kind, Uuid, Option<Uuid>, Option<Uuid>) {
+        (Kind::QaGate, self.id, Some(self.project_id), None)
     }
 }
 

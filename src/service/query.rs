@@ -86,7 +86,16 @@ macro_rules! keyed {
     )*};
 }
 
-keyed!(project, task, hitl_request, artifact, agent_status, session);
+keyed!(
+    project,
+    task,
+    hitl_request,
+    artifact,
+    agent_status,
+    session,
+    epic,
+    story
+);
 
 impl super::Services {
     /// The row `id` of a tenant's table if it is the caller's tenant's:

@@ -168,6 +168,29 @@ async fn every_change(app: &support::TestApp) {
     ];
     app.ok_each(&s_changes, json!({ "s": s })).await;
 
+    // An epic and a story through its cycle so far; starting the story
+    // carries the epic to IN_PROGRESS.
+    let e = app.create_project("E").await;
+    let story = app.draft_story(app.create_epic(&e, "e").await, "s").await;
+    let story_verb = |v: &str| {
+        format!(
+            "mutation($s: ID!) {{ {v}(input: {{storyId: $s, note: \"n\"}}) {{ story {{ id }} }} }}"
+        )
+    };
+    let gate = "mutation($s: ID!) { recordQaGate(input: {storyId: $s, decision: PASS, statusReason: \"ok\", reviewer: \"qa\"}) { gate { id } } }";
+    let verbs = [
+        "approveStory",
+        "startStory",
+        "submitStoryForReview",
+        "reopenStory",
+    ];
+    for v in verbs.into_iter().chain(["submitStoryForReview"]) {
+        app.ok(&story_verb(v), json!({ "s": story })).await;
+    }
+    app.ok(gate, json!({ "s": story })).await;
+    app.ok(&story_verb("completeStory"), json!({ "s": story }))
+        .await;
+
     // A project from a workflow: its tasks come with dependencies.
     app.ok(
         "mutation { createProject(input: {name: \"W\", workflowId: \"greenfield-service\"}) { project { id } } }",
@@ -193,6 +216,7 @@ fn check_scope(e: &Value) {
         Some("Task") => project.is_string() && task == subject,
         Some("HitlRequest" | "TaskCheckpoint") => project.is_string() && task.is_string(),
         Some("Artifact" | "AgentStatus") => project.is_string(),
+        Some("Epic" | "Story" | "QaGate") => project.is_string() && task.is_null(),
         Some("Session" | "PersonaContext" | "Catalog") => project.is_null() && task.is_null(),
         _ => false,
     };

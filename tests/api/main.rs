@@ -46,6 +46,7 @@ mod round_trips;
 mod schema;
 mod sessions;
 mod shutdown;
+mod stories;
 mod streams;
 mod telemetry;
 mod tenancy;

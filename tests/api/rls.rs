@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use cerebral::auth::{Principal, Role};
-use migration::m20261122_000006_row_level_security::TENANT_TABLES;
+use migration::TENANT_TABLES;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;

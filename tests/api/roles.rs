@@ -38,7 +38,9 @@ fn allowed(mutation: &str) -> &'static [&'static str] {
         | "updateCheckpointStatus"
         | "createArtifact"
         | "heartbeat"
-        | "updateAgentStatus" => AGENT,
+        | "updateAgentStatus"
+        | "startStory"
+        | "submitStoryForReview" => AGENT,
         "createProject"
         | "completeProject"
         | "failProject"
@@ -51,7 +53,8 @@ fn allowed(mutation: &str) -> &'static [&'static str] {
         | "revertToCheckpoint"
         | "pinCheckpoint"
         | "resetAgentStatus"
-        | "cleanupExpiredSessions" => OPERATOR,
+        | "cleanupExpiredSessions"
+        | "approveStory" => OPERATOR,
         "createTask"
         | "startSession"
         | "touchSession"
@@ -62,7 +65,12 @@ fn allowed(mutation: &str) -> &'static [&'static str] {
         | "updatePersonaContext"
         | "appendPersonaContextHistory"
         | "exportPersonaContext"
-        | "importPersonaContext" => BOTH,
+        | "importPersonaContext"
+        | "createEpic"
+        | "draftStory"
+        | "reopenStory"
+        | "completeStory"
+        | "recordQaGate" => BOTH,
         "forceCompleteProject" | "importCatalog" => ADMIN,
         m => panic!("{m} is not in the roles table"),
     }

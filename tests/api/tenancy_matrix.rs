@@ -193,6 +193,37 @@ async fn seed(c: &Caller, mark: &str) -> BTreeMap<&'static str, String> {
     );
     ids.insert("session", session);
     ids.insert("context", context);
+
+    let epic = new(
+        "mutation($p: ID!, $m: String!) { createEpic(input: {projectId: $p, title: $m, goal: $m}) { epic { id } } }",
+        json!({ "p": project, "m": mark }),
+    )
+    .await;
+    let story = new(
+        "mutation($e: ID!, $m: String!) { draftStory(input: {epicId: $e, title: $m, role: $m, action: $m, benefit: $m, acceptanceCriteria: [$m], tasks: [{description: $m, acceptanceCriteria: [1], subtasks: [$m]}], devNotes: $m}) { story { id } } }",
+        json!({ "e": epic, "m": mark }),
+    )
+    .await;
+    // A second story through review to its QA gate.
+    let reviewed = new(
+        "mutation($e: ID!, $m: String!) { draftStory(input: {epicId: $e, title: $m, role: $m, action: $m, benefit: $m, acceptanceCriteria: [$m]}) { story { id } } }",
+        json!({ "e": epic, "m": mark }),
+    )
+    .await;
+    let verbs = [
+        "mutation($s: ID!) { approveStory(input: {storyId: $s}) { story { id } } }",
+        "mutation($s: ID!) { startStory(input: {storyId: $s}) { story { id } } }",
+        "mutation($s: ID!) { submitStoryForReview(input: {storyId: $s}) { story { id } } }",
+    ];
+    c.ok_each(&verbs, json!({ "s": reviewed })).await;
+    let gate = new(
+        "mutation($s: ID!, $m: String!) { recordQaGate(input: {storyId: $s, decision: CONCERNS, statusReason: $m, reviewer: $m, topIssues: [{id: \"T-001\", severity: LOW, finding: $m, suggestedAction: $m}], nfr: [{area: \"security\", status: CONCERNS, notes: $m}], acCovered: [1]}) { gate { id } } }",
+        json!({ "s": reviewed, "m": mark }),
+    )
+    .await;
+    ids.insert("epic", epic);
+    ids.insert("story", story);
+    ids.insert("qa_gate", gate);
     ids
 }
 
@@ -334,6 +365,13 @@ fn id_queries(
     const AGENT_UPDATES: &str = "query($id: ID!, $x: ID) { agentStatusUpdates(projectId: $id, personaId: $x, after: \"0\") { totalCount nodes { cursor agentStatus { id message } event { id payload } } } }";
     const HITL_UPDATES: &str = "query($id: ID!) { hitlRequestUpdates(projectId: $id, after: \"0\") { totalCount nodes { cursor hitlRequest { id question } event { id payload } } } }";
     const ANALYTICS: &str = "query($id: ID) { personaAnalytics(projectId: $id) { persona { id name } tasksCompleted tasksFailed } }";
+    const EPIC: &str = "query($id: ID!) { epic(id: $id) { id title goal } }";
+    const STORY: &str = "query($id: ID!) { story(id: $id) { id title role devNotes } }";
+    const EPICS: &str =
+        "query($f: EpicFilter) { epics(filter: $f) { totalCount nodes { id title } } }";
+    const STORIES: &str =
+        "query($f: StoryFilter) { stories(filter: $f) { totalCount nodes { id title } } }";
+    const STORY_UPDATES: &str = "query($id: ID!) { storyUpdates(projectId: $id, after: \"0\") { totalCount nodes { cursor story { id title } event { id payload } } } }";
     let id = || json!({ "id": "@B" });
     let filter = |key: &str| json!({ "f": { key: "@B" } });
     let diff = |from: &Value, to: &Value| json!({ "from": from, "to": to });
@@ -377,6 +415,12 @@ fn id_queries(
         ("agentStatusUpdates", AGENT_UPDATES, b_persona, "persona"),
         ("hitlRequestUpdates", HITL_UPDATES, id(), "project"),
         ("personaAnalytics", ANALYTICS, id(), "project"),
+        ("epic", EPIC, id(), "epic"),
+        ("story", STORY, id(), "story"),
+        ("epics", EPICS, filter("projectId"), "project"),
+        ("stories", STORIES, filter("projectId"), "project"),
+        ("stories", STORIES, filter("epicId"), "epic"),
+        ("storyUpdates", STORY_UPDATES, id(), "project"),
     ];
     // `node` on every id of B's.
     for key in a.keys() {
@@ -416,7 +460,12 @@ query {
     events(first: 60) { nodes { id type projectId taskId subjectId payload project { id name } task { id title } } }
     agentStatuses(first: 10) { nodes { id message project { id name } persona { id name } currentTask { id title }
       history(first: 10) { nodes { status message currentTask { id title } } } } }
+    epics(first: 10) { nodes { id title goal project { id name }
+      stories(first: 10) { nodes { id number title role action benefit devNotes acceptanceCriteria { text }
+        tasks { description subtasks { description } } changeLog { description author } epic { id title } project { id name } } } } }
   } }
+  epics(first: 10) { totalCount nodes { id title } }
+  stories(first: 10) { totalCount nodes { id title } }
   sessions(first: 5) { totalCount nodes { id userId name
     currentContext { id state history activeTool persona { id name } parent { id state } }
     pendingHitl(first: 10) { nodes { id question } }
@@ -628,6 +677,8 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         "events",
         "personaAnalytics",
         "workflowAnalytics",
+        "epics",
+        "stories",
     ] {
         m.cover("Query", f);
     }
@@ -652,6 +703,10 @@ async fn tenant_a_sees_and_changes_nothing_of_tenant_b_whatever_it_sends() {
         (
             "hitlRequestUpdates",
             "query($p: ID!) { hitlRequestUpdates(projectId: $p, after: \"0\") { nodes { hitlRequest { question } event { payload } } } }",
+        ),
+        (
+            "storyUpdates",
+            "query($p: ID!) { storyUpdates(projectId: $p, after: \"0\") { nodes { story { title } event { payload } } } }",
         ),
         (
             "personaAnalytics",
@@ -843,6 +898,10 @@ const SUBSCRIPTIONS: &[(&str, &str)] = &[
         "hitlRequested",
         "subscription($p: ID!, $after: String) { hitlRequested(projectId: $p, after: $after) { cursor hitlRequest { id question } event { id payload } } }",
     ),
+    (
+        "storyUpdated",
+        "subscription($p: ID!, $after: String) { storyUpdated(projectId: $p, after: $after) { cursor story { id title devNotes } event { id payload } } }",
+    ),
 ];
 
 /// A subscribes to every subscription, over a socket whose
@@ -951,6 +1010,7 @@ async fn subscriptions(m: &mut Matrix, b: &Caller, base: &str) {
             json!({ "s": ids["session"], "n": mark }),
         )
         .await;
+        who.draft_story(&ids["epic"], mark).await;
         // …and last, the agent status: every stream of A's ends on it.
         who.ok(
             "mutation($p: ID!, $x: ID!, $t: ID!, $n: String!) { updateAgentStatus(input: {personaId: $x, projectId: $p, status: WAITING, currentTaskId: $t, message: $n}) { agentStatus { id } } }",
@@ -1219,6 +1279,8 @@ async fn walk_relations(m: &Matrix) {
             ("session", "id") => "session",
             ("persona", "id") => "persona",
             ("workflow", "id") => "workflow",
+            ("epic", "id") => "epic",
+            ("story", "id") => "story",
             ("checkpointDiff", "from") => "checkpoint",
             ("checkpointDiff", "to") => "checkpoint2",
             _ => return None,

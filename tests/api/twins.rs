@@ -78,6 +78,14 @@ async fn each_typed_subscription_and_its_query_twin_agree_item_for_item() {
         .await;
     }
     app.request_hitl(&t, "ok?").await;
+    let story = app.draft_story(app.create_epic(&p, "e").await, "s").await;
+    for verb in ["approveStory", "startStory"] {
+        app.ok(
+            &format!("mutation($s: ID!) {{ {verb}(input: {{storyId: $s}}) {{ story {{ id }} }} }}"),
+            json!({ "s": story }),
+        )
+        .await;
+    }
 
     let cases = [
         ("taskUpdated", "taskUpdates", "", 5),
@@ -90,6 +98,7 @@ async fn each_typed_subscription_and_its_query_twin_agree_item_for_item() {
             2,
         ),
         ("hitlRequested", "hitlRequestUpdates", "", 1),
+        ("storyUpdated", "storyUpdates", "", 3),
     ];
     for (sub, twin, args, n) in cases {
         let (twin_cursors, total) = polled(&app, twin, args, &p).await;

@@ -3,8 +3,8 @@
 
 use crate::entity::FromRows;
 use crate::entity::{
-    agent_status, agent_status_history, artifact, event, hitl_request, persona_context, task,
-    task_checkpoint,
+    agent_status, agent_status_history, artifact, epic, event, hitl_request, persona_context,
+    qa_gate, story, task, task_checkpoint,
 };
 use crate::rls::Scoped;
 use async_graphql::dataloader::Loader;
@@ -174,5 +174,8 @@ children!(
     task_checkpoint,
     persona_context,
     agent_status,
-    agent_status_history
+    agent_status_history,
+    epic,
+    story,
+    qa_gate
 );

@@ -9,9 +9,9 @@
 use super::batch::Batching;
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{
-    agent_status, agent_status_history, artifact, artifact_content, event, hitl_request, persona,
-    persona_context, project, task, task_checkpoint, task_checkpoint_state, workflow,
-    workflow_step,
+    agent_status, agent_status_history, artifact, artifact_content, epic, event, hitl_request,
+    persona, persona_context, project, qa_gate, story, task, task_checkpoint,
+    task_checkpoint_state, workflow, workflow_step,
 };
 use crate::rls::Scoped;
 use async_graphql::dataloader::{DataLoader, Loader};
@@ -74,7 +74,10 @@ by_id!(
     hitl_request,
     artifact,
     agent_status,
-    agent_status_history;
+    agent_status_history,
+    epic,
+    story,
+    qa_gate;
     shared persona
 );
 
@@ -141,6 +144,14 @@ pub enum Rel {
     ProjectPendingHitl,
     /// `Task.pendingHitl` (PENDING requests only).
     TaskPendingHitl,
+    /// `Project.epics`
+    ProjectEpics,
+    /// `Epic.stories`
+    EpicStories,
+    /// `Story.gates`
+    StoryGates,
+    /// `Story.currentGate` (newest first).
+    StoryLatestGate,
 }
 
 impl Rel {
@@ -160,6 +171,9 @@ impl Rel {
             Rel::AgentHistory => ("agent_status_history", "agent_status_id", "id"),
             Rel::ProjectPendingHitl => ("hitl_requests", "project_id", "id"),
             Rel::TaskPendingHitl => ("hitl_requests", "task_id", "id"),
+            Rel::ProjectEpics => ("epics", "project_id", "id"),
+            Rel::EpicStories => ("stories", "epic_id", "id"),
+            Rel::StoryGates | Rel::StoryLatestGate => ("qa_gates", "story_id", "id"),
         }
     }
 
@@ -170,7 +184,10 @@ impl Rel {
 
     /// Whether the relation lists newest first.
     fn descending(self) -> bool {
-        matches!(self, Rel::TaskLatestCheckpoint | Rel::AgentHistory)
+        matches!(
+            self,
+            Rel::TaskLatestCheckpoint | Rel::AgentHistory | Rel::StoryLatestGate
+        )
     }
 }
 
@@ -343,6 +360,20 @@ pub struct Loaders {
     pub agent_pages: DataLoader<Children<agent_status::Entity>>,
     /// Pending HITL requests under tasks.
     pub task_pending_hitl_pages: DataLoader<Children<hitl_request::Entity>>,
+    /// Epics by id.
+    pub epics: DataLoader<ById<epic::Entity>>,
+    /// Stories by id.
+    pub stories: DataLoader<ById<story::Entity>>,
+    /// Epics under projects.
+    pub epic_pages: DataLoader<Children<epic::Entity>>,
+    /// Stories under epics.
+    pub story_pages: DataLoader<Children<story::Entity>>,
+    /// QA gates by id.
+    pub qa_gates: DataLoader<ById<qa_gate::Entity>>,
+    /// QA gates under stories.
+    pub gate_pages: DataLoader<Children<qa_gate::Entity>>,
+    /// The latest QA gate of stories.
+    pub latest_gate: DataLoader<Children<qa_gate::Entity>>,
     /// History of agent statuses.
     pub agent_history_pages: DataLoader<Children<agent_status_history::Entity>>,
 }
@@ -449,6 +480,13 @@ impl Loaders {
             agent_pages: pages!(Rel::ProjectAgents),
             agent_history_pages: pages!(Rel::AgentHistory),
             task_pending_hitl_pages: pages!(Rel::TaskPendingHitl),
+            epics: id_loader!(&own),
+            stories: id_loader!(&own),
+            epic_pages: pages!(Rel::ProjectEpics),
+            story_pages: pages!(Rel::EpicStories),
+            qa_gates: id_loader!(&own),
+            gate_pages: pages!(Rel::StoryGates),
+            latest_gate: pages!(Rel::StoryLatestGate),
         }
     }
 }

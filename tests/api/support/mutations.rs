@@ -46,6 +46,14 @@ pub const MUTATIONS: &[&str] = &[
     "updatePersonaContext",
     "appendPersonaContextHistory",
     "importCatalog",
+    "createEpic",
+    "draftStory",
+    "approveStory",
+    "startStory",
+    "submitStoryForReview",
+    "reopenStory",
+    "completeStory",
+    "recordQaGate",
 ];
 
 /// The input type of mutation `field`: `FieldInput` with the first letter
@@ -60,6 +68,11 @@ pub fn input_type(field: &str) -> String {
         }
         "completeCheckpoint" | "failCheckpoint" => "CheckpointTransitionInput",
         "suspendSession" | "resumeSession" | "terminateSession" => "SessionTransitionInput",
+        "approveStory"
+        | "startStory"
+        | "submitStoryForReview"
+        | "reopenStory"
+        | "completeStory" => "StoryTransitionInput",
         _ => return field[..1].to_uppercase() + &field[1..] + "Input",
     };
     shared.to_string()
@@ -77,7 +90,7 @@ pub fn document(field: &str, selection: &str) -> String {
 /// The input of `field` when it acts on one existing object and needs
 /// nothing else of the caller's choosing: that object's id (from `id`, by
 /// the names [`super::Caller::seed`] uses: `project`, `task`, `hitl`,
-/// `checkpoint`, `session`, `context`) and the fewest other fields of the
+/// `checkpoint`, `session`, `context`, `epic`, `story`) and the fewest other fields of the
 /// right shape. `None` for the mutations whose input each test chooses.
 pub fn plain_input(field: &str, id: impl Fn(&str) -> Value) -> Option<Value> {
     let (t, h, c, x) = (id("task"), id("hitl"), id("checkpoint"), id("context"));
@@ -103,6 +116,19 @@ pub fn plain_input(field: &str, id: impl Fn(&str) -> Value) -> Option<Value> {
         "exportPersonaContext" => json!({"contextId": x}),
         "updatePersonaContext" => json!({"contextId": x, "statePatch": {}}),
         "appendPersonaContextHistory" => json!({"contextId": x, "entry": {}}),
+        "createEpic" => json!({"projectId": id("project"), "title": "e"}),
+        "draftStory" => json!({
+            "epicId": id("epic"), "title": "s", "role": "r", "action": "a", "benefit": "b",
+            "acceptanceCriteria": ["c"],
+        }),
+        "approveStory"
+        | "startStory"
+        | "submitStoryForReview"
+        | "reopenStory"
+        | "completeStory" => json!({"storyId": id("story")}),
+        "recordQaGate" => json!({
+            "storyId": id("story"), "decision": "PASS", "statusReason": "ok", "reviewer": "qa",
+        }),
         _ => return None,
     })
 }

@@ -51,6 +51,22 @@ impl Caller {
         self.made("createTask", "task", input).await
     }
 
+    /// Creates an epic titled `title` in `project` and returns its id.
+    pub async fn create_epic(&self, project: impl Serialize, title: &str) -> Value {
+        let input = json!({ "projectId": project, "title": title });
+        self.made("createEpic", "epic", input).await
+    }
+
+    /// Drafts a story titled `title` with one acceptance criterion in
+    /// `epic` and returns its id (DRAFT).
+    pub async fn draft_story(&self, epic: impl Serialize, title: &str) -> Value {
+        let input = json!({
+            "epicId": epic, "title": title, "role": "user", "action": "to act",
+            "benefit": "it helps", "acceptanceCriteria": ["it works"],
+        });
+        self.made("draftStory", "story", input).await
+    }
+
     /// Starts `task` (PENDING to WORKING).
     pub async fn start_task(&self, task: impl Serialize) {
         self.made("startTask", "task", json!({ "taskId": task }))
@@ -131,10 +147,12 @@ impl Caller {
         let agent = self.made("updateAgentStatus", "agentStatus", agent).await;
         let session = self.start_session().await;
         let context = self.switch_persona(&session, "pm").await;
+        let epic = self.create_epic(project, "epic").await;
+        let story = self.draft_story(&epic, "story").await;
         json!({
             "project": project, "event": d["createProject"]["event"]["id"], "task": task,
             "hitl": hitl, "artifact": artifact, "checkpoint": checkpoint, "agent": agent,
-            "session": session, "context": context,
+            "session": session, "context": context, "epic": epic, "story": story,
         })
     }
 
