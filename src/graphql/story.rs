@@ -142,7 +142,8 @@ impl Story {
     async fn dev_notes(&self) -> Counted<Option<&str>> {
         Counted(self.0.dev_notes.as_deref())
     }
-    /// Every change to the story, oldest first.
+    /// The story's last 100 changes, oldest first (`events` keeps every
+    /// one).
     async fn change_log(&self) -> Counted<Vec<StoryChange>> {
         let log: Vec<svc::ChangeLogEntry> =
             serde_json::from_value(self.0.change_log.clone()).unwrap_or_default();

@@ -42,6 +42,11 @@ pub const MAX_TASKS: usize = 100;
 pub const MAX_DEV_NOTES_BYTES: usize = 64 * 1024;
 /// Highest epic number, and highest story number in an epic.
 pub const MAX_NUMBER: i32 = 1_000;
+/// Lines a story's change log keeps (the oldest go first): every verb adds
+/// one, and the log is rewritten and copied into each event, so a story
+/// sent round the cycle forever must not grow without end. The event log
+/// keeps every change.
+pub const MAX_CHANGE_LOG: usize = 100;
 
 /// Input of [`Services::create_epic`].
 #[derive(Debug, Clone)]
@@ -277,6 +282,9 @@ pub(crate) async fn move_story(
 ) -> AppResult<(story::Model, super::EventRef)> {
     let mut log: Vec<ChangeLogEntry> =
         serde_json::from_value(current.change_log.clone()).unwrap_or_default();
+    if log.len() >= MAX_CHANGE_LOG {
+        log.drain(..=log.len() - MAX_CHANGE_LOG);
+    }
     let status_name = sea_orm::ActiveEnum::to_value(&to);
     log.push(ChangeLogEntry {
         at: t,

@@ -516,3 +516,25 @@ async fn gates_past_their_bounds_are_refused_and_leave_nothing() {
         json!({"status": "REVIEW", "currentGate": null, "gates": {"totalCount": 0}})
     );
 }
+
+/// Each verb adds a change-log line and the log is copied into each event,
+/// so a story sent round the cycle again and again keeps only its last
+/// 100 lines (the event log keeps every change).
+#[tokio::test]
+async fn a_story_sent_round_again_and_again_keeps_its_last_hundred_changes() {
+    let app = support::spawn().await;
+    let (_, _, s) = in_review(&app).await;
+    for _ in 0..52 {
+        app.ok(&verb("reopenStory"), json!({ "s": s })).await;
+        app.ok(&verb("submitStoryForReview"), json!({ "s": s }))
+            .await;
+    }
+    let read = story(&app, &s).await;
+    let log = read["changeLog"].as_array().expect("a log").clone();
+    assert_eq!(log.len(), 100);
+    // Versions 1–108 were written; the last hundred are kept, in order.
+    assert_eq!(read["version"], 108);
+    assert_eq!(log[0]["version"], 9);
+    assert_eq!(log[99]["version"], 108);
+    assert_eq!(log[99]["description"], "REVIEW");
+}
