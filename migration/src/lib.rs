@@ -43,6 +43,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "idempotency_keys",
     "epics",
     "stories",
+    "story_contents",
     "qa_gates",
 ];
 

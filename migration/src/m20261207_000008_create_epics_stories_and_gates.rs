@@ -11,7 +11,7 @@ use sea_orm_migration::schema::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 /// The tenant tables this migration adds.
-pub const TABLES: &[&str] = &["epics", "stories", "qa_gates"];
+pub const TABLES: &[&str] = &["epics", "stories", "story_contents", "qa_gates"];
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -39,21 +39,30 @@ impl MigrationTrait for Migration {
                 .col(integer("epic_number"))
                 .col(integer("number"))
                 .col(string("title"))
-                .col(text("role"))
-                .col(text("action"))
-                .col(text("benefit"))
-                .col(json_binary("acceptance_criteria"))
-                .col(json_binary("tasks"))
-                .col(text_null("dev_notes"))
-                .col(json_binary("change_log"))
+                .col(string_len("role", 2000))
+                .col(string_len("action", 2000))
+                .col(string_len("benefit", 2000))
                 .col(integer_null("points"))
                 .col(string_len("status", 32))
+                .col(uuid_null("current_gate_id"))
                 .col(integer("version"))
                 .col(string("created_by"))
                 .foreign_key(&mut fk("stories", "project_id", "projects", Cascade))
                 .foreign_key(&mut fk("stories", "epic_id", "epics", Cascade)),
         )
         .take();
+        // The story's criteria, checklist, notes and change log: read only
+        // when a client selects them, so lists of stories stay small.
+        let contents = Table::create()
+            .table("story_contents")
+            .if_not_exists()
+            .col(uuid("story_id").primary_key())
+            .col(uuid("tenant_id"))
+            .col(json_binary("content"))
+            .foreign_key(&mut fk("story_contents", "story_id", "stories", Cascade))
+            .take();
+        // `stories.current_gate_id` has no foreign key: stories and gates
+        // point at each other; the service keeps the pointer valid.
         let gates = tenant_table("qa_gates")
             .col(uuid("project_id"))
             .col(uuid("story_id"))
@@ -74,13 +83,13 @@ impl MigrationTrait for Migration {
             .take();
         create_all(
             manager,
-            vec![epics, stories, gates],
+            vec![epics, stories, contents, gates],
             vec![
                 unique("epics", &["project_id", "number"]),
                 unique("stories", &["epic_id", "number"]),
                 index("stories", &["project_id", "status"]),
                 index("stories", &["tenant_id", "status"]),
-                index("qa_gates", &["story_id"]),
+                index("qa_gates", &["story_id", "id"]),
             ],
         )
         .await?;
@@ -93,6 +102,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_all(manager, &["qa_gates", "stories", "epics"]).await
+        drop_all(manager, &["qa_gates", "story_contents", "stories", "epics"]).await
     }
 }

@@ -55,7 +55,7 @@ impl StoryVerb {
     }
 }
 
-/// The story's current QA gate (its latest), as the rules need it.
+/// The QA gate of the story's current review round, as the rules need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CurrentGate {
     /// Its decision.
@@ -104,13 +104,18 @@ pub fn decide(
     Ok((to, event))
 }
 
-/// What recording a gate with `decision` does to a story in status `from`:
-/// a gate is recorded only on a story in REVIEW; FAIL sends it back to dev
-/// (the move and its event), the others leave it in REVIEW for a person or
-/// for `completeStory`.
+/// What recording a gate with `decision` does to a story in status `from`
+/// whose review round already has the gate `current` (if any), recorded by
+/// a person (`by_person`: the operator or admin role) or not: a gate is
+/// recorded only on a story in REVIEW; FAIL sends it back to dev (the move
+/// and its event), the others leave it in REVIEW. A person decides what
+/// CONCERNS leave open, and only a person waives: WAIVED, or a PASS after
+/// CONCERNS in the same round, by anyone else is `FORBIDDEN`.
 pub fn gate_effect(
     from: StoryStatus,
+    current: Option<GateDecision>,
     decision: GateDecision,
+    by_person: bool,
 ) -> Result<Option<(StoryStatus, EventType)>, AppError> {
     let effect = (decision == GateDecision::Fail).then(|| StoryVerb::Reopen.target());
     if from != StoryStatus::Review {
@@ -119,6 +124,20 @@ pub fn gate_effect(
             AppError::transition("Story", from, to, from.allowed_transitions())
                 .because("a QA gate is recorded only on a story in REVIEW"),
         );
+    }
+    if !by_person {
+        if decision == GateDecision::Waived {
+            return Err(AppError::Forbidden(
+                "only a person (the operator or admin role) may waive a story's issues".into(),
+            ));
+        }
+        if decision == GateDecision::Pass && current == Some(GateDecision::Concerns) {
+            return Err(AppError::Forbidden(
+                "after CONCERNS a person (the operator or admin role) decides: a WAIVED gate \
+                 with a reason, or send the story back"
+                    .into(),
+            ));
+        }
     }
     Ok(effect)
 }
@@ -221,14 +240,30 @@ mod tests {
         ] {
             for from in [Draft, Approved, InProgress, Done] {
                 assert!(
-                    gate_effect(from, decision).is_err(),
+                    gate_effect(from, None, decision, true).is_err(),
                     "{from:?} {decision:?}"
                 );
             }
             let want =
                 (decision == GateDecision::Fail).then_some((InProgress, EventType::StoryReopened));
-            assert_eq!(gate_effect(Review, decision).expect("in review"), want);
+            assert_eq!(
+                gate_effect(Review, None, decision, true).expect("in review"),
+                want
+            );
         }
+    }
+
+    /// Only a person waives, and a person decides what CONCERNS leave open.
+    #[test]
+    fn only_a_person_waives_or_passes_over_concerns() {
+        use GateDecision::*;
+        let forbidden = |r: Result<_, AppError>| matches!(r, Err(e) if e.code() == crate::error::code::FORBIDDEN);
+        assert!(forbidden(gate_effect(Review, None, Waived, false)));
+        assert!(forbidden(gate_effect(Review, Some(Concerns), Pass, false)));
+        assert!(gate_effect(Review, Some(Concerns), Pass, true).is_ok());
+        assert!(gate_effect(Review, Some(Concerns), Fail, false).is_ok());
+        assert!(gate_effect(Review, Some(Fail), Pass, false).is_ok());
+        assert!(gate_effect(Review, None, Waived, true).is_ok());
     }
 
     #[test]
@@ -252,7 +287,8 @@ mod tests {
     proptest! {
         /// Any sequence of verbs and gates, legal or not, only ever moves a
         /// story along the lifecycle table, one step at a time, and it
-        /// reaches DONE only while its latest gate is PASS or WAIVED.
+        /// reaches DONE only while the gate of its current review round is
+        /// PASS or WAIVED (a gate from an earlier round does not count).
         #[test]
         fn random_verbs_and_gates_follow_the_method(
             steps in prop::collection::vec((0usize..9, 0usize..4), 0..96),
@@ -274,6 +310,11 @@ mod tests {
                         Ok((to, _)) => {
                             prop_assert_eq!(status, verb.source());
                             status = to;
+                            // Leaving REVIEW for dev, or entering a new
+                            // round, ends the round's gate.
+                            if to != Done {
+                                latest = None;
+                            }
                         }
                         Err(_) => prop_assert!(
                             status != verb.source()
@@ -286,10 +327,12 @@ mod tests {
                     }
                 } else {
                     let decision = decisions[d];
-                    if let Ok(effect) = gate_effect(status, decision) {
+                    let current = latest.map(|g| g.decision);
+                    if let Ok(effect) = gate_effect(status, current, decision, true) {
                         latest = gate(decision);
                         if let Some((to, _)) = effect {
                             status = to;
+                            latest = None;
                         }
                     } else {
                         prop_assert_ne!(status, Review);

@@ -16,6 +16,7 @@ pub mod project;
 pub mod qa_gate;
 pub mod session;
 pub mod story;
+pub mod story_content;
 pub mod task;
 pub mod task_checkpoint;
 pub mod task_checkpoint_state;

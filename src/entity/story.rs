@@ -3,8 +3,8 @@
 use crate::domain::StoryStatus;
 use sea_orm::entity::prelude::*;
 
-/// A story: one user story of an epic. Its acceptance criteria, tasks and
-/// change log are JSON arrays whose shapes `service::story` defines.
+/// A story: one user story of an epic. Its criteria, checklist, notes and
+/// change log are kept apart ([`super::story_content`]).
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[sea_orm(table_name = "stories")]
@@ -22,15 +22,11 @@ pub struct Model {
     pub role: String,
     pub action: String,
     pub benefit: String,
-    #[sea_orm(column_type = "JsonBinary")]
-    pub acceptance_criteria: Json,
-    #[sea_orm(column_type = "JsonBinary")]
-    pub tasks: Json,
-    pub dev_notes: Option<String>,
-    #[sea_orm(column_type = "JsonBinary")]
-    pub change_log: Json,
     pub points: Option<i32>,
     pub status: StoryStatus,
+    /// The gate of the current review round: set when QA records one,
+    /// cleared when the story goes back to dev or into a new round.
+    pub current_gate_id: Option<Uuid>,
     pub version: i32,
     pub created_by: String,
     pub created_at: DateTimeUtc,

@@ -12,10 +12,10 @@ use crate::entity::qa_gate;
 use crate::ids::{self, Kind};
 use crate::service::qa_gate as svc;
 
-/// QA's decision on a story (BMad Method), append-only: the latest gate is
-/// the story's current one. PASS or WAIVED lets the story be completed;
-/// FAIL sent it back to dev; CONCERNS waits for a person to waive the
-/// issues (a WAIVED gate) or send the story back.
+/// QA's decision on a story (BMad Method), append-only: the last gate of a
+/// review round is the story's `currentGate`. PASS or WAIVED lets the story
+/// be completed; FAIL sent it back to dev; CONCERNS waits for a person to
+/// waive the issues (a WAIVED gate), pass them, or send the story back.
 #[derive(async_graphql::Description)]
 pub struct QaGate(pub qa_gate::Model);
 
@@ -45,10 +45,10 @@ impl QaGate {
             issues
                 .into_iter()
                 .map(|i| GateIssue {
-                    id: i.id,
+                    id: Counted(i.id),
                     severity: i.severity,
-                    finding: i.finding,
-                    suggested_action: i.suggested_action,
+                    finding: Counted(i.finding),
+                    suggested_action: Counted(i.suggested_action),
                 })
                 .collect(),
         )
@@ -61,8 +61,8 @@ impl QaGate {
             .clone()
             .and_then(|w| serde_json::from_value(w).ok());
         Counted(w.map(|w| GateWaiver {
-            reason: w.reason,
-            approved_by: w.approved_by,
+            reason: Counted(w.reason),
+            approved_by: Counted(w.approved_by),
         }))
     }
     /// 0–100, when QA scored it.
@@ -81,9 +81,9 @@ impl QaGate {
         Counted(
             nfr.into_iter()
                 .map(|r| NfrResult {
-                    area: r.area,
+                    area: Counted(r.area),
                     status: r.status,
-                    notes: r.notes,
+                    notes: Counted(r.notes),
                 })
                 .collect(),
         )
@@ -116,33 +116,33 @@ impl QaGate {
 #[derive(SimpleObject)]
 pub struct GateIssue {
     /// E.g. `SEC-001`.
-    pub id: String,
+    pub id: Counted<String>,
     /// How serious.
     pub severity: IssueSeverity,
     /// What is wrong.
-    pub finding: String,
+    pub finding: Counted<String>,
     /// What to do about it.
-    pub suggested_action: String,
+    pub suggested_action: Counted<String>,
 }
 
 /// The acceptance of a gate's issues by a person.
 #[derive(SimpleObject)]
 pub struct GateWaiver {
     /// Why the issues are accepted.
-    pub reason: String,
+    pub reason: Counted<String>,
     /// Who accepted them.
-    pub approved_by: String,
+    pub approved_by: Counted<String>,
 }
 
 /// The verdict on one non-functional requirement.
 #[derive(SimpleObject)]
 pub struct NfrResult {
     /// E.g. `security`.
-    pub area: String,
+    pub area: Counted<String>,
     /// The verdict.
     pub status: NfrStatus,
     /// Why.
-    pub notes: Option<String>,
+    pub notes: Counted<Option<String>>,
 }
 
 /// One finding, as QA reports it.
@@ -185,7 +185,8 @@ keyed_input!(
         /// The story (in REVIEW).
         story_id: ID,
         /// The decision. WAIVED needs `waiver` and the operator or admin
-        /// role (`FORBIDDEN` otherwise).
+        /// role, and so does PASS after CONCERNS in the same review round
+        /// (`FORBIDDEN` otherwise).
         decision: GateDecision,
         /// Why, in a sentence or two; 1–2,000 characters.
         status_reason: String,
@@ -222,12 +223,14 @@ fields! {
     /// QA gate mutations.
     object QaGateMutation;
 
-    /// Records QA's gate on a story in REVIEW: FAIL sends the story back to
-    /// dev (IN_PROGRESS); PASS or WAIVED lets `completeStory` finish it;
-    /// CONCERNS waits for a person. Errors: `BAD_USER_INPUT` (bounds, a
-    /// waiver missing or out of place, a criterion the story lacks),
-    /// `INVALID_TRANSITION` (not in REVIEW), `FORBIDDEN` (WAIVED without
-    /// the operator or admin role), `NOT_FOUND`.
+    /// Records QA's gate on a story in REVIEW, the gate of its current
+    /// review round: FAIL sends the story back to dev (IN_PROGRESS); PASS
+    /// or WAIVED lets `completeStory` finish it; CONCERNS waits for a
+    /// person. Errors: `BAD_USER_INPUT` (bounds, a waiver missing or out
+    /// of place, a criterion the story lacks or named twice, a project not
+    /// ACTIVE), `INVALID_TRANSITION` (not in REVIEW), `FORBIDDEN` (WAIVED,
+    /// or PASS after CONCERNS, without the operator or admin role),
+    /// `NOT_FOUND`.
     ///
     /// Roles: agent, operator, admin.
     mutation AGENT_OR_OPERATOR record_qa_gate(ctx, input: RecordQaGateInput) -> RecordQaGatePayload {

@@ -5,7 +5,6 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::limits::Counted;
-use super::loaders::{Columns, PageKey};
 use super::mutation::keyed;
 use super::types::*;
 use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal};
@@ -87,11 +86,22 @@ fields! {
 }
 
 /// One user story of an epic (BMad Method): who wants what and why, the
-/// acceptance criteria that say when it is done, and dev's checklist.
+/// acceptance criteria that say when it is done, and dev's checklist (its
+/// content, read only when selected).
 /// Lifecycle: `DRAFT → APPROVED → IN_PROGRESS → REVIEW → DONE`, and
 /// `REVIEW → IN_PROGRESS` when QA sends it back.
 #[derive(async_graphql::Description)]
 pub struct Story(pub story::Model);
+
+impl Story {
+    /// The story's content, loaded once per request for all its fields.
+    async fn content(&self, ctx: &Context<'_>) -> Result<svc::StoryContent> {
+        let json = one(&loaders(ctx).story_contents, self.0.id)
+            .await?
+            .unwrap_or_default();
+        Ok(svc::StoryContent::parse(&json)?)
+    }
+}
 
 #[Object(use_type_description)]
 impl Story {
@@ -121,42 +131,50 @@ impl Story {
         Counted(&self.0.benefit)
     }
     /// The acceptance criteria, numbered from 1.
-    async fn acceptance_criteria(&self) -> Counted<Vec<AcceptanceCriterion>> {
-        let texts: Vec<String> =
-            serde_json::from_value(self.0.acceptance_criteria.clone()).unwrap_or_default();
-        Counted(
-            texts
+    async fn acceptance_criteria(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Counted<Vec<AcceptanceCriterion>>> {
+        let content = self.content(ctx).await?;
+        Ok(Counted(
+            content
+                .acceptance_criteria
                 .into_iter()
                 .zip(1..)
-                .map(|(text, number)| AcceptanceCriterion { number, text })
+                .map(|(text, number)| AcceptanceCriterion {
+                    number,
+                    text: Counted(text),
+                })
                 .collect(),
-        )
+        ))
     }
     /// Dev's checklist: tasks with their subtasks and the criteria they serve.
-    async fn tasks(&self) -> Counted<Vec<StoryTask>> {
-        let tasks: Vec<svc::StoryTask> =
-            serde_json::from_value(self.0.tasks.clone()).unwrap_or_default();
-        Counted(tasks.into_iter().map(StoryTask::from).collect())
+    async fn tasks(&self, ctx: &Context<'_>) -> Result<Counted<Vec<StoryTask>>> {
+        let content = self.content(ctx).await?;
+        Ok(Counted(
+            content.tasks.into_iter().map(StoryTask::from).collect(),
+        ))
     }
     /// Notes for dev: context, sources, constraints.
-    async fn dev_notes(&self) -> Counted<Option<&str>> {
-        Counted(self.0.dev_notes.as_deref())
+    async fn dev_notes(&self, ctx: &Context<'_>) -> Result<Counted<Option<String>>> {
+        Ok(Counted(self.content(ctx).await?.dev_notes))
     }
     /// The story's last 100 changes, oldest first (`events` keeps every
     /// one).
-    async fn change_log(&self) -> Counted<Vec<StoryChange>> {
-        let log: Vec<svc::ChangeLogEntry> =
-            serde_json::from_value(self.0.change_log.clone()).unwrap_or_default();
-        Counted(
-            log.into_iter()
+    async fn change_log(&self, ctx: &Context<'_>) -> Result<Counted<Vec<StoryChange>>> {
+        let content = self.content(ctx).await?;
+        Ok(Counted(
+            content
+                .change_log
+                .into_iter()
                 .map(|e| StoryChange {
                     at: e.at,
                     version: e.version,
-                    description: e.description,
-                    author: e.author,
+                    description: Counted(e.description),
+                    author: Counted(e.author),
                 })
                 .collect(),
-        )
+        ))
     }
     /// Estimate in points.
     async fn points(&self) -> Option<i32> {
@@ -196,21 +214,14 @@ impl Story {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    /// The current QA gate (the latest), if QA has recorded one.
+    /// The gate of the current review round, if QA has recorded one: the
+    /// one `completeStory` goes by. Sending the story back to dev, or into
+    /// a new round, ends the round (the gate stays in `gates`).
     async fn current_gate(&self, ctx: &Context<'_>) -> Result<Option<QaGate>> {
-        let key = PageKey {
-            parent: self.0.id,
-            limit: 1,
-            after: None,
-            columns: Columns::ALL,
+        let Some(id) = self.0.current_gate_id else {
+            return Ok(None);
         };
-        Ok(loaders(ctx)
-            .latest_gate
-            .load_one(key)
-            .await
-            .map_err(db_err)?
-            .and_then(|v| v.into_iter().next())
-            .map(QaGate))
+        Ok(one(&loaders(ctx).qa_gates, id).await?.map(QaGate))
     }
 
     #[graphql(flatten)]
@@ -233,14 +244,14 @@ pub struct AcceptanceCriterion {
     /// 1-based; tasks name criteria by this number.
     pub number: i32,
     /// What must hold.
-    pub text: String,
+    pub text: Counted<String>,
 }
 
 /// One task of a story's checklist.
 #[derive(SimpleObject)]
 pub struct StoryTask {
     /// What to do.
-    pub description: String,
+    pub description: Counted<String>,
     /// Ticked when done.
     pub done: bool,
     /// The numbers of the acceptance criteria it serves.
@@ -252,14 +263,14 @@ pub struct StoryTask {
 impl From<svc::StoryTask> for StoryTask {
     fn from(t: svc::StoryTask) -> Self {
         Self {
-            description: t.description,
+            description: Counted(t.description),
             done: t.done,
             acceptance_criteria: t.acceptance_criteria,
             subtasks: t
                 .subtasks
                 .into_iter()
                 .map(|s| StorySubtask {
-                    description: s.description,
+                    description: Counted(s.description),
                     done: s.done,
                 })
                 .collect(),
@@ -271,7 +282,7 @@ impl From<svc::StoryTask> for StoryTask {
 #[derive(SimpleObject)]
 pub struct StorySubtask {
     /// What to do.
-    pub description: String,
+    pub description: Counted<String>,
     /// Ticked when done.
     pub done: bool,
 }
@@ -284,9 +295,9 @@ pub struct StoryChange {
     /// The story's version the change made.
     pub version: i32,
     /// What changed (the status it moved to, with the note given).
-    pub description: String,
+    pub description: Counted<String>,
     /// Who (a user id).
-    pub author: String,
+    pub author: Counted<String>,
 }
 
 /// An item of `storyUpdated` and `storyUpdates`: the event and the story
@@ -389,17 +400,19 @@ keyed_input!(
         number: Option<i32>,
         /// 1–200 characters.
         title: String,
-        /// "As a …"; 1–2,000 characters.
+        /// "As a …"; 1–500 characters.
         role: String,
-        /// "I want …"; 1–2,000 characters.
+        /// "I want …"; 1–500 characters.
         action: String,
-        /// "so that …"; 1–2,000 characters.
+        /// "so that …"; 1–500 characters.
         benefit: String,
         /// 1–50 criteria, each 1–2,000 characters, numbered by position.
         acceptance_criteria: Vec<String>,
         /// Dev's checklist, up to 100 tasks.
         tasks: Option<Vec<StoryTaskInput>>,
-        /// Notes for dev, up to 64 KiB.
+        /// Notes for dev, up to 64 KiB. With the criteria and the checklist
+        /// the story's content is at most `CEREBRAL_MAX_CONTENT_BYTES` as
+        /// JSON text.
         dev_notes: Option<String>,
         /// Estimate, 0–100.
         points: Option<i32>,
@@ -412,7 +425,7 @@ keyed_input!(
     StoryTransitionInput {
         /// The story.
         story_id: ID,
-        /// Why, for the story's change log; up to 2,000 characters.
+        /// Why, for the story's change log; 1–500 characters.
         note: Option<String>,
     }
 );
@@ -489,8 +502,9 @@ fields! {
     }
 
     /// Drafts a story (DRAFT) in an epic that is not DONE; a person
-    /// approves it next. Errors: `BAD_USER_INPUT` (bounds, a number in use,
-    /// a task naming a criterion the story lacks), `NOT_FOUND`.
+    /// approves it next. Errors: `BAD_USER_INPUT` (bounds, control
+    /// characters, a number in use, a task naming a criterion the story
+    /// lacks, a DONE epic, a project not ACTIVE), `NOT_FOUND`.
     ///
     /// Roles: agent, operator, admin.
     mutation AGENT_OR_OPERATOR draft_story(ctx, input: DraftStoryInput) -> StoryPayload {
@@ -531,25 +545,29 @@ fields! {
         OPERATOR approve_story(StoryVerb::Approve);
 
         /// APPROVED → IN_PROGRESS: dev picks the story up; its epic moves
-        /// to IN_PROGRESS with its first story.
+        /// to IN_PROGRESS with its first story. Errors: `NOT_FOUND`,
+        /// `INVALID_TRANSITION`, `BAD_USER_INPUT` (a project not ACTIVE).
         ///
         /// Roles: agent, admin.
         AGENT start_story(StoryVerb::Start);
 
-        /// IN_PROGRESS → REVIEW: dev hands the story to QA.
+        /// IN_PROGRESS → REVIEW: dev hands the story to QA, opening a new
+        /// review round (no gate yet). Errors: as `startStory`.
         ///
         /// Roles: agent, admin.
         AGENT submit_story_for_review(StoryVerb::SubmitForReview);
 
         /// REVIEW → IN_PROGRESS: QA or a person sends the story back to
-        /// dev, saying why in `note`.
+        /// dev, saying why in `note`; the review round ends. Errors: as
+        /// `startStory`.
         ///
         /// Roles: agent, operator, admin.
         AGENT_OR_OPERATOR reopen_story(StoryVerb::Reopen);
 
-        /// REVIEW → DONE, only with a current PASS or WAIVED QA gate that
-        /// has not expired (`INVALID_TRANSITION` says why otherwise); its
-        /// epic is DONE with its last story.
+        /// REVIEW → DONE, only with a PASS or WAIVED gate of the current
+        /// review round that has not expired (`INVALID_TRANSITION` says
+        /// why otherwise); its epic is DONE with its last story. Errors: as
+        /// `startStory`.
         ///
         /// Roles: agent, operator, admin.
         AGENT_OR_OPERATOR complete_story(StoryVerb::Complete);

@@ -10,19 +10,20 @@
 //! agent cannot waive its own findings.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
+    TryIntoModel,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::story::{MAX_TEXT, text};
+use super::story::{MAX_TEXT, StoryContent, text};
 use super::task::lock_project;
 use super::{NewEvent, Services, Tx, now, snapshot};
 use crate::auth::{Principal, Role};
 use crate::domain::story::{CurrentGate, gate_effect};
 use crate::domain::{EventType, GateDecision, IssueSeverity, NfrStatus, ProjectStatus};
-use crate::entity::{event, qa_gate, story};
+use crate::entity::{event, qa_gate, story, story_content};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Kind, encode};
 
@@ -95,9 +96,28 @@ pub struct NewQaGate {
     pub ac_gaps: Vec<i32>,
 }
 
-/// Checks a gate against its bounds (and the story's criteria count) and
-/// returns it trimmed.
-fn checked(g: NewQaGate, criteria: i32) -> AppResult<NewQaGate> {
+/// Refuses coverage that names a criterion the story (with `criteria`
+/// criteria) lacks, or one twice.
+fn check_coverage(g: &NewQaGate, criteria: i32) -> AppResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for n in g.ac_covered.iter().chain(&g.ac_gaps) {
+        if !(1..=criteria).contains(n) {
+            return Err(AppError::bad_input(format!(
+                "acceptance criterion {n} is not the story's; it has 1–{criteria}"
+            )));
+        }
+        if !seen.insert(*n) {
+            return Err(AppError::bad_input(format!(
+                "acceptance criterion {n} is named twice in acCovered and acGaps"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a gate against its bounds and returns it trimmed (coverage is
+/// checked against the story, [`check_coverage`]).
+fn checked(g: NewQaGate) -> AppResult<NewQaGate> {
     if g.top_issues.len() > MAX_ISSUES || g.nfr.len() > MAX_ISSUES {
         return Err(AppError::bad_input(format!(
             "a gate has at most {MAX_ISSUES} issues and {MAX_ISSUES} NFR verdicts"
@@ -119,16 +139,10 @@ fn checked(g: NewQaGate, criteria: i32) -> AppResult<NewQaGate> {
     {
         return Err(AppError::bad_input("qualityScore must be 0–100"));
     }
-    if g.ac_covered.len() > criteria as usize || g.ac_gaps.len() > criteria as usize {
+    if g.ac_covered.len() + g.ac_gaps.len() > super::story::MAX_CRITERIA {
         return Err(AppError::bad_input(
             "acCovered and acGaps name each acceptance criterion at most once",
         ));
-    }
-    let mut refs = g.ac_covered.iter().chain(&g.ac_gaps);
-    if let Some(n) = refs.find(|n| !(1..=criteria).contains(*n)) {
-        return Err(AppError::bad_input(format!(
-            "acceptance criterion {n} is not the story's; it has 1–{criteria}"
-        )));
     }
     let top_issues = g
         .top_issues
@@ -173,18 +187,16 @@ fn checked(g: NewQaGate, criteria: i32) -> AppResult<NewQaGate> {
     })
 }
 
-/// The current (latest) gate of a story, as the rules need it.
-pub(crate) async fn current_gate(tx: &Tx<'_>, story_id: Uuid) -> AppResult<Option<CurrentGate>> {
-    let latest: Option<(GateDecision, Option<chrono::DateTime<chrono::Utc>>)> =
-        qa_gate::Entity::find()
+/// The decision and freshness of gate `id`, as the rules need them.
+pub(crate) async fn gate_facts(tx: &Tx<'_>, id: Uuid) -> AppResult<Option<CurrentGate>> {
+    let facts: Option<(GateDecision, Option<chrono::DateTime<chrono::Utc>>)> =
+        qa_gate::Entity::find_by_id(id)
             .select_only()
             .columns([qa_gate::Column::Decision, qa_gate::Column::ExpiresAt])
-            .filter(qa_gate::Column::StoryId.eq(story_id))
-            .order_by_desc(qa_gate::Column::Id)
             .into_tuple()
             .one(&**tx)
             .await?;
-    Ok(latest.map(|(decision, expires_at)| CurrentGate {
+    Ok(facts.map(|(decision, expires_at)| CurrentGate {
         decision,
         expires_at,
     }))
@@ -200,20 +212,16 @@ impl Services {
         p: &Principal,
         input: NewQaGate,
     ) -> AppResult<(qa_gate::Model, story::Model, event::Model)> {
-        if input.decision == GateDecision::Waived && !p.may(&[Role::Operator]) {
-            return Err(AppError::Forbidden(
-                "only a person with the operator or admin role may waive a story's issues".into(),
-            ));
-        }
+        let g = checked(input)?;
         let mut tx = self.begin(p).await?;
-        let (project_id, epic_id) = story::Entity::find_by_id(input.story_id)
+        let (project_id, epic_id) = story::Entity::find_by_id(g.story_id)
             .filter(story::Column::TenantId.eq(p.tenant_id))
             .select_only()
             .columns([story::Column::ProjectId, story::Column::EpicId])
             .into_tuple::<(Uuid, Uuid)>()
             .one(&*tx)
             .await?
-            .ok_or_else(|| AppError::not_found("Story", encode(Kind::Story, input.story_id)))?;
+            .ok_or_else(|| AppError::not_found("Story", encode(Kind::Story, g.story_id)))?;
         let project = lock_project(&tx, p, project_id, false).await?;
         if project.status != ProjectStatus::Active {
             return Err(AppError::bad_input(
@@ -221,15 +229,25 @@ impl Services {
             ));
         }
         super::story::lock_epic(&tx, p, epic_id).await?;
-        let current = story::Entity::find_by_id(input.story_id)
+        let current = story::Entity::find_by_id(g.story_id)
             .filter(story::Column::TenantId.eq(p.tenant_id))
             .lock_exclusive()
             .one(&*tx)
             .await?
-            .ok_or_else(|| AppError::not_found("Story", encode(Kind::Story, input.story_id)))?;
-        let criteria = current.acceptance_criteria.as_array().map_or(0, Vec::len) as i32;
-        let g = checked(input, criteria)?;
-        let effect = gate_effect(current.status, g.decision)?;
+            .ok_or_else(|| AppError::not_found("Story", encode(Kind::Story, g.story_id)))?;
+        let round = match current.current_gate_id {
+            Some(id) => gate_facts(&tx, id).await?.map(|f| f.decision),
+            None => None,
+        };
+        let by_person = p.may(&[Role::Operator]);
+        let effect = gate_effect(current.status, round, g.decision, by_person)?;
+        let content = story_content::Entity::find_by_id(current.id)
+            .one(&*tx)
+            .await?
+            .map(|c| StoryContent::parse(&c.content))
+            .transpose()?
+            .unwrap_or_default();
+        check_coverage(&g, content.acceptance_criteria.len() as i32)?;
         let t = now();
         let gate = qa_gate::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -253,7 +271,23 @@ impl Services {
         .await?;
         let ev = tx.append(NewEvent::snapshot(EventType::QaGateRecorded, &gate));
         let story = match effect {
-            None => current,
+            // The gate is now the round's: the story says so (its version
+            // moves, so clients see it may now be completed, or not).
+            None => {
+                let mut am = current.clone().into_active_model();
+                am.current_gate_id = Set(Some(gate.id));
+                am.version = Set(current.version + 1);
+                am.updated_at = Set(t);
+                let updated = am.clone().try_into_model()?;
+                let res = story::Entity::update_many()
+                    .set(am)
+                    .filter(story::Column::Id.eq(current.id))
+                    .filter(story::Column::Version.eq(current.version))
+                    .exec(&*tx)
+                    .await?;
+                super::guarded(res.rows_affected, "the story")?;
+                updated
+            }
             Some(change) => {
                 let decision = sea_orm::ActiveEnum::to_value(&gate.decision);
                 let note = format!("QA gate {decision}: {}", gate.status_reason);

@@ -24,7 +24,7 @@ use super::{NewEvent, Services, Tx, guarded, now, snapshot};
 use crate::auth::Principal;
 use crate::domain::story::{StoryVerb, decide, epic_after};
 use crate::domain::{EpicStatus, EventType, ProjectStatus, StoryStatus};
-use crate::entity::{epic, event, story};
+use crate::entity::{epic, event, story, story_content};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Kind, encode};
 
@@ -40,12 +40,14 @@ pub const MAX_CRITERIA: usize = 50;
 pub const MAX_TASKS: usize = 100;
 /// Longest dev notes of a story, in bytes.
 pub const MAX_DEV_NOTES_BYTES: usize = 64 * 1024;
+/// Longest part of a story's statement (role, action, benefit) and note on
+/// a verb, in characters: these travel in lists and events.
+pub const MAX_STATEMENT: usize = 500;
 /// Highest epic number, and highest story number in an epic.
 pub const MAX_NUMBER: i32 = 1_000;
 /// Lines a story's change log keeps (the oldest go first): every verb adds
-/// one, and the log is rewritten and copied into each event, so a story
-/// sent round the cycle forever must not grow without end. The event log
-/// keeps every change.
+/// one and rewrites the story's content, so a story sent round the cycle
+/// forever must not grow without end. The event log keeps every change.
 pub const MAX_CHANGE_LOG: usize = 100;
 
 /// Input of [`Services::create_epic`].
@@ -99,6 +101,34 @@ pub struct ChangeLogEntry {
     pub author: String,
 }
 
+/// What a story holds beyond its row, stored apart (`story_contents`) and
+/// read only when a client selects it; at most `CEREBRAL_MAX_CONTENT_BYTES`
+/// as JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoryContent {
+    /// Numbered by position from 1.
+    pub acceptance_criteria: Vec<String>,
+    /// Dev's checklist.
+    pub tasks: Vec<StoryTask>,
+    /// Notes for dev.
+    pub dev_notes: Option<String>,
+    /// The last [`MAX_CHANGE_LOG`] changes, oldest first.
+    pub change_log: Vec<ChangeLogEntry>,
+}
+
+impl StoryContent {
+    /// Parses a stored content; a row that does not parse is a fault, not
+    /// an empty story (writing it back would lose it).
+    pub fn parse(json: &serde_json::Value) -> AppResult<Self> {
+        serde_json::from_value(json.clone()).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!(
+                "a stored story content does not parse: {e}"
+            ))
+        })
+    }
+}
+
 /// Input of [`Services::draft_story`].
 #[derive(Debug, Clone)]
 pub struct NewStory {
@@ -144,8 +174,25 @@ pub struct StoryFilter {
     pub status: Option<Vec<StoryStatus>>,
 }
 
-/// `text` trimmed, refused unless it has 1–`max` characters.
+/// Refuses control characters but tab, line feed and carriage return:
+/// PostgreSQL stores no NUL in text or JSON, and SQLite would, so the two
+/// back-ends must not see them.
+pub(crate) fn printable(field: &str, text: &str) -> AppResult<()> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(AppError::bad_input(format!(
+            "{field} must not hold control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `text` trimmed, refused unless it has 1–`max` characters and no control
+/// characters ([`printable`]).
 pub(crate) fn text(field: &str, text: &str, max: usize) -> AppResult<String> {
+    printable(field, text)?;
     let t = text.trim();
     let n = t.chars().count();
     if n == 0 || n > max {
@@ -231,12 +278,13 @@ fn checked(input: NewStory) -> AppResult<NewStory> {
             subtasks,
         });
     }
-    if let Some(notes) = &input.dev_notes
-        && notes.len() > MAX_DEV_NOTES_BYTES
-    {
-        return Err(AppError::bad_input(format!(
-            "devNotes must be at most {MAX_DEV_NOTES_BYTES} bytes"
-        )));
+    if let Some(notes) = &input.dev_notes {
+        printable("devNotes", notes)?;
+        if notes.len() > MAX_DEV_NOTES_BYTES {
+            return Err(AppError::bad_input(format!(
+                "devNotes must be at most {MAX_DEV_NOTES_BYTES} bytes"
+            )));
+        }
     }
     if let Some(points) = input.points
         && !(0..=100).contains(&points)
@@ -245,9 +293,9 @@ fn checked(input: NewStory) -> AppResult<NewStory> {
     }
     Ok(NewStory {
         title: text("title", &input.title, MAX_TITLE)?,
-        role: text("role", &input.role, MAX_TEXT)?,
-        action: text("action", &input.action, MAX_TEXT)?,
-        benefit: text("benefit", &input.benefit, MAX_TEXT)?,
+        role: text("role", &input.role, MAX_STATEMENT)?,
+        action: text("action", &input.action, MAX_STATEMENT)?,
+        benefit: text("benefit", &input.benefit, MAX_STATEMENT)?,
         acceptance_criteria: input
             .acceptance_criteria
             .iter()
@@ -270,8 +318,9 @@ fn require_active(project: &crate::entity::project::Model) -> AppResult<()> {
 }
 
 /// Moves a locked story to `to` with a guarded update, adds its change-log
-/// line (the status, and `note` when given) and queues `event_type` with
-/// the story's snapshot and the note.
+/// line (the status, and `note` when given) to its content, and queues
+/// `event_type` with the story's row and the note. Going back to dev or
+/// into a new review round ends the current gate's round.
 pub(crate) async fn move_story(
     tx: &mut Tx<'_>,
     p: &Principal,
@@ -280,8 +329,15 @@ pub(crate) async fn move_story(
     note: Option<String>,
     t: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<(story::Model, super::EventRef)> {
-    let mut log: Vec<ChangeLogEntry> =
-        serde_json::from_value(current.change_log.clone()).unwrap_or_default();
+    let row = story_content::Entity::find_by_id(current.id)
+        .filter(story_content::Column::TenantId.eq(p.tenant_id))
+        .one(&**tx)
+        .await?
+        .ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("story {} has no content", current.id))
+        })?;
+    let mut content = StoryContent::parse(&row.content)?;
+    let log = &mut content.change_log;
     if log.len() >= MAX_CHANGE_LOG {
         log.drain(..=log.len() - MAX_CHANGE_LOG);
     }
@@ -295,11 +351,21 @@ pub(crate) async fn move_story(
         },
         author: p.user_id.clone(),
     });
+    story_content::Entity::update_many()
+        .col_expr(
+            story_content::Column::Content,
+            sea_orm::sea_query::Expr::value(snapshot(&content)),
+        )
+        .filter(story_content::Column::StoryId.eq(current.id))
+        .exec(&**tx)
+        .await?;
     let mut am = current.clone().into_active_model();
     am.status = Set(to);
     am.version = Set(current.version + 1);
-    am.change_log = Set(snapshot(&log));
     am.updated_at = Set(t);
+    if to != StoryStatus::Done {
+        am.current_gate_id = Set(None);
+    }
     let updated = am.clone().try_into_model()?;
     let res = story::Entity::update_many()
         .set(am)
@@ -378,6 +444,14 @@ impl Services {
         input: NewStory,
     ) -> AppResult<(story::Model, event::Model)> {
         let input = checked(input)?;
+        let content = StoryContent {
+            acceptance_criteria: input.acceptance_criteria.clone(),
+            tasks: input.tasks.clone(),
+            dev_notes: input.dev_notes.clone(),
+            change_log: vec![],
+        };
+        let mut content = snapshot(&content);
+        self.json_within("the story's content", &content, super::JsonLimit::Content)?;
         let mut tx = self.begin(p).await?;
         let project_id = epic::Entity::find_by_id(input.epic_id)
             .filter(epic::Column::TenantId.eq(p.tenant_id))
@@ -403,12 +477,12 @@ impl Services {
         })
         .await?;
         let t = now();
-        let log = vec![ChangeLogEntry {
+        content["changeLog"] = snapshot(&[ChangeLogEntry {
             at: t,
             version: 1,
             description: "Drafted".into(),
             author: p.user_id.clone(),
-        }];
+        }]);
         let model = story::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(p.tenant_id),
@@ -420,16 +494,20 @@ impl Services {
             role: Set(input.role),
             action: Set(input.action),
             benefit: Set(input.benefit),
-            acceptance_criteria: Set(json!(input.acceptance_criteria)),
-            tasks: Set(snapshot(&input.tasks)),
-            dev_notes: Set(input.dev_notes),
-            change_log: Set(snapshot(&log)),
             points: Set(input.points),
             status: Set(StoryStatus::Draft),
+            current_gate_id: Set(None),
             version: Set(1),
             created_by: Set(p.user_id.clone()),
             created_at: Set(t),
             updated_at: Set(t),
+        }
+        .insert(&*tx)
+        .await?;
+        story_content::ActiveModel {
+            story_id: Set(model.id),
+            tenant_id: Set(p.tenant_id),
+            content: Set(content),
         }
         .insert(&*tx)
         .await?;
@@ -439,7 +517,7 @@ impl Services {
     }
 
     /// Applies one lifecycle verb to a story (see `domain::story`), adds a
-    /// line to its change log (with `note` when given, up to 2,000
+    /// line to its change log (with `note` when given, up to 500
     /// characters) and, when the story's move carries its epic along,
     /// moves the epic too (`EPIC_STATUS_CHANGED` after the story's event).
     #[tracing::instrument(skip(self, note), fields(tenant = %p.tenant_id))]
@@ -451,7 +529,7 @@ impl Services {
         note: Option<String>,
     ) -> AppResult<(story::Model, event::Model)> {
         let note = match note {
-            Some(n) => Some(text("note", &n, MAX_TEXT)?),
+            Some(n) => Some(text("note", &n, MAX_STATEMENT)?),
             None => None,
         };
         let mut tx = self.begin(p).await?;
@@ -473,10 +551,9 @@ impl Services {
             .await?
             .ok_or_else(|| AppError::not_found("Story", encode(Kind::Story, id)))?;
         let t = now();
-        let gate = if verb == StoryVerb::Complete {
-            super::qa_gate::current_gate(&tx, current.id).await?
-        } else {
-            None
+        let gate = match (verb, current.current_gate_id) {
+            (StoryVerb::Complete, Some(g)) => super::qa_gate::gate_facts(&tx, g).await?,
+            _ => None,
         };
         let (to, event_type) = decide(current.status, verb, gate, t)?;
         let (updated, ev) = move_story(&mut tx, p, current, (to, event_type), note, t).await?;

@@ -225,6 +225,9 @@ async fn drafts_and_epics_past_their_bounds_are_refused_and_leave_nothing() {
         with("points", json!(101)),
         with("number", json!(0)),
         with("number", json!(1_001)),
+        with("title", json!("a\u{0}b")),
+        with("devNotes", json!("notes\u{0}")),
+        with("acceptanceCriteria", json!(["bell\u{7}"])),
     ];
     for input in bad {
         app.assert_code(draft, json!({ "i": input }), "BAD_USER_INPUT")
@@ -447,7 +450,7 @@ async fn a_fail_gate_loops_back_and_only_a_pass_or_waived_gate_lets_the_story_fi
 }
 
 #[tokio::test]
-async fn waiving_takes_a_person_and_an_expired_gate_does_not_count() {
+async fn a_person_waives_and_decides_over_concerns_and_an_expired_gate_does_not_count() {
     const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
     const TENANT: &str = "0190a3c4-0000-7000-8000-00000000005a";
     let app = support::spawn_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
@@ -471,9 +474,49 @@ async fn waiving_takes_a_person_and_an_expired_gate_does_not_count() {
             .is_some_and(|m| m.contains("expired")),
         "{refused}"
     );
+    // After CONCERNS in the round, the agent cannot pass over them.
+    agent.ok(GATE, json!({ "i": gate(&s, "CONCERNS") })).await;
+    agent
+        .assert_code(GATE, json!({ "i": gate(&s, "PASS") }), "FORBIDDEN")
+        .await;
     operator.ok(GATE, json!({ "i": waived })).await;
     let done = agent.ok(&verb("completeStory"), json!({ "s": s })).await;
     assert_eq!(done["completeStory"]["story"]["status"], "DONE");
+}
+
+#[tokio::test]
+async fn a_gate_from_an_earlier_review_round_does_not_count() {
+    let app = support::spawn().await;
+    let (_, _, s) = in_review(&app).await;
+    let passed = app.ok(GATE, json!({ "i": gate(&s, "PASS") })).await;
+    assert_eq!(
+        passed["recordQaGate"]["story"]["version"], 5,
+        "the gate moves the version"
+    );
+    for v in ["reopenStory", "submitStoryForReview"] {
+        app.ok(&verb(v), json!({ "s": s })).await;
+    }
+    let refused = app.post(&verb("completeStory"), json!({ "s": s })).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"],
+        "INVALID_TRANSITION"
+    );
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no QA gate")),
+        "{refused}"
+    );
+    let d = app
+        .ok(
+            "query($s: ID!) { story(id: $s) { status currentGate { id } gates { totalCount } } }",
+            json!({ "s": s }),
+        )
+        .await;
+    assert_eq!(
+        d["story"],
+        json!({"status": "REVIEW", "currentGate": null, "gates": {"totalCount": 1}})
+    );
 }
 
 #[tokio::test]

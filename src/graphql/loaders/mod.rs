@@ -10,7 +10,7 @@ use super::batch::Batching;
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{
     agent_status, agent_status_history, artifact, artifact_content, epic, event, hitl_request,
-    persona, persona_context, project, qa_gate, story, task, task_checkpoint,
+    persona, persona_context, project, qa_gate, story, story_content, task, task_checkpoint,
     task_checkpoint_state, workflow, workflow_step,
 };
 use crate::rls::Scoped;
@@ -150,8 +150,6 @@ pub enum Rel {
     EpicStories,
     /// `Story.gates`
     StoryGates,
-    /// `Story.currentGate` (newest first).
-    StoryLatestGate,
 }
 
 impl Rel {
@@ -173,7 +171,7 @@ impl Rel {
             Rel::TaskPendingHitl => ("hitl_requests", "task_id", "id"),
             Rel::ProjectEpics => ("epics", "project_id", "id"),
             Rel::EpicStories => ("stories", "epic_id", "id"),
-            Rel::StoryGates | Rel::StoryLatestGate => ("qa_gates", "story_id", "id"),
+            Rel::StoryGates => ("qa_gates", "story_id", "id"),
         }
     }
 
@@ -184,10 +182,7 @@ impl Rel {
 
     /// Whether the relation lists newest first.
     fn descending(self) -> bool {
-        matches!(
-            self,
-            Rel::TaskLatestCheckpoint | Rel::AgentHistory | Rel::StoryLatestGate
-        )
+        matches!(self, Rel::TaskLatestCheckpoint | Rel::AgentHistory)
     }
 }
 
@@ -372,8 +367,8 @@ pub struct Loaders {
     pub qa_gates: DataLoader<ById<qa_gate::Entity>>,
     /// QA gates under stories.
     pub gate_pages: DataLoader<Children<qa_gate::Entity>>,
-    /// The latest QA gate of stories.
-    pub latest_gate: DataLoader<Children<qa_gate::Entity>>,
+    /// Story contents (criteria, checklist, notes, change log).
+    pub story_contents: DataLoader<Bodies<story_content::Entity>>,
     /// History of agent statuses.
     pub agent_history_pages: DataLoader<Children<agent_status_history::Entity>>,
 }
@@ -486,7 +481,11 @@ impl Loaders {
             story_pages: pages!(Rel::EpicStories),
             qa_gates: id_loader!(&own),
             gate_pages: pages!(Rel::StoryGates),
-            latest_gate: pages!(Rel::StoryLatestGate),
+            story_contents: batching.loader(Bodies {
+                db: db.clone(),
+                tenant,
+                _e: PhantomData,
+            }),
         }
     }
 }

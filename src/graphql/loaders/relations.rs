@@ -3,8 +3,8 @@
 
 use crate::auth::SYSTEM_TENANT;
 use crate::entity::{
-    artifact_content, event, task_checkpoint_state, task_dependency, team_member, team_workflow,
-    workflow_step,
+    artifact_content, event, story_content, task_checkpoint_state, task_dependency, team_member,
+    team_workflow, workflow_step,
 };
 use crate::rls::Scoped;
 use async_graphql::dataloader::Loader;
@@ -106,8 +106,8 @@ impl Loader<Uuid> for TeamKeys {
     }
 }
 
-/// Checkpoint states and artifact contents, loaded only when a client asks
-/// for them.
+/// Checkpoint states, artifact and story contents, loaded only when a
+/// client asks for them.
 pub struct Bodies<E> {
     pub(crate) db: Scoped,
     pub(crate) tenant: Uuid,
@@ -145,6 +145,20 @@ impl Loader<Uuid> for Bodies<artifact_content::Entity> {
             .into_iter()
             .map(|r| (r.artifact_id, r.content))
             .collect())
+    }
+}
+
+impl Loader<Uuid> for Bodies<story_content::Entity> {
+    type Value = serde_json::Value;
+    type Error = LoadError;
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
+        let rows = story_content::Entity::find()
+            .filter(story_content::Column::StoryId.is_in(keys.to_vec()))
+            .filter(story_content::Column::TenantId.eq(self.tenant))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|r| (r.story_id, r.content)).collect())
     }
 }
 
