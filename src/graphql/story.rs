@@ -8,7 +8,7 @@ use super::limits::Counted;
 use super::mutation::keyed;
 use super::types::*;
 use super::{AGENT, AGENT_OR_OPERATOR, OPERATOR, loaders, principal};
-use crate::domain::story::StoryVerb;
+use crate::domain::story::{CurrentGate, StoryVerb, decide};
 use crate::domain::{EpicStatus, EventType, StoryStatus};
 use crate::entity::{epic, event, story};
 use crate::ids::{self, Kind};
@@ -184,9 +184,24 @@ impl Story {
     async fn status(&self) -> StoryStatus {
         self.0.status
     }
-    /// States this story may move to next.
-    async fn allowed_transitions(&self) -> Vec<StoryStatus> {
-        self.0.status.allowed_transitions().to_vec()
+    /// States this story may move to next, as things stand: DONE only
+    /// while the gate of its review round lets `completeStory` through.
+    async fn allowed_transitions(&self, ctx: &Context<'_>) -> Result<Vec<StoryStatus>> {
+        let mut next = self.0.status.allowed_transitions().to_vec();
+        if next.contains(&StoryStatus::Done) {
+            let gate = match self.0.current_gate_id {
+                Some(id) => one(&loaders(ctx).qa_gates, id).await?,
+                None => None,
+            };
+            let facts = gate.map(|g| CurrentGate {
+                decision: g.decision,
+                expires_at: g.expires_at,
+            });
+            if decide(self.0.status, StoryVerb::Complete, facts, Utc::now()).is_err() {
+                next.retain(|s| *s != StoryStatus::Done);
+            }
+        }
+        Ok(next)
     }
     /// Goes up by one with every change.
     async fn version(&self) -> i32 {

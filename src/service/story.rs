@@ -6,9 +6,12 @@
 //! project, epic, story — so an epic's status, which follows its stories,
 //! is decided with all of them held still.
 //!
-//! What a caller sends is bounded before anything is written: the lengths
-//! and counts below are refused with `BAD_USER_INPUT`, and so is an
-//! acceptance-criterion reference that names no criterion.
+//! What a caller sends is bounded before the transaction begins: the
+//! lengths and counts below, control characters and a content over
+//! `CEREBRAL_MAX_CONTENT_BYTES` are refused with `BAD_USER_INPUT`, and so
+//! is an acceptance-criterion reference that names no criterion. A story's
+//! content (criteria, checklist, notes, change log) is stored apart from
+//! its row, so lists and events stay small.
 
 use super::query::{Page, PageAt, page};
 use sea_orm::{
@@ -30,8 +33,8 @@ use crate::ids::{Kind, encode};
 
 /// Longest title of an epic or a story, in characters.
 pub const MAX_TITLE: usize = 200;
-/// Longest text of one part of a story (role, action, benefit, one
-/// criterion, one task or subtask, a note), and of an epic's goal, in
+/// Longest text of one acceptance criterion, one task or subtask, an
+/// epic's goal, and a QA gate's reason, finding, action or note, in
 /// characters.
 pub const MAX_TEXT: usize = 2_000;
 /// Most acceptance criteria of a story.
