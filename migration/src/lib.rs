@@ -19,33 +19,15 @@ mod m20261206_000007_events_as_positions;
 pub mod m20261207_000008_create_epics_stories_and_gates;
 
 /// Every table holding tenant rows, each behind the tenant wall on
-/// PostgreSQL (the row-level security migration and the ones after it).
-pub const TENANT_TABLES: &[&str] = &[
-    "personas",
-    "teams",
-    "team_members",
-    "team_workflows",
-    "workflows",
-    "workflow_steps",
-    "projects",
-    "tasks",
-    "task_dependencies",
-    "task_checkpoints",
-    "task_checkpoint_states",
-    "hitl_requests",
-    "artifacts",
-    "artifact_contents",
-    "agent_statuses",
-    "agent_status_history",
-    "sessions",
-    "persona_contexts",
-    "events",
-    "idempotency_keys",
-    "epics",
-    "stories",
-    "story_contents",
-    "qa_gates",
-];
+/// PostgreSQL: those of the row-level security migration and those the
+/// migrations after it add.
+pub fn tenant_tables() -> Vec<&'static str> {
+    [
+        m20261122_000006_row_level_security::FIRST_TENANT_TABLES,
+        m20261207_000008_create_epics_stories_and_gates::TABLES,
+    ]
+    .concat()
+}
 
 /// Runs every migration of this crate, in order.
 pub struct Migrator;

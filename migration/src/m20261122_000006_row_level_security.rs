@@ -29,7 +29,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 /// The tables holding tenant rows when this migration was written; a later
 /// migration that adds one isolates it itself ([`crate::common::isolate`]),
-/// and [`crate::TENANT_TABLES`] lists them all.
+/// and [`crate::tenant_tables`] lists them all.
 pub const FIRST_TENANT_TABLES: &[&str] = &[
     "personas",
     "teams",
