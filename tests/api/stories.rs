@@ -114,12 +114,7 @@ async fn a_story_moves_through_its_cycle_and_carries_its_epic() {
     );
     // The epic's event came after the story's, in the same change.
     assert_eq!(logged_at_least(&app, 10).await, 10);
-    let types: Vec<Value> = app
-        .events_after(Value::Null, "type")
-        .await
-        .into_iter()
-        .map(|e| e["type"].clone())
-        .collect();
+    let types = logged_types(&app).await;
     let started = types
         .iter()
         .position(|t| t == "STORY_STARTED")
@@ -165,6 +160,15 @@ async fn logged_at_least(app: &support::TestApp, want: usize) -> usize {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     app.events_after(Value::Null, "cursor").await.len()
+}
+
+/// The types of the events in the log, in order.
+async fn logged_types(app: &support::TestApp) -> Vec<Value> {
+    app.events_after(Value::Null, "type")
+        .await
+        .into_iter()
+        .map(|e| e["type"].clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -394,12 +398,7 @@ async fn a_fail_gate_loops_back_and_only_a_pass_or_waived_gate_lets_the_story_fi
     assert_eq!(r["story"]["status"], "IN_PROGRESS", "FAIL sends it back");
     assert_eq!(r["event"]["type"], "QA_GATE_RECORDED");
     assert_eq!(logged_at_least(&app, 9).await, 9);
-    let types: Vec<Value> = app
-        .events_after(Value::Null, "type")
-        .await
-        .into_iter()
-        .map(|e| e["type"].clone())
-        .collect();
+    let types = logged_types(&app).await;
     let at = types
         .iter()
         .rposition(|t| t == "QA_GATE_RECORDED")
