@@ -95,11 +95,10 @@ pub struct Story(pub story::Model);
 
 impl Story {
     /// The story's content, loaded once per request for all its fields.
-    async fn content(&self, ctx: &Context<'_>) -> Result<svc::StoryContent> {
-        let json = one(&loaders(ctx).story_contents, self.0.id)
+    async fn content(&self, ctx: &Context<'_>) -> Result<std::sync::Arc<svc::StoryContent>> {
+        Ok(one(&loaders(ctx).story_contents, self.0.id)
             .await?
-            .unwrap_or_default();
-        Ok(svc::StoryContent::parse(&json)?)
+            .unwrap_or_default())
     }
 }
 
@@ -139,7 +138,8 @@ impl Story {
         Ok(Counted(
             content
                 .acceptance_criteria
-                .into_iter()
+                .iter()
+                .cloned()
                 .zip(1..)
                 .map(|(text, number)| AcceptanceCriterion {
                     number,
@@ -152,12 +152,12 @@ impl Story {
     async fn tasks(&self, ctx: &Context<'_>) -> Result<Counted<Vec<StoryTask>>> {
         let content = self.content(ctx).await?;
         Ok(Counted(
-            content.tasks.into_iter().map(StoryTask::from).collect(),
+            content.tasks.iter().cloned().map(StoryTask::from).collect(),
         ))
     }
     /// Notes for dev: context, sources, constraints.
     async fn dev_notes(&self, ctx: &Context<'_>) -> Result<Counted<Option<String>>> {
-        Ok(Counted(self.content(ctx).await?.dev_notes))
+        Ok(Counted(self.content(ctx).await?.dev_notes.clone()))
     }
     /// The story's last 100 changes, oldest first (`events` keeps every
     /// one).
@@ -166,12 +166,12 @@ impl Story {
         Ok(Counted(
             content
                 .change_log
-                .into_iter()
+                .iter()
                 .map(|e| StoryChange {
                     at: e.at,
                     version: e.version,
-                    description: Counted(e.description),
-                    author: Counted(e.author),
+                    description: Counted(e.description.clone()),
+                    author: Counted(e.author.clone()),
                 })
                 .collect(),
         ))

@@ -447,13 +447,18 @@ impl Services {
         input: NewStory,
     ) -> AppResult<(story::Model, event::Model)> {
         let input = checked(input)?;
-        let content = StoryContent {
-            acceptance_criteria: input.acceptance_criteria.clone(),
-            tasks: input.tasks.clone(),
-            dev_notes: input.dev_notes.clone(),
-            change_log: vec![],
-        };
-        let mut content = snapshot(&content);
+        let t = now();
+        let content = snapshot(&StoryContent {
+            acceptance_criteria: input.acceptance_criteria,
+            tasks: input.tasks,
+            dev_notes: input.dev_notes,
+            change_log: vec![ChangeLogEntry {
+                at: t,
+                version: 1,
+                description: "Drafted".into(),
+                author: p.user_id.clone(),
+            }],
+        });
         self.json_within("the story's content", &content, super::JsonLimit::Content)?;
         let mut tx = self.begin(p).await?;
         let project_id = epic::Entity::find_by_id(input.epic_id)
@@ -479,13 +484,6 @@ impl Services {
             )
         })
         .await?;
-        let t = now();
-        content["changeLog"] = snapshot(&[ChangeLogEntry {
-            at: t,
-            version: 1,
-            description: "Drafted".into(),
-            author: p.user_id.clone(),
-        }]);
         let model = story::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(p.tenant_id),

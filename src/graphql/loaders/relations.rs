@@ -148,8 +148,10 @@ impl Loader<Uuid> for Bodies<artifact_content::Entity> {
     }
 }
 
+/// Story contents come parsed: a story's four content fields share one
+/// parse per request.
 impl Loader<Uuid> for Bodies<story_content::Entity> {
-    type Value = serde_json::Value;
+    type Value = Arc<crate::service::story::StoryContent>;
     type Error = LoadError;
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, LoadError> {
         let rows = story_content::Entity::find()
@@ -158,7 +160,13 @@ impl Loader<Uuid> for Bodies<story_content::Entity> {
             .all(&self.db)
             .await
             .map_err(Arc::new)?;
-        Ok(rows.into_iter().map(|r| (r.story_id, r.content)).collect())
+        rows.into_iter()
+            .map(|r| {
+                let content = crate::service::story::StoryContent::parse(&r.content)
+                    .map_err(|e| Arc::new(sea_orm::DbErr::Custom(e.to_string())))?;
+                Ok((r.story_id, Arc::new(content)))
+            })
+            .collect()
     }
 }
 
